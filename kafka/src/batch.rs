@@ -1,0 +1,324 @@
+//! The fixed v2 record-batch header, read and patched in place.
+//!
+//! Layout (big-endian), as in Kafka's `DefaultRecordBatch`:
+//!
+//! ```text
+//!  0 baseOffset i64 | 8 batchLength i32 | 12 partitionLeaderEpoch i32 | 16 magic i8
+//! 17 crc u32 | 21 attributes i16 | 23 lastOffsetDelta i32 | 27 baseTimestamp i64
+//! 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16 | 53 baseSequence i32
+//! 57 recordCount i32 | 61 records...
+//! ```
+//!
+//! The CRC-32C covers byte 21 to the end, so `baseOffset` and `partitionLeaderEpoch` can be
+//! rewritten without recomputing it; anything else that changes needs [`rewrite_crc`].
+
+use crate::error::{BatchFault, Error, Result};
+
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength` counts: baseOffset and the length field itself.
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+
+pub const ATTR_COMPRESSION_MASK: i16 = 0x07;
+pub const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
+pub const ATTR_CONTROL: i16 = 0x20;
+
+/// Compression codec named by the low three attribute bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+    Unknown(i16),
+}
+
+/// The parsed fixed header of one v2 record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+impl BatchHeader {
+    /// Parses the fixed header at the start of `buf`. Checks only what the header itself can
+    /// tell (length, magic, counts); the CRC is checked by [`verify_crc`].
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader> {
+        if buf.len() < HEADER_LEN {
+            return Err(Error::MalformedBatch(BatchFault::ShortHeader));
+        }
+        let h = BatchHeader {
+            base_offset: be_i64(buf, 0),
+            batch_length: be_i32(buf, 8),
+            partition_leader_epoch: be_i32(buf, 12),
+            magic: buf[16] as i8,
+            crc: u32::from_be_bytes([buf[17], buf[18], buf[19], buf[20]]),
+            attributes: be_i16(buf, 21),
+            last_offset_delta: be_i32(buf, 23),
+            base_timestamp: be_i64(buf, 27),
+            max_timestamp: be_i64(buf, 35),
+            producer_id: be_i64(buf, 43),
+            producer_epoch: be_i16(buf, 51),
+            base_sequence: be_i32(buf, 53),
+            record_count: be_i32(buf, 57),
+        };
+        if h.magic != 2 {
+            return Err(Error::MalformedBatch(BatchFault::UnsupportedMagic(h.magic)));
+        }
+        if (h.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
+            return Err(Error::MalformedBatch(BatchFault::BadLength));
+        }
+        if h.last_offset_delta < 0 || h.record_count < 0 {
+            return Err(Error::MalformedBatch(BatchFault::BadCounts));
+        }
+        Ok(h)
+    }
+
+    /// Size of the whole batch on the wire and on disk.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Offset of the batch's last record (its base offset plus the last offset delta).
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    pub fn codec(&self) -> Codec {
+        match self.attributes & ATTR_COMPRESSION_MASK {
+            0 => Codec::None,
+            1 => Codec::Gzip,
+            2 => Codec::Snappy,
+            3 => Codec::Lz4,
+            4 => Codec::Zstd,
+            other => Codec::Unknown(other),
+        }
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTR_TIMESTAMP_TYPE != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+/// CRC-32C of the checksummed part of a batch (attributes to the end).
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(batch.get(CRC_START..).unwrap_or_default())
+}
+
+/// Checks the stored CRC of one complete batch.
+pub fn verify_crc(batch: &[u8]) -> Result<()> {
+    let header = BatchHeader::parse(batch)?;
+    let computed = compute_crc(batch);
+    if computed != header.crc {
+        return Err(Error::CorruptBatch { stored: header.crc, computed });
+    }
+    Ok(())
+}
+
+/// Writes a new base offset; outside the CRC range, so the CRC stays valid.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    if batch.len() >= 8 {
+        batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    }
+}
+
+/// Writes a new partition leader epoch; outside the CRC range.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    if batch.len() >= 16 {
+        batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+    }
+}
+
+/// Marks the batch as LogAppendTime with the given max timestamp and recomputes the CRC,
+/// as Kafka's broker does for topics with `message.timestamp.type=LogAppendTime`.
+pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    let attributes = be_i16(batch, 21) | ATTR_TIMESTAMP_TYPE;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[35..43].copy_from_slice(&timestamp.to_be_bytes());
+    rewrite_crc(batch);
+}
+
+/// Rewrites the producer-owned header fields of a batch (used when re-producing a fetched
+/// batch under another producer identity) and recomputes the CRC.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    rewrite_crc(batch);
+}
+
+/// Recomputes and stores the CRC after a change inside the checksummed range.
+pub fn rewrite_crc(batch: &mut [u8]) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    let crc = compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Splits a record set (concatenated batches) into batches, checking that every length
+/// field stays inside the buffer. Yields `(byte position, header)`.
+///
+/// A fetched record set may end in a partial batch (the broker cut it at `max_bytes`);
+/// [`Batches::partial_tail`] tells whether that happened.
+pub struct Batches<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Batches<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Batches { buf, pos: 0, failed: false }
+    }
+
+    /// Bytes after the last complete batch, if any: a partial batch cut off by the sender.
+    pub fn remainder(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<(usize, BatchHeader)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.buf.len() {
+            return None;
+        }
+        let rest = &self.buf[self.pos..];
+        if rest.len() < HEADER_LEN {
+            self.failed = true;
+            return Some(Err(Error::MalformedBatch(BatchFault::ShortHeader)));
+        }
+        match BatchHeader::parse(rest) {
+            Ok(h) if h.total_len() <= rest.len() => {
+                let at = self.pos;
+                self.pos += h.total_len();
+                Some(Ok((at, h)))
+            }
+            Ok(_) => {
+                self.failed = true;
+                Some(Err(Error::MalformedBatch(BatchFault::Truncated)))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small v2 batch of one record (key "k", value "v") built by hand.
+    pub(crate) fn sample_batch() -> Vec<u8> {
+        // record: length varint, attributes, timestampDelta, offsetDelta, key len, key,
+        // value len, value, headers count (all varints zigzag-encoded)
+        let record: Vec<u8> = vec![0x00, 0x00, 0x00, 0x02, b'k', 0x02, b'v', 0x00];
+        let mut body = Vec::new();
+        body.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        body.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+        body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+        body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+        body.extend_from_slice(&(-1i64).to_be_bytes());
+        body.extend_from_slice(&(-1i16).to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.push((record.len() as u8) << 1);
+        body.extend_from_slice(&record);
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((4 + 1 + 4 + body.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        b.extend_from_slice(&body);
+        b
+    }
+
+    #[test]
+    fn parses_and_verifies_a_batch() {
+        let b = sample_batch();
+        let h = BatchHeader::parse(&b).expect("header");
+        assert_eq!(h.total_len(), b.len());
+        assert_eq!(h.record_count, 1);
+        assert_eq!(h.codec(), Codec::None);
+        verify_crc(&b).expect("crc");
+    }
+
+    #[test]
+    fn base_offset_rewrite_keeps_crc_and_producer_rewrite_recomputes_it() {
+        let mut b = sample_batch();
+        set_base_offset(&mut b, 42);
+        verify_crc(&b).expect("crc after offset rewrite");
+        assert_eq!(BatchHeader::parse(&b).expect("header").base_offset, 42);
+        set_producer(&mut b, 7, 1, 100);
+        verify_crc(&b).expect("crc after producer rewrite");
+        let h = BatchHeader::parse(&b).expect("header");
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 1, 100));
+    }
+
+    #[test]
+    fn flipped_byte_fails_crc() {
+        let mut b = sample_batch();
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        assert!(matches!(verify_crc(&b), Err(Error::CorruptBatch { .. })));
+    }
+
+    #[test]
+    fn batches_splits_and_reports_truncation() {
+        let one = sample_batch();
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        let headers: Vec<_> = Batches::new(&two).collect::<Result<_>>().expect("two batches");
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers[1].0, one.len());
+        let cut = &two[..two.len() - 3];
+        let results: Vec<_> = Batches::new(cut).collect();
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(Error::MalformedBatch(BatchFault::Truncated))));
+    }
+}

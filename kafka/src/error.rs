@@ -1,0 +1,47 @@
+use std::fmt;
+
+/// Errors from the wire layer: framing, record batches and client I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge { size: i64, limit: usize },
+    #[error("malformed frame: {0}")]
+    MalformedFrame(String),
+    #[error("malformed record batch: {0}")]
+    MalformedBatch(BatchFault),
+    #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CorruptBatch { stored: u32, computed: u32 },
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What is wrong with a record batch whose bytes could not be taken apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFault {
+    /// Fewer bytes than the fixed 61-byte v2 header.
+    ShortHeader,
+    /// The batch length field points past the end of the buffer.
+    Truncated,
+    /// The batch length field is smaller than a v2 header can be.
+    BadLength,
+    /// Magic byte other than 2 (Tern stores record batch v2 only).
+    UnsupportedMagic(i8),
+    /// The header's record count or offset delta contradicts itself.
+    BadCounts,
+}
+
+impl fmt::Display for BatchFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchFault::ShortHeader => write!(f, "shorter than the 61-byte v2 header"),
+            BatchFault::Truncated => write!(f, "batch length runs past the end of the data"),
+            BatchFault::BadLength => write!(f, "batch length too small for a v2 header"),
+            BatchFault::UnsupportedMagic(m) => write!(f, "magic {m} (only v2 record batches are accepted)"),
+            BatchFault::BadCounts => write!(f, "record count and last offset delta disagree"),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,21 @@
+//! tern-kafka: the Kafka wire layer shared by Tern's broker and its client.
+//!
+//! - [`frame`]: sans-io framing; size-prefixed frames to request/response headers and
+//!   bodies (message structs come from the `kafka-protocol` crate).
+//! - [`connection`]: reading and writing whole frames on a byte stream.
+//! - [`batch`]: the v2 record-batch header, its CRC-32C, and in-place rewrites.
+//!
+//! ```
+//! use tern_kafka::batch::{Batches, BatchHeader};
+//! // An empty record set has no batches.
+//! assert_eq!(Batches::new(&[]).count(), 0);
+//! assert!(BatchHeader::parse(&[0u8; 10]).is_err());
+//! ```
+
+pub mod batch;
+pub mod connection;
+pub mod error;
+pub mod frame;
+
+pub use error::{Error, Result};
+pub use kafka_protocol;
