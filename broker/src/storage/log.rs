@@ -1,0 +1,363 @@
+//! The per-partition log: appends, reads, rolling, retention and DeleteRecords.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tern_kafka::batch::{
+    set_base_offset, set_log_append_time, verify_crc, BatchHeader, Batches, ATTR_TIMESTAMP_TYPE,
+    LOG_OVERHEAD,
+};
+use tern_kafka::error::BatchFault;
+
+use super::load::{self, sync_dir, write_log_start};
+use super::segment::Segment;
+use super::{Error, FsyncPolicy, LogConfig, Result};
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The timestamp stamped on the batches when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+    pub batch_count: usize,
+}
+
+/// Whole batches read from the log, with the log's bounds at the time of the read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// A partition's segmented log. Single node: the high watermark is the log end offset.
+pub struct PartitionLog {
+    pub(super) dir: PathBuf,
+    pub(super) config: LogConfig,
+    /// Inactive segments by base offset.
+    pub(super) old: BTreeMap<i64, Segment>,
+    pub(super) active: Segment,
+    pub(super) log_start: i64,
+    size: u64,
+    last_fsync_ms: Option<i64>,
+}
+
+impl PartitionLog {
+    /// Opens (creating the directory if needed) and recovers the log.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        let loaded = load::load(dir, &config)?;
+        let size = loaded.old.values().map(|s| s.size).sum::<u64>() + loaded.active.size;
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            old: loaded.old,
+            active: loaded.active,
+            log_start: loaded.log_start,
+            size,
+            last_fsync_ms: None,
+        })
+    }
+
+    /// Validates the whole record set first (all or nothing), assigns offsets by rewriting
+    /// each batch's baseOffset in place, optionally stamps LogAppendTime, and appends it.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        now_ms: i64,
+        log_append_time: bool,
+    ) -> Result<AppendInfo> {
+        let mut headers = validate(records, self.config.max_message_bytes)?;
+        let span: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        let len = records.len() as u64;
+        if self.active.size > 0 {
+            // Positions in the offset index are u32, relative offsets at most i32::MAX.
+            let limit = self.config.segment_bytes.min(u64::from(u32::MAX));
+            let full = self.active.size.saturating_add(len) > limit;
+            let offsets_full =
+                self.active.next_offset + span - 1 - self.active.base > i64::from(i32::MAX);
+            if full || offsets_full || self.roll_due(now_ms) {
+                self.roll()?;
+            }
+        }
+        let base_offset = self.active.next_offset;
+        let mut next = base_offset;
+        for (pos, h) in headers.iter_mut() {
+            let batch = &mut records[*pos..*pos + h.total_len()];
+            set_base_offset(batch, next);
+            h.base_offset = next;
+            if log_append_time {
+                set_log_append_time(batch, now_ms);
+                h.max_timestamp = now_ms;
+                h.attributes |= ATTR_TIMESTAMP_TYPE;
+            }
+            next += i64::from(h.last_offset_delta) + 1;
+        }
+        self.active
+            .append(records, &headers, now_ms, self.config.index_interval_bytes)?;
+        self.size += len;
+        self.fsync_after_append(now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: log_append_time.then_some(now_ms),
+            batch_count: headers.len(),
+        })
+    }
+
+    fn fsync_after_append(&mut self, now_ms: i64) -> Result<()> {
+        match self.config.fsync {
+            FsyncPolicy::Never => {}
+            FsyncPolicy::Always => self.active.sync()?,
+            FsyncPolicy::Interval(d) => {
+                let due = self
+                    .last_fsync_ms
+                    .is_none_or(|t| now_ms.saturating_sub(t) >= d.as_millis() as i64);
+                if due {
+                    self.flush()?;
+                    self.last_fsync_ms = Some(now_ms);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn roll_due(&self, now_ms: i64) -> bool {
+        self.active
+            .rolling_base_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms)
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    fn roll(&mut self) -> Result<()> {
+        let sync = self.config.fsync != FsyncPolicy::Never;
+        self.active.seal(&self.dir, sync)?;
+        let new = Segment::create(&self.dir, self.active.next_offset)?;
+        if sync {
+            sync_dir(&self.dir)?;
+        }
+        let old = std::mem::replace(&mut self.active, new);
+        self.old.insert(old.base, old);
+        Ok(())
+    }
+
+    /// Segments that may hold `offset`, then all later ones.
+    pub(super) fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
+        let from = self
+            .old
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(k, _)| *k);
+        self.old
+            .range(from..)
+            .map(|(_, s)| s)
+            .chain(std::iter::once(&self.active))
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (the first batch alone
+    /// even if larger when `min_one`). Stops at a segment end.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
+        let (log_start, log_end) = (self.log_start, self.active.next_offset);
+        if offset < log_start || offset > log_end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            });
+        }
+        let result = |records| ReadResult {
+            records,
+            log_start_offset: log_start,
+            log_end_offset: log_end,
+        };
+        for seg in self.segments_from(offset) {
+            let Some((pos, h)) = seg.find_batch(offset)? else {
+                continue;
+            };
+            let first = h.total_len();
+            if first > max_bytes {
+                if !min_one {
+                    return Ok(result(Bytes::new()));
+                }
+                return Ok(result(Bytes::from(seg.read_bytes(pos, first)?)));
+            }
+            let n = (max_bytes as u64).min(seg.size - pos) as usize;
+            let mut buf = seg.read_bytes(pos, n)?;
+            buf.truncate(whole_batches(&buf));
+            return Ok(result(Bytes::from(buf)));
+        }
+        Ok(result(Bytes::new()))
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active.next_offset
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size
+    }
+
+    /// Deletes old segments by time, then by size (Kafka's rules; never the active segment),
+    /// and moves the log start offset to the first remaining segment.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        let olds: Vec<&Segment> = self.old.values().collect();
+        let mut doomed = 0;
+        if self.config.retention_ms >= 0 {
+            while let Some(seg) = olds.get(doomed) {
+                if now_ms.saturating_sub(seg.largest_timestamp()?) <= self.config.retention_ms {
+                    break;
+                }
+                doomed += 1;
+            }
+        }
+        if self.config.retention_bytes >= 0 {
+            let freed: u64 = olds[..doomed].iter().map(|s| s.size).sum();
+            let mut excess = (self.size - freed) as i64 - self.config.retention_bytes;
+            while let Some(seg) = olds.get(doomed) {
+                if excess - (seg.size as i64) < 0 {
+                    break;
+                }
+                excess -= seg.size as i64;
+                doomed += 1;
+            }
+        }
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let new_start = olds.get(doomed).map_or(self.active.base, |s| s.base);
+        self.advance_log_start(new_start)?;
+        for _ in 0..doomed {
+            self.delete_oldest()?;
+        }
+        Ok(doomed)
+    }
+
+    /// Rolls the active segment if it is non-empty and `segment_ms` has passed since its first
+    /// append.
+    pub fn roll_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        if self.active.size > 0 && self.roll_due(now_ms) {
+            self.roll()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Kafka DeleteRecords: moves the log start offset forward to `offset` (persisted) and
+    /// deletes the segments wholly below it. Returns the log start offset.
+    pub fn delete_records(&mut self, offset: i64) -> Result<i64> {
+        let log_end = self.log_end_offset();
+        if offset < 0 || offset > log_end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start,
+                log_end,
+            });
+        }
+        self.advance_log_start(offset)?;
+        while self
+            .old
+            .first_key_value()
+            .is_some_and(|(_, s)| s.next_offset <= self.log_start)
+        {
+            self.delete_oldest()?;
+        }
+        Ok(self.log_start)
+    }
+
+    fn advance_log_start(&mut self, offset: i64) -> Result<()> {
+        if offset > self.log_start {
+            write_log_start(&self.dir, offset)?;
+            self.log_start = offset;
+        }
+        Ok(())
+    }
+
+    fn delete_oldest(&mut self) -> Result<()> {
+        if let Some((_, seg)) = self.old.pop_first() {
+            self.size -= seg.size;
+            seg.delete_files(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Fsyncs every segment written since its last fsync, and the directory.
+    pub fn flush(&mut self) -> Result<()> {
+        for seg in self
+            .old
+            .values_mut()
+            .chain(std::iter::once(&mut self.active))
+        {
+            if seg.dirty {
+                seg.sync()?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Removes the partition directory (topic deletion).
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+}
+
+/// Checks every batch before anything is written: header, lengths, no trailing bytes, size
+/// limit, record count, CRC. Returns each batch's position and header.
+fn validate(records: &[u8], max: usize) -> Result<Vec<(usize, BatchHeader)>> {
+    if records.is_empty() {
+        return Err(Error::InvalidBatch(tern_kafka::Error::MalformedBatch(
+            BatchFault::ShortHeader,
+        )));
+    }
+    let mut out = Vec::new();
+    for item in Batches::new(records) {
+        let (pos, h) = item.map_err(Error::InvalidBatch)?;
+        let len = h.total_len();
+        if len > max {
+            return Err(Error::RecordTooLarge { size: len, max });
+        }
+        if i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1 {
+            return Err(Error::InvalidBatch(tern_kafka::Error::MalformedBatch(
+                BatchFault::BadCounts,
+            )));
+        }
+        verify_crc(&records[pos..pos + len]).map_err(Error::InvalidBatch)?;
+        out.push((pos, h));
+    }
+    Ok(out)
+}
+
+/// Length of the longest prefix of `buf` made of whole batches (stored data: lengths valid).
+fn whole_batches(buf: &[u8]) -> usize {
+    let mut end = 0usize;
+    while let Some(len) = buf.get(end + 8..end + LOG_OVERHEAD) {
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let Ok(len) = usize::try_from(len) else { break };
+        let next = end + LOG_OVERHEAD + len;
+        if next > buf.len() {
+            break;
+        }
+        end = next;
+    }
+    end
+}

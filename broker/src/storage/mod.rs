@@ -1,0 +1,136 @@
+//! On-disk storage: one segmented log per partition, modelled on Kafka's `UnifiedLog` and
+//! `LogSegment`.
+//!
+//! A partition directory holds segments named by their base offset (20 digits, zero-padded):
+//! `<base>.log` (record batches exactly as produced, with broker-assigned base offsets),
+//! `<base>.index` (sparse offset index: relative offset u32 + position u32) and
+//! `<base>.timeindex` (sparse time index: max timestamp so far i64 + relative offset u32), plus
+//! `log-start-offset` (decimal text, replaced with write-temp-then-rename).
+//!
+//! The active (last) segment keeps its indexes in memory and is always rebuilt by scanning on
+//! open, so nothing but the `.log` file has to survive a crash for it; its index files are
+//! written (to a temporary file, then renamed) when it is rolled, and are trusted afterwards
+//! when they look sane.
+
+mod index;
+mod load;
+mod log;
+mod query;
+mod records;
+mod scan;
+mod segment;
+
+#[cfg(test)]
+mod tests;
+
+pub use log::{AppendInfo, PartitionLog, ReadResult};
+
+use std::time::Duration;
+
+/// When appended data is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every append, before it returns.
+    Always,
+    /// On an append when at least this long has passed since the last fsync.
+    Interval(Duration),
+    /// Never by itself: left to the OS (and to `flush`). Data written by a returned append
+    /// still survives a process crash, as it is in the page cache.
+    Never,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    /// `always`, `never`, `interval` (one second), `interval:<n>ms` or `interval:<n>s`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "always" => return Ok(FsyncPolicy::Always),
+            "never" => return Ok(FsyncPolicy::Never),
+            "interval" => return Ok(FsyncPolicy::Interval(Duration::from_secs(1))),
+            _ => {}
+        }
+        let bad = || {
+            format!(
+                "invalid fsync policy {s:?}: expected \"always\", \"never\", \"interval\", \
+                 \"interval:<n>ms\" or \"interval:<n>s\""
+            )
+        };
+        let spec = t.strip_prefix("interval:").ok_or_else(bad)?;
+        let (digits, millis) = if let Some(d) = spec.strip_suffix("ms") {
+            (d, true)
+        } else if let Some(d) = spec.strip_suffix('s') {
+            (d, false)
+        } else {
+            return Err(bad());
+        };
+        let n: u64 = digits.trim().parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(format!(
+                "invalid fsync policy {s:?}: the interval must be positive"
+            ));
+        }
+        Ok(FsyncPolicy::Interval(if millis {
+            Duration::from_millis(n)
+        } else {
+            Duration::from_secs(n)
+        }))
+    }
+}
+
+/// Per-partition log settings (Kafka's topic configs of the same names).
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Roll the active segment before an append that would take it past this size.
+    pub segment_bytes: u64,
+    /// Roll the active segment when its first append is older than this.
+    pub segment_ms: i64,
+    /// Delete segments whose newest record is older than this; -1 keeps them forever.
+    pub retention_ms: i64,
+    /// Delete the oldest segments while the log stays at least this big without them;
+    /// -1 is unlimited.
+    pub retention_bytes: i64,
+    /// The largest record batch accepted.
+    pub max_message_bytes: usize,
+    /// Bytes of log data between two entries of the sparse indexes.
+    pub index_interval_bytes: usize,
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+            fsync: FsyncPolicy::Never,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bad header, length or CRC in appended data (Kafka: CORRUPT_MESSAGE).
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[source] tern_kafka::Error),
+    /// A batch larger than `max_message_bytes` (Kafka: MESSAGE_TOO_LARGE).
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is out of range: the log holds offsets {log_start} to {log_end} (exclusive)")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    /// On-disk state that cannot be recovered automatically; the message names the file.
+    #[error("corrupt log: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
