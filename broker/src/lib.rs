@@ -1,1 +1,35 @@
-//! tern-broker
+//! tern-broker: a single-node, Kafka-protocol broker with a durable segmented log.
+//!
+//! - [`server`]: accepting connections; [`RunningBroker`] runs one in-process.
+//! - `apis`: one module per Kafka API, dispatched from one place.
+//! - [`topics`]: topic registry and its persisted metadata; [`topic_config`]: Kafka's topic
+//!   configs, validation and defaults.
+//! - [`storage`]: per-partition segmented log with offset and time indexes and crash recovery.
+//! - `maintenance`: retention, time-based rolls, interval fsync.
+//!
+//! ```no_run
+//! # async fn demo() -> tern_broker::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let broker = tern_broker::RunningBroker::start(
+//!     tern_broker::BrokerConfig::with_data_dir("/tmp/tern-example"),
+//!     listener,
+//! ).await?;
+//! println!("bootstrap.servers={}", broker.bootstrap());
+//! broker.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod apis;
+pub mod config;
+pub mod error;
+mod maintenance;
+pub mod server;
+pub mod storage;
+pub mod topic_config;
+pub mod topics;
+
+pub use apis::SUPPORTED;
+pub use config::BrokerConfig;
+pub use error::{Error, Result};
+pub use server::{run, RunningBroker};
+pub use storage::{FsyncPolicy, LogConfig};

@@ -3,6 +3,7 @@
 //! - [`frame`]: sans-io framing; size-prefixed frames to request/response headers and
 //!   bodies (message structs come from the `kafka-protocol` crate).
 //! - [`connection`]: reading and writing whole frames on a byte stream.
+//! - [`client`]: a connection that sends typed requests and reads their responses.
 //! - [`batch`]: the v2 record-batch header, its CRC-32C, and in-place rewrites.
 //!
 //! ```
@@ -13,9 +14,13 @@
 //! ```
 
 pub mod batch;
+pub mod client;
 pub mod connection;
 pub mod error;
 pub mod frame;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use error::{Error, Result};
 pub use kafka_protocol;

@@ -1,0 +1,81 @@
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::now_ms;
+use crate::server::BrokerState;
+use crate::storage;
+
+/// Appends every partition's record set; `None` for acks=0, which gets no response.
+pub fn handle(state: &BrokerState, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks_valid = matches!(req.acks, -1 | 0 | 1);
+    let mut appended = false;
+    let responses: Vec<TopicProduceResponse> = req
+        .topic_data
+        .into_iter()
+        .map(|td| {
+            let topic = state.topics.get(&td.name);
+            let partition_responses = td
+                .partition_data
+                .into_iter()
+                .map(|pd| {
+                    let base = PartitionProduceResponse::default()
+                        .with_index(pd.index)
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1);
+                    let fail = |e: ResponseError, msg: Option<String>| {
+                        base.clone().with_error_code(e.code()).with_error_message(msg.map(StrBytes::from_string))
+                    };
+                    if !acks_valid {
+                        return fail(ResponseError::InvalidRequiredAcks, None);
+                    }
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
+                        return fail(ResponseError::UnknownTopicOrPartition, None);
+                    };
+                    let Some(records) = pd.records else {
+                        return fail(ResponseError::CorruptMessage, Some("no records".into()));
+                    };
+                    let log_append_time = topic.as_ref().is_some_and(|t| t.log_append_time());
+                    let mut buf = BytesMut::from(&records[..]);
+                    let outcome = {
+                        let mut log = partition.log();
+                        log.append(&mut buf, now_ms(), log_append_time).map(|info| (info, log.log_start_offset()))
+                    };
+                    match outcome {
+                        Ok((info, log_start)) => {
+                            appended = true;
+                            base.with_base_offset(info.base_offset)
+                                .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
+                                .with_log_start_offset(log_start)
+                        }
+                        Err(e) => {
+                            let code = storage_error_code(&e);
+                            tracing::warn!(topic = %td.name.0, partition = pd.index, "produce refused: {e}");
+                            fail(code, Some(e.to_string()))
+                        }
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default().with_name(td.name).with_partition_responses(partition_responses)
+        })
+        .collect();
+    if appended {
+        state.topics.notify_appended();
+    }
+    if req.acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+pub fn storage_error_code(e: &storage::Error) -> ResponseError {
+    match e {
+        storage::Error::InvalidBatch(_) => ResponseError::CorruptMessage,
+        storage::Error::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        storage::Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        storage::Error::Io(_) | storage::Error::Corrupt(_) => ResponseError::KafkaStorageError,
+    }
+}

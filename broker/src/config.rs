@@ -1,0 +1,58 @@
+//! Broker settings: where it listens and stores data, and the defaults every topic inherits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::storage::{FsyncPolicy, LogConfig};
+
+/// Settings of one broker. `Default` gives a single-node broker with Kafka's topic defaults.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Directory holding partition logs and topic metadata.
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    /// `host:port` clients are told to connect to; the bound address when `None`.
+    pub advertised: Option<String>,
+    /// Kafka's `auto.create.topics.enable`; off by default, unlike Kafka, because a
+    /// replicator should never create a topic by asking for its metadata.
+    pub auto_create_topics: bool,
+    /// `num.partitions` for auto-created topics and CreateTopics with -1 partitions.
+    pub default_partitions: i32,
+    /// Topic-level defaults (`log.retention.ms`, `log.segment.bytes`, ... at broker level).
+    pub log: LogConfig,
+    /// Largest request frame accepted (`socket.request.max.bytes`).
+    pub max_frame_bytes: usize,
+    /// How often retention, time-based segment rolls and interval fsync run
+    /// (`log.retention.check.interval.ms`).
+    pub maintenance_interval: Duration,
+    /// Cluster id reported in Metadata and DescribeCluster; derived from the data directory's
+    /// first start and persisted when `None`.
+    pub cluster_id: Option<String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("tern-data"),
+            node_id: 1,
+            advertised: None,
+            auto_create_topics: false,
+            default_partitions: 1,
+            log: LogConfig::default(),
+            max_frame_bytes: tern_kafka::frame::DEFAULT_MAX_FRAME,
+            maintenance_interval: Duration::from_secs(30),
+            cluster_id: None,
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig { data_dir: data_dir.into(), ..Default::default() }
+    }
+
+    pub fn with_fsync(mut self, fsync: FsyncPolicy) -> Self {
+        self.log.fsync = fsync;
+        self
+    }
+}

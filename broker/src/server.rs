@@ -1,0 +1,177 @@
+//! Accepting connections and running each one: read a frame, answer it, in order.
+//!
+//! Kafka answers the requests of one connection strictly in order and works on one at a
+//! time; a connection task here does the same, which is also what keeps a long-polling fetch
+//! from reordering responses.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tern_kafka::connection::{write_frame, FrameReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::apis::{self, Reply};
+use crate::config::BrokerConfig;
+use crate::error::Result;
+use crate::topics::Topics;
+
+/// Everything request handlers read: settings, identity and topics.
+pub struct BrokerState {
+    pub config: BrokerConfig,
+    pub topics: Topics,
+    pub cluster_id: String,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+}
+
+impl BrokerState {
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+}
+
+/// Opens the data directory (recovering every log) and serves `listener` until `shutdown`
+/// completes.
+pub async fn run(config: BrokerConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let state = Arc::new(open_state(config, listener.local_addr()?)?);
+    serve(state, listener, shutdown).await
+}
+
+/// A broker running in this process, as tests and `tern demo` use it.
+pub struct RunningBroker {
+    pub addr: SocketAddr,
+    state: Arc<BrokerState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl RunningBroker {
+    /// Recovers the data directory, then serves the already bound listener in a task.
+    pub async fn start(config: BrokerConfig, listener: TcpListener) -> Result<RunningBroker> {
+        let addr = listener.local_addr()?;
+        let state = Arc::new(open_state(config, addr)?);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(state.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningBroker { addr, state, shutdown: Some(tx), task })
+    }
+
+    /// `host:port` for clients.
+    pub fn bootstrap(&self) -> String {
+        format!("{}:{}", self.state.advertised_host, self.state.advertised_port)
+    }
+
+    /// Stops accepting, closes every connection and flushes every log.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string()).into()),
+        }
+    }
+}
+
+fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<BrokerState> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let topics = Topics::open(&config.data_dir, config.log.clone())?;
+    let cluster_id = match &config.cluster_id {
+        Some(id) => id.clone(),
+        None => load_or_create_cluster_id(&config.data_dir)?,
+    };
+    let (advertised_host, advertised_port) = match config.advertised.as_deref().and_then(split_host_port) {
+        Some((h, p)) => (h, p),
+        None => (bound.ip().to_string(), bound.port() as i32),
+    };
+    Ok(BrokerState { config, topics, cluster_id, advertised_host, advertised_port })
+}
+
+/// Splits `host:port` (IPv6 hosts in brackets).
+pub fn split_host_port(s: &str) -> Option<(String, i32)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port as i32))
+}
+
+fn load_or_create_cluster_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars);
+    // the simple form of a v4 UUID carries the same randomness and is a valid id for clients.
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    crate::topics::write_durably(&data_dir.join("meta.properties.tmp"), &path, format!("version=1\ncluster.id={id}\n").as_bytes())?;
+    Ok(id)
+}
+
+async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let mut connections = JoinSet::new();
+    let maintenance = tokio::spawn(crate::maintenance::run(state.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let state = state.clone();
+                    connections.spawn(async move { serve_connection(state, stream, peer).await });
+                }
+                // Running out of file descriptors and the like: keep serving the others.
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+    maintenance.abort();
+    for topic in state.topics.all() {
+        for p in &topic.partitions {
+            if let Err(e) = p.log().flush() {
+                tracing::error!(topic = %topic.name, partition = p.index, "flush on shutdown failed: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut reader = FrameReader::new(state.config.max_frame_bytes);
+    loop {
+        let frame = match reader.read_frame(&mut rd).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(%peer, "closing connection: {e}");
+                return;
+            }
+        };
+        match apis::handle_frame(&state, frame).await {
+            Reply::Frame(bytes) => {
+                if let Err(e) = write_frame(&mut wr, &bytes).await {
+                    tracing::debug!(%peer, "write failed: {e}");
+                    return;
+                }
+            }
+            Reply::Nothing => {}
+            Reply::Close(reason) => {
+                tracing::warn!(%peer, "closing connection after a malformed request: {reason}");
+                return;
+            }
+        }
+    }
+}
