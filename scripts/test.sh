@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests need (idempotently) and runs every test.
+#
+#   Debian packages: kcat (librdkafka 2.0 client), python3-venv
+#   PyPI, into ./.venv: confluent-kafka, kafka-python (tests/compat/requirements.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+# pip only downloads when a pinned version is missing.
+.venv/bin/python -m pip install --disable-pip-version-check -q -r tests/compat/requirements.txt
+
+cargo test --workspace

@@ -1,0 +1,164 @@
+//! Shared test helpers: brokers on ephemeral ports, third-party clients, deadlines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tern_broker::{BrokerConfig, RunningBroker};
+use tern_kafka::client::Connection;
+
+/// A broker in this process, with its data directory removed when dropped.
+pub struct TestBroker {
+    pub broker: Option<RunningBroker>,
+    /// Removed with the broker.
+    pub _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub async fn start() -> TestBroker {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = BrokerConfig::with_data_dir(dir.path());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let broker = RunningBroker::start(config, listener).await.expect("broker starts");
+        TestBroker { broker: Some(broker), _dir: dir }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.broker.as_ref().expect("running").bootstrap()
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.bootstrap()).await.expect("connect")
+    }
+}
+
+static TOPIC_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A topic name no other test in this run uses.
+pub fn unique_topic(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), TOPIC_SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Creates a topic through the Kafka API and asserts it worked.
+pub async fn create_topic(conn: &mut Connection, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    let resp = conn
+        .call(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000), 7)
+        .await
+        .expect("create topics");
+    assert_eq!(resp.topics[0].error_code, 0, "create {name}: {:?}", resp.topics[0].error_message);
+}
+
+/// One record batch of `count` records whose values are `"{tag}-{i}"`.
+pub fn batch(tag: &str, count: usize, timestamp: i64, compression: Compression) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence stays the same;
+            // the batch then carries base sequence -1 (no idempotent producer).
+            sequence: i as i32 - 1,
+            timestamp: timestamp + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
+        .expect("encode batch");
+    buf.freeze()
+}
+
+/// Python of the project's virtualenv, which the README's test command creates.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("TERN_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run the README's test command (scripts/test.sh), which creates it",
+        p.display()
+    );
+    p
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a third-party client script to completion (bounded by `timeout`), echoing its output,
+/// and returns the output; panics with the output when it fails or hangs.
+pub async fn run_client(mut cmd: Command, timeout: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let pid = child.id();
+    let waited = tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || child.wait_with_output())).await;
+    let output = match waited {
+        Ok(joined) => joined.expect("join").expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("{shown} did not finish within {timeout:?}");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("--- {shown}\n{stdout}\n--- stderr\n{stderr}");
+    assert!(output.status.success(), "{shown} failed ({}):\n{stdout}\n{stderr}", output.status);
+    output
+}
+
+pub fn compat_script(name: &str) -> PathBuf {
+    repo_root().join("tests/compat").join(name)
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`.
+pub async fn wait_until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `tern` binary built for these tests.
+pub fn tern_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tern"))
+}
