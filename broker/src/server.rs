@@ -77,7 +77,7 @@ impl RunningBroker {
     }
 }
 
-fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<BrokerState> {
+pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<BrokerState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let topics = Topics::open(&config.data_dir, config.log.clone())?;
     let cluster_id = match &config.cluster_id {
