@@ -15,6 +15,45 @@ pub enum Error {
     Encode(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A Kafka error code in a response, with what was being done.
+    #[error("{context}: {error}")]
+    Kafka { error: kafka_protocol::ResponseError, context: String },
+    #[error("{0} timed out")]
+    Timeout(String),
+    #[error("no broker reachable: {0}")]
+    Unreachable(String),
+    #[error("the broker does not support {0}")]
+    Unsupported(String),
+    #[error("connection to {0} closed")]
+    Disconnected(String),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl Error {
+    pub fn kafka(code: i16, context: impl Into<String>) -> Error {
+        let error = kafka_protocol::ResponseError::try_from_code(code)
+            .unwrap_or(kafka_protocol::ResponseError::Unknown(code));
+        Error::Kafka { error, context: context.into() }
+    }
+
+    /// Whether trying again (after a metadata refresh and a backoff) may succeed: connection
+    /// trouble, timeouts and Kafka's retriable codes (leadership moves, not enough replicas).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Io(_) | Error::Timeout(_) | Error::Disconnected(_) | Error::Unreachable(_) => true,
+            Error::Kafka { error, .. } => error.is_retriable(),
+            _ => false,
+        }
+    }
+
+    /// The Kafka error code, if this is one.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            Error::Kafka { error, .. } => Some(error.code()),
+            _ => None,
+        }
+    }
 }
 
 /// What is wrong with a record batch whose bytes could not be taken apart.

@@ -112,6 +112,41 @@ pub fn encode_request(header: &RequestHeader, body: &RequestKind) -> Result<Byte
     Ok(buf.freeze())
 }
 
+/// Encodes a typed request as a complete frame (size prefix, header, body).
+pub fn encode_typed_request<R: kafka_protocol::protocol::Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &kafka_protocol::protocol::StrBytes,
+) -> Result<Bytes> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    header.encode(&mut buf, R::header_version(version)).map_err(|e| Error::Encode(e.to_string()))?;
+    request
+        .encode(&mut buf, version)
+        .map_err(|e| Error::Encode(format!("api {} v{version}: {e}", R::KEY)))?;
+    patch_size(&mut buf);
+    Ok(buf.freeze())
+}
+
+/// Decodes a typed response frame (without its size prefix); returns its correlation id too.
+pub fn decode_typed_response<R: kafka_protocol::protocol::Request>(
+    frame: &mut Bytes,
+    version: i16,
+) -> Result<(i32, R::Response)> {
+    use kafka_protocol::protocol::HeaderVersion;
+    let header = ResponseHeader::decode(frame, <R::Response as HeaderVersion>::header_version(version))
+        .map_err(|e| Error::MalformedFrame(format!("response header: {e}")))?;
+    let body = R::Response::decode(frame, version)
+        .map_err(|e| Error::MalformedFrame(format!("response body (api {} v{version}): {e}", R::KEY)))?;
+    Ok((header.correlation_id, body))
+}
+
 /// Decodes a response frame (without its size prefix) for a request of the given key/version.
 pub fn decode_response(api_key: ApiKey, version: i16, frame: &mut Bytes) -> Result<(i32, ResponseKind)> {
     let header = ResponseHeader::decode(frame, api_key.response_header_version(version))

@@ -1,0 +1,192 @@
+//! Data and admin calls routed to the right broker, each retried on retriable errors.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest,
+    FetchResponse, ListOffsetsRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Client;
+use crate::error::{Error, Result};
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// ListOffsets' special timestamps.
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+
+/// What the leader said about an appended record set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceAck {
+    pub base_offset: i64,
+    pub log_append_time: i64,
+}
+
+impl Client {
+    /// Appends a record set to one partition and waits for the leader's acknowledgement
+    /// (`acks` -1 or 1). Retriable failures are retried, which can duplicate the set if the
+    /// first attempt was written but its acknowledgement lost: at-least-once.
+    pub async fn produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<ProduceAck> {
+        self.with_retries(&format!("produce to {topic}/{partition}"), || async {
+            let (_, conn) = self.leader_connection(topic, partition).await?;
+            let version = conn.version(ApiKey::Produce, (3, 11))?;
+            let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
+                TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
+                    PartitionProduceData::default().with_index(partition).with_records(Some(records.clone())),
+                ]),
+            ]);
+            let resp = conn.call(&req, version).await?;
+            let p = resp
+                .responses
+                .first()
+                .and_then(|t| t.partition_responses.first())
+                .ok_or_else(|| Error::Protocol(format!("empty produce response for {topic}/{partition}")))?;
+            if p.error_code != 0 {
+                let detail = p.error_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+                return Err(Error::kafka(p.error_code, format!("produce to {topic}/{partition}{detail}")));
+            }
+            Ok(ProduceAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms })
+        })
+        .await
+    }
+
+    /// One fetch request to broker `node` for the given `(topic, partition, offset)` list.
+    /// Per-partition errors are in the response for the caller to handle.
+    pub async fn fetch(
+        &self,
+        node: i32,
+        partitions: &[(String, i32, i64)],
+        max_wait_ms: i32,
+        max_bytes: i32,
+        partition_max_bytes: i32,
+    ) -> Result<FetchResponse> {
+        let conn = self.broker_connection(node).await?;
+        let version = conn.version(ApiKey::Fetch, (4, 12))?;
+        let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for (t, p, offset) in partitions {
+            by_topic.entry(t.as_str()).or_default().push(
+                FetchPartition::default().with_partition(*p).with_fetch_offset(*offset).with_partition_max_bytes(partition_max_bytes),
+            );
+        }
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(0)
+            .with_session_epoch(-1)
+            .with_topics(by_topic.into_iter().map(|(t, ps)| FetchTopic::default().with_topic(topic_name(t)).with_partitions(ps)).collect());
+        conn.call(&req, version).await
+    }
+
+    /// ListOffsets for one partition: `LATEST`, `EARLIEST` or a timestamp. Returns
+    /// `(offset, timestamp)`; offset -1 when no record has a timestamp at or after it.
+    pub async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64)> {
+        self.with_retries(&format!("list offsets of {topic}/{partition}"), || async {
+            let (_, conn) = self.leader_connection(topic, partition).await?;
+            let version = conn.version(ApiKey::ListOffsets, (1, 8))?;
+            let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+            let resp = conn.call(&req, version).await?;
+            let p = resp
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .ok_or_else(|| Error::Protocol(format!("empty ListOffsets response for {topic}/{partition}")))?;
+            if p.error_code != 0 {
+                return Err(Error::kafka(p.error_code, format!("list offsets of {topic}/{partition}")));
+            }
+            Ok((p.offset, p.timestamp))
+        })
+        .await
+    }
+
+    /// Creates a topic; `Ok(false)` when it already existed.
+    pub async fn create_topic(&self, topic: &str, partitions: i32, configs: &BTreeMap<String, String>) -> Result<bool> {
+        let conn = self.controller_connection().await?;
+        let version = conn.version(ApiKey::CreateTopics, (2, 7))?;
+        let req = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.clone())).with_value(Some(StrBytes::from_string(v.clone()))))
+                    .collect(),
+            )]);
+        let resp = conn.call(&req, version).await?;
+        let t = resp.topics.first().ok_or_else(|| Error::Protocol("empty CreateTopics response".into()))?;
+        match t.error_code {
+            0 => Ok(true),
+            36 => Ok(false),
+            code => {
+                let detail = t.error_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+                Err(Error::kafka(code, format!("create topic {topic}{detail}")))
+            }
+        }
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<()> {
+        let conn = self.controller_connection().await?;
+        let version = conn.version(ApiKey::CreatePartitions, (0, 3))?;
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(count)]);
+        let resp = conn.call(&req, version).await?;
+        match resp.results.first() {
+            Some(r) if r.error_code != 0 => Err(Error::kafka(r.error_code, format!("grow {topic} to {count} partitions"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Topic configs that are set on the topic itself (not defaults), by topic.
+    pub async fn describe_topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let conn = self.any_connection().await?;
+        let version = conn.version(ApiKey::DescribeConfigs, (1, 4))?;
+        let req = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(t.clone())).with_configuration_keys(None))
+                .collect(),
+        );
+        let resp = conn.call(&req, version).await?;
+        let mut out = BTreeMap::new();
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(Error::kafka(r.error_code, format!("describe configs of {}", r.resource_name)));
+            }
+            // Source 1 is DYNAMIC_TOPIC_CONFIG: what was set on the topic.
+            let set: BTreeMap<String, String> = r
+                .configs
+                .into_iter()
+                .filter(|c| c.config_source == 1)
+                .filter_map(|c| c.value.map(|v| (c.name.to_string(), v.to_string())))
+                .collect();
+            out.insert(r.resource_name.to_string(), set);
+        }
+        Ok(out)
+    }
+
+    /// The controller (for topic admin), or any broker when the cluster reports none.
+    async fn controller_connection(&self) -> Result<std::sync::Arc<super::BrokerConnection>> {
+        let controller = self.metadata_snapshot().controller;
+        match self.broker_connection(controller).await {
+            Ok(c) => Ok(c),
+            Err(_) => self.any_connection().await,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The client's view of the cluster: brokers, topics, partition leaders.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Client;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMetadata {
+    pub cluster_id: Option<String>,
+    pub controller: i32,
+    /// Broker id to `host:port`.
+    pub brokers: BTreeMap<i32, String>,
+    pub topics: HashMap<String, TopicMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub internal: bool,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub error_code: i16,
+}
+
+impl ClusterMetadata {
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        let t = self.topics.get(topic)?;
+        let p = t.partitions.iter().find(|p| p.partition == partition)?;
+        (p.leader >= 0).then_some(p.leader)
+    }
+}
+
+const METADATA_VERSIONS: (i16, i16) = (1, 12);
+
+impl Client {
+    /// Reloads metadata: all topics when `topics` is `None`, else just those (merged into the
+    /// cache; a topic the cluster does not know is removed from it).
+    pub async fn refresh_metadata(&self, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+        let conn = self.any_connection_for_metadata().await?;
+        let version = conn.version(ApiKey::Metadata, METADATA_VERSIONS)?;
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        let resp = conn.call(&request, version).await?;
+        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        md.cluster_id = resp.cluster_id.map(|s| s.to_string());
+        md.controller = resp.controller_id.0;
+        md.brokers = resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
+        if topics.is_none() {
+            md.topics.clear();
+        }
+        for t in resp.topics {
+            let Some(name) = t.name.map(|n| n.0.to_string()) else { continue };
+            if t.error_code != 0 {
+                md.topics.remove(&name);
+                continue;
+            }
+            let mut partitions: Vec<PartitionMetadata> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionMetadata {
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
+                    error_code: p.error_code,
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            md.topics.insert(name.clone(), TopicMetadata { name, id: t.topic_id, internal: t.is_internal, partitions });
+        }
+        Ok(md.clone())
+    }
+
+    /// Metadata for one topic, refreshed from the cluster.
+    pub async fn topic_metadata(&self, topic: &str) -> Result<Option<TopicMetadata>> {
+        let md = self.refresh_metadata(Some(&[topic.to_string()])).await?;
+        Ok(md.topics.get(topic).cloned())
+    }
+
+    async fn any_connection_for_metadata(&self) -> Result<std::sync::Arc<super::BrokerConnection>> {
+        self.any_connection().await
+    }
+
+    /// The leader's connection for a partition, refreshing metadata once if it is unknown.
+    pub async fn leader_connection(&self, topic: &str, partition: i32) -> Result<(i32, std::sync::Arc<super::BrokerConnection>)> {
+        let mut leader = self.metadata_snapshot().leader(topic, partition);
+        if leader.is_none() {
+            leader = self.refresh_metadata(Some(&[topic.to_string()])).await?.leader(topic, partition);
+        }
+        let leader = leader.ok_or_else(|| Error::kafka(5, format!("leader of {topic}/{partition}")))?;
+        Ok((leader, self.broker_connection(leader).await?))
+    }
+}

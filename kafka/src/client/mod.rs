@@ -1,0 +1,138 @@
+//! Tern's Kafka client: bootstrap, a metadata cache, requests routed to partition leaders over
+//! pipelined connections, retries with backoff on retriable errors.
+//!
+//! - [`BrokerConnection`]: one broker, many requests in flight.
+//! - [`Client`]: the cluster view the mirror uses (produce, fetch, offsets, admin, groups).
+//! - [`Connection`]: one request at a time with raw access, for tools and tests.
+
+mod admin;
+pub use admin::{ProduceAck, EARLIEST, LATEST};
+mod conn;
+mod metadata;
+mod simple;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use conn::BrokerConnection;
+pub use metadata::{ClusterMetadata, PartitionMetadata, TopicMetadata};
+pub use simple::Connection;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` addresses to bootstrap from.
+    pub bootstrap: Vec<String>,
+    pub client_id: String,
+    pub request_timeout: Duration,
+    /// First backoff between retries; doubles up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    /// How long a retriable operation keeps trying before it fails.
+    pub retry_deadline: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(bootstrap: &str) -> ClientConfig {
+        ClientConfig {
+            bootstrap: bootstrap.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            client_id: "tern".into(),
+            request_timeout: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(2),
+            retry_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Client {
+    config: ClientConfig,
+    metadata: Mutex<ClusterMetadata>,
+    connections: tokio::sync::Mutex<HashMap<String, Arc<BrokerConnection>>>,
+}
+
+impl Client {
+    /// Connects to the first reachable bootstrap address and loads cluster metadata.
+    pub async fn connect(config: ClientConfig) -> Result<Client> {
+        if config.bootstrap.is_empty() {
+            return Err(Error::Unreachable("no bootstrap addresses given".into()));
+        }
+        let client = Client {
+            config,
+            metadata: Mutex::new(ClusterMetadata::default()),
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+        };
+        client.refresh_metadata(None).await?;
+        Ok(client)
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// A connection to `addr`, opened (and version-negotiated) on first use and reopened
+    /// after it broke.
+    pub async fn connection(&self, addr: &str) -> Result<Arc<BrokerConnection>> {
+        let mut conns = self.connections.lock().await;
+        if let Some(c) = conns.get(addr) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let c = Arc::new(BrokerConnection::connect(addr, &self.config.client_id, self.config.request_timeout).await?);
+        conns.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// A connection to any broker: known brokers first, then the bootstrap list.
+    pub async fn any_connection(&self) -> Result<Arc<BrokerConnection>> {
+        let mut candidates: Vec<String> = self.metadata_snapshot().brokers.values().cloned().collect();
+        candidates.extend(self.config.bootstrap.iter().cloned());
+        let mut errors = Vec::new();
+        for addr in candidates {
+            match self.connection(&addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        Err(Error::Unreachable(errors.join("; ")))
+    }
+
+    /// A connection to the broker with id `node`.
+    pub async fn broker_connection(&self, node: i32) -> Result<Arc<BrokerConnection>> {
+        let addr = self.metadata_snapshot().brokers.get(&node).cloned();
+        match addr {
+            Some(addr) => self.connection(&addr).await,
+            None => Err(Error::Protocol(format!("broker {node} is not in the cluster metadata"))),
+        }
+    }
+
+    pub fn metadata_snapshot(&self) -> ClusterMetadata {
+        self.metadata.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `op` until it succeeds, fails with a non-retriable error or the retry deadline
+    /// passes; between attempts the metadata is refreshed (leaders may have moved).
+    pub async fn with_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.retry_deadline;
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::debug!("{what}: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.retry_backoff_max);
+                    let _ = self.refresh_metadata(None).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
