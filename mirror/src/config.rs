@@ -1,0 +1,335 @@
+//! `tern.toml`: clusters, flows and service settings. Unknown keys are refused, regexes are
+//! compiled up front, and every error names the line and the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+    #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
+    pub mirror: MirrorSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap: String,
+    /// Shown on the dashboard's topology (e.g. "us-east-1").
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Shown on the dashboard's topology (e.g. "aws").
+    #[serde(default)]
+    pub cloud: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Naming {
+    /// `orders` from `us-east` becomes `us-east.orders` on the target; cycle-safe.
+    Prefix,
+    /// Same name on both sides; refused where flows would form a cycle.
+    Identity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    pub source: Spanned<String>,
+    pub target: Spanned<String>,
+    /// Anchored regexes of source topics to replicate.
+    pub topics: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub topics_exclude: Vec<Spanned<String>>,
+    /// Anchored regexes of consumer groups whose offsets are translated.
+    #[serde(default = "all")]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub groups_exclude: Vec<Spanned<String>>,
+    #[serde(default = "prefix")]
+    pub naming: Naming,
+    #[serde(default = "yes")]
+    pub sync_group_offsets: bool,
+    #[serde(default = "yes")]
+    pub emit_heartbeats: bool,
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+fn all() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, ".*".to_string())]
+}
+fn prefix() -> Naming {
+    Naming::Prefix
+}
+fn yes() -> bool {
+    true
+}
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// Tuning shared by every flow; the defaults suit most links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorSettings {
+    /// How often source topics, partitions and configs are compared with the target.
+    #[serde(with = "humantime_serde")]
+    pub topic_refresh_interval: Duration,
+    /// Long-poll time of fetches at the end of the source log.
+    #[serde(with = "humantime_serde")]
+    pub fetch_max_wait: Duration,
+    /// Bytes per fetch response, and per partition within it.
+    pub fetch_max_bytes: i32,
+    pub partition_max_bytes: i32,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for MirrorSettings {
+    fn default() -> Self {
+        MirrorSettings {
+            topic_refresh_interval: Duration::from_secs(2),
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 32 << 20,
+            partition_max_bytes: 4 << 20,
+            heartbeat_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A validated flow: names resolved, regexes compiled.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub source: String,
+    pub target: String,
+    pub topics: Vec<Regex>,
+    pub topics_exclude: Vec<Regex>,
+    pub groups: Vec<Regex>,
+    pub groups_exclude: Vec<Regex>,
+    pub naming: Naming,
+    pub sync_group_offsets: bool,
+    pub emit_heartbeats: bool,
+    pub checkpoint_interval: Duration,
+}
+
+impl Flow {
+    /// `source->target`, the name flows go by in the CLI, metrics and dashboard.
+    pub fn name(&self) -> String {
+        format!("{}->{}", self.source, self.target)
+    }
+}
+
+/// A parsed and validated configuration.
+#[derive(Debug)]
+pub struct Validated {
+    pub config: Config,
+    pub flows: Vec<Flow>,
+}
+
+pub fn load(path: &Path) -> Result<Validated> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    parse(&text).map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+pub fn parse(text: &str) -> Result<Validated> {
+    let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))?;
+    let line = |span: std::ops::Range<usize>| -> usize {
+        if span.is_empty() && span.start == 0 {
+            return 0;
+        }
+        text[..span.start.min(text.len())].matches('\n').count() + 1
+    };
+    let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
+        let l = line(span);
+        if l == 0 {
+            Error::Config(format!("{key}: {msg}"))
+        } else {
+            Error::Config(format!("line {l}, {key}: {msg}"))
+        }
+    };
+    if config.clusters.is_empty() {
+        return Err(Error::Config("no [clusters.<name>] defined".into()));
+    }
+    for (name, c) in &config.clusters {
+        if c.bootstrap.split(',').all(|s| s.trim().is_empty()) {
+            return Err(Error::Config(format!("clusters.{name}.bootstrap: empty")));
+        }
+        if name.contains('.') || name.is_empty() {
+            return Err(Error::Config(format!("clusters.{name}: a cluster alias must be non-empty and contain no '.' (it prefixes remote topic names)")));
+        }
+    }
+    let compile = |list: &[Spanned<String>], key: &str| -> Result<Vec<Regex>> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Regex::new(&format!("^(?:{})$", s.get_ref()))
+                    .map_err(|e| at(s.span(), &format!("{key}[{i}]"), format!("invalid regex {:?}: {e}", s.get_ref())))
+            })
+            .collect()
+    };
+    let mut flows = Vec::new();
+    for (i, f) in config.flows.iter().enumerate() {
+        let key = format!("flows[{i}]");
+        for (field, v) in [("source", &f.source), ("target", &f.target)] {
+            if !config.clusters.contains_key(v.get_ref()) {
+                return Err(at(v.span(), &format!("{key}.{field}"), format!("unknown cluster {:?} (defined: {})", v.get_ref(), config.clusters.keys().cloned().collect::<Vec<_>>().join(", "))));
+            }
+        }
+        if f.source.get_ref() == f.target.get_ref() {
+            return Err(at(f.target.span(), &format!("{key}.target"), "a flow's source and target must differ".into()));
+        }
+        if f.topics.is_empty() {
+            return Err(at(f.source.span(), &format!("{key}.topics"), "no topic patterns: nothing would be replicated".into()));
+        }
+        let flow = Flow {
+            source: f.source.get_ref().clone(),
+            target: f.target.get_ref().clone(),
+            topics: compile(&f.topics, &format!("{key}.topics"))?,
+            topics_exclude: compile(&f.topics_exclude, &format!("{key}.topics_exclude"))?,
+            groups: compile(&f.groups, &format!("{key}.groups"))?,
+            groups_exclude: compile(&f.groups_exclude, &format!("{key}.groups_exclude"))?,
+            naming: f.naming,
+            sync_group_offsets: f.sync_group_offsets,
+            emit_heartbeats: f.emit_heartbeats,
+            checkpoint_interval: f.checkpoint_interval,
+        };
+        if flows.iter().any(|g: &Flow| g.source == flow.source && g.target == flow.target) {
+            return Err(at(f.source.span(), &key, format!("a second flow {} (one flow per source and target)", flow.name())));
+        }
+        flows.push(flow);
+    }
+    if let Some(cycle) = identity_cycle(&flows) {
+        return Err(Error::Config(format!(
+            "identity naming would replicate topics in a cycle ({}): records would loop forever; use naming = \"prefix\" on at least one of these flows",
+            cycle.join(" -> ")
+        )));
+    }
+    Ok(Validated { config, flows })
+}
+
+/// A cycle among flows with identity naming, as the list of clusters along it.
+fn identity_cycle(flows: &[Flow]) -> Option<Vec<String>> {
+    let edges: Vec<(&str, &str)> =
+        flows.iter().filter(|f| f.naming == Naming::Identity).map(|f| (f.source.as_str(), f.target.as_str())).collect();
+    fn walk<'a>(node: &'a str, edges: &[(&'a str, &'a str)], path: &mut Vec<&'a str>) -> Option<Vec<String>> {
+        if let Some(pos) = path.iter().position(|n| *n == node) {
+            let mut cycle: Vec<String> = path[pos..].iter().map(|s| s.to_string()).collect();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        path.push(node);
+        for (a, b) in edges {
+            if *a == node {
+                if let Some(c) = walk(b, edges, path) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        None
+    }
+    edges.iter().find_map(|(a, _)| walk(a, &edges, &mut Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[clusters.us-east]
+bootstrap = "127.0.0.1:9092"
+region = "us-east-1"
+
+[clusters.eu-west]
+bootstrap = "127.0.0.1:9093"
+
+[[flows]]
+source = "us-east"
+target = "eu-west"
+topics = ["orders.*", "payments"]
+
+[[flows]]
+source = "eu-west"
+target = "us-east"
+topics = [".*"]
+checkpoint_interval = "2s"
+"#;
+
+    #[test]
+    fn parses_the_documented_format_with_defaults() {
+        let v = parse(GOOD).expect("valid");
+        assert_eq!(v.flows.len(), 2);
+        let f = &v.flows[0];
+        assert_eq!(f.name(), "us-east->eu-west");
+        assert_eq!(f.naming, Naming::Prefix);
+        assert!(f.topics[0].is_match("orders.v2"));
+        assert!(!f.topics[1].is_match("payments-eu"), "patterns are anchored");
+        assert_eq!(v.flows[1].checkpoint_interval, Duration::from_secs(2));
+        assert_eq!(v.config.web.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line_and_key() {
+        let bad = GOOD.replace("topics = [\"orders.*\", \"payments\"]", "topics = [\"orders.*\"]\ntopicz = [\"x\"]");
+        let e = parse(&bad).expect_err("unknown key").to_string();
+        assert!(e.contains("topicz") && e.contains("line 13"), "{e}");
+    }
+
+    #[test]
+    fn bad_regexes_name_the_line_and_key() {
+        let bad = GOOD.replace("\"payments\"", "\"pay(ments\"");
+        let e = parse(&bad).expect_err("bad regex").to_string();
+        assert!(e.contains("line 12") && e.contains("flows[0].topics[1]") && e.contains("pay(ments"), "{e}");
+    }
+
+    #[test]
+    fn unknown_cluster_and_identity_cycles_are_refused() {
+        let bad = GOOD.replace("target = \"eu-west\"", "target = \"ap-south\"");
+        let e = parse(&bad).expect_err("unknown cluster").to_string();
+        assert!(e.contains("ap-south") && e.contains("flows[0].target"), "{e}");
+
+        let cyc = GOOD.replace("topics = [\".*\"]", "topics = [\".*\"]\nnaming = \"identity\"").replace(
+            "topics = [\"orders.*\", \"payments\"]",
+            "topics = [\"orders.*\", \"payments\"]\nnaming = \"identity\"",
+        );
+        let e = parse(&cyc).expect_err("cycle").to_string();
+        assert!(e.contains("cycle") && e.contains("us-east -> eu-west -> us-east"), "{e}");
+        // One direction with identity naming is fine.
+        let one = GOOD.replace("topics = [\".*\"]", "topics = [\".*\"]\nnaming = \"identity\"");
+        parse(&one).expect("identity one way");
+    }
+}
