@@ -187,6 +187,20 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, bas
     rewrite_crc(batch);
 }
 
+/// Makes a fetched batch safe to produce elsewhere as a plain (non-idempotent,
+/// non-transactional) batch: producer id, epoch and base sequence become -1, the
+/// transactional bit is cleared, the leader epoch is reset, and the CRC recomputed. The records
+/// and their compression are untouched.
+pub fn make_plain(batch: &mut [u8]) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    let attributes = be_i16(batch, 21) & !ATTR_TRANSACTIONAL;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    set_partition_leader_epoch(batch, -1);
+    set_producer(batch, -1, -1, -1);
+}
+
 /// Recomputes and stores the CRC after a change inside the checksummed range.
 pub fn rewrite_crc(batch: &mut [u8]) {
     if batch.len() < HEADER_LEN {
@@ -298,6 +312,21 @@ mod tests {
         verify_crc(&b).expect("crc after producer rewrite");
         let h = BatchHeader::parse(&b).expect("header");
         assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 1, 100));
+    }
+
+    #[test]
+    fn make_plain_clears_producer_state_and_keeps_records() {
+        let mut b = sample_batch();
+        set_producer(&mut b, 9, 2, 40);
+        b[22] |= ATTR_TRANSACTIONAL as u8;
+        rewrite_crc(&mut b);
+        let records_before = b[HEADER_LEN..].to_vec();
+        make_plain(&mut b);
+        verify_crc(&b).expect("crc");
+        let h = BatchHeader::parse(&b).expect("header");
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (-1, -1, -1));
+        assert!(!h.is_transactional());
+        assert_eq!(&b[HEADER_LEN..], &records_before[..]);
     }
 
     #[test]

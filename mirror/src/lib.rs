@@ -22,5 +22,6 @@ pub mod config;
 pub mod error;
 pub mod mm2;
 pub mod naming;
+pub mod transform;
 
 pub use error::{Error, Result, RetryHint};

@@ -1,0 +1,209 @@
+//! Turning fetched source batches into a record set for the target.
+//!
+//! Fast path: a batch is produced as fetched (compressed bytes untouched; only the
+//! producer-owned header fields are reset and the CRC recomputed). Record path: the batch is
+//! decoded and re-encoded with the same codec when the fast path would be wrong:
+//! - it starts before the next offset to replicate (a fetch from inside a batch);
+//! - its offsets have gaps (compacted), which brokers refuse from producers;
+//! - its timestamps are LogAppendTime, which brokers refuse from producers.
+//! Control batches (transaction markers) are skipped: they are not data.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tern_kafka::batch::{make_plain, BatchHeader, Batches};
+
+use crate::error::{Error, Result};
+
+/// What one fetched record set becomes.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Batches to produce, concatenated.
+    pub records: BytesMut,
+    /// Source offset of each record produced, in order (the target assigns them consecutive
+    /// offsets from the produce response's base offset).
+    pub source_offsets: Vec<i64>,
+    /// The next source offset after everything consumed here (skipped control batches and
+    /// records below `from` included).
+    pub next_offset: i64,
+    /// Largest record timestamp seen, for lag in seconds.
+    pub max_timestamp: i64,
+    pub batches_fast: u64,
+    pub batches_rewritten: u64,
+}
+
+/// Prepares the complete batches of `data` from source offset `from` on. A partial batch at
+/// the end (cut by the fetch size) is left for the next fetch.
+pub fn prepare(data: &[u8], from: i64) -> Result<Prepared> {
+    let mut out = Prepared { next_offset: from, max_timestamp: -1, ..Default::default() };
+    for item in Batches::new(data) {
+        let (at, h) = match item {
+            Ok(v) => v,
+            // A truncated batch at the end of a fetch response is normal.
+            Err(tern_kafka::Error::MalformedBatch(tern_kafka::error::BatchFault::Truncated | tern_kafka::error::BatchFault::ShortHeader)) => break,
+            Err(e) => return Err(Error::Other(format!("source sent a malformed batch: {e}"))),
+        };
+        let bytes = &data[at..at + h.total_len()];
+        if h.last_offset() < out.next_offset {
+            continue;
+        }
+        if h.is_control() {
+            out.next_offset = h.last_offset() + 1;
+            continue;
+        }
+        tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Other(format!("source batch at offset {}: {e}", h.base_offset)))?;
+        let dense = h.record_count as i64 == h.last_offset_delta as i64 + 1;
+        if h.base_offset >= out.next_offset && dense && !h.is_log_append_time() {
+            let start = out.records.len();
+            out.records.extend_from_slice(bytes);
+            make_plain(&mut out.records[start..]);
+            out.source_offsets.extend(h.base_offset..=h.last_offset());
+            out.batches_fast += 1;
+        } else {
+            rewrite(bytes, &h, &mut out)?;
+            out.batches_rewritten += 1;
+        }
+        out.max_timestamp = out.max_timestamp.max(h.max_timestamp);
+        out.next_offset = h.last_offset() + 1;
+    }
+    Ok(out)
+}
+
+fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| Error::Other(format!("decoding source batch at offset {}: {e}", h.base_offset)))?;
+    let from = out.next_offset;
+    let mut records: Vec<_> = set.records.into_iter().filter(|r| r.offset >= from).collect();
+    if records.is_empty() {
+        return Ok(());
+    }
+    let first = records[0].offset;
+    for (i, r) in records.iter_mut().enumerate() {
+        out.source_offsets.push(r.offset);
+        if h.is_log_append_time() {
+            r.timestamp = h.max_timestamp;
+        }
+        r.timestamp_type = TimestampType::Creation;
+        r.transactional = false;
+        r.producer_id = -1;
+        r.producer_epoch = -1;
+        r.partition_leader_epoch = -1;
+        // Dense offsets, and offset - sequence constant so the encoder keeps one batch with
+        // base sequence -1.
+        r.offset = first + i as i64;
+        r.sequence = i as i32 - 1;
+    }
+    let compression = match set.compression {
+        c @ (Compression::None | Compression::Gzip | Compression::Snappy | Compression::Lz4 | Compression::Zstd) => c,
+    };
+    RecordBatchEncoder::encode(&mut out.records, &records, &RecordEncodeOptions { version: 2, compression })
+        .map_err(|e| Error::Other(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::Record;
+
+    fn batch(base: i64, offsets: &[i64], compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = offsets
+            .iter()
+            .map(|&o| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: 7,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: o,
+                sequence: o as i32,
+                timestamp: 1_700_000_000_000 + o,
+                key: Some(Bytes::from(format!("k{o}"))),
+                value: Some(Bytes::from(format!("v{o}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).expect("encode");
+        let mut v = buf.to_vec();
+        tern_kafka::batch::set_base_offset(&mut v, base);
+        v
+    }
+
+    fn decode(records: &[u8]) -> Vec<(i64, String, i64)> {
+        let mut b = Bytes::copy_from_slice(records);
+        RecordBatchDecoder::decode_all(&mut b)
+            .expect("decode")
+            .into_iter()
+            .flat_map(|s| s.records)
+            .map(|r| (r.producer_id, String::from_utf8_lossy(&r.value.unwrap_or_default()).to_string(), r.timestamp))
+            .collect()
+    }
+
+    #[test]
+    fn whole_dense_batches_pass_through_with_plain_producer_fields() {
+        let mut data = batch(10, &[10, 11, 12], Compression::Lz4);
+        data.extend(batch(13, &[13, 14], Compression::Zstd));
+        let p = prepare(&data, 10).expect("prepare");
+        assert_eq!((p.batches_fast, p.batches_rewritten), (2, 0));
+        assert_eq!(p.source_offsets, vec![10, 11, 12, 13, 14]);
+        assert_eq!(p.next_offset, 15);
+        let got = decode(&p.records);
+        assert!(got.iter().all(|(pid, _, _)| *pid == -1));
+        assert_eq!(got.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(), vec!["v10", "v11", "v12", "v13", "v14"]);
+        // Compressed bytes are untouched: only the header changed.
+        let first_len = BatchHeader::parse(&data).expect("h").total_len();
+        assert_eq!(&p.records[61..first_len], &data[61..first_len]);
+    }
+
+    #[test]
+    fn a_fetch_from_inside_a_batch_drops_the_records_before_it() {
+        let data = batch(0, &[0, 1, 2, 3], Compression::Gzip);
+        let p = prepare(&data, 2).expect("prepare");
+        assert_eq!(p.batches_rewritten, 1);
+        assert_eq!(p.source_offsets, vec![2, 3]);
+        assert_eq!(decode(&p.records).iter().map(|g| g.1.clone()).collect::<Vec<_>>(), vec!["v2", "v3"]);
+    }
+
+    #[test]
+    fn compacted_batches_are_rewritten_dense_and_keep_their_source_offsets() {
+        // What compaction leaves: offsets 0, 3 and 4 of a batch with lastOffsetDelta 4.
+        let data = batch(0, &[0, 3, 4], Compression::Snappy);
+        let h = BatchHeader::parse(&data).expect("h");
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 4);
+        let p = prepare(&data, 0).expect("prepare");
+        assert_eq!(p.batches_rewritten, 1);
+        assert_eq!(p.source_offsets, vec![0, 3, 4]);
+        let out = BatchHeader::parse(&p.records).expect("out header");
+        assert_eq!(out.record_count as i64, out.last_offset_delta as i64 + 1, "dense on the target");
+    }
+
+    #[test]
+    fn log_append_time_batches_become_create_time_with_the_append_time() {
+        let mut data = batch(0, &[0, 1], Compression::None);
+        tern_kafka::batch::set_log_append_time(&mut data, 1_800_000_000_000);
+        let p = prepare(&data, 0).expect("prepare");
+        assert_eq!(p.batches_rewritten, 1);
+        let out = BatchHeader::parse(&p.records).expect("h");
+        assert!(!out.is_log_append_time());
+        assert!(decode(&p.records).iter().all(|g| g.2 == 1_800_000_000_000));
+    }
+
+    #[test]
+    fn partial_tail_is_left_for_the_next_fetch_and_corruption_is_an_error() {
+        let mut data = batch(0, &[0, 1], Compression::None);
+        let second = batch(2, &[2, 3], Compression::None);
+        data.extend_from_slice(&second[..second.len() - 5]);
+        let p = prepare(&data, 0).expect("prepare");
+        assert_eq!(p.next_offset, 2);
+        let mut bad = batch(0, &[0, 1], Compression::None);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(prepare(&bad, 0).is_err());
+    }
+}
