@@ -16,6 +16,26 @@ struct Cli {
 enum Command {
     /// Run the embedded Kafka-compatible broker.
     Broker(BrokerArgs),
+    /// Run the mirror workers of every flow in the configuration.
+    Run(ConfigArgs),
+    /// Validate the configuration and reach every cluster it names.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The tern.toml to use.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Check the file and its flows only; contact no cluster.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(clap::Args)]
@@ -56,6 +76,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Broker(args) => runtime.block_on(broker(args)),
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Check(args) => runtime.block_on(check(args)),
     }
 }
 
@@ -84,6 +106,68 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("broker on {addr} with data in {}", args.data.display()))?;
     tracing::info!("broker stopped");
+    Ok(())
+}
+
+async fn run(args: ConfigArgs) -> anyhow::Result<()> {
+    let validated = tern_mirror::config::load(&args.config)?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let flows: Vec<String> = validated.flows.iter().map(|f| f.name()).collect();
+    tracing::info!(flows = %flows.join(", "), "starting");
+    let (statuses, mut tasks) = tern_mirror::start(validated, rx);
+    let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut failed = None;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = report.tick() => {
+                for (name, status) in &statuses {
+                    let snap = status.snapshot();
+                    let lag: i64 = snap.partitions.values().map(|p| p.lag_records()).sum();
+                    let records: u64 = snap.partitions.values().map(|p| p.records).sum();
+                    let errors = snap.partitions.values().filter(|p| p.error.is_some()).count() + snap.errors.len();
+                    tracing::info!(flow = %name, partitions = snap.partitions.len(), records, lag, errors, "status");
+                }
+            }
+            Some(done) = tasks.join_next() => {
+                if let Ok((name, Err(e))) = done {
+                    tracing::error!(flow = %name, "flow stopped: {e}");
+                    failed = Some(anyhow::anyhow!("flow {name}: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    failed.map_or(Ok(()), Err)
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let validated = tern_mirror::config::load(&args.config)?;
+    println!("{}: valid, {} clusters, {} flows", args.config.display(), validated.config.clusters.len(), validated.flows.len());
+    for f in &validated.flows {
+        println!("  flow {} (naming {:?})", f.name(), f.naming);
+    }
+    if args.offline {
+        return Ok(());
+    }
+    let mut unreachable = Vec::new();
+    for (name, cluster) in &validated.config.clusters {
+        match tokio::time::timeout(std::time::Duration::from_secs(15), tern_mirror::flow::connect(name, cluster)).await {
+            Ok(Ok(client)) => {
+                let md = client.metadata_snapshot();
+                println!("  cluster {name}: reachable ({} brokers, {} topics)", md.brokers.len(), md.topics.len());
+            }
+            Ok(Err(e)) => unreachable.push(e.to_string()),
+            Err(_) => unreachable.push(format!("cluster {name}: no answer from {} within 15 s", cluster.bootstrap)),
+        }
+    }
+    if !unreachable.is_empty() {
+        anyhow::bail!("{}", unreachable.join("\n"));
+    }
     Ok(())
 }
 

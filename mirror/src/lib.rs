@@ -2,6 +2,9 @@
 //!
 //! - [`config`]: `tern.toml`, validated (clusters, flows, naming, filters).
 //! - [`naming`]: which source topics a flow replicates and what they are called on the target.
+//! - [`flow`]: one flow at work: remote topics, fetch, produce, commit, heartbeats.
+//! - [`transform`]: fetched batches to target record sets (fast path and record path).
+//! - [`status`]: per-partition positions, lag and errors, read by metrics and the dashboard.
 //! - [`mm2`]: MirrorMaker 2's internal record formats (heartbeats, checkpoints, offset syncs).
 //!
 //! ```
@@ -20,8 +23,30 @@
 
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod mm2;
 pub mod naming;
+pub mod status;
 pub mod transform;
 
 pub use error::{Error, Result, RetryHint};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Runs every flow of a validated configuration until `shutdown` turns true. Each flow's
+/// status is published in the returned map as soon as it starts.
+pub fn start(validated: config::Validated, shutdown: tokio::sync::watch::Receiver<bool>) -> (BTreeMap<String, Arc<status::FlowStatus>>, tokio::task::JoinSet<(String, Result<()>)>) {
+    let clusters = Arc::new(validated.config.clusters);
+    let settings = validated.config.mirror;
+    let mut statuses = BTreeMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for f in validated.flows {
+        let name = f.name();
+        let status = Arc::new(status::FlowStatus::new(name.clone()));
+        statuses.insert(name.clone(), status.clone());
+        let (clusters, settings, shutdown) = (clusters.clone(), settings.clone(), shutdown.clone());
+        tasks.spawn(async move { (name, flow::run(f, &clusters, settings, status, shutdown).await) });
+    }
+    (statuses, tasks)
+}

@@ -4,3 +4,4 @@ mod helpers;
 mod protocol;
 mod durability;
 mod compat;
+mod mirror;

@@ -8,6 +8,8 @@
 mod admin;
 pub use admin::{ProduceAck, EARLIEST, LATEST};
 mod conn;
+mod groups;
+pub use groups::Membership;
 mod metadata;
 mod simple;
 

@@ -1,0 +1,111 @@
+//! Consumer-group calls: finding the coordinator, committed offsets.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{BrokerConnection, Client};
+use crate::error::{Error, Result};
+
+/// Identity of a group member for commits; `generation -1` and an empty member id commit as
+/// an admin tool would, for a group with no active members.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub generation_id: i32,
+    pub member_id: String,
+}
+
+impl Membership {
+    pub fn none() -> Membership {
+        Membership { generation_id: -1, member_id: String::new() }
+    }
+}
+
+impl Client {
+    /// The coordinator of `group`.
+    pub async fn group_coordinator(&self, group: &str) -> Result<Arc<BrokerConnection>> {
+        self.with_retries(&format!("find the coordinator of group {group}"), || async {
+            let conn = self.any_connection().await?;
+            let version = conn.version(ApiKey::FindCoordinator, (1, 3))?;
+            let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
+            let resp = conn.call(&req, version).await?;
+            if resp.error_code != 0 {
+                return Err(Error::kafka(resp.error_code, format!("find the coordinator of group {group}")));
+            }
+            self.connection(&format!("{}:{}", resp.host, resp.port)).await
+        })
+        .await
+    }
+
+    /// Committed offsets of `group` for the given partitions (absent when none committed).
+    pub async fn committed_offsets(&self, group: &str, partitions: &[(String, i32)]) -> Result<BTreeMap<(String, i32), i64>> {
+        self.with_retries(&format!("fetch offsets of group {group}"), || async {
+            let conn = self.group_coordinator(group).await?;
+            let version = conn.version(ApiKey::OffsetFetch, (1, 7))?;
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (t, p) in partitions {
+                by_topic.entry(t).or_default().push(*p);
+            }
+            let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(Some(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| OffsetFetchRequestTopic::default().with_name(TopicName(StrBytes::from_string(t.to_string()))).with_partition_indexes(ps))
+                    .collect(),
+            ));
+            let resp = conn.call(&req, version).await?;
+            if resp.error_code != 0 {
+                return Err(Error::kafka(resp.error_code, format!("fetch offsets of group {group}")));
+            }
+            let mut out = BTreeMap::new();
+            for t in resp.topics {
+                for p in t.partitions {
+                    if p.error_code != 0 {
+                        return Err(Error::kafka(p.error_code, format!("fetch offset of {group} for {}/{}", t.name.0, p.partition_index)));
+                    }
+                    if p.committed_offset >= 0 {
+                        out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Commits offsets for `group`; per-partition errors fail the call.
+    pub async fn commit_offsets(&self, group: &str, member: &Membership, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let conn = self.group_coordinator(group).await?;
+        let version = conn.version(ApiKey::OffsetCommit, (2, 8))?;
+        let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for ((t, p), o) in offsets {
+            by_topic.entry(t).or_default().push(OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o));
+        }
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_generation_id_or_member_epoch(member.generation_id)
+            .with_member_id(StrBytes::from_string(member.member_id.clone()))
+            .with_retention_time_ms(-1)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| OffsetCommitRequestTopic::default().with_name(TopicName(StrBytes::from_string(t.to_string()))).with_partitions(ps))
+                    .collect(),
+            );
+        let resp = conn.call(&req, version).await?;
+        for t in resp.topics {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    return Err(Error::kafka(p.error_code, format!("commit offset of {group} for {}/{}", t.name.0, p.partition_index)));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! What each flow is doing, per partition: positions, lag, throughput counters, errors. The
+//! replication tasks write it; `tern run`'s status output, metrics and the dashboard read it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub remote_topic: String,
+    /// Next source offset to replicate: everything below is on the target.
+    pub replicated_offset: i64,
+    /// Source high watermark at the last fetch.
+    pub source_end_offset: i64,
+    /// Timestamp of the newest replicated record (ms), -1 before the first.
+    pub replicated_timestamp: i64,
+    pub records: u64,
+    pub bytes: u64,
+    pub batches_fast: u64,
+    pub batches_rewritten: u64,
+    /// Why this partition stopped or keeps failing, as the operator should read it.
+    pub error: Option<String>,
+}
+
+impl PartitionStatus {
+    pub fn lag_records(&self) -> i64 {
+        (self.source_end_offset - self.replicated_offset).max(0)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct FlowStatus {
+    pub name: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FlowSnapshot {
+    pub partitions: BTreeMap<(String, i32), PartitionStatus>,
+    /// Flow-level trouble (a cluster unreachable, a topic that cannot be created).
+    pub errors: Vec<String>,
+    pub heartbeats_sent: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    snapshot: FlowSnapshot,
+}
+
+impl FlowStatus {
+    pub fn new(name: String) -> FlowStatus {
+        FlowStatus { name, inner: Mutex::default() }
+    }
+
+    pub fn update(&self, topic: &str, partition: i32, f: impl FnOnce(&mut PartitionStatus)) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(inner.snapshot.partitions.entry((topic.to_string(), partition)).or_default());
+    }
+
+    pub fn set_errors(&self, errors: Vec<String>) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.errors = errors;
+    }
+
+    pub fn heartbeat_sent(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.heartbeats_sent += 1;
+    }
+
+    pub fn snapshot(&self) -> FlowSnapshot {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.clone()
+    }
+}
