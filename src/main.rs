@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+mod demo;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -16,10 +18,26 @@ struct Cli {
 enum Command {
     /// Run the embedded Kafka-compatible broker.
     Broker(BrokerArgs),
+    /// Three regional brokers, flows between them, a load generator and the dashboard, in
+    /// one process.
+    Demo(DemoArgs),
     /// Run the mirror workers of every flow in the configuration.
     Run(ConfigArgs),
     /// Validate the configuration and reach every cluster it names.
     Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Where the dashboard listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    web: String,
+    /// Data directory for the three brokers (a fresh temporary one by default).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Records per second the load generator writes in each active region.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +94,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Broker(args) => runtime.block_on(broker(args)),
+        Command::Demo(args) => runtime.block_on(demo::run(args.web, args.data, args.rate)),
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Check(args) => runtime.block_on(check(args)),
     }
@@ -114,7 +133,16 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let flows: Vec<String> = validated.flows.iter().map(|f| f.name()).collect();
     tracing::info!(flows = %flows.join(", "), "starting");
+    let listen = validated.config.web.listen.clone();
     let (statuses, mut tasks) = tern_mirror::start(validated, rx);
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding [web] listen = {listen}"))?;
+    tracing::info!("metrics and health on http://{}", listener.local_addr()?);
+    let app = tern_web::router(tern_web::AppState::new(statuses.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("web server: {e}");
+        }
+    });
     let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);

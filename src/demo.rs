@@ -1,0 +1,138 @@
+//! `tern demo`: three regional brokers in this process, active/active flows between two of
+//! them and a one-way flow to the third, a steady load generator and the dashboard.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use tern_kafka::client::{Client, ClientConfig};
+
+const REGIONS: [(&str, &str, &str); 3] = [("us-east", "us-east-1", "aws"), ("eu-west", "europe-west1", "gcp"), ("ap-south", "westeurope", "azure")];
+
+pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) -> anyhow::Result<()> {
+    let temp;
+    let data = match data {
+        Some(d) => d,
+        None => {
+            temp = tempfile_dir()?;
+            temp.clone()
+        }
+    };
+    let mut brokers = BTreeMap::new();
+    for (name, _, _) in REGIONS {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let config = tern_broker::BrokerConfig::with_data_dir(data.join(name));
+        let broker = tern_broker::RunningBroker::start(config, listener).await.with_context(|| format!("starting broker {name}"))?;
+        println!("broker {name:<9} {}", broker.bootstrap());
+        brokers.insert(name, broker);
+    }
+    let mut toml = String::new();
+    for (name, region, cloud) in REGIONS {
+        toml += &format!("[clusters.{name}]\nbootstrap = \"{}\"\nregion = \"{region}\"\ncloud = \"{cloud}\"\n\n", brokers[name].bootstrap());
+    }
+    for (s, t) in [("us-east", "eu-west"), ("eu-west", "us-east"), ("us-east", "ap-south")] {
+        toml += &format!("[[flows]]\nsource = \"{s}\"\ntarget = \"{t}\"\ntopics = [\"orders\", \"payments\"]\n\n");
+    }
+    toml += &format!("[web]\nlisten = \"{web}\"\n");
+    std::fs::write(data.join("tern.toml"), &toml)?;
+    let validated = tern_mirror::config::parse(&toml)?;
+
+    for region in ["us-east", "eu-west"] {
+        let client = Client::connect(ClientConfig::new(&brokers[region].bootstrap())).await?;
+        for topic in ["orders", "payments"] {
+            client.create_topic(topic, 4, &BTreeMap::new()).await?;
+        }
+    }
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let (statuses, mut flows) = tern_mirror::start(validated, rx);
+    let listener = tokio::net::TcpListener::bind(&web).await.with_context(|| format!("binding the dashboard to {web}"))?;
+    println!("dashboard http://{}/metrics   (config: {})", listener.local_addr()?, data.join("tern.toml").display());
+    let app = tern_web::router(tern_web::AppState::new(statuses.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("dashboard: {e}");
+        }
+    });
+    for region in ["us-east", "eu-west"] {
+        let bootstrap = brokers[region].bootstrap();
+        tokio::spawn(load(bootstrap, region, records_per_second));
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = tick.tick() => {
+                for (name, status) in &statuses {
+                    let snap = status.snapshot();
+                    let records: u64 = snap.partitions.values().map(|p| p.records).sum();
+                    let lag: i64 = snap.partitions.values().map(|p| p.lag_records()).sum();
+                    let errors = snap.partitions.values().filter(|p| p.error.is_some()).count() + snap.errors.len();
+                    println!("{name:<20} replicated {records:>9} records   lag {lag:>6}   errors {errors}");
+                }
+                println!();
+            }
+            Some(done) = flows.join_next() => {
+                if let Ok((name, Err(e))) = done {
+                    anyhow::bail!("flow {name} stopped: {e}");
+                }
+            }
+        }
+    }
+    let _ = stop.send(true);
+    while flows.join_next().await.is_some() {}
+    for (_, b) in brokers {
+        b.shutdown().await?;
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tern-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Produces `rate` records a second to `orders` and `payments`, in 10 batches a second.
+async fn load(bootstrap: String, region: &'static str, rate: u32) {
+    let client = match Client::connect(ClientConfig::new(&bootstrap)).await {
+        Ok(c) => c,
+        Err(e) => return tracing::error!("load generator for {region}: {e}"),
+    };
+    let per_tick = (rate / 10).max(1) as usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for n in 0u64.. {
+        tick.tick().await;
+        let topic = if n % 4 == 0 { "payments" } else { "orders" };
+        let partition = (n % 4) as i32;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let records: Vec<Record> = (0..per_tick)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp: now,
+                key: Some(Bytes::from(format!("{region}-{n}-{i}"))),
+                value: Some(Bytes::from(format!("{{\"region\":\"{region}\",\"order\":{n},\"line\":{i},\"amount\":{}}}", (n * 7 + i as u64) % 1000))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        if RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::Lz4 }).is_err() {
+            continue;
+        }
+        if let Err(e) = client.produce(topic, partition, buf.freeze(), -1, 10_000).await {
+            tracing::warn!("load generator for {region}: {e}");
+        }
+    }
+}

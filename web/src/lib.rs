@@ -1,0 +1,99 @@
+//! tern-web: Tern's HTTP side. For now `/metrics` (Prometheus text) and `/healthz`; the
+//! dashboard and REST API grow here.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let app = tern_web::router(tern_web::AppState::new(Default::default()));
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tern_mirror::status::FlowStatus;
+
+#[derive(Clone)]
+pub struct AppState {
+    flows: BTreeMap<String, Arc<FlowStatus>>,
+    registry: Arc<prometheus::Registry>,
+}
+
+impl AppState {
+    pub fn new(flows: BTreeMap<String, Arc<FlowStatus>>) -> AppState {
+        let registry = prometheus::Registry::new();
+        if let Err(e) = registry.register(Box::new(metrics::FlowCollector::new(flows.clone()))) {
+            tracing::error!("registering flow metrics: {e}");
+        }
+        AppState { flows, registry: Arc::new(registry) }
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics_get)).route("/healthz", get(healthz_get)).with_state(state)
+}
+
+async fn metrics_get(State(state): State<AppState>) -> Response {
+    let families = state.registry.gather();
+    match prometheus::TextEncoder::new().encode_to_string(&families) {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}")).into_response(),
+    }
+}
+
+/// 200 while every flow runs without flow-level errors, 503 with the reasons otherwise.
+async fn healthz_get(State(state): State<AppState>) -> Response {
+    let problems: Vec<String> = state
+        .flows
+        .iter()
+        .flat_map(|(name, s)| s.snapshot().errors.into_iter().map(move |e| format!("{name}: {e}")))
+        .collect();
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn metrics_carry_per_partition_lag_and_healthz_reports_errors() {
+        let status = Arc::new(FlowStatus::new("a->b".into()));
+        status.update("orders", 3, |s| {
+            s.source_end_offset = 120;
+            s.replicated_offset = 100;
+            s.records = 100;
+        });
+        let mut flows = BTreeMap::new();
+        flows.insert("a->b".to_string(), status.clone());
+        let app = router(AppState::new(flows));
+        let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let text = String::from_utf8_lossy(&body);
+        let line = text.lines().find(|l| l.starts_with("tern_lag_records{")).expect("lag line");
+        assert!(line.contains("flow=\"a->b\"") && line.contains("partition=\"3\"") && line.contains("topic=\"orders\""), "{line}");
+        assert!(line.ends_with(" 20"), "{line}");
+
+        let ok = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("response");
+        assert_eq!(ok.status(), StatusCode::OK);
+        status.set_errors(vec!["cluster b: unreachable".into()]);
+        let bad = app.oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("response");
+        assert_eq!(bad.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,116 @@
+//! Prometheus metrics computed from the flows' status at scrape time, so the numbers on
+//! `/metrics` and on the dashboard always agree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use tern_mirror::status::FlowStatus;
+
+pub struct FlowCollector {
+    flows: BTreeMap<String, Arc<FlowStatus>>,
+    descs: Vec<Desc>,
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+}
+
+const FAMILIES: &[Family] = &[
+    Family { name: "tern_replicated_records_total", help: "Records replicated to the target, by source partition.", kind: MetricType::COUNTER },
+    Family { name: "tern_replicated_bytes_total", help: "Record-set bytes produced to the target, by source partition.", kind: MetricType::COUNTER },
+    Family { name: "tern_lag_records", help: "Source end offset minus the replicated position.", kind: MetricType::GAUGE },
+    Family { name: "tern_lag_seconds", help: "How far the target is behind in time: 0 when caught up, else now minus the newest replicated record's timestamp.", kind: MetricType::GAUGE },
+    Family { name: "tern_replicated_offset", help: "Next source offset to replicate (everything below is on the target).", kind: MetricType::GAUGE },
+    Family { name: "tern_source_end_offset", help: "Source high watermark at the last fetch.", kind: MetricType::GAUGE },
+    Family { name: "tern_partition_errors", help: "1 while the partition reports an error, else 0.", kind: MetricType::GAUGE },
+    Family { name: "tern_fast_path_batches_total", help: "Batches produced as fetched (compression untouched).", kind: MetricType::COUNTER },
+    Family { name: "tern_rewritten_batches_total", help: "Batches decoded and re-encoded (record path).", kind: MetricType::COUNTER },
+    Family { name: "tern_heartbeats_total", help: "MM2-format heartbeats written to the target, by flow.", kind: MetricType::COUNTER },
+];
+
+impl FlowCollector {
+    pub fn new(flows: BTreeMap<String, Arc<FlowStatus>>) -> FlowCollector {
+        let descs = FAMILIES
+            .iter()
+            .filter_map(|f| Desc::new(f.name.to_string(), f.help.to_string(), vec![], Default::default()).ok())
+            .collect();
+        FlowCollector { flows, descs }
+    }
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
+}
+
+fn sample(labels: Vec<LabelPair>, kind: MetricType, value: f64) -> Metric {
+    let mut m = Metric::default();
+    m.set_label(labels.into());
+    if kind == MetricType::COUNTER {
+        let mut c = Counter::default();
+        c.set_value(value);
+        m.set_counter(c);
+    } else {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        m.set_gauge(g);
+    }
+    m
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Collector for FlowCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut samples: Vec<Vec<Metric>> = FAMILIES.iter().map(|_| Vec::new()).collect();
+        let now = now_ms();
+        for (flow, status) in &self.flows {
+            let snap = status.snapshot();
+            for ((topic, partition), p) in &snap.partitions {
+                let labels = || vec![label("flow", flow), label("topic", topic), label("partition", &partition.to_string())];
+                let lag_seconds = if p.lag_records() == 0 || p.replicated_timestamp < 0 { 0.0 } else { (now - p.replicated_timestamp).max(0) as f64 / 1000.0 };
+                let values = [
+                    p.records as f64,
+                    p.bytes as f64,
+                    p.lag_records() as f64,
+                    lag_seconds,
+                    p.replicated_offset as f64,
+                    p.source_end_offset as f64,
+                    if p.error.is_some() { 1.0 } else { 0.0 },
+                    p.batches_fast as f64,
+                    p.batches_rewritten as f64,
+                ];
+                for (i, v) in values.iter().enumerate() {
+                    samples[i].push(sample(labels(), FAMILIES[i].kind, *v));
+                }
+            }
+            let last = FAMILIES.len() - 1;
+            samples[last].push(sample(vec![label("flow", flow)], MetricType::COUNTER, snap.heartbeats_sent as f64));
+        }
+        FAMILIES
+            .iter()
+            .zip(samples)
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(f, metrics)| {
+                let mut mf = MetricFamily::default();
+                mf.set_name(f.name.to_string());
+                mf.set_help(f.help.to_string());
+                mf.set_field_type(f.kind);
+                mf.set_metric(metrics.into());
+                mf
+            })
+            .collect()
+    }
+}
