@@ -8,20 +8,19 @@
 //!
 //! Needs Debian's kcat (`bash scripts/test.sh` installs it).
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 use tern_kafka::client::Connection;
 
-const RECORD: usize = 1024;
+use common::*;
 
 struct Args {
     records: usize,
@@ -46,15 +45,7 @@ fn parse_args() -> Args {
 fn main() -> anyhow::Result<()> {
     let args = parse_args();
     let dir = tempfile::tempdir()?;
-    let mut broker = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["broker", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(broker.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
-    let addr = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    let (mut broker, addr) = start_broker(&dir.path().join("data"))?;
     let pid = broker.id();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
 
@@ -93,7 +84,8 @@ fn main() -> anyhow::Result<()> {
     println!("    broker CPU: {:.1} s", cpu_seconds(pid) - cpu0);
 
     let cpu0 = cpu_seconds(pid);
-    let produce_tern = rt.block_on(produce_pipelined(&addr, "tern-bench", args.partitions, args.records))?;
+    let batch = encoded_batch(1000, Compression::None, 1_700_000_000_000)?;
+    let produce_tern = rt.block_on(produce_pipelined(&addr, "tern-bench", args.partitions, args.records, batch, 1000))?;
     report("produce, Tern client (4 connections, 1000-record batches)", mb, args.records, produce_tern);
     println!("    broker CPU: {:.1} s", cpu_seconds(pid) - cpu0);
 
@@ -117,79 +109,6 @@ fn main() -> anyhow::Result<()> {
     let _ = broker.kill();
     let _ = broker.wait();
     Ok(())
-}
-
-fn report(what: &str, mb: f64, records: usize, took: Duration) {
-    let s = took.as_secs_f64();
-    println!("{what:<60} {:>8.1} MB/s {:>10.0} records/s  ({s:.2} s)", mb / s, records as f64 / s);
-}
-
-async fn create(addr: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let mut c = Connection::connect(addr).await?;
-    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.into())))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
-    let resp = c.call(&req, 7).await?;
-    anyhow::ensure!(resp.topics[0].error_code == 0, "create {topic}: {:?}", resp.topics[0].error_message);
-    Ok(())
-}
-
-fn encoded_batch(count: usize) -> anyhow::Result<Bytes> {
-    let value = Bytes::from(vec![b'x'; RECORD - 20]);
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence stays the same;
-            // the batch then carries base sequence -1 (no idempotent producer).
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from(format!("{i:012}"))),
-            value: Some(value.clone()),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })?;
-    Ok(buf.freeze())
-}
-
-/// Sends pre-encoded batches on several connections, a few requests in flight on each.
-async fn produce_pipelined(addr: &str, topic: &str, partitions: i32, records: usize) -> anyhow::Result<Duration> {
-    const PER_BATCH: usize = 1000;
-    let batch = encoded_batch(PER_BATCH)?;
-    let batches = records / PER_BATCH;
-    let connections = 4;
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..connections {
-        let (addr, topic, batch) = (addr.to_string(), topic.to_string(), batch.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut c = Connection::connect(&addr).await?;
-            let mine: Vec<usize> = (0..batches).filter(|i| i % connections == w).collect();
-            for i in mine {
-                let req = ProduceRequest::default().with_acks(1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index((i % partitions as usize) as i32)
-                        .with_records(Some(batch.clone()))])]);
-                let resp = c.call(&req, 9).await?;
-                anyhow::ensure!(resp.responses[0].partition_responses[0].error_code == 0, "produce error");
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(t.elapsed())
 }
 
 async fn fetch_all(addr: &str, topic: &str, partitions: i32) -> anyhow::Result<(Duration, usize)> {
@@ -231,33 +150,3 @@ async fn fetch_all(addr: &str, topic: &str, partitions: i32) -> anyhow::Result<(
     Ok((t.elapsed(), total))
 }
 
-fn proc_status_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    proc_status_field(pid, "VmHWM:")
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_else(|| "unknown CPU".into())
-}

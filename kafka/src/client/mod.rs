@@ -9,6 +9,8 @@ mod admin;
 pub use admin::{ProduceAck, EARLIEST, LATEST};
 mod conn;
 mod groups;
+mod membership;
+pub use membership::{range_assign, GroupMember, HeartbeatOutcome};
 pub use groups::Membership;
 mod metadata;
 mod simple;

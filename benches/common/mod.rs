@@ -1,0 +1,143 @@
+//! Shared by the benchmarks: brokers as child processes, /proc readings, record batches.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tern_kafka::client::Connection;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+pub const RECORD: usize = 1024;
+
+/// `tern broker` (release) as a child process on an ephemeral port: (child, address).
+pub fn start_broker(data: &std::path::Path) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["broker", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    let addr = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    anyhow::ensure!(addr.contains(':'), "broker did not report its address: {line:?}");
+    Ok((child, addr))
+}
+
+/// A batch of `count` records of about [`RECORD`] bytes each, stamped `timestamp`.
+pub fn encoded_batch(count: usize, compression: Compression, timestamp: i64) -> anyhow::Result<Bytes> {
+    let records: Vec<Record> = (0..count)
+        .map(|i| {
+            // Varied but compressible payload, like JSON events.
+            let body: String = (0..(RECORD - 20) / 16).map(|j| format!("{:015x},", (i * 31 + j * 7) % 4096)).collect();
+            Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder keeps records in one batch while offset - sequence stays the same.
+                sequence: i as i32 - 1,
+                timestamp,
+                key: Some(Bytes::from(format!("{i:012}"))),
+                value: Some(Bytes::from(body)),
+                headers: Default::default(),
+                delete_horizon: false,
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })?;
+    Ok(buf.freeze())
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub fn proc_status_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_field(pid, "VmHWM:")
+}
+
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+pub fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+pub fn report(what: &str, mb: f64, records: usize, took: Duration) {
+    let s = took.as_secs_f64();
+    println!("{what:<60} {:>8.1} MB/s {:>10.0} records/s  ({s:.2} s)", mb / s, records as f64 / s);
+}
+
+pub async fn create(addr: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let mut c = Connection::connect(addr).await?;
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let resp = c.call(&req, 7).await?;
+    anyhow::ensure!(resp.topics[0].error_code == 0, "create {topic}: {:?}", resp.topics[0].error_message);
+    Ok(())
+}
+
+/// Sends pre-encoded batches on several connections, a few requests in flight on each.
+pub async fn produce_pipelined(addr: &str, topic: &str, partitions: i32, records: usize, batch: Bytes, per_batch: usize) -> anyhow::Result<Duration> {
+    let batches = records / per_batch;
+    let connections = 4;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..connections {
+        let (addr, topic, batch) = (addr.to_string(), topic.to_string(), batch.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Connection::connect(&addr).await?;
+            let mine: Vec<usize> = (0..batches).filter(|i| i % connections == w).collect();
+            for i in mine {
+                let req = ProduceRequest::default().with_acks(1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index((i % partitions as usize) as i32)
+                        .with_records(Some(batch.clone()))])]);
+                let resp = c.call(&req, 9).await?;
+                anyhow::ensure!(resp.responses[0].partition_responses[0].error_code == 0, "produce error");
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(t.elapsed())
+}
+
