@@ -26,6 +26,7 @@ pub mod error;
 pub mod flow;
 pub mod mm2;
 pub mod naming;
+pub mod offset_map;
 pub mod status;
 pub mod transform;
 

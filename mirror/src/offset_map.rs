@@ -1,0 +1,231 @@
+//! The offset map of one partition: where each replicated source offset landed on the target.
+//!
+//! The target assigns consecutive offsets; the source may skip offsets (compaction holes,
+//! transaction markers, records deleted before replication). So `target - source` is constant
+//! over runs, and the map keeps one entry per run: a new entry only where the delta changes.
+//! A plain topic needs one entry per mirror start; each gap costs one entry.
+//!
+//! Translation follows Tern's rule: a group committed at source offset `g` resumes on the target
+//! at the first replicated record whose source offset is `>= g`: never past a record not yet
+//! replicated, never before a record the group already consumed.
+
+use std::collections::BTreeMap;
+
+/// One run: from `source` on, source offsets map to `target + (offset - source)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub source: i64,
+    pub target: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetMap {
+    /// Runs by source offset.
+    entries: BTreeMap<i64, i64>,
+    /// Next source offset to replicate and the target offset it will get: the replicated end.
+    end: Option<Entry>,
+    /// Source offset of the last record replicated.
+    last_source: Option<i64>,
+}
+
+/// Where a committed source offset resumes on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    /// The target offset of the first replicated record at or after the committed offset.
+    Exact(i64),
+    /// The group is at or ahead of what was replicated: it resumes at the replicated end (the
+    /// records it is missing are not on the target yet).
+    AheadOfReplication { target: i64 },
+    /// Nothing was replicated yet: no answer.
+    BeforeMap,
+}
+
+impl Translation {
+    pub fn target(&self) -> Option<i64> {
+        match self {
+            Translation::Exact(t) | Translation::AheadOfReplication { target: t } => Some(*t),
+            Translation::BeforeMap => None,
+        }
+    }
+}
+
+impl OffsetMap {
+    /// Records that the source records at `source_offsets` (ascending) were appended on the
+    /// target from `target_base` on, followed by nothing else up to source `next_source`.
+    /// Returns the entries this added (to persist them).
+    pub fn record(&mut self, source_offsets: &[i64], target_base: i64, next_source: i64) -> Vec<Entry> {
+        let mut added = Vec::new();
+        for (i, &s) in source_offsets.iter().enumerate() {
+            let t = target_base + i as i64;
+            // The record continues the current run only if it directly follows the last one
+            // on both sides; otherwise (a gap on the source, a restart that replicates some
+            // records again) a new run starts here.
+            let continues = self.end == Some(Entry { source: s, target: t }) && self.delta_at(s) == Some(t - s);
+            if !continues {
+                self.entries.insert(s, t);
+                added.push(Entry { source: s, target: t });
+            }
+            self.end = Some(Entry { source: s + 1, target: t + 1 });
+            self.last_source = Some(s);
+        }
+        // Source offsets after the last record that hold nothing to replicate (control
+        // batches) are passed: a group committed there resumes at the next target record.
+        if let Some(e) = &mut self.end {
+            e.source = e.source.max(next_source);
+        }
+        added
+    }
+
+    /// Restores a persisted entry (on startup).
+    pub fn restore(&mut self, entry: Entry) {
+        self.entries.insert(entry.source, entry.target);
+    }
+
+    /// Sets the replicated end explicitly (on startup, from the target's end offset and the
+    /// committed source position).
+    pub fn set_end(&mut self, end: Entry) {
+        self.end = Some(end);
+        self.last_source = self.last_source.map(|l| l.min(end.source - 1)).or(Some(end.source - 1));
+    }
+
+    pub fn end(&self) -> Option<Entry> {
+        self.end
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.entries.iter().map(|(s, t)| Entry { source: *s, target: *t })
+    }
+
+    /// Drops runs that lie wholly below `source_log_start` (the source deleted them, so no
+    /// group can commit there any more); the run containing it is kept. Returns the dropped.
+    pub fn trim_below(&mut self, source_log_start: i64) -> Vec<Entry> {
+        let keep_from = self.entries.range(..=source_log_start).next_back().map(|(s, _)| *s);
+        let Some(keep_from) = keep_from else { return Vec::new() };
+        let dropped: Vec<Entry> = self.entries.range(..keep_from).map(|(s, t)| Entry { source: *s, target: *t }).collect();
+        self.entries = self.entries.split_off(&keep_from);
+        dropped
+    }
+
+    fn delta_at(&self, source: i64) -> Option<i64> {
+        self.entries.range(..=source).next_back().map(|(s, t)| t - s)
+    }
+
+    pub fn translate(&self, committed: i64) -> Translation {
+        let Some(end) = self.end else { return Translation::BeforeMap };
+        if self.last_source.is_none_or(|last| committed > last) {
+            return Translation::AheadOfReplication { target: end.target };
+        }
+        let Some((&s, &t)) = self.entries.range(..=committed).next_back() else {
+            // Below the first run: the source deleted those records before they were
+            // replicated, or after (the map is trimmed below the source's log start). Either
+            // way the first record at or after the committed offset is the first run's.
+            return match self.entries.iter().next() {
+                Some((_, &t)) => Translation::Exact(t),
+                None => Translation::BeforeMap,
+            };
+        };
+        // Within a run offsets map one to one; a committed offset inside the gap before the
+        // next run maps to that run's first record.
+        let continued = t + (committed - s);
+        let next_run = self.entries.range(committed + 1..).next().map(|(_, t)| *t).unwrap_or(end.target);
+        Translation::Exact(continued.min(next_run))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_topic_needs_one_entry() {
+        let mut m = OffsetMap::default();
+        assert_eq!(m.record(&[0, 1, 2], 0, 3), vec![Entry { source: 0, target: 0 }]);
+        assert!(m.record(&[3, 4], 3, 5).is_empty());
+        assert_eq!(m.entries().count(), 1);
+        assert_eq!(m.translate(0), Translation::Exact(0));
+        assert_eq!(m.translate(4), Translation::Exact(4));
+        assert_eq!(m.translate(5), Translation::AheadOfReplication { target: 5 });
+        assert_eq!(m.translate(50), Translation::AheadOfReplication { target: 5 });
+    }
+
+    #[test]
+    fn gaps_map_to_the_next_real_record() {
+        let mut m = OffsetMap::default();
+        // Source 0..=4 replicated, 5..=9 compacted away, then 10, 11; then a control batch at 12.
+        m.record(&[0, 1, 2, 3, 4], 100, 5);
+        m.record(&[10, 11], 105, 13);
+        assert_eq!(m.entries().collect::<Vec<_>>(), vec![Entry { source: 0, target: 100 }, Entry { source: 10, target: 105 }]);
+        assert_eq!(m.translate(3), Translation::Exact(103));
+        assert_eq!(m.translate(5), Translation::Exact(105), "inside the hole: the first record after it");
+        assert_eq!(m.translate(9), Translation::Exact(105));
+        assert_eq!(m.translate(11), Translation::Exact(106));
+        assert_eq!(m.translate(12), Translation::AheadOfReplication { target: 107 }, "past the marker: nothing more yet");
+    }
+
+    #[test]
+    fn a_restart_that_re_replicates_starts_a_new_run() {
+        let mut m = OffsetMap::default();
+        m.record(&[0, 1, 2, 3], 0, 4);
+        // The mirror restarted from committed position 2: 2 and 3 land again at 4 and 5.
+        m.set_end(Entry { source: 2, target: 4 });
+        let added = m.record(&[2, 3, 4], 4, 5);
+        assert_eq!(added, vec![Entry { source: 2, target: 4 }]);
+        // A group that consumed 0 and 1 resumes at the re-replicated copy of 2: no record
+        // skipped. (It re-reads nothing it had consumed from this copy either.)
+        assert_eq!(m.translate(2), Translation::Exact(4));
+        assert_eq!(m.translate(1), Translation::Exact(1));
+        assert_eq!(m.translate(4), Translation::Exact(6));
+    }
+
+    #[test]
+    fn trimming_keeps_the_run_that_holds_the_log_start() {
+        let mut m = OffsetMap::default();
+        m.record(&[0, 1], 0, 2);
+        m.record(&[5, 6], 2, 7);
+        m.record(&[9], 4, 10);
+        let dropped = m.trim_below(6);
+        assert_eq!(dropped, vec![Entry { source: 0, target: 0 }]);
+        assert_eq!(m.translate(6), Translation::Exact(3));
+        assert_eq!(m.translate(1), Translation::Exact(2), "below the map: its first record");
+        assert_eq!(OffsetMap::default().translate(0), Translation::BeforeMap);
+    }
+
+    proptest::proptest! {
+        /// Against brute force: records replicated in batches with random source gaps; every
+        /// committed offset translates to the target offset of the first replicated record at
+        /// or after it, or to the replicated end when there is none.
+        #[test]
+        fn translation_matches_brute_force(
+            steps in proptest::collection::vec((0i64..4, 1usize..6, 0i64..3), 1..30),
+            probes in proptest::collection::vec(0i64..200, 1..40),
+        ) {
+            let mut m = OffsetMap::default();
+            let mut replicated: Vec<(i64, i64)> = Vec::new();
+            let (mut next_source, mut next_target) = (0i64, 0i64);
+            for (gap, count, trailing) in steps {
+                let first = next_source + gap;
+                let offsets: Vec<i64> = (first..first + count as i64).collect();
+                let after = first + count as i64 + trailing;
+                m.record(&offsets, next_target, after);
+                for (i, s) in offsets.iter().enumerate() {
+                    replicated.push((*s, next_target + i as i64));
+                }
+                next_source = after;
+                next_target += count as i64;
+            }
+            for g in probes {
+                let want = replicated.iter().find(|(s, _)| *s >= g).map(|(_, t)| *t);
+                match m.translate(g) {
+                    Translation::Exact(t) => proptest::prop_assert_eq!(Some(t), want, "g={}", g),
+                    Translation::AheadOfReplication { target } => {
+                        proptest::prop_assert_eq!(want, None, "g={}", g);
+                        proptest::prop_assert_eq!(target, next_target);
+                    }
+                    Translation::BeforeMap => proptest::prop_assert!(false, "g={} before the map", g),
+                }
+            }
+            // One entry per run: the number of gaps plus one at most.
+            proptest::prop_assert!(m.entries().count() <= replicated.len());
+        }
+    }
+}
