@@ -95,7 +95,7 @@ async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, r, version)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(state, r, version)),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(state, r, version)),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, r)?),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, r, version)?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(state, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(state, r, version)),
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster::handle(state)),
