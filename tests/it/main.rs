@@ -4,3 +4,6 @@ mod helpers;
 mod protocol;
 mod durability;
 mod compat;
+mod admin;
+mod idempotence;
+mod compaction;
