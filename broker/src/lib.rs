@@ -3,9 +3,11 @@
 //! - [`server`]: accepting connections; [`RunningBroker`] runs one in-process.
 //! - `apis`: one module per Kafka API, dispatched from one place.
 //! - [`topics`]: topic registry and its persisted metadata; [`topic_config`]: Kafka's topic
-//!   configs, validation and defaults.
-//! - [`storage`]: per-partition segmented log with offset and time indexes and crash recovery.
-//! - `maintenance`: retention, time-based rolls, interval fsync.
+//!   configs, validation and defaults; `config_entries`: what DescribeConfigs reports.
+//! - [`storage`]: per-partition segmented log with offset and time indexes, crash recovery,
+//!   idempotent producer state and log compaction.
+//! - `producer_ids`: producer ids for InitProducerId, unique across restarts.
+//! - `maintenance`: retention, time-based rolls, log cleaning, interval fsync.
 //!
 //! ```no_run
 //! # async fn demo() -> tern_broker::Result<()> {
@@ -21,8 +23,10 @@
 
 mod apis;
 pub mod config;
+mod config_entries;
 pub mod error;
 mod maintenance;
+mod producer_ids;
 pub mod server;
 pub mod storage;
 pub mod topic_config;

@@ -1,9 +1,15 @@
-//! Background work on every partition: retention, time-based segment rolls, interval fsync.
+//! Background work on every partition: retention, time-based segment rolls, expiry of idle
+//! producer ids, log cleaning of compacted topics, interval fsync.
 
 use std::sync::Arc;
 
 use crate::apis::now_ms;
 use crate::server::BrokerState;
+use crate::topics::Partition;
+
+/// Kafka's `producer.id.expiration.ms` default: an idempotent producer idle this long is
+/// forgotten, and its next batch is accepted at any sequence.
+const PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
 pub async fn run(state: Arc<BrokerState>) {
     let mut tick = tokio::time::interval(state.config.maintenance_interval);
@@ -11,6 +17,7 @@ pub async fn run(state: Arc<BrokerState>) {
     loop {
         tick.tick().await;
         run_once(&state);
+        clean_logs(&state).await;
     }
 }
 
@@ -28,9 +35,47 @@ pub fn run_once(state: &BrokerState) {
                 Ok(n) => tracing::info!(topic = %topic.name, partition = p.index, segments = n, log_start_offset = log.log_start_offset(), "retention removed segments"),
                 Err(e) => tracing::error!(topic = %topic.name, partition = p.index, "retention failed: {e}"),
             }
+            let expired = log.expire_producers(now, PRODUCER_ID_EXPIRATION_MS);
+            if expired > 0 {
+                tracing::debug!(topic = %topic.name, partition = p.index, expired, "expired idle producer ids");
+            }
             if let Err(e) = log.flush() {
                 tracing::error!(topic = %topic.name, partition = p.index, "flush failed: {e}");
             }
         }
     }
+}
+
+/// Compacts the partitions that need it, one at a time. The partition lock is held only to
+/// plan and to swap segments in; reading and rewriting runs on a blocking thread meanwhile,
+/// so produce and fetch carry on.
+async fn clean_logs(state: &BrokerState) {
+    for topic in state.topics.all() {
+        for p in &topic.partitions {
+            if let Err(e) = clean_partition(&topic.name, p.clone()).await {
+                tracing::error!(topic = %topic.name, partition = p.index, "log cleaning failed: {e}");
+            }
+        }
+    }
+}
+
+async fn clean_partition(topic: &str, p: Arc<Partition>) -> Result<(), String> {
+    let plan = p.log().plan_cleaning(now_ms()).map_err(|e| e.to_string())?;
+    let Some(plan) = plan else { return Ok(()) };
+    let result = tokio::task::spawn_blocking(move || plan.run())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let stats = p.log().finish_cleaning(result).map_err(|e| e.to_string())?;
+    tracing::info!(
+        topic, partition = p.index,
+        segments = stats.segments_read,
+        replaced = stats.segments_replaced,
+        records_read = stats.records_read,
+        records_kept = stats.records_kept,
+        bytes_before = stats.bytes_read,
+        bytes_after = stats.bytes_written,
+        "log cleaned"
+    );
+    Ok(())
 }

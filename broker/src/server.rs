@@ -16,12 +16,15 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::apis::{self, Reply};
 use crate::config::BrokerConfig;
 use crate::error::Result;
+use crate::producer_ids::ProducerIds;
 use crate::topics::Topics;
 
 /// Everything request handlers read: settings, identity and topics.
 pub struct BrokerState {
     pub config: BrokerConfig,
     pub topics: Topics,
+    /// Hands out idempotent producers' ids (InitProducerId).
+    pub producer_ids: ProducerIds,
     pub cluster_id: String,
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -80,6 +83,7 @@ impl RunningBroker {
 pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<BrokerState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let topics = Topics::open(&config.data_dir, config.log.clone())?;
+    let producer_ids = ProducerIds::open(&config.data_dir)?;
     let cluster_id = match &config.cluster_id {
         Some(id) => id.clone(),
         None => load_or_create_cluster_id(&config.data_dir)?,
@@ -88,7 +92,7 @@ pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<Brok
         Some((h, p)) => (h, p),
         None => (bound.ip().to_string(), bound.port() as i32),
     };
-    Ok(BrokerState { config, topics, cluster_id, advertised_host, advertised_port })
+    Ok(BrokerState { config, topics, producer_ids, cluster_id, advertised_host, advertised_port })
 }
 
 /// Splits `host:port` (IPv6 hosts in brackets).

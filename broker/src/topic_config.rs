@@ -74,26 +74,34 @@ pub fn find(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// Checks a value for a topic config key; the error text goes back to the client.
+/// Checks a value for a topic config key; the error text goes back to the client, worded as
+/// Kafka's `ConfigException` words it.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let Some(d) = find(name) else {
         return Err(format!("Unknown topic config name: {name}"));
     };
     let bad = |what: &str| Err(format!("Invalid value {value} for configuration {name}: {what}"));
     match d.kind {
-        Kind::Long { min } | Kind::Int { min } => match value.trim().parse::<i64>() {
-            Ok(v) if matches!(d.kind, Kind::Int { .. }) && i32::try_from(v).is_err() => bad("not a 32-bit integer"),
-            Ok(v) if v < min => bad(&format!("value must be at least {min}")),
-            Ok(_) => Ok(()),
-            Err(_) => bad("not a number"),
-        },
+        Kind::Long { min } | Kind::Int { min } => {
+            let is_int = matches!(d.kind, Kind::Int { .. });
+            match value.trim().parse::<i64>() {
+                Ok(v) if is_int && i32::try_from(v).is_err() => bad("Not a number of type INT"),
+                Ok(v) if v < min => bad(&format!("Value must be at least {min}")),
+                Ok(_) => Ok(()),
+                Err(_) => bad(if is_int { "Not a number of type INT" } else { "Not a number of type LONG" }),
+            }
+        }
         Kind::Bool => match value.trim().to_ascii_lowercase().as_str() {
             "true" | "false" => Ok(()),
-            _ => bad("expected true or false"),
+            _ => bad("Expected value to be either true or false"),
         },
         Kind::Double => match value.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(()),
-            _ => bad("not a number"),
+            Ok(v) if !v.is_finite() => bad("Not a number of type DOUBLE"),
+            Ok(v) if name == "min.cleanable.dirty.ratio" && !(0.0..=1.0).contains(&v) => {
+                bad(if v < 0.0 { "Value must be at least 0.0" } else { "Value must be no more than 1.0" })
+            }
+            Ok(_) => Ok(()),
+            Err(_) => bad("Not a number of type DOUBLE"),
         },
         Kind::Choice(options) => {
             if options.contains(&value.trim()) {
@@ -103,16 +111,85 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             }
         }
         Kind::List(options) => {
-            let items: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            let items = list_items(value);
             if items.is_empty() && name == "cleanup.policy" {
                 return Ok(());
             }
             match items.iter().find(|i| !options.contains(i)) {
-                Some(i) => bad(&format!("{i} is not one of: {}", options.join(", "))),
+                Some(_) => bad(&format!("String must be one of: {}", options.join(", "))),
                 None => Ok(()),
             }
         }
         Kind::Text => Ok(()),
+    }
+}
+
+/// The items of a list-type value (comma-separated, blanks dropped).
+pub fn list_items(value: &str) -> Vec<&str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
+/// Checks a topic's whole override set: each value, then the rules that tie keys together
+/// (Kafka's `LogConfig.validate`).
+pub fn validate_all(configs: &BTreeMap<String, String>, broker: &LogConfig) -> Result<(), String> {
+    for (k, v) in configs {
+        validate(k, v)?;
+    }
+    let value = |k: &str| -> i64 {
+        configs
+            .get(k)
+            .and_then(|v| v.trim().parse().ok())
+            .or_else(|| find(k).and_then(|d| default_value(d, broker).parse().ok()))
+            .unwrap_or(0)
+    };
+    let (min_lag, max_lag) = (value("min.compaction.lag.ms"), value("max.compaction.lag.ms"));
+    if min_lag > max_lag {
+        return Err(format!(
+            "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's `ConfigType` codes, reported by DescribeConfigs v3+.
+pub fn config_type(d: &ConfigDef) -> i8 {
+    match d.kind {
+        Kind::Bool => 1,
+        Kind::Choice(_) => 2,
+        Kind::Int { .. } => 3,
+        Kind::Long { .. } => 5,
+        Kind::Double => 6,
+        // The free-text keys are the throttled-replica lists.
+        Kind::List(_) | Kind::Text => 7,
+    }
+}
+
+/// Whether IncrementalAlterConfigs may APPEND to or SUBTRACT from the key.
+pub fn is_list(d: &ConfigDef) -> bool {
+    matches!(d.kind, Kind::List(_) | Kind::Text)
+}
+
+/// Short documentation of a topic config, for DescribeConfigs with `include_documentation`.
+pub fn documentation(name: &str) -> &'static str {
+    match name {
+        "cleanup.policy" => "Retention policy of old log segments: \"delete\" discards them by time or size, \"compact\" keeps the latest value per key; both may be given.",
+        "compression.type" => "Compression codec of the topic's data; \"producer\" keeps the producer's codec.",
+        "delete.retention.ms" => "How long tombstones of a compacted topic stay readable after the cleaner first sees them.",
+        "file.delete.delay.ms" => "Time to wait before deleting a file from the filesystem.",
+        "flush.messages" => "Number of messages after which the log is fsynced.",
+        "flush.ms" => "Time after which the log is fsynced.",
+        "index.interval.bytes" => "Bytes of log data between two entries of the offset index.",
+        "max.compaction.lag.ms" => "Longest time a message stays ineligible for compaction in the log.",
+        "max.message.bytes" => "Largest record batch size accepted by the topic.",
+        "message.timestamp.type" => "Whether record timestamps are the producer's (CreateTime) or the broker's append time (LogAppendTime).",
+        "min.cleanable.dirty.ratio" => "Share of the log that must be uncompacted before the cleaner compacts it.",
+        "min.compaction.lag.ms" => "Shortest time a message stays uncompacted in the log.",
+        "min.insync.replicas" => "Minimum number of in-sync replicas for a write with acks=all to succeed.",
+        "retention.bytes" => "Largest size the log may grow to before old segments are deleted (delete policy); -1 for no limit.",
+        "retention.ms" => "Longest time a log segment is kept before deletion (delete policy); -1 for no limit.",
+        "segment.bytes" => "Size of a log segment file.",
+        "segment.ms" => "Time after which a non-empty active segment is rolled, even if not full.",
+        _ => "See Apache Kafka's topic configuration reference.",
     }
 }
 
@@ -125,8 +202,25 @@ pub fn default_value(d: &ConfigDef, broker: &LogConfig) -> String {
         "segment.ms" => broker.segment_ms.to_string(),
         "max.message.bytes" => broker.max_message_bytes.to_string(),
         "index.interval.bytes" => broker.index_interval_bytes.to_string(),
+        "cleanup.policy" => cleanup_policy(broker),
+        "delete.retention.ms" => broker.delete_retention_ms.to_string(),
+        "min.compaction.lag.ms" => broker.min_compaction_lag_ms.to_string(),
+        "max.compaction.lag.ms" => broker.max_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => broker.min_cleanable_dirty_ratio.to_string(),
         _ => d.default.to_string(),
     }
+}
+
+/// `cleanup.policy` as Kafka writes it for a log config.
+pub fn cleanup_policy(c: &LogConfig) -> String {
+    let mut items = Vec::new();
+    if c.cleanup_delete {
+        items.push("delete");
+    }
+    if c.cleanup_compact {
+        items.push("compact");
+    }
+    items.join(",")
 }
 
 /// The log settings of a topic: broker defaults with the topic's overrides applied. Overrides
@@ -134,6 +228,23 @@ pub fn default_value(d: &ConfigDef, broker: &LogConfig) -> String {
 pub fn log_config(overrides: &BTreeMap<String, String>, broker: &LogConfig) -> LogConfig {
     let mut c = broker.clone();
     let get = |k: &str| overrides.get(k).and_then(|v| v.trim().parse::<i64>().ok());
+    if let Some(policy) = overrides.get("cleanup.policy") {
+        let items = list_items(policy);
+        c.cleanup_delete = items.contains(&"delete");
+        c.cleanup_compact = items.contains(&"compact");
+    }
+    if let Some(v) = get("delete.retention.ms") {
+        c.delete_retention_ms = v;
+    }
+    if let Some(v) = get("min.compaction.lag.ms") {
+        c.min_compaction_lag_ms = v;
+    }
+    if let Some(v) = get("max.compaction.lag.ms") {
+        c.max_compaction_lag_ms = v;
+    }
+    if let Some(v) = overrides.get("min.cleanable.dirty.ratio").and_then(|v| v.trim().parse::<f64>().ok()) {
+        c.min_cleanable_dirty_ratio = v;
+    }
     if let Some(v) = get("retention.ms") {
         c.retention_ms = v;
     }
@@ -166,6 +277,14 @@ mod tests {
 
     #[test]
     fn validates_like_kafka() {
+        assert_eq!(validate("retention.ms", "soon").expect_err("invalid"), "Invalid value soon for configuration retention.ms: Not a number of type LONG");
+        assert_eq!(validate("segment.bytes", "1000").expect_err("invalid"), "Invalid value 1000 for configuration segment.bytes: Value must be at least 1048576");
+        assert_eq!(validate("foo.bar", "1").expect_err("invalid"), "Unknown topic config name: foo.bar");
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        let mut lags = BTreeMap::new();
+        lags.insert("min.compaction.lag.ms".to_string(), "10".to_string());
+        lags.insert("max.compaction.lag.ms".to_string(), "5".to_string());
+        assert!(validate_all(&lags, &LogConfig::default()).expect_err("invalid").contains("conflict"));
         assert!(validate("retention.ms", "-1").is_ok());
         assert!(validate("retention.ms", "-5").is_err());
         assert!(validate("retention.ms", "soon").is_err());
@@ -186,5 +305,11 @@ mod tests {
         assert_eq!(c.retention_ms, 1000);
         assert_eq!(c.segment_bytes, 2097152);
         assert_eq!(c.retention_bytes, LogConfig::default().retention_bytes);
+        o.insert("cleanup.policy".to_string(), "compact".to_string());
+        o.insert("delete.retention.ms".to_string(), "5".to_string());
+        let c = log_config(&o, &LogConfig::default());
+        assert!(c.cleanup_compact && !c.cleanup_delete);
+        assert_eq!(c.delete_retention_ms, 5);
+        assert_eq!(cleanup_policy(&c), "compact");
     }
 }

@@ -1,6 +1,10 @@
 //! The broker's topics: names, ids, per-topic config overrides and partition logs, with the
 //! topic metadata persisted beside the logs so a restart finds every topic again.
 //!
+//! A [`Topic`] is never changed in place: altering its configs or adding partitions builds a
+//! new one (sharing the existing partitions) and swaps it into the registry, so a request that
+//! already holds the old one finishes with a consistent view.
+//!
 //! Layout under the data directory (as Kafka's, where Kafka has one):
 //! `<topic>-<partition>/` holds a partition's segments; `__tern_metadata/<topic>.json` holds
 //! the topic's id, partition count and config overrides, written atomically.
@@ -20,6 +24,8 @@ use crate::storage::{LogConfig, PartitionLog};
 use crate::topic_config;
 
 const METADATA_DIR: &str = "__tern_metadata";
+/// Partitions one topic may have on this single broker.
+const MAX_PARTITIONS: i32 = 100_000;
 
 /// One partition: its log behind a lock. Appends and reads are short, positional file
 /// operations, so a plain mutex serves better than an async one.
@@ -70,6 +76,16 @@ struct TopicRecord {
 pub enum CreateError {
     AlreadyExists,
     InvalidName(String),
+    InvalidPartitions(String),
+    InvalidConfig(String),
+    Storage(String),
+}
+
+/// Why a topic could not be altered (configs or partition count); each maps to one Kafka
+/// error code.
+#[derive(Debug)]
+pub enum AlterError {
+    UnknownTopic,
     InvalidPartitions(String),
     InvalidConfig(String),
     Storage(String),
@@ -157,12 +173,12 @@ impl Topics {
                 "Number of partitions was set to an invalid non-positive value: {partitions}"
             )));
         }
-        if partitions > 100_000 {
-            return Err(CreateError::InvalidPartitions(format!("Number of partitions {partitions} is above the limit of 100000")));
+        if partitions > MAX_PARTITIONS {
+            return Err(CreateError::InvalidPartitions(format!(
+                "Number of partitions {partitions} is above the limit of {MAX_PARTITIONS}"
+            )));
         }
-        for (k, v) in configs {
-            topic_config::validate(k, v).map_err(CreateError::InvalidConfig)?;
-        }
+        topic_config::validate_all(configs, &self.defaults).map_err(CreateError::InvalidConfig)?;
         if self.read().contains_key(name) {
             return Err(CreateError::AlreadyExists);
         }
@@ -193,6 +209,73 @@ impl Topics {
         let topic = Arc::new(topic);
         topics.insert(name.to_string(), topic.clone());
         Ok(topic)
+    }
+
+    /// Replaces a topic's config overrides with `configs` (validated as a whole) and applies
+    /// them to every partition log at once. `validate_only` checks without changing anything.
+    pub fn alter_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> std::result::Result<(), AlterError> {
+        let mut topics = self.write();
+        let Some(old) = topics.get(name).cloned() else {
+            return Err(AlterError::UnknownTopic);
+        };
+        topic_config::validate_all(&configs, &self.defaults).map_err(AlterError::InvalidConfig)?;
+        if validate_only {
+            return Ok(());
+        }
+        let topic = Topic { name: old.name.clone(), id: old.id, configs, partitions: old.partitions.clone() };
+        self.persist(&topic).map_err(|e| AlterError::Storage(e.to_string()))?;
+        let log_config = topic_config::log_config(&topic.configs, &self.defaults);
+        for p in &topic.partitions {
+            p.log().set_config(log_config.clone());
+        }
+        topics.insert(name.to_string(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions (Kafka never shrinks one).
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> std::result::Result<(), AlterError> {
+        let mut topics = self.write();
+        let Some(old) = topics.get(name).cloned() else {
+            return Err(AlterError::UnknownTopic);
+        };
+        let current = old.partitions.len() as i32;
+        if count < current {
+            return Err(AlterError::InvalidPartitions(format!(
+                "The topic {name} currently has {current} partition(s); {count} would not be an increase."
+            )));
+        }
+        if count == current {
+            return Err(AlterError::InvalidPartitions(format!("Topic already has {current} partition(s).")));
+        }
+        if count > MAX_PARTITIONS {
+            return Err(AlterError::InvalidPartitions(format!(
+                "Number of partitions {count} is above the limit of {MAX_PARTITIONS}"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let storage = |e: &dyn std::fmt::Display| AlterError::Storage(e.to_string());
+        let log_config = topic_config::log_config(&old.configs, &self.defaults);
+        let mut partitions = old.partitions.clone();
+        for p in current..count {
+            // Leftovers of a deleted topic of the same name must not be adopted.
+            let dir = partition_dir(&self.data_dir, name, p);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| storage(&e))?;
+            }
+            let log = PartitionLog::open(&dir, log_config.clone()).map_err(|e| storage(&e))?;
+            partitions.push(Arc::new(Partition { index: p, log: Mutex::new(log) }));
+        }
+        let topic = Topic { name: old.name.clone(), id: old.id, configs: old.configs.clone(), partitions };
+        self.persist(&topic).map_err(|e| storage(&e))?;
+        topics.insert(name.to_string(), Arc::new(topic));
+        Ok(())
     }
 
     /// Removes a topic: metadata first (so a crash mid-way never resurrects it), then logs.

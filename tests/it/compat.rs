@@ -33,3 +33,10 @@ async fn kcat_debian_librdkafka_2_0() {
     cmd.arg(compat_script("kcat_basic.sh")).arg(b.bootstrap()).arg(&topic);
     run_client(cmd, Duration::from_secs(300)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_configs_partitions_delete_records() {
+    // Retention checks need segment rolls and retention to run often.
+    let b = TestBroker::start_with(|c| c.maintenance_interval = Duration::from_millis(200)).await;
+    run_python("confluent_admin_configs.py", &b, Duration::from_secs(300)).await;
+}

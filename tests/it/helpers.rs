@@ -20,6 +20,8 @@ pub struct TestBroker {
     pub broker: Option<RunningBroker>,
     /// Removed with the broker.
     pub _dir: tempfile::TempDir,
+    /// What the broker was started with, for [`TestBroker::restart`].
+    config: BrokerConfig,
 }
 
 impl TestBroker {
@@ -32,8 +34,18 @@ impl TestBroker {
         let mut config = BrokerConfig::with_data_dir(dir.path());
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let broker = RunningBroker::start(config, listener).await.expect("broker starts");
-        TestBroker { broker: Some(broker), _dir: dir }
+        let broker = RunningBroker::start(config.clone(), listener).await.expect("broker starts");
+        TestBroker { broker: Some(broker), _dir: dir, config }
+    }
+
+    /// Shuts the broker down cleanly and starts it again on the same data directory (on a new
+    /// port: reconnect afterwards).
+    pub async fn restart(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await.expect("clean shutdown");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.broker = Some(RunningBroker::start(self.config.clone(), listener).await.expect("broker restarts"));
     }
 
     pub fn bootstrap(&self) -> String {

@@ -5,3 +5,6 @@ mod protocol;
 mod durability;
 mod compat;
 mod mirror;
+mod admin;
+mod idempotence;
+mod compaction;

@@ -6,12 +6,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::server::BrokerState;
-use crate::topic_config::{self, TOPIC_CONFIGS};
+use crate::config_entries;
 use crate::topics::CreateError;
-
-/// Kafka's `ConfigSource` values used in responses.
-pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-pub const SOURCE_DEFAULT: i8 = 5;
 
 pub fn handle(state: &BrokerState, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     // A name given twice in one request fails for every occurrence, as in Kafka.
@@ -95,17 +91,14 @@ pub fn handle(state: &BrokerState, req: CreateTopicsRequest, version: i16) -> Cr
 }
 
 fn described_configs(state: &BrokerState, overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
-    TOPIC_CONFIGS
-        .iter()
-        .map(|d| {
-            let (value, source) = match overrides.get(d.name) {
-                Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
-                None => (topic_config::default_value(d, state.topics.defaults()), SOURCE_DEFAULT),
-            };
+    config_entries::topic_entries(state, overrides)
+        .into_iter()
+        .map(|e| {
             CreatableTopicConfigs::default()
-                .with_name(StrBytes::from_static_str(d.name))
-                .with_value(Some(StrBytes::from_string(value)))
-                .with_config_source(source)
+                .with_name(StrBytes::from_string(e.name))
+                .with_value(e.value.map(StrBytes::from_string))
+                .with_read_only(e.read_only)
+                .with_config_source(e.source)
         })
         .collect()
 }

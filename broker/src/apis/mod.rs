@@ -2,14 +2,21 @@
 //! source of truth for what the broker implements: ApiVersions reports it and every request
 //! outside it is answered with UNSUPPORTED_VERSION.
 
+mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod describe_configs;
 mod fetch;
+mod incremental_alter_configs;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod resource;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -27,6 +34,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -95,10 +108,18 @@ async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, r, version)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(state, r, version)),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(state, r, version)),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, r)?),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, r, version)?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(state, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(state, r, version)),
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster::handle(state)),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(state, r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(state, r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(state, r, version)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(state, r)),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(state, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(state, r))
+        }
         // Unreachable while SUPPORTED and this match agree; answer rather than panic.
         _ => return None,
     })
@@ -163,6 +184,43 @@ mod tests {
                 ]),
             ])),
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+            ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default().with_name(name("t")).with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
+                    delete_records_request::DeleteRecordsPartition::default().with_partition_index(1).with_offset(99),
+                    delete_records_request::DeleteRecordsPartition::default().with_partition_index(7).with_offset(-1),
+                ]),
+            ])),
+            ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)),
+            ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()
+                .with_include_synonyms(true)
+                .with_include_documentation(version >= 3)
+                .with_resources(vec![
+                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")),
+                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("missing")),
+                    describe_configs_request::DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
+                ])),
+            ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_validate_only(true).with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")).with_configs(vec![
+                    alter_configs_request::AlterableConfig::default().with_name(StrBytes::from_static_str("retention.ms")).with_value(Some(StrBytes::from_static_str("1000"))),
+                ]),
+                alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")).with_configs(vec![
+                    alter_configs_request::AlterableConfig::default().with_name(StrBytes::from_static_str("no.such.key")).with_value(Some(StrBytes::from_static_str("1"))),
+                ]),
+            ])),
+            ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_validate_only(true).with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default().with_name(name("t")).with_count(4).with_assignments(None),
+                create_partitions_request::CreatePartitionsTopic::default().with_name(name("missing")).with_count(4),
+            ])),
+            ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_validate_only(true).with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")).with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default().with_name(StrBytes::from_static_str("cleanup.policy")).with_config_operation(2).with_value(Some(StrBytes::from_static_str("compact"))),
+                ]),
+            ])),
             other => panic!("add a sample request for {other:?} to this test"),
         }
     }

@@ -1,5 +1,5 @@
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -9,7 +9,10 @@ use crate::server::BrokerState;
 use crate::storage;
 
 /// Appends every partition's record set; `None` for acks=0, which gets no response.
-pub fn handle(state: &BrokerState, req: ProduceRequest) -> Option<ProduceResponse> {
+///
+/// A retry of an idempotent producer's batch that is already in the log is answered with
+/// the original offsets and no error, as Kafka answers it.
+pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks_valid = matches!(req.acks, -1 | 0 | 1);
     let mut appended = false;
     let responses: Vec<TopicProduceResponse> = req
@@ -46,7 +49,10 @@ pub fn handle(state: &BrokerState, req: ProduceRequest) -> Option<ProduceRespons
                     };
                     match outcome {
                         Ok((info, log_start)) => {
-                            appended = true;
+                            appended |= !info.duplicate;
+                            if info.duplicate {
+                                tracing::debug!(topic = %td.name.0, partition = pd.index, offset = info.base_offset, "duplicate batch of an idempotent producer acknowledged");
+                            }
                             base.with_base_offset(info.base_offset)
                                 .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
                                 .with_log_start_offset(log_start)
@@ -54,7 +60,14 @@ pub fn handle(state: &BrokerState, req: ProduceRequest) -> Option<ProduceRespons
                         Err(e) => {
                             let code = storage_error_code(&e);
                             tracing::warn!(topic = %td.name.0, partition = pd.index, "produce refused: {e}");
-                            fail(code, Some(e.to_string()))
+                            let failed = fail(code, Some(e.to_string()));
+                            match e {
+                                // Record errors exist from v8 on (KIP-467).
+                                storage::Error::InvalidRecord { index, .. } if version >= 8 => failed.with_record_errors(vec![
+                                    BatchIndexAndErrorMessage::default().with_batch_index(index as i32),
+                                ]),
+                                _ => failed,
+                            }
                         }
                     }
                 })
@@ -77,5 +90,9 @@ pub fn storage_error_code(e: &storage::Error) -> ResponseError {
         storage::Error::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         storage::Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         storage::Error::Io(_) | storage::Error::Corrupt(_) => ResponseError::KafkaStorageError,
+        storage::Error::InvalidRecord { .. } => ResponseError::InvalidRecord,
+        storage::Error::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        storage::Error::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        storage::Error::TransactionalBatch(_) => ResponseError::InvalidTxnState,
     }
 }

@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
+use super::cleaner::recover_interrupted_cleaning;
 use super::index::tmp_path;
 use super::segment::{segment_path, Segment};
 use super::{Error, FsyncPolicy, LogConfig, Result};
@@ -22,6 +23,7 @@ pub(super) struct Loaded {
 /// saved log start offset are deleted; the last segment is scanned and its torn tail cut.
 pub(super) fn load(dir: &Path, config: &LogConfig) -> Result<Loaded> {
     fs::create_dir_all(dir)?;
+    recover_interrupted_cleaning(dir)?;
     let mut bases = BTreeSet::new();
     let mut index_files = Vec::new();
     for entry in fs::read_dir(dir)? {

@@ -1,4 +1,5 @@
-//! The per-partition log: appends, reads, rolling, retention and DeleteRecords.
+//! The per-partition log: appends (with idempotent producer checks), reads, rolling,
+//! retention and DeleteRecords. Compaction lives in `cleaner`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,7 +12,10 @@ use tern_kafka::batch::{
 };
 use tern_kafka::error::BatchFault;
 
+use super::cleaner::read_checkpoint;
 use super::load::{self, sync_dir, write_log_start};
+use super::producer_state::{ProducerState, Verdict};
+use super::records::first_keyless;
 use super::segment::Segment;
 use super::{Error, FsyncPolicy, LogConfig, Result};
 
@@ -23,6 +27,9 @@ pub struct AppendInfo {
     /// The timestamp stamped on the batches when the topic uses LogAppendTime.
     pub log_append_time: Option<i64>,
     pub batch_count: usize,
+    /// The record set repeated an idempotent producer's batch already in the log: nothing
+    /// was written and the offsets are the original ones (Kafka answers such a retry so).
+    pub duplicate: bool,
 }
 
 /// Whole batches read from the log, with the log's bounds at the time of the read.
@@ -41,8 +48,13 @@ pub struct PartitionLog {
     pub(super) old: BTreeMap<i64, Segment>,
     pub(super) active: Segment,
     pub(super) log_start: i64,
-    size: u64,
+    pub(super) size: u64,
     last_fsync_ms: Option<i64>,
+    pub(super) producers: ProducerState,
+    /// Compaction progress: offsets below this are clean; tombstones kept by the cleaner may
+    /// be removed from `tombstone_horizon` on.
+    pub(super) first_dirty: i64,
+    pub(super) tombstone_horizon: Option<i64>,
 }
 
 impl PartitionLog {
@@ -50,7 +62,8 @@ impl PartitionLog {
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         let loaded = load::load(dir, &config)?;
         let size = loaded.old.values().map(|s| s.size).sum::<u64>() + loaded.active.size;
-        Ok(PartitionLog {
+        let (first_dirty, tombstone_horizon) = read_checkpoint(dir);
+        let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
             old: loaded.old,
@@ -58,7 +71,38 @@ impl PartitionLog {
             log_start: loaded.log_start,
             size,
             last_fsync_ms: None,
-        })
+            producers: ProducerState::default(),
+            first_dirty,
+            tombstone_horizon,
+        };
+        log.rebuild_producer_state()?;
+        Ok(log)
+    }
+
+    /// The newest producer state snapshot, then every batch header after it.
+    fn rebuild_producer_state(&mut self) -> Result<()> {
+        let (mut state, from) = match ProducerState::load_snapshot(&self.dir, self.log_end_offset())? {
+            Some(found) => found,
+            None => (ProducerState::default(), self.log_start),
+        };
+        // Producers found on disk count as active from now on, for expiry.
+        let now = super::wall_clock_ms();
+        for seg in self.segments_from(from) {
+            for item in seg.headers_from(0) {
+                let (_, h) = item?;
+                if h.last_offset() >= from {
+                    state.update(&h, now);
+                }
+            }
+        }
+        state.truncate_head(self.log_start);
+        self.producers = state;
+        Ok(())
+    }
+
+    /// Names the partition in messages to clients, as Kafka's `topic-partition`.
+    fn partition_name(&self) -> String {
+        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     /// Validates the whole record set first (all or nothing), assigns offsets by rewriting
@@ -70,6 +114,19 @@ impl PartitionLog {
         log_append_time: bool,
     ) -> Result<AppendInfo> {
         let mut headers = validate(records, self.config.max_message_bytes)?;
+        if self.config.cleanup_compact {
+            self.check_keys(records, &headers)?;
+        }
+        let verdict = self.producers.check(&headers, self.active.next_offset, &self.partition_name())?;
+        if let Verdict::Duplicate(b) = verdict {
+            return Ok(AppendInfo {
+                base_offset: b.first_offset,
+                last_offset: b.last_offset,
+                log_append_time: log_append_time.then_some(b.timestamp),
+                batch_count: 0,
+                duplicate: true,
+            });
+        }
         let span: i64 = headers
             .iter()
             .map(|(_, h)| i64::from(h.last_offset_delta) + 1)
@@ -101,13 +158,35 @@ impl PartitionLog {
         self.active
             .append(records, &headers, now_ms, self.config.index_interval_bytes)?;
         self.size += len;
+        for (_, h) in &headers {
+            self.producers.update(h, now_ms);
+        }
         self.fsync_after_append(now_ms)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_append_time: log_append_time.then_some(now_ms),
             batch_count: headers.len(),
+            duplicate: false,
         })
+    }
+
+    /// Kafka refuses records without a key in a compacted topic: the cleaner could never
+    /// keep them.
+    fn check_keys(&self, records: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
+        let mut before = 0usize;
+        for (pos, h) in headers {
+            let batch = &records[*pos..*pos + h.total_len()];
+            let found = first_keyless(batch, h).map_err(|e| Error::InvalidRecord { index: before, message: e })?;
+            if let Some(i) = found {
+                return Err(Error::InvalidRecord {
+                    index: before + i,
+                    message: format!("Compacted topic cannot accept message without key in topic partition {}.", self.partition_name()),
+                });
+            }
+            before += h.record_count.max(0) as usize;
+        }
+        Ok(())
     }
 
     fn fsync_after_append(&mut self, now_ms: i64) -> Result<()> {
@@ -143,6 +222,11 @@ impl PartitionLog {
         }
         let old = std::mem::replace(&mut self.active, new);
         self.old.insert(old.base, old);
+        // Recovery then replays only the new active segment. A lost snapshot costs a longer
+        // replay, so a failure here does not fail the append.
+        if let Err(e) = self.producers.write_snapshot(&self.dir, self.active.base) {
+            tracing::warn!(dir = %self.dir.display(), "cannot write producer state snapshot: {e}");
+        }
         Ok(())
     }
 
@@ -209,6 +293,10 @@ impl PartitionLog {
     /// Deletes old segments by time, then by size (Kafka's rules; never the active segment),
     /// and moves the log start offset to the first remaining segment.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        // A compact-only topic keeps everything the cleaner keeps (Kafka's rule).
+        if !self.config.cleanup_delete {
+            return Ok(0);
+        }
         let olds: Vec<&Segment> = self.old.values().collect();
         let mut doomed = 0;
         if self.config.retention_ms >= 0 {
@@ -277,6 +365,7 @@ impl PartitionLog {
         if offset > self.log_start {
             write_log_start(&self.dir, offset)?;
             self.log_start = offset;
+            self.producers.truncate_head(offset);
         }
         Ok(())
     }
@@ -295,6 +384,16 @@ impl PartitionLog {
 
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// Producer ids with state in this partition.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Forgets idempotent producers idle for `max_idle_ms`; returns how many.
+    pub fn expire_producers(&mut self, now_ms: i64, max_idle_ms: i64) -> usize {
+        self.producers.expire(now_ms, max_idle_ms)
     }
 
     /// Fsyncs every segment written since its last fsync, and the directory.

@@ -11,10 +11,17 @@
 //! open, so nothing but the `.log` file has to survive a crash for it; its index files are
 //! written (to a temporary file, then renamed) when it is rolled, and are trusted afterwards
 //! when they look sane.
+//!
+//! Beside the segments: `<offset>.snapshot` (idempotent producers' state as of that offset,
+//! see `producer_state`), `cleaner-checkpoint` (how far the log is compacted, see `cleaner`)
+//! and, only while the cleaner swaps segments in, `<base>.log.cleaned` / `<base>.log.swap`.
 
+mod cleaner;
+mod compact;
 mod index;
 mod load;
 mod log;
+mod producer_state;
 mod query;
 mod records;
 mod scan;
@@ -23,9 +30,18 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+pub use cleaner::{CleanPlan, CleanResult, CleanStats};
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 
 use std::time::Duration;
+
+/// The broker's clock in Unix milliseconds, for state the log keeps outside record timestamps.
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// When appended data is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +112,21 @@ pub struct LogConfig {
     /// Bytes of log data between two entries of the sparse indexes.
     pub index_interval_bytes: usize,
     pub fsync: FsyncPolicy,
+    /// `cleanup.policy` holds `delete`: time and size retention remove old segments.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` holds `compact`: the cleaner keeps the latest record per key, and
+    /// appends of records without a key are refused.
+    pub cleanup_compact: bool,
+    /// How long a tombstone stays readable after the cleaner first saw it (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// Records younger than this are never compacted (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
+    /// A dirty segment older than this is compacted whatever the dirty ratio
+    /// (`max.compaction.lag.ms`).
+    pub max_compaction_lag_ms: i64,
+    /// Share of the cleanable bytes that must be dirty before a cleaning pass
+    /// (`min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -108,6 +139,12 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             index_interval_bytes: 4096,
             fsync: FsyncPolicy::Never,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -131,6 +168,21 @@ pub enum Error {
     /// On-disk state that cannot be recovered automatically; the message names the file.
     #[error("corrupt log: {0}")]
     Corrupt(String),
+    /// A record the log's settings refuse, e.g. one without a key in a compacted topic
+    /// (Kafka: INVALID_RECORD). `index` is the record's position in the record set.
+    #[error("{message}")]
+    InvalidRecord { index: usize, message: String },
+    /// A gap or repeat in an idempotent producer's sequence numbers
+    /// (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    /// A batch from an older epoch of a producer (Kafka: INVALID_PRODUCER_EPOCH).
+    #[error("{0}")]
+    InvalidProducerEpoch(String),
+    /// A transactional batch; this broker has no transaction coordinator
+    /// (Kafka: INVALID_TXN_STATE).
+    #[error("{0}")]
+    TransactionalBatch(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

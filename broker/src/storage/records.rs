@@ -1,10 +1,14 @@
-//! Record-level view of a stored batch: the offset and timestamp of each record, for
-//! ListOffsets by timestamp. Decompresses with kafka-protocol's codecs, then reads only the
-//! record prefixes (length, attributes, timestamp delta, offset delta), so a batch whose header
-//! claims absurd counts costs no more than its data.
+//! Record-level view of a stored batch: the offset and timestamp of each record (ListOffsets
+//! by timestamp), and each record's parts (key checks of compacted topics, the cleaner).
+//! Decompresses with kafka-protocol's codecs; a batch whose header claims absurd counts costs
+//! no more than its data.
+//!
+//! Records are parsed into borrowed slices and re-encoded byte for byte (headers are copied
+//! raw), rather than through kafka-protocol's `Record`, whose header map would merge
+//! duplicate header keys.
 
-use bytes::Bytes;
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 use tern_kafka::batch::{BatchHeader, Codec, HEADER_LEN};
 
 /// `(offset, timestamp)` of every record of `batch` (one complete stored batch), in order.
@@ -40,6 +44,134 @@ pub(crate) fn record_times(batch: &[u8], h: &BatchHeader) -> Result<Vec<(i64, i6
         n += 1;
     }
     Ok(out)
+}
+
+/// One record of a decompressed batch body, borrowing from it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordView<'a> {
+    pub attributes: u8,
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The header count and headers exactly as stored.
+    pub headers: &'a [u8],
+}
+
+/// The decompressed records section of one complete stored batch.
+pub(crate) fn batch_body(batch: &[u8], h: &BatchHeader) -> Result<Bytes, String> {
+    let body = batch
+        .get(HEADER_LEN..)
+        .ok_or("batch shorter than its header")?;
+    decompress(h.codec(), Bytes::copy_from_slice(body))
+}
+
+/// Parses `count` records from a decompressed body.
+pub(crate) fn parse_records(data: &[u8], count: i32) -> Result<Vec<RecordView<'_>>, String> {
+    let mut out = Vec::new();
+    let mut p = 0usize;
+    while out.len() < count.max(0) as usize {
+        if p >= data.len() {
+            return Err(format!("batch holds {} of its {count} records", out.len()));
+        }
+        let len = read_varint(data, &mut p)?;
+        let len = usize::try_from(len).map_err(|_| format!("negative record length {len}"))?;
+        let end = p
+            .checked_add(len)
+            .filter(|&e| e <= data.len())
+            .ok_or("record runs past the batch")?;
+        let rec = &data[..end];
+        let attributes = *rec.get(p).ok_or("empty record")?;
+        let mut q = p + 1;
+        let timestamp_delta = read_varlong(rec, &mut q)?;
+        let offset_delta = read_varint(rec, &mut q)?;
+        let key = read_bytes(rec, &mut q)?;
+        let value = read_bytes(rec, &mut q)?;
+        out.push(RecordView {
+            attributes,
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+            headers: &rec[q..],
+        });
+        p = end;
+    }
+    Ok(out)
+}
+
+/// Index of the first record without a key in a batch, if any.
+pub(crate) fn first_keyless(batch: &[u8], h: &BatchHeader) -> Result<Option<usize>, String> {
+    if h.is_control() {
+        return Ok(None);
+    }
+    let body = batch_body(batch, h)?;
+    Ok(parse_records(&body, h.record_count)?.iter().position(|r| r.key.is_none()))
+}
+
+/// A varint-length-prefixed byte string; length -1 is null.
+fn read_bytes<'a>(b: &'a [u8], p: &mut usize) -> Result<Option<&'a [u8]>, String> {
+    let len = read_varint(b, p)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = p
+        .checked_add(len as usize)
+        .filter(|&e| e <= b.len())
+        .ok_or("record field runs past the record")?;
+    let s = &b[*p..end];
+    *p = end;
+    Ok(Some(s))
+}
+
+/// Appends `r` with a new timestamp delta (the cleaner may move a batch's base timestamp).
+pub(crate) fn encode_record(out: &mut Vec<u8>, r: &RecordView<'_>, timestamp_delta: i64) {
+    let mut body = Vec::with_capacity(
+        16 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len) + r.headers.len(),
+    );
+    body.push(r.attributes);
+    write_varlong(&mut body, timestamp_delta);
+    write_varlong(&mut body, i64::from(r.offset_delta));
+    for field in [r.key, r.value] {
+        match field {
+            Some(b) => {
+                write_varlong(&mut body, b.len() as i64);
+                body.extend_from_slice(b);
+            }
+            None => write_varlong(&mut body, -1),
+        }
+    }
+    body.extend_from_slice(r.headers);
+    write_varlong(out, body.len() as i64);
+    out.extend_from_slice(&body);
+}
+
+fn write_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Compresses a records section with `codec` (kafka-protocol's codecs, as producers use).
+pub(crate) fn compress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = BytesMut::new();
+    let fill = |b: &mut BytesMut| {
+        b.extend_from_slice(data);
+        Ok(())
+    };
+    let r = match codec {
+        Codec::None => return Ok(data.to_vec()),
+        Codec::Gzip => <Gzip as Compressor<BytesMut>>::compress(&mut out, fill),
+        Codec::Snappy => <Snappy as Compressor<BytesMut>>::compress(&mut out, fill),
+        Codec::Lz4 => <Lz4 as Compressor<BytesMut>>::compress(&mut out, fill),
+        Codec::Zstd => <Zstd as Compressor<BytesMut>>::compress(&mut out, fill),
+        Codec::Unknown(c) => return Err(format!("unknown compression codec {c}")),
+    };
+    r.map_err(|e| format!("compression failed: {e:#}"))?;
+    Ok(out.to_vec())
 }
 
 fn decompress(codec: Codec, mut data: Bytes) -> Result<Bytes, String> {

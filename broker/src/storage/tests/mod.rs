@@ -1,7 +1,9 @@
 //! Tests of the storage engine. Batches are built with kafka-protocol's encoder.
 
 mod basic;
+mod compaction;
 mod crash;
+mod producers;
 mod recovery;
 mod retention;
 mod rolling;

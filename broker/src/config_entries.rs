@@ -1,0 +1,118 @@
+//! The config entries DescribeConfigs reports: each key's value, where the value comes from
+//! (Kafka's `ConfigSource`) and its synonyms, for a topic and for the broker itself.
+//!
+//! A broker setting counts as `STATIC_BROKER_CONFIG` when it differs from Kafka's default
+//! (the operator chose it), otherwise as `DEFAULT_CONFIG`. The broker has no dynamic broker
+//! configs, so every broker entry is read-only.
+
+use std::collections::BTreeMap;
+
+use crate::server::BrokerState;
+use crate::topic_config::{self, ConfigDef, TOPIC_CONFIGS};
+
+/// Kafka's `ConfigSource` codes.
+pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// Kafka's `ConfigType` codes used below.
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synonym {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: i8,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: i8,
+    pub read_only: bool,
+    pub config_type: i8,
+    pub documentation: &'static str,
+    /// Most specific first, as Kafka orders them.
+    pub synonyms: Vec<Synonym>,
+}
+
+/// Every topic config of a topic with the given overrides.
+pub fn topic_entries(state: &BrokerState, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    TOPIC_CONFIGS.iter().map(|d| topic_entry(state, d, overrides.get(d.name))).collect()
+}
+
+fn topic_entry(state: &BrokerState, d: &ConfigDef, topic_value: Option<&String>) -> ConfigEntry {
+    let broker_value = topic_config::default_value(d, state.topics.defaults());
+    let broker_source = if broker_value == d.default { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+    let mut synonyms = Vec::new();
+    if let Some(v) = topic_value {
+        synonyms.push(Synonym { name: d.name.to_string(), value: Some(v.clone()), source: SOURCE_DYNAMIC_TOPIC });
+    }
+    if broker_source == SOURCE_STATIC_BROKER {
+        synonyms.push(Synonym { name: d.broker_synonym.to_string(), value: Some(broker_value.clone()), source: SOURCE_STATIC_BROKER });
+    }
+    synonyms.push(Synonym { name: d.broker_synonym.to_string(), value: Some(d.default.to_string()), source: SOURCE_DEFAULT });
+    let (value, source) = match topic_value {
+        Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+        None => (broker_value, broker_source),
+    };
+    ConfigEntry {
+        name: d.name.to_string(),
+        value: Some(value),
+        source,
+        read_only: false,
+        config_type: topic_config::config_type(d),
+        documentation: topic_config::documentation(d.name),
+        synonyms,
+    }
+}
+
+/// The broker's own settings: a few core keys and the `log.*` defaults topics inherit.
+pub fn broker_entries(state: &BrokerState) -> Vec<ConfigEntry> {
+    let c = &state.config;
+    let node = c.node_id.to_string();
+    let listener = format!("PLAINTEXT://{}:{}", state.advertised_host, state.advertised_port);
+    let data_dir = c.data_dir.display().to_string();
+    let mut entries = vec![
+        core("advertised.listeners", &listener, None, TYPE_STRING, "Listeners clients are told to connect to."),
+        core("auto.create.topics.enable", &c.auto_create_topics.to_string(), Some("true"), TYPE_BOOLEAN, "Create a topic when a client asks for the metadata of an unknown one."),
+        core("broker.id", &node, None, TYPE_INT, "The broker's id."),
+        core("default.replication.factor", "1", Some("1"), TYPE_INT, "Replication factor of automatically created topics."),
+        core("log.dirs", &data_dir, None, TYPE_STRING, "Directory holding the log data."),
+        core("log.retention.check.interval.ms", &c.maintenance_interval.as_millis().to_string(), Some("300000"), TYPE_LONG, "How often retention, segment rolls and log cleaning run."),
+        core("node.id", &node, None, TYPE_INT, "The node's id."),
+        core("num.partitions", &c.default_partitions.to_string(), Some("1"), TYPE_INT, "Partition count of automatically created topics."),
+        core("socket.request.max.bytes", &c.max_frame_bytes.to_string(), Some("104857600"), TYPE_INT, "Largest request the broker accepts."),
+    ];
+    for d in TOPIC_CONFIGS.iter().filter(|d| !d.broker_synonym.ends_with("throttled.replicas")) {
+        let value = topic_config::default_value(d, state.topics.defaults());
+        let mut e = core(d.broker_synonym, &value, Some(d.default), topic_config::config_type(d), topic_config::documentation(d.name));
+        e.name = d.broker_synonym.to_string();
+        entries.push(e);
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    entries.dedup_by(|a, b| a.name == b.name);
+    entries
+}
+
+/// A broker entry: static when set apart from Kafka's default (`None`: always set).
+fn core(name: &str, value: &str, kafka_default: Option<&str>, config_type: i8, documentation: &'static str) -> ConfigEntry {
+    let source = if kafka_default == Some(value) { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+    let mut synonyms = vec![Synonym { name: name.to_string(), value: Some(value.to_string()), source }];
+    if let (SOURCE_STATIC_BROKER, Some(d)) = (source, kafka_default) {
+        synonyms.push(Synonym { name: name.to_string(), value: Some(d.to_string()), source: SOURCE_DEFAULT });
+    }
+    ConfigEntry {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        source,
+        read_only: true,
+        config_type,
+        documentation,
+        synonyms,
+    }
+}

@@ -1,0 +1,166 @@
+//! Idempotent producers: duplicates answered with their original offsets, gaps and old epochs
+//! refused, state kept across restarts (with and without snapshots), after compaction and
+//! after the log start offset moves past a producer.
+
+use kafka_protocol::records::Compression;
+
+use super::super::{Error, LogConfig, PartitionLog};
+use super::compaction::{kv_batch, read_records};
+
+const PID: i64 = 4242;
+
+fn produce(log: &mut PartitionLog, epoch: i16, seq: i32, n: usize) -> Result<(i64, bool), Error> {
+    let values: Vec<String> = (0..n).map(|i| format!("e{epoch}-s{}", seq as i64 + i as i64)).collect();
+    let kvs: Vec<(Option<&str>, Option<&str>)> = values.iter().map(|v| (Some("key"), Some(v.as_str()))).collect();
+    let mut b = kv_batch((PID, epoch, seq), &kvs, 1_000, Compression::None);
+    log.append(&mut b, 1_000, false).map(|i| (i.base_offset, i.duplicate))
+}
+
+fn config() -> LogConfig {
+    LogConfig { segment_bytes: 600, ..LogConfig::default() }
+}
+
+#[test]
+fn duplicates_gaps_and_epochs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    // A producer the log does not know may start anywhere.
+    assert_eq!(produce(&mut log, 0, 10, 3).expect("first"), (0, false));
+    assert_eq!(produce(&mut log, 0, 13, 2).expect("next"), (3, false));
+    // A retry of either of the last batches: original offsets, nothing written.
+    assert_eq!(produce(&mut log, 0, 10, 3).expect("retry"), (0, true));
+    assert_eq!(produce(&mut log, 0, 13, 2).expect("retry"), (3, true));
+    assert_eq!(log.log_end_offset(), 5);
+    // A gap, and a repeat that is not an exact earlier batch.
+    assert!(matches!(produce(&mut log, 0, 16, 1), Err(Error::OutOfOrderSequence(_))));
+    assert!(matches!(produce(&mut log, 0, 14, 1), Err(Error::OutOfOrderSequence(_))));
+    // A new epoch starts at sequence 0; after it the old epoch is fenced.
+    assert!(matches!(produce(&mut log, 1, 5, 1), Err(Error::OutOfOrderSequence(_))));
+    assert_eq!(produce(&mut log, 1, 0, 1).expect("new epoch"), (5, false));
+    match produce(&mut log, 0, 15, 1) {
+        Err(Error::InvalidProducerEpoch(m)) => assert!(m.contains("smaller than the last seen epoch 1"), "{m}"),
+        other => panic!("expected InvalidProducerEpoch, got {other:?}"),
+    }
+    assert_eq!(log.log_end_offset(), 6);
+}
+
+#[test]
+fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    let start = i32::MAX - 3;
+    let mut seq = start;
+    for i in 0..7 {
+        assert_eq!(produce(&mut log, 0, seq, 1).expect("append").0, i);
+        seq = if seq == i32::MAX { 0 } else { seq + 1 };
+    }
+    // Sequences went MAX-3 .. MAX, 0, 1, 2: the last five are MAX-1 .. 2.
+    assert_eq!(produce(&mut log, 0, i32::MAX, 1).expect("retry"), (3, true));
+    assert_eq!(produce(&mut log, 0, 2, 1).expect("retry"), (6, true));
+    assert!(matches!(produce(&mut log, 0, start, 1), Err(Error::OutOfOrderSequence(_))));
+}
+
+#[test]
+fn producer_state_survives_a_restart_with_or_without_snapshots() {
+    for keep_snapshots in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut seq = 0;
+        for _ in 0..40 {
+            produce(&mut log, 3, seq, 2).expect("append");
+            seq += 2;
+        }
+        let snapshots = super::segment_files(dir.path(), "snapshot");
+        assert!(!snapshots.is_empty() && snapshots.len() <= 2, "{snapshots:?}");
+        if !keep_snapshots {
+            for s in snapshots {
+                std::fs::remove_file(s).expect("remove snapshot");
+            }
+        }
+        drop(log);
+        let mut log = PartitionLog::open(dir.path(), config()).expect("reopen");
+        let end = log.log_end_offset();
+        assert_eq!(produce(&mut log, 3, seq - 2, 2).expect("retry after restart"), (end - 2, true), "snapshots kept: {keep_snapshots}");
+        assert!(matches!(produce(&mut log, 3, seq + 1, 1), Err(Error::OutOfOrderSequence(_))));
+        assert!(matches!(produce(&mut log, 2, seq, 1), Err(Error::InvalidProducerEpoch(_))));
+        assert_eq!(produce(&mut log, 3, seq, 1).expect("in sequence"), (end, false));
+    }
+}
+
+#[test]
+fn compaction_keeps_the_last_batch_of_a_live_producer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compact = LogConfig { cleanup_compact: true, cleanup_delete: false, ..config() };
+    let mut log = PartitionLog::open(dir.path(), compact.clone()).expect("open");
+    for i in 0..10 {
+        produce(&mut log, 0, i * 2, 2).expect("append");
+    }
+    // Another writer supersedes the producer's key; then roll so all of it is cleanable.
+    let mut other = kv_batch((-1, -1, -1), &[(Some("key"), Some("other"))], 1_000, Compression::None);
+    log.append(&mut other, 1_000, false).expect("append");
+    log.set_config(LogConfig { segment_ms: 0, ..compact.clone() });
+    log.roll_if_due(10_000).expect("roll");
+    log.set_config(compact.clone());
+    log.clean(10_000).expect("clean").expect("cleaned");
+    let records = read_records(&log);
+    assert_eq!(records.len(), 1, "{records:?}");
+    // Without snapshots, the state comes from the log: the producer's last batch is there
+    // (empty), so a retry is still recognised.
+    for s in super::segment_files(dir.path(), "snapshot") {
+        std::fs::remove_file(s).expect("remove snapshot");
+    }
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), compact).expect("reopen");
+    assert_eq!(produce(&mut log, 0, 18, 2).expect("retry"), (18, true));
+    assert!(matches!(produce(&mut log, 0, 25, 1), Err(Error::OutOfOrderSequence(_))));
+}
+
+#[test]
+fn a_producer_below_the_log_start_is_forgotten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    produce(&mut log, 0, 0, 5).expect("append");
+    assert_eq!(log.producer_count(), 1);
+    log.delete_records(5).expect("delete records");
+    assert_eq!(log.producer_count(), 0);
+    // As in Kafka, an unknown producer may continue at any sequence.
+    assert_eq!(produce(&mut log, 0, 77, 1).expect("append"), (5, false));
+}
+
+#[test]
+fn idle_producers_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    produce(&mut log, 0, 0, 2).expect("append at t=1000");
+    assert_eq!(log.expire_producers(1_500, 1_000), 0);
+    assert_eq!(log.expire_producers(2_000, 1_000), 1);
+    assert_eq!(produce(&mut log, 0, 50, 1).expect("any sequence once forgotten"), (2, false));
+}
+
+#[test]
+fn transactional_batches_are_refused() {
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    let record = Record {
+        transactional: true,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: PID,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 0,
+        key: None,
+        value: None,
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    assert!(matches!(log.append(&mut buf, 0, false), Err(Error::TransactionalBatch(_))));
+    assert_eq!(log.log_end_offset(), 0);
+}
+
