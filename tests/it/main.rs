@@ -5,3 +5,4 @@ mod protocol;
 mod durability;
 mod compat;
 mod mirror;
+mod terraform;
