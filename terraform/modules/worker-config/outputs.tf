@@ -9,10 +9,11 @@ output "config_path" {
 }
 
 output "environment" {
-  description = "Plain environment of the container: TERN_CONFIG (the tern.toml text, written to config_path at start) and RUST_LOG."
+  description = "Plain environment of the container: TERN_CONFIG (the tern.toml text, written to config_path at start), RUST_LOG, and TERN_WEB_PORT (read by the image's HEALTHCHECK)."
   value = {
-    TERN_CONFIG = local.tern_config
-    RUST_LOG    = var.log_level
+    TERN_CONFIG   = local.tern_config
+    RUST_LOG      = var.log_level
+    TERN_WEB_PORT = tostring(var.web_port)
   }
 }
 

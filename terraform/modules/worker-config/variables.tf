@@ -23,8 +23,8 @@ variable "secret_env" {
   default     = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.secret_env) : can(regex("^[A-Z][A-Z0-9_]*$", k)) && !contains(["TERN_CONFIG", "RUST_LOG"], k)])
-    error_message = "secret_env: variable names must be uppercase letters, digits and '_', and not TERN_CONFIG or RUST_LOG (set by the module); refused: ${join(", ", [for k in keys(var.secret_env) : k if !(can(regex("^[A-Z][A-Z0-9_]*$", k)) && !contains(["TERN_CONFIG", "RUST_LOG"], k))])}."
+    condition     = alltrue([for k in keys(var.secret_env) : can(regex("^[A-Z][A-Z0-9_]*$", k)) && !contains(["TERN_CONFIG", "RUST_LOG", "TERN_WEB_PORT"], k)])
+    error_message = "secret_env: variable names must be uppercase letters, digits and '_', and not TERN_CONFIG, RUST_LOG or TERN_WEB_PORT (set by the module); refused: ${join(", ", [for k in keys(var.secret_env) : k if !(can(regex("^[A-Z][A-Z0-9_]*$", k)) && !contains(["TERN_CONFIG", "RUST_LOG", "TERN_WEB_PORT"], k))])}."
   }
 }
 

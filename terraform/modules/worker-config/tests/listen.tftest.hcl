@@ -45,8 +45,8 @@ run "environment_carries_the_config_and_log_level" {
     secret_env  = { TERN_A__SASL_PASSWORD = "tern-a-sasl-password" }
   }
   assert {
-    condition     = output.environment.TERN_CONFIG == output.tern_config && output.environment.RUST_LOG == "tern_mirror=debug,info"
-    error_message = "the container gets the rewritten config and the log filter"
+    condition     = output.environment.TERN_CONFIG == output.tern_config && output.environment.RUST_LOG == "tern_mirror=debug,info" && output.environment.TERN_WEB_PORT == "8080"
+    error_message = "the container gets the rewritten config, the log filter and the web port"
   }
   assert {
     condition     = output.secret_env.TERN_A__SASL_PASSWORD == "tern-a-sasl-password"
