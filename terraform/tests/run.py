@@ -301,6 +301,9 @@ def check_structure(c):
                 for kind, entries in load_hcl(os.path.join(d, f)).items():
                     if isinstance(entries, list):
                         parsed.setdefault(kind, []).extend(entries)
+        for name, body in blocks(parsed, "variable").items():
+            c.check(body.get("type") is not None and len(str(unquote(body.get("description", ""))).strip()) > 10,
+                    f"examples/{e}: variable {name} is typed and described")
         mods = blocks(parsed, "module")
         sources = {n: unquote(b.get("source")) for n, b in mods.items()}
         c.check(all(isinstance(s, str) and s.startswith("../../modules/") for s in sources.values()),
