@@ -5,6 +5,8 @@
 //! - [`topics`]: topic registry and its persisted metadata; [`topic_config`]: Kafka's topic
 //!   configs, validation and defaults.
 //! - [`storage`]: per-partition segmented log with offset and time indexes and crash recovery.
+//! - [`groups`]: the consumer-group coordinator (classic protocol), persisted in
+//!   `__consumer_offsets`.
 //! - `maintenance`: retention, time-based rolls, interval fsync.
 //!
 //! ```no_run
@@ -22,6 +24,7 @@
 mod apis;
 pub mod config;
 pub mod error;
+pub mod groups;
 mod maintenance;
 pub mod server;
 pub mod storage;

@@ -16,12 +16,14 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::apis::{self, Reply};
 use crate::config::BrokerConfig;
 use crate::error::Result;
+use crate::groups::GroupCoordinator;
 use crate::topics::Topics;
 
-/// Everything request handlers read: settings, identity and topics.
+/// Everything request handlers read: settings, identity, topics and groups.
 pub struct BrokerState {
     pub config: BrokerConfig,
     pub topics: Topics,
+    pub groups: GroupCoordinator,
     pub cluster_id: String,
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -80,6 +82,7 @@ impl RunningBroker {
 pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<BrokerState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let topics = Topics::open(&config.data_dir, config.log.clone())?;
+    let groups = GroupCoordinator::open(&topics, config.groups.clone())?;
     let cluster_id = match &config.cluster_id {
         Some(id) => id.clone(),
         None => load_or_create_cluster_id(&config.data_dir)?,
@@ -88,7 +91,7 @@ pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<Brok
         Some((h, p)) => (h, p),
         None => (bound.ip().to_string(), bound.port() as i32),
     };
-    Ok(BrokerState { config, topics, cluster_id, advertised_host, advertised_port })
+    Ok(BrokerState { config, topics, groups, cluster_id, advertised_host, advertised_port })
 }
 
 /// Splits `host:port` (IPv6 hosts in brackets).
@@ -116,6 +119,10 @@ fn load_or_create_cluster_id(data_dir: &std::path::Path) -> Result<String> {
 async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(crate::maintenance::run(state.clone()));
+    let group_timers = {
+        let state = state.clone();
+        tokio::spawn(async move { state.groups.run_timers().await })
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -137,6 +144,7 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
     }
     connections.shutdown().await;
     maintenance.abort();
+    group_timers.abort();
     for topic in state.topics.all() {
         for p in &topic.partitions {
             if let Err(e) = p.log().flush() {
@@ -160,7 +168,7 @@ async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream, peer: Sock
                 return;
             }
         };
-        match apis::handle_frame(&state, frame).await {
+        match apis::handle_frame(&state, frame, peer).await {
             Reply::Frame(bytes) => {
                 if let Err(e) = write_frame(&mut wr, &bytes).await {
                     tracing::debug!(%peer, "write failed: {e}");
