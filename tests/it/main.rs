@@ -4,3 +4,5 @@ mod helpers;
 mod protocol;
 mod durability;
 mod compat;
+mod groups;
+mod groups_restart;
