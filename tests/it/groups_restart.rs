@@ -13,6 +13,7 @@ use kafka_protocol::ResponseError::*;
 use tern_broker::groups::records::{self, GroupValue, RecordKey};
 use tern_kafka::client::Connection;
 
+use crate::durability::BrokerProcess;
 use crate::groups::*;
 use crate::helpers::*;
 use crate::protocol::{fetch_request, produce_request};
@@ -183,4 +184,28 @@ async fn confluent_kafka_consumers_resume_from_their_commits_after_a_restart() {
     assert_eq!((d.group_state.as_str(), d.members.len(), d.members[0].member_id.as_str()), ("Stable", 1, new_member));
     let g = &latest_group_values(&mut c).await[&static_group];
     assert_eq!((g.generation, g.members[0].member_id.as_str()), (generation, new_member), "no new generation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_commits_and_group_metadata_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut broker = BrokerProcess::start(dir.path());
+    let mut c = Connection::connect(&broker.addr).await.expect("connect");
+    let topic = unique_topic("crash-commits");
+    create_topic(&mut c, &topic, 3, &[]).await;
+    let group = unique_topic("crash-group");
+    let (member, generation) = lone_member(&mut c, &group, &[&topic], b"before the crash").await;
+    for round in 1..=50i64 {
+        let offsets: Vec<(i32, i64)> = (0..3).map(|p| (p, round * 10 + i64::from(p))).collect();
+        assert_eq!(commit(&mut c, 9, &group, generation, &member, &topic, &offsets).await, vec![0, 0, 0]);
+    }
+    broker.kill_9();
+
+    let broker = BrokerProcess::start(dir.path());
+    let mut c = Connection::connect(&broker.addr).await.expect("connect after restart");
+    let got: Vec<i64> = committed(&mut c, &group, &topic, &[0, 1, 2]).await.into_iter().map(|x| x.0).collect();
+    assert_eq!(got, vec![500, 501, 502], "the last acknowledged commit of each partition");
+    let d = describe(&mut c, &group).await;
+    assert_eq!((d.group_state.as_str(), d.members.len(), &d.members[0].member_assignment[..]), ("Stable", 1, &b"before the crash"[..]));
+    assert_eq!(heartbeat(&mut c, &group, generation, &member, None).await, 0);
 }
