@@ -81,6 +81,10 @@ struct BrokerArgs {
     /// Seconds between retention checks, time-based segment rolls and interval flushes.
     #[arg(long, default_value_t = 30)]
     maintenance_interval_secs: u64,
+    /// How long the first rebalance of an empty consumer group waits for more members
+    /// (Kafka's group.initial.rebalance.delay.ms, 3000 there).
+    #[arg(long, default_value_t = 300)]
+    group_initial_rebalance_delay_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,7 +112,12 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     if args.default_partitions < 1 {
         anyhow::bail!("--default-partitions must be at least 1, got {}", args.default_partitions);
     }
+    let groups = tern_broker::groups::GroupConfig {
+        initial_rebalance_delay: std::time::Duration::from_millis(args.group_initial_rebalance_delay_ms),
+        ..Default::default()
+    };
     let config = tern_broker::BrokerConfig {
+        groups,
         advertised: args.advertised,
         auto_create_topics: args.auto_create_topics,
         default_partitions: args.default_partitions,

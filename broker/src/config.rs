@@ -28,6 +28,8 @@ pub struct BrokerConfig {
     /// Cluster id reported in Metadata and DescribeCluster; derived from the data directory's
     /// first start and persisted when `None`.
     pub cluster_id: Option<String>,
+    /// Consumer-group coordinator settings.
+    pub groups: crate::groups::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -42,6 +44,7 @@ impl Default for BrokerConfig {
             max_frame_bytes: tern_kafka::frame::DEFAULT_MAX_FRAME,
             maintenance_interval: Duration::from_secs(30),
             cluster_id: None,
+            groups: Default::default(),
         }
     }
 }

@@ -6,6 +6,8 @@
 //!   configs, validation and defaults; `config_entries`: what DescribeConfigs reports.
 //! - [`storage`]: per-partition segmented log with offset and time indexes, crash recovery,
 //!   idempotent producer state and log compaction.
+//! - [`groups`]: the consumer-group coordinator (classic protocol), persisted in
+//!   `__consumer_offsets`.
 //! - `producer_ids`: producer ids for InitProducerId, unique across restarts.
 //! - `maintenance`: retention, time-based rolls, log cleaning, interval fsync.
 //!
@@ -25,6 +27,7 @@ mod apis;
 pub mod config;
 mod config_entries;
 pub mod error;
+pub mod groups;
 mod maintenance;
 mod producer_ids;
 pub mod server;

@@ -17,14 +17,16 @@ use crate::apis::{self, Reply};
 use crate::config::BrokerConfig;
 use crate::error::Result;
 use crate::producer_ids::ProducerIds;
+use crate::groups::GroupCoordinator;
 use crate::topics::Topics;
 
-/// Everything request handlers read: settings, identity and topics.
+/// Everything request handlers read: settings, identity, topics and groups.
 pub struct BrokerState {
     pub config: BrokerConfig,
     pub topics: Topics,
     /// Hands out idempotent producers' ids (InitProducerId).
     pub producer_ids: ProducerIds,
+    pub groups: GroupCoordinator,
     pub cluster_id: String,
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -84,6 +86,7 @@ pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<Brok
     std::fs::create_dir_all(&config.data_dir)?;
     let topics = Topics::open(&config.data_dir, config.log.clone())?;
     let producer_ids = ProducerIds::open(&config.data_dir)?;
+    let groups = GroupCoordinator::open(&topics, config.groups.clone())?;
     let cluster_id = match &config.cluster_id {
         Some(id) => id.clone(),
         None => load_or_create_cluster_id(&config.data_dir)?,
@@ -92,7 +95,7 @@ pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<Brok
         Some((h, p)) => (h, p),
         None => (bound.ip().to_string(), bound.port() as i32),
     };
-    Ok(BrokerState { config, topics, producer_ids, cluster_id, advertised_host, advertised_port })
+    Ok(BrokerState { config, topics, producer_ids, groups, cluster_id, advertised_host, advertised_port })
 }
 
 /// Splits `host:port` (IPv6 hosts in brackets).
@@ -120,6 +123,10 @@ fn load_or_create_cluster_id(data_dir: &std::path::Path) -> Result<String> {
 async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(crate::maintenance::run(state.clone()));
+    let group_timers = {
+        let state = state.clone();
+        tokio::spawn(async move { state.groups.run_timers().await })
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -141,6 +148,7 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
     }
     connections.shutdown().await;
     maintenance.abort();
+    group_timers.abort();
     for topic in state.topics.all() {
         for p in &topic.partitions {
             if let Err(e) = p.log().flush() {
@@ -164,7 +172,7 @@ async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream, peer: Sock
                 return;
             }
         };
-        match apis::handle_frame(&state, frame).await {
+        match apis::handle_frame(&state, frame, peer).await {
             Reply::Frame(bytes) => {
                 if let Err(e) = write_frame(&mut wr, &bytes).await {
                     tracing::debug!(%peer, "write failed: {e}");

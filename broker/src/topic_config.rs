@@ -263,6 +263,14 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &LogConfig) -> L
     if let Some(v) = get("index.interval.bytes") {
         c.index_interval_bytes = v.max(0) as usize;
     }
+    // Kafka deletes by time and size only under the "delete" policy: a compacted-only topic
+    // (such as __consumer_offsets) keeps every segment until the cleaner rewrites it.
+    if let Some(policy) = overrides.get("cleanup.policy") {
+        if !policy.split(',').any(|p| p.trim() == "delete") {
+            c.retention_ms = -1;
+            c.retention_bytes = -1;
+        }
+    }
     c
 }
 

@@ -303,6 +303,11 @@ impl Topics {
         self.appended.subscribe()
     }
 
+    /// For writers that append outside a request handler (the group coordinator).
+    pub(crate) fn append_notifier(&self) -> watch::Sender<u64> {
+        self.appended.clone()
+    }
+
     fn persist(&self, topic: &Topic) -> Result<()> {
         let record = TopicRecord {
             name: topic.name.clone(),

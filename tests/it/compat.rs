@@ -1,5 +1,6 @@
 //! Real third-party clients against the broker: librdkafka (kcat from Debian, confluent-kafka
-//! from PyPI) and kafka-python. The scripts live in tests/compat/ and check content, not counts.
+//! from PyPI) and kafka-python, producing, consuming, and in consumer groups. The scripts live in
+//! tests/compat/ and check content, not counts.
 
 use std::process::Command;
 use std::time::Duration;
@@ -39,4 +40,32 @@ async fn confluent_kafka_configs_partitions_delete_records() {
     // Retention checks need segment rolls and retention to run often.
     let b = TestBroker::start_with(|c| c.maintenance_interval = Duration::from_millis(200)).await;
     run_python("confluent_admin_configs.py", &b, Duration::from_secs(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_consumer_group_splits_and_takes_over_partitions() {
+    let b = TestBroker::start().await;
+    run_python("confluent_groups.py", &b, Duration::from_secs(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_consumer_group_splits_and_takes_over_partitions() {
+    let b = TestBroker::start().await;
+    run_python("kafka_python_groups.py", &b, Duration::from_secs(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_admin_client_manages_consumer_groups() {
+    let b = TestBroker::start().await;
+    run_python("confluent_group_admin.py", &b, Duration::from_secs(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_balanced_consumer_resumes_from_its_commits() {
+    let b = TestBroker::start().await;
+    let topic = unique_topic("kcat-group");
+    create_topic(&mut b.connect().await, &topic, 3, &[]).await;
+    let mut cmd = Command::new("bash");
+    cmd.arg(compat_script("kcat_groups.sh")).arg(b.bootstrap()).arg(&topic);
+    run_client(cmd, Duration::from_secs(300)).await;
 }

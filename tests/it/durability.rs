@@ -18,13 +18,13 @@ use crate::helpers::*;
 use crate::protocol::{fetch_request, produce_request};
 
 /// `tern broker` as a child process on an ephemeral port.
-struct BrokerProcess {
+pub struct BrokerProcess {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl BrokerProcess {
-    fn start(data: &std::path::Path) -> BrokerProcess {
+    pub fn start(data: &std::path::Path) -> BrokerProcess {
         let mut child = Command::new(tern_bin())
             .args(["broker", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
@@ -40,7 +40,7 @@ impl BrokerProcess {
         BrokerProcess { child, addr }
     }
 
-    fn kill_9(&mut self) {
+    pub fn kill_9(&mut self) {
         // std's kill() sends SIGKILL on Unix: no shutdown, no flush.
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();

@@ -1,5 +1,6 @@
 //! Shared test helpers: brokers on ephemeral ports, third-party clients, deadlines.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,8 +21,8 @@ pub struct TestBroker {
     pub broker: Option<RunningBroker>,
     /// Removed with the broker.
     pub _dir: tempfile::TempDir,
-    /// What the broker was started with, for [`TestBroker::restart`].
     config: BrokerConfig,
+    addr: SocketAddr,
 }
 
 impl TestBroker {
@@ -34,17 +35,27 @@ impl TestBroker {
         let mut config = BrokerConfig::with_data_dir(dir.path());
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("bound address");
         let broker = RunningBroker::start(config.clone(), listener).await.expect("broker starts");
-        TestBroker { broker: Some(broker), _dir: dir, config }
+        TestBroker { broker: Some(broker), _dir: dir, config, addr }
     }
 
-    /// Shuts the broker down cleanly and starts it again on the same data directory (on a new
-    /// port: reconnect afterwards).
+    /// Stops the broker (flushing every log) and starts it again on the same data directory
+    /// and port, so clients reconnect to the same address.
     pub async fn restart(&mut self) {
-        if let Some(b) = self.broker.take() {
-            b.shutdown().await.expect("clean shutdown");
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let broker = self.broker.take().expect("running");
+        broker.shutdown().await.expect("clean shutdown");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    println!("rebinding {}: {e}; retrying", self.addr);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
         self.broker = Some(RunningBroker::start(self.config.clone(), listener).await.expect("broker restarts"));
     }
 

@@ -9,3 +9,5 @@ mod admin;
 mod idempotence;
 mod compaction;
 mod terraform;
+mod groups;
+mod groups_restart;

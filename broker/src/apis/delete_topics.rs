@@ -3,6 +3,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::groups::OFFSETS_TOPIC;
 use crate::server::BrokerState;
 
 pub fn handle(state: &BrokerState, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
@@ -25,9 +26,16 @@ pub fn handle(state: &BrokerState, req: DeleteTopicsRequest, version: i16) -> De
                 return result.with_error_code(e.code());
             };
             let result = result.with_name(Some(topic.topic_name())).with_topic_id(topic.id);
+            if topic.name == OFFSETS_TOPIC {
+                // The group coordinator writes there; without it every group would be lost.
+                return result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(StrBytes::from_static_str("The internal topic __consumer_offsets cannot be deleted")));
+            }
             match state.topics.delete(&topic.name) {
                 Ok(true) => {
                     tracing::info!(topic = %topic.name, "deleted topic");
+                    state.groups.on_topic_deleted(&topic.name);
                     result
                 }
                 Ok(false) => result.with_error_code(ResponseError::UnknownTopicOrPartition.code()),

@@ -6,20 +6,34 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
 mod resource;
+mod sync_group;
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 use tern_kafka::frame;
 
 use crate::server::BrokerState;
@@ -40,6 +54,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -56,8 +81,15 @@ pub enum Reply {
     Close(String),
 }
 
+/// Who sent a request, as the group coordinator records it for DescribeGroups.
+pub struct RequestContext {
+    pub client_id: String,
+    /// Kafka's form: the address with a leading slash.
+    pub client_host: String,
+}
+
 /// Decodes one request frame (without its size prefix), runs it and encodes the answer.
-pub async fn handle_frame(state: &BrokerState, mut frame: Bytes) -> Reply {
+pub async fn handle_frame(state: &BrokerState, mut frame: Bytes, peer: SocketAddr) -> Reply {
     let prefix = match frame::peek_request_prefix(&frame) {
         Ok(p) => p,
         Err(e) => return Reply::Close(e.to_string()),
@@ -86,7 +118,11 @@ pub async fn handle_frame(state: &BrokerState, mut frame: Bytes) -> Reply {
         Ok(b) => b,
         Err(e) => return Reply::Close(e.to_string()),
     };
-    match dispatch(state, &header, body).await {
+    let cx = RequestContext {
+        client_id: header.client_id.as_ref().map(string).unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
+    match dispatch(state, &header, body, &cx).await {
         Some(response) => encode(header.correlation_id, api_key, header.request_api_version, &response),
         None => Reply::Nothing,
     }
@@ -101,7 +137,7 @@ fn encode(correlation_id: i32, api_key: ApiKey, version: i16, body: &ResponseKin
     }
 }
 
-async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind) -> Option<ResponseKind> {
+async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind, cx: &RequestContext) -> Option<ResponseKind> {
     let version = header.request_api_version;
     Some(match body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
@@ -120,9 +156,25 @@ async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(state, r))
         }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(state, r, version)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(state, r, version, cx).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(state, r, version).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(state, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(state, r, version)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(state, r, version)),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(state, r, version)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(state, r, version)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(state, r, version)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(state, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(state, r)),
         // Unreachable while SUPPORTED and this match agree; answer rather than panic.
         _ => return None,
     })
+}
+
+/// Protocol strings as owned text for the group coordinator's state.
+pub(crate) fn string(s: &StrBytes) -> String {
+    s.to_string()
 }
 
 /// Milliseconds since the Unix epoch, the unit of every Kafka timestamp.
@@ -221,6 +273,80 @@ mod tests {
                     incremental_alter_configs_request::AlterableConfig::default().with_name(StrBytes::from_static_str("cleanup.policy")).with_config_operation(2).with_value(Some(StrBytes::from_static_str("compact"))),
                 ]),
             ])),
+            ApiKey::FindCoordinator if version >= 4 => RequestKind::FindCoordinator(
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+            ),
+            ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+                FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")).with_key_type(if version == 2 { 1 } else { 0 }),
+            ),
+            // A fresh group per version; from v5 a static member, so the join completes with a
+            // full success response rather than MEMBER_ID_REQUIRED.
+            ApiKey::JoinGroup => RequestKind::JoinGroup(
+                JoinGroupRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(format!("join-v{version}"))))
+                    .with_session_timeout_ms(10_000)
+                    .with_rebalance_timeout_ms(if version >= 1 { 10_000 } else { -1 })
+                    .with_group_instance_id((version >= 5).then(|| StrBytes::from_static_str("instance")))
+                    .with_protocol_type(StrBytes::from_static_str("consumer"))
+                    .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+                        .with_name(StrBytes::from_static_str("range"))
+                        .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0]))]),
+            ),
+            ApiKey::SyncGroup => RequestKind::SyncGroup(
+                SyncGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("missing"))).with_member_id(StrBytes::from_static_str("m")),
+            ),
+            ApiKey::Heartbeat => RequestKind::Heartbeat(
+                HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_member_id(StrBytes::from_static_str("m")),
+            ),
+            ApiKey::LeaveGroup if version >= 3 => RequestKind::LeaveGroup(
+                LeaveGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(StrBytes::from_static_str("m")),
+                ]),
+            ),
+            ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+                LeaveGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_member_id(StrBytes::from_static_str("m")),
+            ),
+            ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+                OffsetCommitRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_retention_time_ms(-1)
+                    .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
+                        offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(9).with_committed_offset(1),
+                    ])]),
+            ),
+            ApiKey::OffsetFetch if version >= 8 => RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+                offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(None),
+                offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(StrBytes::from_static_str("missing"))).with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopics::default().with_name(name("t")).with_partition_indexes(vec![0, 1]),
+                ])),
+            ])),
+            ApiKey::OffsetFetch => RequestKind::OffsetFetch(
+                OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default().with_name(name("t")).with_partition_indexes(vec![0, 1]),
+                ])),
+            ),
+            ApiKey::ListGroups => RequestKind::ListGroups(
+                ListGroupsRequest::default()
+                    .with_states_filter(if version >= 4 { vec![StrBytes::from_static_str("Empty")] } else { vec![] })
+                    .with_types_filter(if version >= 5 { vec![StrBytes::from_static_str("classic")] } else { vec![] }),
+            ),
+            ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+                DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(StrBytes::from_static_str("g")), GroupId(StrBytes::from_static_str("join-v9"))])
+                    .with_include_authorized_operations(version >= 3),
+            ),
+            ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("missing"))]),
+            ),
+            ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+                OffsetDeleteRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default().with_name(name("t")).with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+                    ]),
+                ]),
+            ),
             other => panic!("add a sample request for {other:?} to this test"),
         }
     }
@@ -251,9 +377,16 @@ mod tests {
     #[tokio::test]
     async fn every_advertised_version_answers_with_a_decodable_response() {
         let dir = tempfile::tempdir().expect("dir");
-        let addr = "127.0.0.1:9092".parse().expect("addr");
-        let state = crate::server::open_state(BrokerConfig::with_data_dir(dir.path()), addr).expect("state");
+        let addr: SocketAddr = "127.0.0.1:9092".parse().expect("addr");
+        let mut config = BrokerConfig::with_data_dir(dir.path());
+        config.groups.initial_rebalance_delay = std::time::Duration::ZERO;
+        let state = std::sync::Arc::new(crate::server::open_state(config, addr).expect("state"));
         state.topics.create("t", 2, Default::default()).map_err(|e| format!("{e:?}")).expect("topic");
+        // Join-group responses wait for the coordinator's timers.
+        let timers = tokio::spawn({
+            let state = state.clone();
+            async move { state.groups.run_timers().await }
+        });
         for (key, min, max) in SUPPORTED {
             for version in *min..=*max {
                 let header = RequestHeader::default()
@@ -262,7 +395,7 @@ mod tests {
                     .with_correlation_id(version as i32)
                     .with_client_id(Some(StrBytes::from_static_str("test")));
                 let frame = tern_kafka::frame::encode_request(&header, &sample_request(*key, version)).expect("encode request");
-                match handle_frame(&state, frame.slice(4..)).await {
+                match handle_frame(&state, frame.slice(4..), addr).await {
                     Reply::Frame(resp) => {
                         let mut body = resp.slice(4..);
                         let (cid, _) = tern_kafka::frame::decode_response(*key, version, &mut body)
@@ -274,5 +407,6 @@ mod tests {
                 }
             }
         }
+        timers.abort();
     }
 }

@@ -38,6 +38,10 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
                         return fail(ResponseError::UnknownTopicOrPartition, None);
                     };
+                    // Only the group coordinator writes its internal topic, as in Kafka.
+                    if td.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
+                        return fail(ResponseError::InvalidTopicException, Some(format!("Cannot append to internal topic {}", td.name.0)));
+                    }
                     let Some(records) = pd.records else {
                         return fail(ResponseError::CorruptMessage, Some("no records".into()));
                     };
