@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use tern_kafka::records::{encode_batch, PlainRecord};
 use tern_kafka::client::{Client, ClientConfig};
 
 const REGIONS: [(&str, &str, &str); 3] = [("us-east", "us-east-1", "aws"), ("eu-west", "europe-west1", "gcp"), ("ap-south", "westeurope", "azure")];
@@ -110,28 +111,14 @@ async fn load(bootstrap: String, region: &'static str, rate: u32) {
         let topic = if n % 4 == 0 { "payments" } else { "orders" };
         let partition = (n % 4) as i32;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        let records: Vec<Record> = (0..per_tick)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: now,
-                key: Some(Bytes::from(format!("{region}-{n}-{i}"))),
-                value: Some(Bytes::from(format!("{{\"region\":\"{region}\",\"order\":{n},\"line\":{i},\"amount\":{}}}", (n * 7 + i as u64) % 1000))),
-                headers: Default::default(),
+        let records: Vec<PlainRecord> = (0..per_tick)
+            .map(|i| {
+                let value = format!("{{\"region\":\"{region}\",\"order\":{n},\"line\":{i},\"amount\":{}}}", (n * 7 + i as u64) % 1000);
+                PlainRecord::new(format!("{region}-{n}-{i}"), Some(Bytes::from(value)), now)
             })
             .collect();
-        let mut buf = BytesMut::new();
-        if RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::Lz4 }).is_err() {
-            continue;
-        }
-        if let Err(e) = client.produce(topic, partition, buf.freeze(), -1, 10_000).await {
+        let Ok(batch) = encode_batch(&records, Compression::Lz4) else { continue };
+        if let Err(e) = client.produce(topic, partition, batch, -1, 10_000).await {
             tracing::warn!("load generator for {region}: {e}");
         }
     }

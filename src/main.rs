@@ -25,6 +25,26 @@ enum Command {
     Run(ConfigArgs),
     /// Validate the configuration and reach every cluster it names.
     Check(CheckArgs),
+    /// Show how a consumer group's committed offsets translate onto a flow's target.
+    Offsets(OffsetsArgs),
+    /// Print the tern.toml equivalent of a MirrorMaker 2 mm2.properties.
+    #[command(name = "import-mm2")]
+    ImportMm2 {
+        /// Path of the mm2.properties file.
+        properties: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct OffsetsArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The flow, as SOURCE->TARGET.
+    #[arg(long)]
+    flow: String,
+    /// The consumer group on the source.
+    #[arg(long)]
+    group: String,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +114,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
@@ -101,6 +123,8 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => runtime.block_on(demo::run(args.web, args.data, args.rate)),
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Check(args) => runtime.block_on(check(args)),
+        Command::Offsets(args) => runtime.block_on(offsets(args)),
+        Command::ImportMm2 { properties } => import_mm2(&properties),
     }
 }
 
@@ -204,6 +228,45 @@ async fn check(args: CheckArgs) -> anyhow::Result<()> {
     }
     if !unreachable.is_empty() {
         anyhow::bail!("{}", unreachable.join("\n"));
+    }
+    Ok(())
+}
+
+fn import_mm2(path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let imported = tern_mirror::import_mm2::import(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // The output must be a configuration Tern accepts.
+    tern_mirror::config::parse(&imported.toml).context("the converted configuration does not validate")?;
+    print!("{}", imported.toml);
+    for line in &imported.not_carried {
+        eprintln!("not carried over: {line}");
+    }
+    Ok(())
+}
+
+async fn offsets(args: OffsetsArgs) -> anyhow::Result<()> {
+    let validated = tern_mirror::config::load(&args.config)?;
+    let flow = validated
+        .flows
+        .iter()
+        .find(|f| f.name() == args.flow)
+        .ok_or_else(|| anyhow::anyhow!("no flow {} in {} (flows: {})", args.flow, args.config.display(), validated.flows.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")))?;
+    let clusters = &validated.config.clusters;
+    let source = tern_mirror::flow::connect(&flow.source, &clusters[&flow.source]).await?;
+    let target = tern_mirror::flow::connect(&flow.target, &clusters[&flow.target]).await?;
+    let rows = tern_mirror::checkpoint::translate_group(flow, &source, &target, &args.group).await?;
+    if rows.is_empty() {
+        println!("group {} has no committed offsets on replicated topics of {}", args.group, flow.name());
+        return Ok(());
+    }
+    println!("{:<30} {:>9} {:>16} {:>17} {:>15}  state", "topic", "partition", "source committed", "translated target", "replicated end");
+    for r in rows {
+        let (target, state) = match r.translation {
+            tern_mirror::offset_map::Translation::Exact(t) => (t.to_string(), "exact"),
+            tern_mirror::offset_map::Translation::AheadOfReplication { target } => (target.to_string(), "ahead of replication"),
+            tern_mirror::offset_map::Translation::BeforeMap => ("-".to_string(), "nothing replicated yet"),
+        };
+        println!("{:<30} {:>9} {:>16} {:>17} {:>15}  {state}", r.remote_topic, r.partition, r.committed, target, r.replicated_end);
     }
     Ok(())
 }

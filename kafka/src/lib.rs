@@ -18,6 +18,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod records;
 
 #[cfg(test)]
 mod fuzz;

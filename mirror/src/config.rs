@@ -112,8 +112,15 @@ pub struct MirrorSettings {
     /// Bytes per fetch response, and per partition within it.
     pub fetch_max_bytes: i32,
     pub partition_max_bytes: i32,
+    /// MM2 heartbeat records and group heartbeats are both sent this often.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// A worker that stops heartbeating for this long loses its partitions to the others.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long a rebalance waits for every worker to rejoin.
+    #[serde(with = "humantime_serde")]
+    pub rebalance_timeout: Duration,
 }
 
 impl Default for MirrorSettings {
@@ -124,6 +131,8 @@ impl Default for MirrorSettings {
             fetch_max_bytes: 32 << 20,
             partition_max_bytes: 4 << 20,
             heartbeat_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
         }
     }
 }

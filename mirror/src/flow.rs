@@ -15,15 +15,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use tern_kafka::client::{Client, ClientConfig, Membership, EARLIEST};
+use bytes::Bytes;
+use tern_kafka::client::{Client, ClientConfig, GroupMember, HeartbeatOutcome, Membership, EARLIEST, LATEST};
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::config::{ClusterConfig, Flow, MirrorSettings};
 use crate::error::{Error, Result, RetryHint};
 use crate::mm2::{Heartbeat, HEARTBEATS_TOPIC};
+use crate::checkpoint;
 use crate::naming;
+use crate::offset_map::{Entry, OffsetMap};
 use crate::status::FlowStatus;
 use crate::transform::{prepare, Prepared};
 
@@ -57,6 +58,12 @@ struct Runtime {
     acked: Mutex<BTreeMap<Tp, i64>>,
     /// Partitions whose replication stopped for good, with the reason.
     failed: std::sync::Mutex<HashMap<Tp, String>>,
+    /// The worker's identity in the flow's group, for commits.
+    membership: std::sync::Mutex<Membership>,
+    /// Offset maps of every partition seen (loaded from the target at start).
+    maps: std::sync::Mutex<HashMap<Tp, OffsetMap>>,
+    /// Partitions this worker owns in the current generation.
+    owned: std::sync::Mutex<HashSet<Tp>>,
 }
 
 /// Connects to a cluster, naming it in the error.
@@ -92,6 +99,22 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     };
+    let maps = loop {
+        let loaded = async {
+            checkpoint::ensure_internal_topics(&flow, &source, &target).await?;
+            checkpoint::load_offset_maps(&flow, &target).await
+        };
+        match loaded.await {
+            Ok(maps) => break maps,
+            Err(e) if e.retry_hint() == RetryHint::Retry => {
+                tracing::warn!(flow = %flow.name(), "loading offset maps: {e}; retrying");
+                if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
     status.set_errors(vec![]);
     let rt = Arc::new(Runtime {
         flow,
@@ -101,17 +124,24 @@ pub async fn run(
         status,
         acked: Mutex::new(BTreeMap::new()),
         failed: std::sync::Mutex::new(HashMap::new()),
+        membership: std::sync::Mutex::new(Membership::none()),
+        maps: std::sync::Mutex::new(maps),
+        owned: std::sync::Mutex::new(HashSet::new()),
     });
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut background = tokio::task::JoinSet::new();
     if rt.flow.emit_heartbeats {
-        tasks.spawn(heartbeats(rt.clone(), shutdown.clone()));
+        background.spawn(heartbeats(rt.clone(), shutdown.clone()));
     }
-    tasks.spawn(committer(rt.clone(), shutdown.clone()));
+    background.spawn(committer(rt.clone(), shutdown.clone()));
+    background.spawn(checkpointer(rt.clone(), shutdown.clone()));
 
-    // Partition queues, by source partition; the fetcher owns the fetch positions.
-    let mut queues: HashMap<Tp, mpsc::Sender<Prepared>> = HashMap::new();
-    let mut positions: HashMap<Tp, i64> = HashMap::new();
+    let mut member = GroupMember::new(&group_id(&rt.flow), rt.settings.session_timeout, rt.settings.rebalance_timeout);
+    let mut work = Assigned::default();
+    // The replicated source partitions as last seen, and whether the group must rebalance.
+    let mut subscribed: Vec<Tp> = Vec::new();
+    let mut rejoin = true;
     let mut last_sync = tokio::time::Instant::now() - rt.settings.topic_refresh_interval;
+    let mut last_heartbeat = tokio::time::Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
@@ -119,21 +149,12 @@ pub async fn run(
         if last_sync.elapsed() >= rt.settings.topic_refresh_interval {
             last_sync = tokio::time::Instant::now();
             match sync_topics(&rt).await {
-                Ok(partitions) => {
-                    let new: Vec<Tp> = partitions.into_iter().filter(|tp| !queues.contains_key(tp)).collect();
-                    if !new.is_empty() {
-                        let starts = start_positions(&rt, &new).await;
-                        for tp in new {
-                            let (tx, rx) = mpsc::channel(4);
-                            let start = starts.get(&tp).copied().unwrap_or(0);
-                            positions.insert(tp.clone(), start);
-                            rt.status.update(&tp.0, tp.1, |s| {
-                                s.remote_topic = naming::remote_topic(&rt.flow, &tp.0);
-                                s.replicated_offset = start;
-                            });
-                            tasks.spawn(partition_producer(rt.clone(), tp.clone(), rx));
-                            queues.insert(tp, tx);
-                        }
+                Ok(mut partitions) => {
+                    partitions.sort();
+                    if partitions != subscribed {
+                        // New topics or partitions: the group's leader must hand them out.
+                        subscribed = partitions;
+                        rejoin = true;
                     }
                     rt.status.set_errors(vec![]);
                 }
@@ -143,8 +164,41 @@ pub async fn run(
                 }
             }
         }
+        if !rejoin && last_heartbeat.elapsed() >= rt.settings.heartbeat_interval {
+            last_heartbeat = tokio::time::Instant::now();
+            match member.heartbeat().await {
+                Ok(HeartbeatOutcome::Stable) => {}
+                Ok(HeartbeatOutcome::Rejoin) => rejoin = true,
+                Err(e) => {
+                    tracing::warn!(flow = %rt.flow.name(), "group heartbeat: {e}");
+                    rejoin = true;
+                }
+            }
+        }
+        if rejoin {
+            // Eager rebalance: finish and commit the current partitions, then rejoin.
+            work.revoke(&rt).await;
+            let topics: Vec<String> = subscribed.iter().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            match member.join(&rt.source, &topics).await {
+                Ok(assignment) => {
+                    *rt.membership.lock().unwrap_or_else(|p| p.into_inner()) = member.membership();
+                    tracing::info!(flow = %rt.flow.name(), member = member.member_id(), partitions = assignment.len(), "assigned");
+                    work.assign(&rt, assignment).await;
+                    rejoin = false;
+                    last_heartbeat = tokio::time::Instant::now();
+                }
+                Err(e) => {
+                    tracing::warn!(flow = %rt.flow.name(), "joining the flow's group on {}: {e}", rt.flow.source);
+                    rt.status.set_errors(vec![format!("joining group {} on {}: {e}", group_id(&rt.flow), rt.flow.source)]);
+                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
         let fetched = tokio::select! {
-            r = fetch_round(&rt, &queues, &mut positions) => r,
+            r = fetch_round(&rt, &work.queues, &mut work.positions) => r,
             _ = shutdown.changed() => break,
         };
         if let Err(e) = fetched {
@@ -154,11 +208,65 @@ pub async fn run(
             }
         }
     }
-    drop(queues);
-    // Producers finish what they hold, then the last commit.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async { while tasks.join_next().await.is_some() {} }).await;
-    commit_now(&rt).await;
+    work.revoke(&rt).await;
+    if let Err(e) = member.leave().await {
+        tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
+    }
+    background.abort_all();
     Ok(())
+}
+
+/// The partitions this worker owns in the current generation.
+#[derive(Default)]
+struct Assigned {
+    queues: HashMap<Tp, mpsc::Sender<Prepared>>,
+    positions: HashMap<Tp, i64>,
+    producers: tokio::task::JoinSet<()>,
+}
+
+impl Assigned {
+    async fn assign(&mut self, rt: &Arc<Runtime>, partitions: Vec<Tp>) {
+        let starts = start_positions(rt, &partitions).await;
+        for tp in partitions {
+            let (tx, rx) = mpsc::channel(4);
+            let start = starts.get(&tp).copied().unwrap_or(0);
+            // The next record replicated lands at the remote partition's end. Asked once: a
+            // remote partition not created yet (the source just grew) must not hold up the
+            // others; its map then starts with the first record replicated.
+            let remote = naming::remote_topic(&rt.flow, &tp.0);
+            if let Ok((target_end, _)) = rt.target.list_offset_once(&remote, tp.1, LATEST).await {
+                rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().set_end(Entry { source: start, target: target_end });
+            }
+            rt.owned.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone());
+            self.positions.insert(tp.clone(), start);
+            rt.status.update(&tp.0, tp.1, |s| {
+                s.remote_topic = naming::remote_topic(&rt.flow, &tp.0);
+                s.replicated_offset = start;
+                s.error = None;
+            });
+            rt.failed.lock().unwrap_or_else(|p| p.into_inner()).remove(&tp);
+            self.producers.spawn(partition_producer(rt.clone(), tp.clone(), rx));
+            self.queues.insert(tp, tx);
+        }
+    }
+
+    /// Lets every partition producer finish what it holds (bounded), commits, and forgets the
+    /// partitions. Positions that were not acknowledged in time are simply not committed, so
+    /// the next owner replicates them again (at-least-once).
+    async fn revoke(&mut self, rt: &Arc<Runtime>) {
+        self.queues.clear();
+        rt.owned.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let drained = tokio::time::timeout(Duration::from_secs(30), async { while self.producers.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(flow = %rt.flow.name(), "partition producers did not finish within 30 s; their unacknowledged records will be replicated again");
+            self.producers.abort_all();
+        }
+        commit_now(rt).await;
+        for tp in self.positions.keys() {
+            rt.status.forget(&tp.0, tp.1);
+        }
+        self.positions.clear();
+    }
 }
 
 async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
@@ -168,44 +276,69 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> 
     }
 }
 
-/// Brings the target's topics in line with the source and returns the source partitions to
-/// replicate.
+/// Brings the target's topics in line with the source (existence, partition count, topic
+/// configs) and returns the source partitions to replicate.
 async fn sync_topics(rt: &Runtime) -> Result<Vec<Tp>> {
     let md = rt.source.refresh_metadata(None).await.map_err(|e| Error::cluster(&rt.flow.source, e))?;
     let mut topics: Vec<_> = md.topics.values().filter(|t| !t.internal && naming::replicates(&rt.flow, &t.name)).cloned().collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     let target_md = rt.target.refresh_metadata(None).await.map_err(|e| Error::cluster(&rt.flow.target, e))?;
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let source_configs = topic_configs(&rt.source, &names).await;
+    let remotes: Vec<String> = names.iter().map(|n| naming::remote_topic(&rt.flow, n)).filter(|r| target_md.topics.contains_key(r)).collect();
+    let target_configs = topic_configs(&rt.target, &remotes).await;
     let mut out = Vec::new();
     for t in topics {
         let remote = naming::remote_topic(&rt.flow, &t.name);
         let count = t.partitions.len() as i32;
+        let wanted: BTreeMap<String, String> = source_configs
+            .as_ref()
+            .and_then(|c| c.get(&t.name).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| !CONFIG_EXCLUDES.contains(&k.as_str()))
+            .collect();
         match target_md.topics.get(&remote) {
             None => {
-                let configs = source_configs(rt, &t.name).await;
-                let created = rt.target.create_topic(&remote, count, &configs).await.map_err(|e| Error::cluster(&rt.flow.target, e))?;
+                let created = rt.target.create_topic(&remote, count, &wanted).await.map_err(|e| Error::cluster(&rt.flow.target, e))?;
                 if created {
                     tracing::info!(flow = %rt.flow.name(), topic = %t.name, remote = %remote, partitions = count, "created remote topic");
                 }
             }
-            Some(existing) if (existing.partitions.len() as i32) < count => {
-                rt.target.create_partitions(&remote, count).await.map_err(|e| Error::cluster(&rt.flow.target, e))?;
-                tracing::info!(flow = %rt.flow.name(), remote = %remote, partitions = count, "grew remote topic");
+            Some(existing) => {
+                if (existing.partitions.len() as i32) < count {
+                    rt.target.create_partitions(&remote, count).await.map_err(|e| Error::cluster(&rt.flow.target, e))?;
+                    tracing::info!(flow = %rt.flow.name(), remote = %remote, partitions = count, "grew remote topic");
+                }
+                // Only when both sides could be read: never strip the target's configs
+                // because the source did not answer.
+                if let (Some(_), Some(target_configs)) = (&source_configs, &target_configs) {
+                    let have = target_configs.get(&remote).cloned().unwrap_or_default();
+                    let set: BTreeMap<String, String> = wanted.iter().filter(|(k, v)| have.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let delete: Vec<String> = have.keys().filter(|k| !wanted.contains_key(*k) && !CONFIG_EXCLUDES.contains(&k.as_str())).cloned().collect();
+                    if !set.is_empty() || !delete.is_empty() {
+                        rt.target.alter_topic_configs(&remote, &set, &delete).await.map_err(|e| Error::cluster(&rt.flow.target, e))?;
+                        tracing::info!(flow = %rt.flow.name(), remote = %remote, set = ?set, removed = ?delete, "propagated topic config change");
+                    }
+                }
             }
-            Some(_) => {}
         }
         out.extend(t.partitions.iter().map(|p| (t.name.clone(), p.partition)));
     }
     Ok(out)
 }
 
-/// The source topic's own configs, minus [`CONFIG_EXCLUDES`]. A cluster that cannot describe
-/// configs gets the remote topic created with the target's defaults.
-async fn source_configs(rt: &Runtime, topic: &str) -> BTreeMap<String, String> {
-    match rt.source.describe_topic_configs(&[topic.to_string()]).await {
-        Ok(mut all) => all.remove(topic).unwrap_or_default().into_iter().filter(|(k, _)| !CONFIG_EXCLUDES.contains(&k.as_str())).collect(),
+/// Topic-level configs set on the given topics; `None` when the cluster cannot describe them
+/// (remote topics are then created with the target's defaults, and nothing is altered).
+async fn topic_configs(client: &Client, topics: &[String]) -> Option<BTreeMap<String, BTreeMap<String, String>>> {
+    if topics.is_empty() {
+        return Some(BTreeMap::new());
+    }
+    match client.describe_topic_configs(topics).await {
+        Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!(flow = %rt.flow.name(), topic, "cannot read source topic configs ({e}); creating the remote topic with defaults");
-            BTreeMap::new()
+            tracing::debug!("cannot describe topic configs: {e}");
+            None
         }
     }
 }
@@ -334,12 +467,13 @@ fn fail_partition(rt: &Runtime, tp: &Tp, reason: String) {
 async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
     while let Some(set) = rx.recv().await {
-        if !set.records.is_empty() {
+        let had_records = !set.records.is_empty();
+        if had_records {
             let records: Bytes = set.records.freeze();
             let mut backoff = Duration::from_millis(100);
-            loop {
+            let ack = loop {
                 match rt.target.produce(&remote, tp.1, records.clone(), -1, 30_000).await {
-                    Ok(_) => break,
+                    Ok(ack) => break ack,
                     Err(e) if e.is_retriable() => {
                         rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
                         tokio::time::sleep(backoff).await;
@@ -350,6 +484,14 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                         return;
                     }
                 }
+            };
+            let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&set.source_offsets, ack.base_offset, set.next_offset);
+            // The map entry must be durable before the position it covers is committed.
+            let mut backoff = Duration::from_millis(100);
+            while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
+                tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             let (n, bytes) = (set.source_offsets.len() as u64, records.len() as u64);
             rt.status.update(&tp.0, tp.1, |s| {
@@ -360,6 +502,9 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                 s.error = None;
             });
         }
+        if !had_records {
+            rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&[], 0, set.next_offset);
+        }
         let next = set.next_offset;
         let ts = set.max_timestamp;
         rt.status.update(&tp.0, tp.1, |s| {
@@ -367,6 +512,32 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             s.replicated_timestamp = s.replicated_timestamp.max(ts);
         });
         rt.acked.lock().await.insert(tp.clone(), next);
+    }
+}
+
+/// Translates the flow's groups for the owned partitions every `checkpoint_interval`, and
+/// trims offset maps below the source's log start.
+async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if wait_or_shutdown(&mut shutdown, rt.flow.checkpoint_interval).await {
+            return;
+        }
+        let owned: Vec<Tp> = rt.owned.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        for tp in &owned {
+            let Ok((start, _)) = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await else { continue };
+            let removed = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).get_mut(tp).map(|m| m.trim_below(start)).unwrap_or_default();
+            if let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, tp, &[], &removed).await {
+                tracing::debug!(flow = %rt.flow.name(), "trimming the offset map: {e}");
+            }
+        }
+        let maps: HashMap<Tp, OffsetMap> = {
+            let all = rt.maps.lock().unwrap_or_else(|p| p.into_inner());
+            owned.iter().filter_map(|tp| all.get(tp).map(|m| (tp.clone(), m.clone()))).collect()
+        };
+        match checkpoint::checkpoint_groups(&rt.flow, &rt.source, &rt.target, &maps).await {
+            Ok(groups) => rt.status.set_groups(groups),
+            Err(e) => tracing::debug!(flow = %rt.flow.name(), "checkpoints: {e}"),
+        }
     }
 }
 
@@ -385,7 +556,8 @@ async fn commit_now(rt: &Runtime) {
     if pending.is_empty() {
         return;
     }
-    if let Err(e) = rt.source.commit_offsets(&group_id(&rt.flow), &Membership::none(), &pending).await {
+    let membership = rt.membership.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Err(e) = rt.source.commit_offsets(&group_id(&rt.flow), &membership, &pending).await {
         tracing::debug!(flow = %rt.flow.name(), "commit of replication progress failed: {e}");
         let mut acked = rt.acked.lock().await;
         for (tp, o) in pending {
@@ -420,25 +592,7 @@ async fn heartbeats(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
 
 /// One record as a batch of its own.
 pub fn encode_one(key: Bytes, value: Bytes, timestamp: i64) -> Result<Bytes> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp,
-        key: Some(key),
-        value: Some(value),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .map_err(|e| Error::Other(e.to_string()))?;
-    Ok(buf.freeze())
+    Ok(tern_kafka::records::encode_batch(&[tern_kafka::records::PlainRecord::new(key, Some(value), timestamp)], kafka_protocol::records::Compression::None)?)
 }
 
 pub fn now_ms() -> i64 {

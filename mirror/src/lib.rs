@@ -21,9 +21,11 @@
 //! assert_eq!(v.flows[0].name(), "a->b");
 //! ```
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod flow;
+pub mod import_mm2;
 pub mod mm2;
 pub mod naming;
 pub mod offset_map;

@@ -39,6 +39,8 @@ pub struct FlowSnapshot {
     /// Flow-level trouble (a cluster unreachable, a topic that cannot be created).
     pub errors: Vec<String>,
     pub heartbeats_sent: u64,
+    /// Consumer-group translations of the owned partitions: (group, (topic, partition)).
+    pub groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>,
 }
 
 #[derive(Debug, Default)]
@@ -56,8 +58,17 @@ impl FlowStatus {
         f(inner.snapshot.partitions.entry((topic.to_string(), partition)).or_default());
     }
 
+    /// Drops a partition this worker no longer owns.
+    pub fn forget(&self, topic: &str, partition: i32) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.partitions.remove(&(topic.to_string(), partition));
+    }
+
     pub fn set_errors(&self, errors: Vec<String>) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.errors = errors;
+    }
+
+    pub fn set_groups(&self, groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.groups = groups;
     }
 
     pub fn heartbeat_sent(&self) {

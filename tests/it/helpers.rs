@@ -6,13 +6,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+use tern_kafka::records::{encode_batch, PlainRecord};
 use tern_broker::{BrokerConfig, RunningBroker};
 use tern_kafka::client::Connection;
 
@@ -68,6 +67,16 @@ impl TestBroker {
     }
 }
 
+/// Logs of the code under test, shown with a failing test's output (`RUST_LOG` to change the
+/// level; warnings by default).
+pub fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}
+
 static TOPIC_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A topic name no other test in this run uses.
@@ -100,29 +109,9 @@ pub async fn create_topic(conn: &mut Connection, name: &str, partitions: i32, co
 
 /// One record batch of `count` records whose values are `"{tag}-{i}"`.
 pub fn batch(tag: &str, count: usize, timestamp: i64, compression: Compression) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence stays the same;
-            // the batch then carries base sequence -1 (no idempotent producer).
-            sequence: i as i32 - 1,
-            timestamp: timestamp + i as i64,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
-        .expect("encode batch");
-    buf.freeze()
+    let records: Vec<PlainRecord> =
+        (0..count).map(|i| PlainRecord::new(format!("k{i}"), Some(Bytes::from(format!("{tag}-{i}"))), timestamp + i as i64)).collect();
+    encode_batch(&records, compression).expect("encode batch")
 }
 
 /// Python of the project's virtualenv, which the README's test command creates.

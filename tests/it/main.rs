@@ -11,3 +11,4 @@ mod compaction;
 mod terraform;
 mod groups;
 mod groups_restart;
+mod offsets;

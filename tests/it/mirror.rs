@@ -28,6 +28,7 @@ pub struct TestMirror {
 
 impl TestMirror {
     pub fn start(toml: &str) -> TestMirror {
+        init_logs();
         let validated = tern_mirror::config::parse(toml).expect("valid config");
         let (stop, rx) = watch::channel(false);
         let (status, tasks) = tern_mirror::start(validated, rx);
@@ -192,12 +193,10 @@ async fn a_million_records_over_eight_partitions_arrive_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_topics_replicate_and_refused_records_stop_only_their_partition() {
     let src = TestBroker::start().await;
-    let dst = TestBroker::start().await;
+    // The target cluster takes only small records (its broker-wide message.max.bytes).
+    let dst = TestBroker::start_with(|c| c.log.max_message_bytes = 2000).await;
     let mut s = src.connect().await;
-    let mut d = dst.connect().await;
     create_topic(&mut s, "events", 3, &[]).await;
-    // The target's copy exists already and takes only small records.
-    create_topic(&mut d, "src.events", 3, &[("max.message.bytes", "2000")]).await;
     let mirror = TestMirror::start(&two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"events\", \"late.*\""));
     let big = batch(&"b".repeat(5000), 1, now(), Compression::None);
     s.call(&produce_request("events", 0, big, 1), 9).await.expect("produce big");
@@ -291,4 +290,143 @@ async fn bad_configs_and_unreachable_clusters_give_one_clear_error() {
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+/// A `tern run` worker process whose log lines are collected.
+struct Worker {
+    child: std::process::Child,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Worker {
+    fn start(config: &std::path::Path) -> Worker {
+        let mut child = Command::new(tern_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tern run");
+        let log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log").push(line);
+            }
+        });
+        Worker { child, log }
+    }
+
+    /// Partition count of the worker's latest assignment, if it has one.
+    fn assigned(&self) -> Option<usize> {
+        let log = self.log.lock().expect("log");
+        let line = log.iter().rev().find(|l| l.contains("assigned"))?;
+        let n = line.split("partitions=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?;
+        n.parse().ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_flow_and_the_survivor_takes_over_after_kill_9() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let mut s = src.connect().await;
+    create_topic(&mut s, "work", 8, &[]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(
+        &config,
+        two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"work\"") + "session_timeout = \"6s\"\nrebalance_timeout = \"10s\"\n\n[web]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .expect("config");
+    let mut a = Worker::start(&config);
+    let b = Worker::start(&config);
+    wait_until(Duration::from_secs(60), "both workers to own 4 partitions each", async || {
+        (a.assigned() == Some(4) && b.assigned() == Some(4)).then_some(())
+    })
+    .await;
+
+    let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let producer = {
+        let (addr, producing) = (src.bootstrap(), producing.clone());
+        tokio::spawn(async move {
+            let mut c = Connection::connect(&addr).await.expect("connect");
+            let mut i = 0;
+            while producing.load(std::sync::atomic::Ordering::SeqCst) {
+                c.call(&produce_request("work", i % 8, batch(&format!("w{i}"), 20, now(), Compression::Lz4), 1), 9).await.expect("produce");
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            i
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.child.kill().expect("kill -9 worker a");
+    let _ = a.child.wait();
+    wait_until(Duration::from_secs(60), "the survivor to own all 8 partitions", async || (b.assigned() == Some(8)).then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    producing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let batches = producer.await.expect("producer");
+
+    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
+    let mut duplicates = 0;
+    for p in 0..8 {
+        let want = end_offset(&source, "work", p).await;
+        wait_until(Duration::from_secs(60), "the target to hold every source record", async || {
+            let _ = target.refresh_metadata(None).await;
+            (end_offset(&target, "src.work", p).await >= want).then_some(())
+        })
+        .await;
+        let a = partition_content(&src.bootstrap(), "work", p).await;
+        let b = partition_content(&dst.bootstrap(), "src.work", p).await;
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<Content> = b.iter().filter(|r| seen.insert(r.1.clone())).cloned().collect();
+        assert_eq!(unique, a, "partition {p}: every source record, in order");
+        duplicates += b.len() - unique.len();
+    }
+    println!("{batches} batches of 20 produced; {duplicates} records re-delivered after the kill (the uncommitted tail)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_partitions_and_config_changes_reach_the_target() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let mut s = src.connect().await;
+    create_topic(&mut s, "grow", 2, &[("retention.ms", "3600000"), ("min.insync.replicas", "1")]).await;
+    let mirror = TestMirror::start(&two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"grow\""));
+    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
+    let remote_configs = async || target.describe_topic_configs(&["src.grow".to_string()]).await.ok().and_then(|mut c| c.remove("src.grow"));
+    let created = wait_until(Duration::from_secs(30), "the remote topic with the source's configs", async || remote_configs().await).await;
+    assert_eq!(created.get("retention.ms").map(String::as_str), Some("3600000"));
+    assert!(!created.contains_key("min.insync.replicas"), "excluded configs are not copied: {created:?}");
+
+    source.create_partitions("grow", 4).await.expect("grow the source");
+    let mut set = BTreeMap::new();
+    set.insert("retention.ms".to_string(), "7200000".to_string());
+    set.insert("max.message.bytes".to_string(), "2000000".to_string());
+    source.alter_topic_configs("grow", &set, &[]).await.expect("alter the source");
+    let _ = source.refresh_metadata(None).await;
+    s.call(&produce_request("grow", 3, batch("new-partition", 5, now(), Compression::None), 1), 9).await.expect("produce");
+    wait_until(Duration::from_secs(30), "partition 3 on the target", async || {
+        let _ = target.refresh_metadata(None).await;
+        (end_offset(&target, "src.grow", 3).await == 5).then_some(())
+    })
+    .await;
+    let changed = wait_until(Duration::from_secs(30), "the config change on the target", async || {
+        remote_configs().await.filter(|c| c.get("retention.ms").map(String::as_str) == Some("7200000"))
+    })
+    .await;
+    assert_eq!(changed.get("max.message.bytes").map(String::as_str), Some("2000000"));
+    assert_eq!(partition_content(&dst.bootstrap(), "src.grow", 3).await, partition_content(&src.bootstrap(), "grow", 3).await);
+    mirror.stop().await;
 }

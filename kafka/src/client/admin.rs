@@ -92,25 +92,29 @@ impl Client {
 
     /// ListOffsets for one partition: `LATEST`, `EARLIEST` or a timestamp. Returns
     /// `(offset, timestamp)`; offset -1 when no record has a timestamp at or after it.
+    /// Retriable errors are retried up to the client's retry deadline.
     pub async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64)> {
-        self.with_retries(&format!("list offsets of {topic}/{partition}"), || async {
-            let (_, conn) = self.leader_connection(topic, partition).await?;
-            let version = conn.version(ApiKey::ListOffsets, (1, 8))?;
-            let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-                .with_name(topic_name(topic))
-                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
-            let resp = conn.call(&req, version).await?;
-            let p = resp
-                .topics
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or_else(|| Error::Protocol(format!("empty ListOffsets response for {topic}/{partition}")))?;
-            if p.error_code != 0 {
-                return Err(Error::kafka(p.error_code, format!("list offsets of {topic}/{partition}")));
-            }
-            Ok((p.offset, p.timestamp))
-        })
-        .await
+        self.with_retries(&format!("list offsets of {topic}/{partition}"), || self.list_offset_once(topic, partition, timestamp)).await
+    }
+
+    /// [`Client::list_offset`] without retries, for callers that must not wait (a partition
+    /// that does not exist yet is an error at once).
+    pub async fn list_offset_once(&self, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64)> {
+        let (_, conn) = self.leader_connection(topic, partition).await?;
+        let version = conn.version(ApiKey::ListOffsets, (1, 8))?;
+        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+        let resp = conn.call(&req, version).await?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Protocol(format!("empty ListOffsets response for {topic}/{partition}")))?;
+        if p.error_code != 0 {
+            return Err(Error::kafka(p.error_code, format!("list offsets of {topic}/{partition}")));
+        }
+        Ok((p.offset, p.timestamp))
     }
 
     /// Creates a topic; `Ok(false)` when it already existed.
@@ -145,7 +149,8 @@ impl Client {
         let version = conn.version(ApiKey::CreatePartitions, (0, 3))?;
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(count)]);
+            // The default assignment list is empty, not null: an empty list asks for no replicas.
+            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(count).with_assignments(None)]);
         let resp = conn.call(&req, version).await?;
         match resp.results.first() {
             Some(r) if r.error_code != 0 => Err(Error::kafka(r.error_code, format!("grow {topic} to {count} partitions"))),
@@ -179,6 +184,34 @@ impl Client {
             out.insert(r.resource_name.to_string(), set);
         }
         Ok(out)
+    }
+
+    /// Sets and removes topic-level configs (IncrementalAlterConfigs SET and DELETE).
+    pub async fn alter_topic_configs(&self, topic: &str, set: &BTreeMap<String, String>, delete: &[String]) -> Result<()> {
+        use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+        if set.is_empty() && delete.is_empty() {
+            return Ok(());
+        }
+        let conn = self.controller_connection().await?;
+        let version = conn.version(ApiKey::IncrementalAlterConfigs, (0, 1))?;
+        let mut configs: Vec<AlterableConfig> = set
+            .iter()
+            .map(|(k, v)| AlterableConfig::default().with_name(StrBytes::from_string(k.clone())).with_config_operation(0).with_value(Some(StrBytes::from_string(v.clone()))))
+            .collect();
+        configs.extend(delete.iter().map(|k| AlterableConfig::default().with_name(StrBytes::from_string(k.clone())).with_config_operation(1)));
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(configs)]);
+        let resp = conn.call(&req, version).await?;
+        match resp.responses.first() {
+            Some(r) if r.error_code != 0 => {
+                let detail = r.error_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+                Err(Error::kafka(r.error_code, format!("alter configs of {topic}{detail}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The controller (for topic admin), or any broker when the cluster reports none.

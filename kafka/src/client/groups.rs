@@ -25,7 +25,69 @@ impl Membership {
     }
 }
 
+/// A group as ListGroups and DescribeGroups report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub group: String,
+    /// Empty, Stable, PreparingRebalance, CompletingRebalance, Dead (classic groups).
+    pub state: String,
+    pub members: usize,
+}
+
 impl Client {
+    /// Every group on every broker of the cluster.
+    pub async fn list_groups(&self) -> Result<Vec<String>> {
+        use kafka_protocol::messages::ListGroupsRequest;
+        let brokers: Vec<i32> = self.metadata_snapshot().brokers.keys().copied().collect();
+        let mut out = Vec::new();
+        for node in brokers {
+            let conn = self.broker_connection(node).await?;
+            let version = conn.version(ApiKey::ListGroups, (0, 4))?;
+            let resp = conn.call(&ListGroupsRequest::default(), version).await?;
+            if resp.error_code != 0 {
+                return Err(Error::kafka(resp.error_code, format!("list groups on broker {node}")));
+            }
+            out.extend(resp.groups.into_iter().map(|g| g.group_id.0.to_string()));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// State and member count of a group (a group nobody knows is reported as Dead).
+    pub async fn describe_group(&self, group: &str) -> Result<GroupInfo> {
+        use kafka_protocol::messages::DescribeGroupsRequest;
+        let conn = self.group_coordinator(group).await?;
+        let version = conn.version(ApiKey::DescribeGroups, (0, 5))?;
+        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+        let resp = conn.call(&req, version).await?;
+        let g = resp.groups.into_iter().next().ok_or_else(|| Error::Protocol(format!("empty DescribeGroups answer for {group}")))?;
+        if g.error_code != 0 {
+            return Err(Error::kafka(g.error_code, format!("describe group {group}")));
+        }
+        Ok(GroupInfo { group: group.to_string(), state: g.group_state.to_string(), members: g.members.len() })
+    }
+
+    /// Every committed offset of `group`.
+    pub async fn all_committed_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
+        let conn = self.group_coordinator(group).await?;
+        let version = conn.version(ApiKey::OffsetFetch, (2, 7))?;
+        let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(None);
+        let resp = conn.call(&req, version).await?;
+        if resp.error_code != 0 {
+            return Err(Error::kafka(resp.error_code, format!("fetch offsets of group {group}")));
+        }
+        let mut out = BTreeMap::new();
+        for t in resp.topics {
+            for p in t.partitions {
+                if p.error_code == 0 && p.committed_offset >= 0 {
+                    out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The coordinator of `group`.
     pub async fn group_coordinator(&self, group: &str) -> Result<Arc<BrokerConnection>> {
         self.with_retries(&format!("find the coordinator of group {group}"), || async {

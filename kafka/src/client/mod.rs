@@ -11,7 +11,7 @@ mod conn;
 mod groups;
 mod membership;
 pub use membership::{range_assign, GroupMember, HeartbeatOutcome};
-pub use groups::Membership;
+pub use groups::{GroupInfo, Membership};
 mod metadata;
 mod simple;
 

@@ -1,0 +1,284 @@
+//! Offset maps made durable, and what they are for: MM2 checkpoints and group offset sync.
+//!
+//! Every offset-map entry is a record in `tern-offset-map.<source>.internal` on the target,
+//! keyed by (topic, partition, source offset) so compaction never drops history still
+//! needed; entries below the source's log start are removed with tombstones. Each entry is
+//! also written as an MM2 OffsetSync to `mm2-offset-syncs.<target>.internal` on the source,
+//! where MM2 tooling looks for them.
+//!
+//! Every `checkpoint_interval` a worker translates the committed offsets of the flow's groups
+//! for the partitions it owns, emits MM2 checkpoints to `<source>.checkpoints.internal` on the
+//! target and, with `sync_group_offsets`, commits the translated offsets to the same-named
+//! group on the target: never backwards, and never for a group with active members there.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use tern_kafka::records::{encode_batch, PlainRecord};
+use tern_kafka::client::{Client, Membership, EARLIEST};
+
+use crate::config::Flow;
+use crate::error::{Error, Result};
+use crate::mm2::{checkpoints_topic, offset_syncs_topic, Checkpoint, OffsetSync};
+use crate::naming;
+use crate::offset_map::{Entry, OffsetMap, Translation};
+
+pub type Tp = (String, i32);
+
+pub fn offset_map_topic(source: &str) -> String {
+    format!("tern-offset-map.{source}.internal")
+}
+
+/// Groups MirrorMaker 2 never checkpoints (console consumers, Connect, internal), plus the
+/// mirror's own groups.
+pub fn is_excluded_group(group: &str) -> bool {
+    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.")
+}
+
+pub fn replicates_group(flow: &Flow, group: &str) -> bool {
+    !is_excluded_group(group) && flow.groups.iter().any(|r| r.is_match(group)) && !flow.groups_exclude.iter().any(|r| r.is_match(group))
+}
+
+fn map_key(topic: &str, partition: i32, source: i64) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(topic.len().min(i16::MAX as usize) as i16);
+    b.put_slice(&topic.as_bytes()[..topic.len().min(i16::MAX as usize)]);
+    b.put_i32(partition);
+    b.put_i64(source);
+    b.freeze()
+}
+
+fn parse_map_key(mut key: Bytes) -> Option<(String, i32, i64)> {
+    if key.remaining() < 2 {
+        return None;
+    }
+    let len = key.get_i16();
+    if len < 0 || key.remaining() < len as usize + 12 {
+        return None;
+    }
+    let topic = String::from_utf8(key.split_to(len as usize).to_vec()).ok()?;
+    Some((topic, key.get_i32(), key.get_i64()))
+}
+
+/// Encodes records (key, value or tombstone) as one batch.
+pub fn encode_records(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> Result<Bytes> {
+    let plain: Vec<PlainRecord> = records.iter().map(|(k, v)| PlainRecord::new(k.clone(), v.clone(), timestamp)).collect();
+    Ok(encode_batch(&plain, Compression::None)?)
+}
+
+/// Creates the internal topics a flow writes (compacted, one partition), as MM2 does.
+pub async fn ensure_internal_topics(flow: &Flow, source: &Client, target: &Client) -> Result<()> {
+    let mut compact = BTreeMap::new();
+    compact.insert("cleanup.policy".to_string(), "compact".to_string());
+    target.create_topic(&offset_map_topic(&flow.source), 1, &compact).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    target.create_topic(&checkpoints_topic(&flow.source), 1, &compact).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    if let Err(e) = source.create_topic(&offset_syncs_topic(&flow.target), 1, &compact).await {
+        tracing::warn!(flow = %flow.name(), "cannot create {} on {} ({e}); MM2 tooling will not see offset syncs", offset_syncs_topic(&flow.target), flow.source);
+    }
+    Ok(())
+}
+
+/// Reads every offset map of the flow back from the target (tombstones applied).
+pub async fn load_offset_maps(flow: &Flow, target: &Client) -> Result<HashMap<Tp, OffsetMap>> {
+    let topic = offset_map_topic(&flow.source);
+    let (end, _) = target.list_offset(&topic, 0, tern_kafka::client::LATEST).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    let (mut next, _) = target.list_offset(&topic, 0, EARLIEST).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    let mut entries: BTreeMap<(String, i32, i64), Option<i64>> = BTreeMap::new();
+    while next < end {
+        let (leader, _) = target.leader_connection(&topic, 0).await.map_err(|e| Error::cluster(&flow.target, e))?;
+        let resp = target.fetch(leader, &[(topic.clone(), 0, next)], 100, 8 << 20, 8 << 20).await.map_err(|e| Error::cluster(&flow.target, e))?;
+        let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else { break };
+        if p.error_code != 0 {
+            return Err(Error::cluster(&flow.target, tern_kafka::Error::kafka(p.error_code, format!("reading {topic}"))));
+        }
+        let mut records = p.records.clone().unwrap_or_default();
+        if records.is_empty() {
+            break;
+        }
+        let sets = RecordBatchDecoder::decode_all(&mut records).map_err(|e| Error::Other(format!("reading {topic}: {e}")))?;
+        for r in sets.into_iter().flat_map(|s| s.records) {
+            if r.offset < next {
+                continue;
+            }
+            next = r.offset + 1;
+            let Some(key) = r.key.and_then(parse_map_key) else { continue };
+            let target_offset = r.value.filter(|v| v.len() == 8).map(|mut v| v.get_i64());
+            entries.insert(key, target_offset);
+        }
+    }
+    let mut maps: HashMap<Tp, OffsetMap> = HashMap::new();
+    for ((t, p, s), target_offset) in entries {
+        if let Some(target_offset) = target_offset {
+            maps.entry((t, p)).or_default().restore(Entry { source: s, target: target_offset });
+        }
+    }
+    Ok(maps)
+}
+
+/// Writes new offset-map entries (and their MM2 offset syncs) before the position they
+/// cover is committed.
+pub async fn persist_entries(flow: &Flow, source: &Client, target: &Client, tp: &Tp, added: &[Entry], removed: &[Entry]) -> Result<()> {
+    if added.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    let now = crate::flow::now_ms();
+    let mut records: Vec<(Bytes, Option<Bytes>)> = added.iter().map(|e| (map_key(&tp.0, tp.1, e.source), Some(Bytes::copy_from_slice(&e.target.to_be_bytes())))).collect();
+    records.extend(removed.iter().map(|e| (map_key(&tp.0, tp.1, e.source), None)));
+    let batch = encode_records(&records, now)?;
+    target.produce(&offset_map_topic(&flow.source), 0, batch, -1, 30_000).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    if !added.is_empty() {
+        let syncs: Vec<(Bytes, Option<Bytes>)> = added
+            .iter()
+            .map(|e| {
+                let s = OffsetSync { topic: tp.0.clone(), partition: tp.1, upstream_offset: e.source, downstream_offset: e.target };
+                (s.key(), Some(s.value()))
+            })
+            .collect();
+        // Best effort: MM2 tooling reads these, Tern does not.
+        if let Ok(batch) = encode_records(&syncs, now) {
+            if let Err(e) = source.produce(&offset_syncs_topic(&flow.target), 0, batch, -1, 30_000).await {
+                tracing::debug!(flow = %flow.name(), "offset sync: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One group's translation for one partition, as the dashboard and `tern offsets` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartition {
+    pub committed: i64,
+    pub translation: Translation,
+    /// When the checkpoint was emitted (ms), -1 if it could not be.
+    pub checkpoint_at: i64,
+    /// What happened to the target group: synced, not needed, or why not.
+    pub sync: String,
+}
+
+/// Translates, checkpoints and syncs the flow's groups for the owned partitions.
+pub async fn checkpoint_groups(
+    flow: &Flow,
+    source: &Client,
+    target: &Client,
+    maps: &HashMap<Tp, OffsetMap>,
+) -> Result<BTreeMap<(String, Tp), GroupPartition>> {
+    let groups: Vec<String> = source.list_groups().await.map_err(|e| Error::cluster(&flow.source, e))?.into_iter().filter(|g| replicates_group(flow, g)).collect();
+    let now = crate::flow::now_ms();
+    let mut out = BTreeMap::new();
+    let mut checkpoints: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+    for group in groups {
+        let committed = match source.all_committed_offsets(&group).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(flow = %flow.name(), group, "offsets: {e}");
+                continue;
+            }
+        };
+        let mut translated: BTreeMap<Tp, i64> = BTreeMap::new();
+        for (tp, offset) in committed {
+            let Some(map) = maps.get(&tp) else { continue };
+            let translation = map.translate(offset);
+            let mut at = -1;
+            if let Some(t) = translation.target() {
+                let remote = (naming::remote_topic(flow, &tp.0), tp.1);
+                let cp = Checkpoint { group: group.clone(), topic: remote.0.clone(), partition: tp.1, upstream_offset: offset, downstream_offset: t, metadata: String::new() };
+                checkpoints.push((cp.key(), Some(cp.value())));
+                translated.insert(remote, t);
+                at = now;
+            }
+            out.insert((group.clone(), tp), GroupPartition { committed: offset, translation, checkpoint_at: at, sync: String::new() });
+        }
+        if flow.sync_group_offsets && !translated.is_empty() {
+            let outcome = sync_group(target, &group, &translated).await;
+            for (_, gp) in out.iter_mut().filter(|((g, _), _)| *g == group) {
+                gp.sync = outcome.clone();
+            }
+        }
+    }
+    if !checkpoints.is_empty() {
+        let batch = encode_records(&checkpoints, now)?;
+        target.produce(&checkpoints_topic(&flow.source), 0, batch, -1, 30_000).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    }
+    Ok(out)
+}
+
+/// Commits translated offsets to the same-named group on the target, never moving it
+/// backwards and never touching a group that has active members there.
+async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
+    match target.describe_group(group).await {
+        Ok(info) if info.members > 0 => return format!("not synced: {} active member(s) on the target ({})", info.members, info.state),
+        Ok(_) => {}
+        Err(e) => return format!("not synced: {e}"),
+    }
+    let current = target.all_committed_offsets(group).await.unwrap_or_default();
+    let forward: BTreeMap<Tp, i64> = translated.iter().filter(|(tp, t)| current.get(*tp).is_none_or(|c| *t > c)).map(|(tp, t)| (tp.clone(), *t)).collect();
+    if forward.is_empty() {
+        return "in sync".into();
+    }
+    match target.commit_offsets(group, &Membership::none(), &forward).await {
+        Ok(()) => "synced".into(),
+        Err(e) => format!("not synced: {e}"),
+    }
+}
+
+/// One partition of `tern offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetsRow {
+    pub topic: String,
+    pub partition: i32,
+    pub remote_topic: String,
+    pub committed: i64,
+    pub translation: Translation,
+    /// The target offset the next replicated record will get.
+    pub replicated_end: i64,
+}
+
+/// Translates `group`'s committed offsets without a running mirror: the offset maps are read
+/// from the target, and each partition's replicated end is the flow's committed position on
+/// the source with the remote partition's end offset on the target.
+pub async fn translate_group(flow: &Flow, source: &Client, target: &Client, group: &str) -> Result<Vec<OffsetsRow>> {
+    let mut maps = load_offset_maps(flow, target).await?;
+    let committed = source.all_committed_offsets(group).await.map_err(|e| Error::cluster(&flow.source, e))?;
+    let tps: Vec<Tp> = committed.keys().filter(|(t, _)| naming::replicates(flow, t)).cloned().collect();
+    let positions = source.committed_offsets(&crate::flow::group_id(flow), &tps).await.map_err(|e| Error::cluster(&flow.source, e))?;
+    let mut rows = Vec::new();
+    for tp in tps {
+        let remote = naming::remote_topic(flow, &tp.0);
+        let end = target.list_offset(&remote, tp.1, tern_kafka::client::LATEST).await.map(|(o, _)| o).unwrap_or(0);
+        let map = maps.entry(tp.clone()).or_default();
+        if let Some(pos) = positions.get(&tp) {
+            map.set_end(Entry { source: *pos, target: end });
+        }
+        rows.push(OffsetsRow {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            remote_topic: remote,
+            committed: committed[&tp],
+            translation: map.translate(committed[&tp]),
+            replicated_end: end,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_keys_round_trip_and_reject_garbage() {
+        let k = map_key("orders", 3, 12345);
+        assert_eq!(parse_map_key(k), Some(("orders".to_string(), 3, 12345)));
+        assert_eq!(parse_map_key(Bytes::from_static(&[0, 9, b'x'])), None);
+        assert_eq!(parse_map_key(Bytes::new()), None);
+    }
+
+    #[test]
+    fn default_group_excludes_follow_mm2() {
+        assert!(is_excluded_group("console-consumer-123"));
+        assert!(is_excluded_group("connect-sink"));
+        assert!(is_excluded_group("tern.us-east.eu-west"));
+        assert!(!is_excluded_group("billing"));
+    }
+}
