@@ -227,30 +227,25 @@ async fn new_topics_replicate_and_refused_records_stop_only_their_partition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mirror_rides_out_a_target_restart() {
-    let src = TestBroker::start().await;
+async fn the_mirror_rides_out_target_and_source_restarts() {
+    let mut src = TestBroker::start().await;
     let mut dst = TestBroker::start().await;
-    let mut s = src.connect().await;
-    create_topic(&mut s, "stream", 2, &[]).await;
+    create_topic(&mut src.connect().await, "stream", 2, &[]).await;
     let mirror = TestMirror::start(&two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"stream\""));
-    let producer = {
-        let addr = src.bootstrap();
-        tokio::spawn(async move {
-            let mut c = Connection::connect(&addr).await.expect("connect");
-            for i in 0..200 {
-                c.call(&produce_request("stream", i % 2, batch(&format!("r{i}"), 50, now(), Compression::Snappy), 1), 9).await.expect("produce");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
+    let produce = async |src: &TestBroker, from: usize, to: usize| {
+        let mut c = src.connect().await;
+        for i in from..to {
+            c.call(&produce_request("stream", (i % 2) as i32, batch(&format!("r{i}"), 50, now(), Compression::Snappy), 1), 9).await.expect("produce");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // Stop the target and bring it back on the same port and data directory.
-    let addr = dst.broker.as_ref().expect("running").addr;
-    dst.broker.take().expect("running").shutdown().await.expect("shutdown");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
-    dst.broker = Some(tern_broker::RunningBroker::start(tern_broker::BrokerConfig::with_data_dir(dst._dir.path()), listener).await.expect("restart"));
-    producer.await.expect("producer");
+    produce(&src, 0, 80).await;
+    // Stop each broker in turn and bring it back on the same port and data directory while
+    // the mirror runs; records keep arriving in between.
+    dst.restart().await;
+    produce(&src, 80, 160).await;
+    src.restart().await;
+    produce(&src, 160, 240).await;
     let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
     wait_replicated(&source, &target, "stream", "src.stream", 2, Duration::from_secs(60)).await;
     for p in 0..2 {
@@ -286,6 +281,17 @@ async fn bad_configs_and_unreachable_clusters_give_one_clear_error() {
     let (ok, text) = run(&["check", "--config", path.to_str().expect("path")]);
     assert!(!ok && text.contains("cluster src") && text.contains("cluster dst") && text.contains("127.0.0.1:1"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+
+    // A MirrorMaker 2 configuration converts to one that validates, and what could not be
+    // carried over is named.
+    let mm2 = dir.path().join("mm2.properties");
+    std::fs::write(&mm2, "clusters = a, b\na.bootstrap.servers = 127.0.0.1:1\nb.bootstrap.servers = 127.0.0.1:2\na->b.enabled = true\na->b.topics = orders.*\ntasks.max = 8\n").expect("write");
+    let out = Command::new(tern_bin()).args(["import-mm2", mm2.to_str().expect("path")]).output().expect("import-mm2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let converted = String::from_utf8_lossy(&out.stdout);
+    let v = tern_mirror::config::parse(&converted).expect("the converted config validates");
+    assert_eq!(v.flows[0].name(), "a->b");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tasks.max"));
 }
 
 fn now() -> i64 {

@@ -141,6 +141,31 @@ async fn committed_offsets_translate_exactly_through_holes_retention_and_restart
     for (g, t, o) in &commits[..6] {
         assert_exact(&src.bootstrap(), &dst.bootstrap(), t, &format!("src.{t}"), g, *o, &target).await;
     }
+    // Tern's checkpoints decode with MM2's layout, every one of them.
+    let raw = records(&dst.bootstrap(), "src.checkpoints.internal", 0).await;
+    let decoded: Vec<tern_mirror::mm2::Checkpoint> =
+        raw.iter().filter_map(|(_, k, v)| tern_mirror::mm2::Checkpoint::decode(k.clone()?, v.clone()?).ok()).collect();
+    assert_eq!(decoded.len(), raw.len(), "every checkpoint record decodes as MM2's Checkpoint");
+    assert!(
+        decoded.iter().any(|c| c.group == "g-middle" && c.topic == "src.plain" && c.partition == 0 && c.upstream_offset == 57 && c.downstream_offset == 37),
+        "g-middle's checkpoint: {decoded:?}"
+    );
+
+    // `tern offsets` shows the same translation without a running mirror.
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let out = std::process::Command::new(tern_bin())
+        .args(["offsets", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--group", "g-middle"])
+        .output()
+        .expect("tern offsets");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let row = text.lines().find(|l| l.starts_with("src.plain")).unwrap_or_else(|| panic!("no row for src.plain:\n{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[..4], &["src.plain", "0", "57", "37"], "{row}");
+    assert!(row.ends_with("exact"), "{row}");
+
     let hole_target = records(&dst.bootstrap(), "src.ledger", 0).await;
     println!("src.ledger on the target: {} records for source offsets {:?}", hole_target.len(), records(&src.bootstrap(), "ledger", 0).await.iter().map(|r| r.0).collect::<Vec<_>>());
 

@@ -79,6 +79,17 @@ mod tests {
             s.replicated_offset = 100;
             s.records = 100;
         });
+        let mut groups = BTreeMap::new();
+        groups.insert(
+            ("billing".to_string(), ("orders".to_string(), 3)),
+            tern_mirror::checkpoint::GroupPartition {
+                committed: 90,
+                translation: tern_mirror::offset_map::Translation::Exact(70),
+                checkpoint_at: metrics::now_ms(),
+                sync: "synced".into(),
+            },
+        );
+        status.set_groups(groups);
         let mut flows = BTreeMap::new();
         flows.insert("a->b".to_string(), status.clone());
         let app = router(AppState::new(flows));
@@ -89,6 +100,8 @@ mod tests {
         let line = text.lines().find(|l| l.starts_with("tern_lag_records{")).expect("lag line");
         assert!(line.contains("flow=\"a->b\"") && line.contains("partition=\"3\"") && line.contains("topic=\"orders\""), "{line}");
         assert!(line.ends_with(" 20"), "{line}");
+        let translated = text.lines().find(|l| l.starts_with("tern_group_translated_offset{")).expect("group line");
+        assert!(translated.contains("group=\"billing\"") && translated.ends_with(" 70"), "{translated}");
 
         let ok = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("response");
         assert_eq!(ok.status(), StatusCode::OK);

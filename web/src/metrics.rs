@@ -32,10 +32,20 @@ const FAMILIES: &[Family] = &[
     Family { name: "tern_heartbeats_total", help: "MM2-format heartbeats written to the target, by flow.", kind: MetricType::COUNTER },
 ];
 
+/// Per consumer group and source partition, from the latest checkpoint.
+const GROUP_FAMILIES: &[Family] = &[
+    Family { name: "tern_group_committed_offset", help: "The group's committed offset on the source.", kind: MetricType::GAUGE },
+    Family { name: "tern_group_translated_offset", help: "Where the group resumes on the target (-1 before anything was replicated).", kind: MetricType::GAUGE },
+    Family { name: "tern_group_checkpoint_age_seconds", help: "Seconds since the group's last checkpoint was written.", kind: MetricType::GAUGE },
+    Family { name: "tern_group_ahead_of_replication", help: "1 when the group has read past what was replicated (it resumes at the replicated end).", kind: MetricType::GAUGE },
+    Family { name: "tern_group_sync_blocked", help: "1 when the translated offsets could not be synced onto the target group (for example it has active members there).", kind: MetricType::GAUGE },
+];
+
 impl FlowCollector {
     pub fn new(flows: BTreeMap<String, Arc<FlowStatus>>) -> FlowCollector {
         let descs = FAMILIES
             .iter()
+            .chain(GROUP_FAMILIES)
             .filter_map(|f| Desc::new(f.name.to_string(), f.help.to_string(), vec![], Default::default()).ok())
             .collect();
         FlowCollector { flows, descs }
@@ -75,6 +85,7 @@ impl Collector for FlowCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let mut samples: Vec<Vec<Metric>> = FAMILIES.iter().map(|_| Vec::new()).collect();
+        let mut group_samples: Vec<Vec<Metric>> = GROUP_FAMILIES.iter().map(|_| Vec::new()).collect();
         let now = now_ms();
         for (flow, status) in &self.flows {
             let snap = status.snapshot();
@@ -96,12 +107,27 @@ impl Collector for FlowCollector {
                     samples[i].push(sample(labels(), FAMILIES[i].kind, *v));
                 }
             }
+            for ((group, (topic, partition)), g) in &snap.groups {
+                let labels = || vec![label("flow", flow), label("group", group), label("topic", topic), label("partition", &partition.to_string())];
+                let ahead = matches!(g.translation, tern_mirror::offset_map::Translation::AheadOfReplication { .. });
+                let values = [
+                    g.committed as f64,
+                    g.translation.target().unwrap_or(-1) as f64,
+                    if g.checkpoint_at < 0 { -1.0 } else { (now - g.checkpoint_at).max(0) as f64 / 1000.0 },
+                    if ahead { 1.0 } else { 0.0 },
+                    if g.sync.starts_with("not synced") { 1.0 } else { 0.0 },
+                ];
+                for (i, v) in values.iter().enumerate() {
+                    group_samples[i].push(sample(labels(), GROUP_FAMILIES[i].kind, *v));
+                }
+            }
             let last = FAMILIES.len() - 1;
             samples[last].push(sample(vec![label("flow", flow)], MetricType::COUNTER, snap.heartbeats_sent as f64));
         }
         FAMILIES
             .iter()
             .zip(samples)
+            .chain(GROUP_FAMILIES.iter().zip(group_samples))
             .filter(|(_, m)| !m.is_empty())
             .map(|(f, metrics)| {
                 let mut mf = MetricFamily::default();
