@@ -413,8 +413,9 @@ async fn a_rebalance_waiting_for_a_member_does_not_hold_up_other_groups() {
     let (fm, fgen) = lone_member(&mut f, fast, &[topic], b"f").await;
     assert_eq!(commit(&mut f, 9, fast, fgen, &fm, topic, &[(0, 3)]).await, vec![0]);
     assert_eq!(committed(&mut c, fast, topic, &[0]).await[0].0, 3);
-    assert!(started.elapsed() < Duration::from_millis(2500), "the other group had to wait: {:?}", started.elapsed());
-    assert!(!newcomer.is_finished(), "the newcomer's join was answered before the rebalance timeout");
+    // The other group's whole life cycle fit inside the slow group's pending rebalance: it was
+    // not made to wait for it.
+    assert!(!newcomer.is_finished(), "the other group finished only after the slow rebalance was answered ({:?})", started.elapsed());
 
     let (_, r) = newcomer.await.expect("newcomer join");
     assert!(started.elapsed() >= Duration::from_millis(2900), "answered after {:?}", started.elapsed());
