@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use tern_kafka::records::{encode_batch, PlainRecord};
 use tern_kafka::batch::Batches;
 use tern_kafka::client::Connection;
 
@@ -19,28 +20,9 @@ type Log = BTreeMap<i64, (String, Option<String>)>;
 
 fn keyed_batch(kvs: &[(String, Option<String>)], compression: Compression) -> Bytes {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let records: Vec<Record> = kvs
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: now + i as i64,
-            key: Some(Bytes::from(k.clone())),
-            value: v.clone().map(Bytes::from),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).expect("encode");
-    buf.freeze()
+    let records: Vec<PlainRecord> =
+        kvs.iter().enumerate().map(|(i, (k, v))| PlainRecord::new(k.clone(), v.clone().map(Bytes::from), now + i as i64)).collect();
+    encode_batch(&records, compression).expect("encode")
 }
 
 /// Every record up to the high watermark, reading batch by batch: compacted logs have gaps

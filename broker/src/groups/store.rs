@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::{Buf, Bytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
+use tern_kafka::records::{encode_batch, PlainRecord};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 
@@ -84,30 +85,8 @@ impl Store {
             return Ok(());
         }
         let now = now_ms();
-        let batch: Vec<Record> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence is constant;
-                // base sequence -1 marks a non-idempotent batch.
-                sequence: i as i32 - 1,
-                timestamp: now,
-                key: Some(key.clone()),
-                value: value.clone(),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None })
-            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let plain: Vec<PlainRecord> = entries.iter().map(|(key, value)| PlainRecord::new(key.clone(), value.clone(), now)).collect();
+        let mut buf = encode_batch(&plain, Compression::None).map_err(|e| StoreError::Encode(e.to_string()))?.to_vec();
         let partition = self.partition(group)?;
         partition.log().append(&mut buf, now, false)?;
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
