@@ -64,6 +64,12 @@ struct Runtime {
     maps: std::sync::Mutex<HashMap<Tp, OffsetMap>>,
     /// Partitions this worker owns in the current generation.
     owned: std::sync::Mutex<HashSet<Tp>>,
+    /// The worker's idempotent-producer identity on the target: a record set retried after a
+    /// lost acknowledgement is then written once. `None` when the target does not offer it.
+    producer: Option<(i64, i16)>,
+    /// Next sequence number per partition for that producer, kept across rebalances: the
+    /// target remembers the last sequence it accepted from this producer.
+    sequences: std::sync::Mutex<HashMap<Tp, i32>>,
 }
 
 /// Connects to a cluster, naming it in the error.
@@ -115,6 +121,13 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     };
+    let producer = match target.init_producer_id().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(flow = %flow.name(), "no idempotent producer on {} ({e}); retried record sets may be duplicated", flow.target);
+            None
+        }
+    };
     status.set_errors(vec![]);
     let rt = Arc::new(Runtime {
         flow,
@@ -127,6 +140,8 @@ pub async fn run(
         membership: std::sync::Mutex::new(Membership::none()),
         maps: std::sync::Mutex::new(maps),
         owned: std::sync::Mutex::new(HashSet::new()),
+        producer,
+        sequences: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
     if rt.flow.emit_heartbeats {
@@ -466,9 +481,16 @@ fn fail_partition(rt: &Runtime, tp: &Tp, reason: String) {
 /// the target acknowledged it.
 async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
-    while let Some(set) = rx.recv().await {
+    // Idempotent produce: every batch gets the next sequence numbers once, and retries resend
+    // the same bytes, so the target writes a retried batch only once.
+    while let Some(mut set) = rx.recv().await {
         let had_records = !set.records.is_empty();
+        let mut next_sequence = None;
         if had_records {
+            if let Some((producer_id, epoch)) = rt.producer {
+                let first = rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).get(&tp).copied().unwrap_or(0);
+                next_sequence = Some(stamp_producer(&mut set.records, producer_id, epoch, first));
+            }
             let records: Bytes = set.records.freeze();
             let mut backoff = Duration::from_millis(100);
             let ack = loop {
@@ -485,6 +507,9 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                     }
                 }
             };
+            if let Some(next) = next_sequence {
+                rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), next);
+            }
             let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&set.source_offsets, ack.base_offset, set.next_offset);
             // The map entry must be durable before the position it covers is committed.
             let mut backoff = Duration::from_millis(100);
@@ -539,6 +564,21 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "checkpoints: {e}"),
         }
     }
+}
+
+/// Writes the producer id, epoch and consecutive base sequences into every batch of a record
+/// set (recomputing each CRC); returns the sequence after the last record.
+fn stamp_producer(records: &mut [u8], producer_id: i64, epoch: i16, mut sequence: i32) -> i32 {
+    let spans: Vec<(usize, usize, i32)> = tern_kafka::batch::Batches::new(records)
+        .filter_map(|b| b.ok())
+        .map(|(at, h)| (at, h.total_len(), h.record_count))
+        .collect();
+    for (at, len, count) in spans {
+        tern_kafka::batch::set_producer(&mut records[at..at + len], producer_id, epoch, sequence);
+        // Kafka's sequences wrap to 0 after i32::MAX.
+        sequence = if sequence > i32::MAX - count { count - (i32::MAX - sequence) - 1 } else { sequence + count };
+    }
+    sequence
 }
 
 async fn committer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
@@ -597,4 +637,42 @@ pub fn encode_one(key: Bytes, value: Bytes, timestamp: i64) -> Result<Bytes> {
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_kafka::batch::{verify_crc, BatchHeader, Batches};
+    use tern_kafka::records::{encode_batch, PlainRecord};
+
+    fn set_of(counts: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (b, n) in counts.iter().enumerate() {
+            let records: Vec<PlainRecord> = (0..*n).map(|i| PlainRecord::new(format!("{b}-{i}"), None, 0)).collect();
+            out.extend_from_slice(&encode_batch(&records, kafka_protocol::records::Compression::Lz4).expect("encode"));
+        }
+        out
+    }
+
+    #[test]
+    fn batches_get_consecutive_sequences_and_valid_crcs() {
+        let mut set = set_of(&[3, 5, 1]);
+        let next = stamp_producer(&mut set, 42, 7, 10);
+        assert_eq!(next, 19);
+        let headers: Vec<BatchHeader> = Batches::new(&set).map(|b| b.expect("batch").1).collect();
+        assert_eq!(headers.iter().map(|h| (h.producer_id, h.producer_epoch, h.base_sequence)).collect::<Vec<_>>(), vec![(42, 7, 10), (42, 7, 13), (42, 7, 18)]);
+        for item in Batches::new(&set) {
+            let (at, h) = item.expect("batch");
+            verify_crc(&set[at..at + h.total_len()]).expect("crc");
+        }
+    }
+
+    #[test]
+    fn sequences_wrap_to_zero_as_in_kafka() {
+        let mut set = set_of(&[3, 2]);
+        let next = stamp_producer(&mut set, 1, 0, i32::MAX - 1);
+        let bases: Vec<i32> = Batches::new(&set).map(|b| b.expect("batch").1.base_sequence).collect();
+        assert_eq!(bases, vec![i32::MAX - 1, 1]);
+        assert_eq!(next, 3);
+    }
 }

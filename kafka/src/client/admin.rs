@@ -214,6 +214,32 @@ impl Client {
         }
     }
 
+    /// A producer id and epoch for idempotent produce (InitProducerId without a transactional
+    /// id). `Ok(None)` when the cluster does not offer it.
+    pub async fn init_producer_id(&self) -> Result<Option<(i64, i16)>> {
+        use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+        self.with_retries("obtain a producer id", || async {
+            let conn = self.any_connection().await?;
+            let version = match conn.version(ApiKey::InitProducerId, (0, 4)) {
+                Ok(v) => v,
+                Err(Error::Unsupported(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            // The default transactional id is an empty string, not null: say null explicitly.
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            let resp = conn.call(&req, version).await?;
+            if resp.error_code != 0 {
+                return Err(Error::kafka(resp.error_code, "obtain a producer id"));
+            }
+            Ok(Some((resp.producer_id.0, resp.producer_epoch)))
+        })
+        .await
+    }
+
     /// The controller (for topic admin), or any broker when the cluster reports none.
     async fn controller_connection(&self) -> Result<std::sync::Arc<super::BrokerConnection>> {
         let controller = self.metadata_snapshot().controller;
