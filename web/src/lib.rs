@@ -1,5 +1,5 @@
-//! tern-web: Tern's HTTP side. For now `/metrics` (Prometheus text) and `/healthz`; the
-//! dashboard and REST API grow here.
+//! tern-web: Tern's HTTP side. For now `/metrics` (Prometheus text), `/healthz` and
+//! `/api/v1/flows` (JSON); the dashboard grows here.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -39,7 +39,70 @@ impl AppState {
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/metrics", get(metrics_get)).route("/healthz", get(healthz_get)).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics_get))
+        .route("/healthz", get(healthz_get))
+        .route("/api/v1/flows", get(flows_get))
+        .with_state(state)
+}
+
+/// Every flow with its partitions (positions, lag, errors) and consumer-group translations.
+async fn flows_get(State(state): State<AppState>) -> Response {
+    let now = metrics::now_ms();
+    let flows: Vec<serde_json::Value> = state
+        .flows
+        .iter()
+        .map(|(name, status)| {
+            let snap = status.snapshot();
+            let partitions: Vec<serde_json::Value> = snap
+                .partitions
+                .iter()
+                .map(|((topic, partition), p)| {
+                    serde_json::json!({
+                        "topic": topic,
+                        "partition": partition,
+                        "remote_topic": p.remote_topic,
+                        "replicated_offset": p.replicated_offset,
+                        "source_end_offset": p.source_end_offset,
+                        "lag_records": p.lag_records(),
+                        "lag_seconds": metrics::lag_seconds(p, now),
+                        "records": p.records,
+                        "bytes": p.bytes,
+                        "error": p.error,
+                    })
+                })
+                .collect();
+            let groups: Vec<serde_json::Value> = snap
+                .groups
+                .iter()
+                .map(|((group, (topic, partition)), g)| {
+                    let state = match g.translation {
+                        tern_mirror::offset_map::Translation::Exact(_) => "exact",
+                        tern_mirror::offset_map::Translation::AheadOfReplication { .. } => "ahead_of_replication",
+                        tern_mirror::offset_map::Translation::BeforeMap => "nothing_replicated",
+                    };
+                    serde_json::json!({
+                        "group": group,
+                        "topic": topic,
+                        "partition": partition,
+                        "committed_offset": g.committed,
+                        "translated_offset": g.translation.target(),
+                        "state": state,
+                        "checkpoint_age_seconds": (g.checkpoint_at >= 0).then(|| (now - g.checkpoint_at).max(0) as f64 / 1000.0),
+                        "sync": g.sync,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": name,
+                "errors": snap.errors,
+                "heartbeats_sent": snap.heartbeats_sent,
+                "partitions": partitions,
+                "groups": groups,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "flows": flows })).into_response()
 }
 
 async fn metrics_get(State(state): State<AppState>) -> Response {
@@ -102,6 +165,16 @@ mod tests {
         assert!(line.ends_with(" 20"), "{line}");
         let translated = text.lines().find(|l| l.starts_with("tern_group_translated_offset{")).expect("group line");
         assert!(translated.contains("group=\"billing\"") && translated.ends_with(" 70"), "{translated}");
+
+        let resp = app.clone().oneshot(Request::get("/api/v1/flows").body(Body::empty()).expect("request")).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let flow = &json["flows"][0];
+        assert_eq!(flow["name"], "a->b");
+        assert_eq!(flow["partitions"][0]["lag_records"], 20);
+        assert_eq!(flow["groups"][0]["translated_offset"], 70);
+        assert_eq!(flow["groups"][0]["state"], "exact");
 
         let ok = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("response");
         assert_eq!(ok.status(), StatusCode::OK);

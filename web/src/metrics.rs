@@ -74,6 +74,16 @@ fn sample(labels: Vec<LabelPair>, kind: MetricType, value: f64) -> Metric {
     m
 }
 
+/// How far the target is behind in time: 0 when caught up, else now minus the newest
+/// replicated record's timestamp.
+pub fn lag_seconds(p: &tern_mirror::status::PartitionStatus, now: i64) -> f64 {
+    if p.lag_records() == 0 || p.replicated_timestamp < 0 {
+        0.0
+    } else {
+        (now - p.replicated_timestamp).max(0) as f64 / 1000.0
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -91,7 +101,7 @@ impl Collector for FlowCollector {
             let snap = status.snapshot();
             for ((topic, partition), p) in &snap.partitions {
                 let labels = || vec![label("flow", flow), label("topic", topic), label("partition", &partition.to_string())];
-                let lag_seconds = if p.lag_records() == 0 || p.replicated_timestamp < 0 { 0.0 } else { (now - p.replicated_timestamp).max(0) as f64 / 1000.0 };
+                let lag_seconds = lag_seconds(p, now);
                 let values = [
                     p.records as f64,
                     p.bytes as f64,
