@@ -69,11 +69,8 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
             _ = &mut ctrl_c => break,
             _ = tick.tick() => {
                 for (name, status) in &statuses {
-                    let snap = status.snapshot();
-                    let records: u64 = snap.partitions.values().map(|p| p.records).sum();
-                    let lag: i64 = snap.partitions.values().map(|p| p.lag_records()).sum();
-                    let errors = snap.partitions.values().filter(|p| p.error.is_some()).count() + snap.errors.len();
-                    println!("{name:<20} replicated {records:>9} records   lag {lag:>6}   errors {errors}");
+                    let t = status.snapshot().totals();
+                    println!("{name:<20} replicated {:>9} records   lag {:>6}   errors {}", t.records, t.lag_records, t.errors);
                 }
                 println!();
             }

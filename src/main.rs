@@ -185,11 +185,8 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
             _ = &mut shutdown => break,
             _ = report.tick() => {
                 for (name, status) in &statuses {
-                    let snap = status.snapshot();
-                    let lag: i64 = snap.partitions.values().map(|p| p.lag_records()).sum();
-                    let records: u64 = snap.partitions.values().map(|p| p.records).sum();
-                    let errors = snap.partitions.values().filter(|p| p.error.is_some()).count() + snap.errors.len();
-                    tracing::info!(flow = %name, partitions = snap.partitions.len(), records, lag, errors, "status");
+                    let t = status.snapshot().totals();
+                    tracing::info!(flow = %name, partitions = t.partitions, records = t.records, lag = t.lag_records, errors = t.errors, "status");
                 }
             }
             Some(done) = tasks.join_next() => {

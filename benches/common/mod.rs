@@ -12,8 +12,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tern_kafka::client::Connection;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use tern_kafka::records::{encode_batch, PlainRecord};
 
 pub const RECORD: usize = 1024;
 
@@ -34,7 +35,7 @@ pub fn start_broker(data: &std::path::Path) -> anyhow::Result<(Child, String)> {
 
 /// A batch of `count` records of about [`RECORD`] bytes each, stamped `timestamp`.
 pub fn encoded_batch(count: usize, compression: Compression, timestamp: i64) -> anyhow::Result<Bytes> {
-    let records: Vec<Record> = (0..count)
+    let records: Vec<PlainRecord> = (0..count)
         .map(|i| {
             // Printable pseudo-random bytes: lz4 gains little on them (about 1.3x), like
             // already-dense event payloads, so the bytes on the wire are close to the record size.
@@ -47,27 +48,10 @@ pub fn encoded_batch(count: usize, compression: Compression, timestamp: i64) -> 
                     (b'!' + (x % 90) as u8) as char
                 })
                 .collect();
-            Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence stays the same.
-                sequence: i as i32 - 1,
-                timestamp,
-                key: Some(Bytes::from(format!("{i:012}"))),
-                value: Some(Bytes::from(body)),
-                headers: Default::default(),
-                delete_horizon: false,
-            }
+            PlainRecord::new(format!("{i:012}"), Some(Bytes::from(body)), timestamp)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })?;
-    Ok(buf.freeze())
+    Ok(encode_batch(&records, compression)?)
 }
 
 pub fn now_ms() -> i64 {

@@ -2,7 +2,7 @@
 //! Inputs are random bytes and mutations (flipped bytes, cut tails, spliced garbage) of valid
 //! frames and record batches.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -11,38 +11,23 @@ use kafka_protocol::messages::{
     RequestKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use proptest::prelude::*;
 
 use crate::batch::{verify_crc, BatchHeader, Batches};
+use crate::records::{encode_batch, PlainRecord};
 use crate::frame::{self, complete_frame_len, peek_request_prefix};
 
 fn sample_batch(compression: Compression) -> Bytes {
-    let records: Vec<Record> = (0..4)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            // The encoder keeps records in one batch while offset - sequence stays the same;
-            // the batch then carries base sequence -1 (no idempotent producer).
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i,
+    let records: Vec<PlainRecord> = (0..4)
+        .map(|i| PlainRecord {
             key: Some(Bytes::from(format!("key-{i}"))),
             value: (i != 2).then(|| Bytes::from(vec![b'v'; 40])),
-            headers: [(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"1")))].into_iter().collect(),
-            delete_horizon: false,
+            headers: vec![("h".to_string(), Some(Bytes::from_static(b"1")))],
+            timestamp: 1_700_000_000_000 + i,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions { version: 2, compression };
-    RecordBatchEncoder::encode(&mut buf, &records, &opts).expect("encode");
-    buf.freeze()
+    encode_batch(&records, compression).expect("encode")
 }
 
 /// Valid request frames (without size prefix) of the APIs a broker sees most.

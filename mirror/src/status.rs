@@ -43,6 +43,27 @@ pub struct FlowSnapshot {
     pub groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>,
 }
 
+/// A flow's partitions summed up, for one-line status reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowTotals {
+    pub partitions: usize,
+    pub records: u64,
+    pub lag_records: i64,
+    /// Partitions reporting an error plus flow-level errors.
+    pub errors: usize,
+}
+
+impl FlowSnapshot {
+    pub fn totals(&self) -> FlowTotals {
+        FlowTotals {
+            partitions: self.partitions.len(),
+            records: self.partitions.values().map(|p| p.records).sum(),
+            lag_records: self.partitions.values().map(|p| p.lag_records()).sum(),
+            errors: self.partitions.values().filter(|p| p.error.is_some()).count() + self.errors.len(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     snapshot: FlowSnapshot,

@@ -6,9 +6,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use tern_kafka::records::{encode_batch, PlainRecord};
 use tern_kafka::client::{Client, ClientConfig, Connection, LATEST};
 use tern_mirror::status::FlowStatus;
 use tokio::sync::watch;
@@ -54,42 +54,25 @@ pub fn two_cluster_config(source: &str, target: &str, topics: &str) -> String {
 /// (repeated keys, null values), distinct timestamps; codecs rotate per batch.
 pub fn varied_batch(partition: i32, batch: usize, count: usize) -> Bytes {
     let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
-    let records: Vec<Record> = (0..count)
+    let records: Vec<PlainRecord> = (0..count)
         .map(|i| {
             let n = batch * count + i;
-            let mut headers = indexmap_headers(n);
+            let mut headers = vec![("trace".to_string(), Some(Bytes::from(format!("t{n}"))))];
+            if n % 3 == 0 {
+                headers.push(("empty".to_string(), None));
+            }
             if n % 7 == 0 {
                 headers.clear();
             }
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 1_750_000_000_000 + n as i64,
+            PlainRecord {
                 key: (n % 5 != 0).then(|| Bytes::from(format!("key-{partition}-{n}"))),
                 value: (n % 11 != 0).then(|| Bytes::from(format!("value-{partition}-{n}-{}", "x".repeat(n % 97)))),
                 headers,
+                timestamp: 1_750_000_000_000 + n as i64,
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: codecs[batch % codecs.len()] }).expect("encode");
-    buf.freeze()
-}
-
-fn indexmap_headers(n: usize) -> kafka_protocol::indexmap::IndexMap<StrBytes, Option<Bytes>> {
-    let mut h = kafka_protocol::indexmap::IndexMap::new();
-    h.insert(StrBytes::from_static_str("trace"), Some(Bytes::from(format!("t{n}"))));
-    if n % 3 == 0 {
-        h.insert(StrBytes::from_static_str("empty"), None);
-    }
-    h
+    encode_batch(&records, codecs[batch % codecs.len()]).expect("encode")
 }
 
 /// Every record of a partition, in offset order.

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::resource::{self, refuse_broker_change, Resource, ResourceError};
@@ -16,15 +15,12 @@ pub fn handle(state: &BrokerState, req: AlterConfigsRequest) -> AlterConfigsResp
         .resources
         .into_iter()
         .map(|r| {
-            let (code, message) = match alter(state, &r, req.validate_only) {
-                Ok(()) => (0, None),
-                Err((e, m)) => (e.code(), m),
-            };
+            let (code, message) = resource::outcome(alter(state, &r, req.validate_only));
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
-                .with_error_message(message.map(StrBytes::from_string))
+                .with_error_message(message)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
@@ -32,8 +28,8 @@ pub fn handle(state: &BrokerState, req: AlterConfigsRequest) -> AlterConfigsResp
 
 fn alter(state: &BrokerState, r: &AlterConfigsResource, validate_only: bool) -> Result<(), ResourceError> {
     let keys: Vec<String> = r.configs.iter().map(|c| c.name.to_string()).collect();
-    if let Some(dup) = keys.iter().enumerate().find(|(i, k)| keys[..*i].contains(k)) {
-        return Err((ResponseError::InvalidRequest, Some(format!("Duplicate config key in request: {}", dup.1))));
+    if let Some(dup) = resource::duplicate_key(r.configs.iter().map(|c| c.name.as_str())) {
+        return Err((ResponseError::InvalidRequest, Some(format!("Duplicate config key in request: {dup}"))));
     }
     match resource::resolve(state, r.resource_type, &r.resource_name)? {
         Resource::Topic(topic) => {

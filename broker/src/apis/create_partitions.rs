@@ -27,7 +27,7 @@ pub fn handle(state: &BrokerState, req: CreatePartitionsRequest) -> CreatePartit
                 return fail(ResponseError::InvalidRequest, Some(format!("Duplicate topic in request: {name}")));
             }
             if let Some(assignments) = &t.assignments {
-                if assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != state.node_id()) {
+                if !super::assigns_only_this_broker(assignments.iter().map(|a| a.broker_ids.as_slice()), state.node_id()) {
                     return fail(
                         ResponseError::InvalidReplicaAssignment,
                         Some(format!("Replica assignment may only name broker {}", state.node_id())),

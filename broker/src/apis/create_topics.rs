@@ -31,7 +31,7 @@ pub fn handle(state: &BrokerState, req: CreateTopicsRequest, version: i16) -> Cr
                 if t.num_partitions != -1 || t.replication_factor != -1 {
                     return fail(ResponseError::InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set.".into());
                 }
-                if t.assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != state.node_id()) {
+                if !super::assigns_only_this_broker(t.assignments.iter().map(|a| a.broker_ids.as_slice()), state.node_id()) {
                     return fail(ResponseError::InvalidReplicaAssignment, format!("Replica assignment may only name broker {}", state.node_id()));
                 }
                 t.assignments.len() as i32

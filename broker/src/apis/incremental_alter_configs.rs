@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::resource::{self, refuse_broker_change, Resource, ResourceError};
@@ -24,15 +23,12 @@ pub fn handle(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incre
         .resources
         .into_iter()
         .map(|r| {
-            let (code, message) = match alter(state, &r, req.validate_only) {
-                Ok(()) => (0, None),
-                Err((e, m)) => (e.code(), m),
-            };
+            let (code, message) = resource::outcome(alter(state, &r, req.validate_only));
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
-                .with_error_message(message.map(StrBytes::from_string))
+                .with_error_message(message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
@@ -40,7 +36,7 @@ pub fn handle(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incre
 
 fn alter(state: &BrokerState, r: &AlterConfigsResource, validate_only: bool) -> Result<(), ResourceError> {
     let keys: Vec<String> = r.configs.iter().map(|c| c.name.to_string()).collect();
-    if keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k)) {
+    if resource::duplicate_key(r.configs.iter().map(|c| c.name.as_str())).is_some() {
         return Err((ResponseError::InvalidRequest, Some("Error due to duplicate config keys".into())));
     }
     let topic = match resource::resolve(state, r.resource_type, &r.resource_name)? {

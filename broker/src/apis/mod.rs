@@ -177,6 +177,12 @@ pub(crate) fn string(s: &StrBytes) -> String {
     s.to_string()
 }
 
+/// Whether each replica list of a manual assignment names exactly this broker (the only one
+/// there is); CreateTopics and CreatePartitions refuse anything else.
+pub fn assigns_only_this_broker<'a>(mut replica_lists: impl Iterator<Item = &'a [kafka_protocol::messages::BrokerId]>, node: i32) -> bool {
+    replica_lists.all(|ids| matches!(ids, [only] if only.0 == node))
+}
+
 /// Milliseconds since the Unix epoch, the unit of every Kafka timestamp.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -190,7 +196,6 @@ mod tests {
     //! Every API answers at every version it advertises, with a response the codec can read
     //! back at that version (a field set that an old version cannot carry would fail here).
 
-    use bytes::BytesMut;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
 
@@ -352,26 +357,8 @@ mod tests {
     }
 
     fn one_record() -> bytes::Bytes {
-        use kafka_protocol::records::*;
-        let record = Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(bytes::Bytes::from_static(b"v")),
-            headers: Default::default(),
-            delete_horizon: false,
-        };
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None })
-            .expect("encode");
-        buf.freeze()
+        let record = tern_kafka::records::PlainRecord { value: Some(bytes::Bytes::from_static(b"v")), timestamp: 1_700_000_000_000, ..Default::default() };
+        tern_kafka::records::encode_batch(&[record], kafka_protocol::records::Compression::None).expect("encode")
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::server::BrokerState;
@@ -50,4 +51,18 @@ pub fn refuse_broker_change(keys: &[String]) -> ResourceError {
             keys.join(",")
         )),
     )
+}
+
+/// The error code and message a resource's entry in an alter response carries.
+pub fn outcome(result: Result<(), ResourceError>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err((e, m)) => (e.code(), m.map(StrBytes::from_string)),
+    }
+}
+
+/// The first config name given twice in one resource of an alter request.
+pub fn duplicate_key<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|n| !seen.insert(*n))
 }

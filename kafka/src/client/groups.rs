@@ -70,22 +70,7 @@ impl Client {
 
     /// Every committed offset of `group`.
     pub async fn all_committed_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
-        let conn = self.group_coordinator(group).await?;
-        let version = conn.version(ApiKey::OffsetFetch, (2, 7))?;
-        let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(None);
-        let resp = conn.call(&req, version).await?;
-        if resp.error_code != 0 {
-            return Err(Error::kafka(resp.error_code, format!("fetch offsets of group {group}")));
-        }
-        let mut out = BTreeMap::new();
-        for t in resp.topics {
-            for p in t.partitions {
-                if p.error_code == 0 && p.committed_offset >= 0 {
-                    out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
-                }
-            }
-        }
-        Ok(out)
+        self.fetch_committed(group, None).await
     }
 
     /// The coordinator of `group`.
@@ -105,19 +90,26 @@ impl Client {
 
     /// Committed offsets of `group` for the given partitions (absent when none committed).
     pub async fn committed_offsets(&self, group: &str, partitions: &[(String, i32)]) -> Result<BTreeMap<(String, i32), i64>> {
+        self.fetch_committed(group, Some(partitions)).await
+    }
+
+    /// OffsetFetch for some partitions of a group, or all of them when `partitions` is `None`.
+    async fn fetch_committed(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Result<BTreeMap<(String, i32), i64>> {
         self.with_retries(&format!("fetch offsets of group {group}"), || async {
             let conn = self.group_coordinator(group).await?;
-            let version = conn.version(ApiKey::OffsetFetch, (1, 7))?;
+            // OffsetFetch v2 is the first to take a null topic list (all partitions).
+            let version = conn.version(ApiKey::OffsetFetch, (2, 7))?;
             let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-            for (t, p) in partitions {
+            for (t, p) in partitions.unwrap_or_default() {
                 by_topic.entry(t).or_default().push(*p);
             }
-            let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(Some(
+            let topics = partitions.map(|_| {
                 by_topic
                     .into_iter()
                     .map(|(t, ps)| OffsetFetchRequestTopic::default().with_name(TopicName(StrBytes::from_string(t.to_string()))).with_partition_indexes(ps))
-                    .collect(),
-            ));
+                    .collect()
+            });
+            let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(topics);
             let resp = conn.call(&req, version).await?;
             if resp.error_code != 0 {
                 return Err(Error::kafka(resp.error_code, format!("fetch offsets of group {group}")));

@@ -11,46 +11,21 @@ mod timestamps;
 
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use tern_kafka::records::{encode_batch, PlainRecord};
 
 use super::{LogConfig, PartitionLog};
 
 /// One v2 batch whose records have the given timestamps; values are `"<tag>-<i>"` padded so
 /// the codecs have something to compress.
 pub(super) fn batch_ts(ts: &[i64], compression: Compression, tag: &str) -> Vec<u8> {
-    let records: Vec<Record> = ts
+    let records: Vec<PlainRecord> = ts
         .iter()
         .enumerate()
-        .map(|(i, &t)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: t,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(format!("{tag}-{i}-{}", "x".repeat(40)))),
-            headers: Default::default(),
-        })
+        .map(|(i, &t)| PlainRecord::new(format!("key-{i}"), Some(Bytes::from(format!("{tag}-{i}-{}", "x".repeat(40)))), t))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
-    buf.to_vec()
+    encode_batch(&records, compression).expect("encode").to_vec()
 }
 
 /// A batch of `n` records with timestamps `first_ts`, `first_ts + 10`, ...
