@@ -28,6 +28,14 @@ pub enum Error {
     Disconnected(String),
     #[error("{0}")]
     Protocol(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// SASL failed: wrong credentials or a mechanism the broker does not offer. Not retried.
+    #[error("authentication failed: {0}")]
+    Authentication(String),
+    /// Security settings that cannot work (a missing certificate file, a key without a cert).
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl Error {

@@ -19,6 +19,8 @@ pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod records;
+pub mod sasl;
+pub mod security;
 
 #[cfg(test)]
 mod fuzz;

@@ -3,27 +3,29 @@
 //! several produce requests share one round trip instead of queueing behind each other.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Request, StrBytes};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use kafka_protocol::ResponseError;
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::connection::FrameReader;
 use crate::error::{Error, Result};
 use crate::frame::{decode_typed_response, encode_typed_request, peek_correlation_id, DEFAULT_MAX_FRAME};
+use crate::security::{resolve_token, BoxStream, Connector, SaslSession, SaslSettings};
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
+type Writer = WriteHalf<BoxStream>;
 
 pub struct BrokerConnection {
     addr: String,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Writer>,
     pending: Pending,
     next_correlation_id: AtomicI32,
     closed: Arc<AtomicBool>,
@@ -32,6 +34,17 @@ pub struct BrokerConnection {
     versions: HashMap<i16, (i16, i16)>,
     request_timeout: Duration,
     reader: tokio::task::JoinHandle<()>,
+    /// SASL settings, kept to re-authenticate when the broker limits the session (KIP-368).
+    sasl: Option<SaslSettings>,
+    session: Mutex<Option<SessionClock>>,
+    reauthentications: AtomicU64,
+}
+
+/// When an authenticated session must be renewed, and when the broker stops honouring it.
+#[derive(Debug, Clone, Copy)]
+struct SessionClock {
+    reauthenticate_at: Instant,
+    expires_at: Instant,
 }
 
 impl Drop for BrokerConnection {
@@ -41,14 +54,16 @@ impl Drop for BrokerConnection {
 }
 
 impl BrokerConnection {
-    /// Connects and asks the broker which API versions it supports. Connection setup is here
-    /// alone, so TLS and SASL are added in one place.
+    /// Connects over plaintext without authentication.
     pub async fn connect(addr: &str, client_id: &str, request_timeout: Duration) -> Result<BrokerConnection> {
-        let stream = tokio::time::timeout(request_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout(format!("connecting to {addr}")))??;
-        stream.set_nodelay(true)?;
-        let (mut rd, wr) = stream.into_split();
+        Self::connect_with(addr, client_id, request_timeout, &Connector::plaintext()).await
+    }
+
+    /// Connects (TCP, then TLS if configured), asks the broker which API versions it supports
+    /// and authenticates with SASL if configured. Connection setup is here alone.
+    pub async fn connect_with(addr: &str, client_id: &str, request_timeout: Duration, connector: &Connector) -> Result<BrokerConnection> {
+        let stream = connector.connect(addr, request_timeout).await?;
+        let (mut rd, wr) = tokio::io::split(stream);
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -77,6 +92,9 @@ impl BrokerConnection {
             versions: HashMap::new(),
             request_timeout,
             reader,
+            sasl: connector.sasl().cloned(),
+            session: Mutex::new(None),
+            reauthentications: AtomicU64::new(0),
         };
         let resp = conn.call(&ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("tern"))
@@ -85,7 +103,88 @@ impl BrokerConnection {
             return Err(Error::kafka(resp.error_code, format!("ApiVersions from {addr}")));
         }
         conn.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+        if let Some(settings) = conn.sasl.clone() {
+            let mut w = conn.writer.lock().await;
+            conn.authenticate(&settings, &mut w).await?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate rounds until the mechanism is done. The caller
+    /// holds the writer, so no other request is interleaved (Kafka requires that during a
+    /// re-authentication; responses to earlier requests still arrive and find their callers).
+    async fn authenticate(&self, settings: &SaslSettings, w: &mut Writer) -> Result<()> {
+        let mechanism = settings.mechanism;
+        let hv = self.version(ApiKey::SaslHandshake, (1, 1))?;
+        let hs = self
+            .roundtrip(w, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.name())), hv)
+            .await?;
+        if hs.error_code == ResponseError::UnsupportedSaslMechanism.code() {
+            let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
+            return Err(Error::Authentication(format!("{}: the broker does not offer SASL {mechanism} (it offers {})", self.addr, offered.join(", "))));
+        }
+        if hs.error_code != 0 {
+            return Err(Error::kafka(hs.error_code, format!("SaslHandshake with {}", self.addr)));
+        }
+        let av = self.version(ApiKey::SaslAuthenticate, (0, 2))?;
+        let token = resolve_token(settings).await?;
+        let (mut session, mut message) = SaslSession::start(settings, token.as_ref())?;
+        let started = Instant::now();
+        let lifetime_ms = loop {
+            let resp = self.roundtrip(w, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)), av).await?;
+            if resp.error_code != 0 {
+                let why = resp.error_message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| Error::kafka(resp.error_code, "").to_string());
+                // Kafka closes the connection after a failed authentication.
+                self.closed.store(true, Ordering::SeqCst);
+                return Err(Error::Authentication(format!("{} ({mechanism}): {why}", self.addr)));
+            }
+            match session.next(&resp.auth_bytes)? {
+                Some(next) => message = next,
+                None => break resp.session_lifetime_ms,
+            }
+        };
+        let clock = (lifetime_ms > 0).then(|| {
+            let lifetime = Duration::from_millis(lifetime_ms as u64);
+            // Like Kafka's clients, renew well before the end (they pick 85-95%).
+            SessionClock { reauthenticate_at: started + lifetime.mul_f64(0.85), expires_at: started + lifetime }
+        });
+        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = clock;
+        tracing::debug!(broker = %self.addr, %mechanism, lifetime_ms, "authenticated");
+        Ok(())
+    }
+
+    /// How many times this connection renewed its SASL session.
+    pub fn reauthentications(&self) -> u64 {
+        self.reauthentications.load(Ordering::Relaxed)
+    }
+
+    /// Re-authenticates when the session is due for it; a session already expired cannot be
+    /// renewed (the broker closes such connections), so the connection is given up.
+    async fn renew_session(&self, w: &mut Writer) -> Result<()> {
+        let Some(clock) = *self.session.lock().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+        let now = Instant::now();
+        if now < clock.reauthenticate_at {
+            return Ok(());
+        }
+        if now >= clock.expires_at {
+            self.closed.store(true, Ordering::SeqCst);
+            return Err(Error::Disconnected(format!("{} (SASL session expired)", self.addr)));
+        }
+        let Some(settings) = &self.sasl else { return Ok(()) };
+        if let Err(e) = self.authenticate(settings, w).await {
+            self.closed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        self.reauthentications.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One request and its response with the writer already held.
+    async fn roundtrip<R: Request>(&self, w: &mut Writer, request: &R, version: i16) -> Result<R::Response> {
+        let (id, rx) = self.register();
+        let frame = encode_typed_request(request, version, id, &self.client_id)?;
+        self.write_locked(w, id, &frame).await?;
+        self.wait::<R>(id, rx, version).await
     }
 
     pub fn addr(&self) -> &str {
@@ -115,20 +214,54 @@ impl BrokerConnection {
         if self.is_closed() {
             return Err(Error::Disconnected(self.addr.clone()));
         }
-        let id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_typed_request(request, version, id, &self.client_id)?;
-        let (tx, rx) = oneshot::channel();
-        // Registered before writing, so a fast response always finds its waiter.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
-        if let Err(e) = self.write(&frame).await {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            return Err(e);
+        let (id, rx) = self.register();
+        let frame = encode_typed_request(request, version, id, &self.client_id);
+        {
+            let mut w = self.writer.lock().await;
+            if let Err(e) = self.renew_session(&mut w).await {
+                self.unregister(id);
+                return Err(e);
+            }
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    self.unregister(id);
+                    return Err(e);
+                }
+            };
+            self.write_locked(&mut w, id, &frame).await?;
         }
+        self.wait::<R>(id, rx, version).await
+    }
+
+    /// A correlation id and the waiter its response goes to. Registered before writing, so a
+    /// fast response always finds its waiter.
+    fn register(&self) -> (i32, oneshot::Receiver<Bytes>) {
+        let id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        (id, rx)
+    }
+
+    fn unregister(&self, id: i32) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    async fn write_locked(&self, w: &mut Writer, id: i32, frame: &[u8]) -> Result<()> {
+        if let Err(e) = w.write_all(frame).await {
+            self.unregister(id);
+            self.closed.store(true, Ordering::SeqCst);
+            return Err(Error::Io(e));
+        }
+        Ok(())
+    }
+
+    async fn wait<R: Request>(&self, id: i32, rx: oneshot::Receiver<Bytes>, version: i16) -> Result<R::Response> {
         let mut frame = match tokio::time::timeout(self.request_timeout, rx).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(_)) => return Err(Error::Disconnected(self.addr.clone())),
             Err(_) => {
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                self.unregister(id);
                 // Like Kafka's clients: a request that timed out leaves the connection in an
                 // unknown state, so it is not used again.
                 self.closed.store(true, Ordering::SeqCst);
@@ -143,12 +276,9 @@ impl BrokerConnection {
     pub async fn send_only<R: Request>(&self, request: &R, version: i16) -> Result<()> {
         let id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_typed_request(request, version, id, &self.client_id)?;
-        self.write(&frame).await
-    }
-
-    async fn write(&self, frame: &[u8]) -> Result<()> {
         let mut w = self.writer.lock().await;
-        if let Err(e) = w.write_all(frame).await {
+        self.renew_session(&mut w).await?;
+        if let Err(e) = w.write_all(&frame).await {
             self.closed.store(true, Ordering::SeqCst);
             return Err(Error::Io(e));
         }

@@ -24,6 +24,7 @@ pub use metadata::{ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use simple::Connection;
 
 use crate::error::{Error, Result};
+use crate::security::{Connector, Security};
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -36,6 +37,8 @@ pub struct ClientConfig {
     pub retry_backoff_max: Duration,
     /// How long a retriable operation keeps trying before it fails.
     pub retry_deadline: Duration,
+    /// TLS and SASL; plaintext without authentication by default.
+    pub security: Security,
 }
 
 impl ClientConfig {
@@ -47,12 +50,14 @@ impl ClientConfig {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(2),
             retry_deadline: Duration::from_secs(60),
+            security: Security::default(),
         }
     }
 }
 
 pub struct Client {
     config: ClientConfig,
+    connector: Connector,
     metadata: Mutex<ClusterMetadata>,
     connections: tokio::sync::Mutex<HashMap<String, Arc<BrokerConnection>>>,
 }
@@ -63,8 +68,10 @@ impl Client {
         if config.bootstrap.is_empty() {
             return Err(Error::Unreachable("no bootstrap addresses given".into()));
         }
+        let connector = Connector::new(&config.security)?;
         let client = Client {
             config,
+            connector,
             metadata: Mutex::new(ClusterMetadata::default()),
             connections: tokio::sync::Mutex::new(HashMap::new()),
         };
@@ -85,7 +92,7 @@ impl Client {
                 return Ok(c.clone());
             }
         }
-        let c = Arc::new(BrokerConnection::connect(addr, &self.config.client_id, self.config.request_timeout).await?);
+        let c = Arc::new(BrokerConnection::connect_with(addr, &self.config.client_id, self.config.request_timeout, &self.connector).await?);
         conns.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -1,17 +1,20 @@
 //! One request at a time on one socket, with raw access: for tools and tests that need to
 //! send malformed bytes or read frames themselves. The mirror uses [`super::BrokerConnection`].
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::connection::FrameReader;
 use crate::error::{Error, Result};
 use crate::frame::{decode_typed_response, encode_typed_request, DEFAULT_MAX_FRAME};
+use crate::security::{resolve_token, BoxStream, Connector, SaslSession, SaslSettings};
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: BoxStream,
     reader: FrameReader,
     next_correlation_id: i32,
     client_id: StrBytes,
@@ -19,14 +22,51 @@ pub struct Connection {
 
 impl Connection {
     pub async fn connect(addr: &str) -> Result<Connection> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        Self::connect_tls(addr, &Connector::plaintext()).await
+    }
+
+    /// Connects over TLS if `connector` has it, without authenticating (see
+    /// [`Connection::authenticate`]), so tests can see what a broker does before that.
+    pub async fn connect_tls(addr: &str, connector: &Connector) -> Result<Connection> {
+        let stream = connector.connect(addr, Duration::from_secs(30)).await?;
         Ok(Connection {
             stream,
             reader: FrameReader::new(DEFAULT_MAX_FRAME),
             next_correlation_id: 1,
             client_id: StrBytes::from_static_str("tern"),
         })
+    }
+
+    /// Connects and, if `connector` has SASL settings, authenticates.
+    pub async fn connect_with(addr: &str, connector: &Connector) -> Result<Connection> {
+        let mut c = Self::connect_tls(addr, connector).await?;
+        if let Some(sasl) = connector.sasl() {
+            c.authenticate(sasl).await?;
+        }
+        Ok(c)
+    }
+
+    /// SaslHandshake v1 and SaslAuthenticate v2 rounds; returns the session lifetime the
+    /// broker granted in milliseconds (0: unlimited).
+    pub async fn authenticate(&mut self, settings: &SaslSettings) -> Result<i64> {
+        let mechanism = settings.mechanism;
+        let hs = self.call(&SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.name())), 1).await?;
+        if hs.error_code != 0 {
+            return Err(Error::kafka(hs.error_code, format!("SaslHandshake {mechanism}")));
+        }
+        let token = resolve_token(settings).await?;
+        let (mut session, mut message) = SaslSession::start(settings, token.as_ref())?;
+        loop {
+            let resp = self.call(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)), 2).await?;
+            if resp.error_code != 0 {
+                let why = resp.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                return Err(Error::Authentication(format!("{mechanism} (error code {}): {why}", resp.error_code)));
+            }
+            match session.next(&resp.auth_bytes)? {
+                Some(next) => message = next,
+                None => return Ok(resp.session_lifetime_ms),
+            }
+        }
     }
 
     /// Sends `request` at `version` and waits for its response.
