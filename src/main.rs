@@ -105,6 +105,71 @@ struct BrokerArgs {
     /// (Kafka's group.initial.rebalance.delay.ms, 3000 there).
     #[arg(long, default_value_t = 300)]
     group_initial_rebalance_delay_ms: u64,
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Kafka's listener security protocol);
+    /// inferred from the TLS and SASL options when not given.
+    #[arg(long)]
+    security_protocol: Option<String>,
+    /// PEM certificate chain of the TLS listener.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS listener.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates; clients must then present a certificate they signed (mutual TLS).
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// File of `user:password` lines for SASL (SCRAM credentials are derived at start); more
+    /// users can be created with AlterUserScramCredentials.
+    #[arg(long)]
+    sasl_users: Option<PathBuf>,
+    /// Enabled SASL mechanisms, comma-separated.
+    #[arg(long, default_value = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512")]
+    sasl_mechanisms: String,
+    /// Kafka's connections.max.reauth.ms: clients must re-authenticate within this many
+    /// milliseconds (0: sessions do not expire).
+    #[arg(long, default_value_t = 0)]
+    sasl_session_lifetime_ms: u64,
+}
+
+/// The listener security of `tern broker`, checked for consistency.
+fn listener_security(args: &BrokerArgs) -> anyhow::Result<tern_broker::ListenerSecurity> {
+    use tern_kafka::security::SecurityProtocol;
+    let protocol = match &args.security_protocol {
+        Some(p) => p.parse::<SecurityProtocol>().map_err(|e| anyhow::anyhow!("--security-protocol: {e}"))?,
+        None => match (args.tls_cert.is_some(), args.sasl_users.is_some()) {
+            (false, false) => SecurityProtocol::Plaintext,
+            (true, false) => SecurityProtocol::Ssl,
+            (false, true) => SecurityProtocol::SaslPlaintext,
+            (true, true) => SecurityProtocol::SaslSsl,
+        },
+    };
+    let tls = match (protocol.uses_tls(), &args.tls_cert, &args.tls_key) {
+        (true, Some(cert), Some(key)) => Some(tern_broker::TlsListener { cert_file: cert.clone(), key_file: key.clone(), client_ca_file: args.tls_client_ca.clone() }),
+        (true, _, _) => anyhow::bail!("--security-protocol {} needs --tls-cert and --tls-key", protocol.name()),
+        (false, None, None) if args.tls_client_ca.is_none() => None,
+        (false, _, _) => anyhow::bail!("--tls-cert, --tls-key and --tls-client-ca need --security-protocol SSL or SASL_SSL (it is {})", protocol.name()),
+    };
+    let sasl = if protocol.uses_sasl() {
+        let mechanisms = args
+            .sasl_mechanisms
+            .split(',')
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| m.parse::<tern_kafka::sasl::Mechanism>().map_err(|e| anyhow::anyhow!("--sasl-mechanisms: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(m) = mechanisms.iter().find(|m| **m == tern_kafka::sasl::Mechanism::OAuthBearer) {
+            anyhow::bail!("--sasl-mechanisms: the broker does not validate {m} tokens; use PLAIN or SCRAM");
+        }
+        if mechanisms.is_empty() {
+            anyhow::bail!("--sasl-mechanisms: none given");
+        }
+        let lifetime = (args.sasl_session_lifetime_ms > 0).then(|| std::time::Duration::from_millis(args.sasl_session_lifetime_ms));
+        Some(tern_broker::SaslListener { mechanisms, users_file: args.sasl_users.clone(), session_lifetime: lifetime })
+    } else if args.sasl_users.is_some() {
+        anyhow::bail!("--sasl-users needs --security-protocol SASL_PLAINTEXT or SASL_SSL (it is {})", protocol.name());
+    } else {
+        None
+    };
+    Ok(tern_broker::ListenerSecurity { tls, sasl })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -140,7 +205,15 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         initial_rebalance_delay: std::time::Duration::from_millis(args.group_initial_rebalance_delay_ms),
         ..Default::default()
     };
+    let security = listener_security(&args)?;
+    let protocol = match (&security.tls, &security.sasl) {
+        (None, None) => "PLAINTEXT",
+        (Some(_), None) => "SSL",
+        (None, Some(_)) => "SASL_PLAINTEXT",
+        (Some(_), Some(_)) => "SASL_SSL",
+    };
     let config = tern_broker::BrokerConfig {
+        security,
         groups,
         advertised: args.advertised,
         auto_create_topics: args.auto_create_topics,
@@ -154,6 +227,7 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when --listen ends in :0.
     println!("tern broker listening on {addr}");
+    tracing::info!(%addr, protocol, "listener security");
     tern_broker::run(config, listener, shutdown_signal())
         .await
         .with_context(|| format!("broker on {addr} with data in {}", args.data.display()))?;

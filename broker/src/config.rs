@@ -30,6 +30,43 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     /// Consumer-group coordinator settings.
     pub groups: crate::groups::GroupConfig,
+    /// TLS and SASL of the listener; plaintext without authentication by default.
+    pub security: ListenerSecurity,
+}
+
+/// Kafka's listener security: `SSL` is `tls` alone, `SASL_PLAINTEXT` is `sasl` alone,
+/// `SASL_SSL` is both.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSecurity {
+    pub tls: Option<TlsListener>,
+    pub sasl: Option<SaslListener>,
+}
+
+/// PEM files of a TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SaslListener {
+    /// `sasl.enabled.mechanisms`: any of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. PLAIN checks
+    /// the password against the user's SCRAM credential.
+    pub mechanisms: Vec<tern_kafka::sasl::Mechanism>,
+    /// `user:password` lines, turned into SCRAM credentials at start.
+    pub users_file: Option<PathBuf>,
+    /// `connections.max.reauth.ms`: sessions must re-authenticate within this time.
+    pub session_lifetime: Option<Duration>,
+}
+
+impl Default for SaslListener {
+    fn default() -> Self {
+        use tern_kafka::sasl::Mechanism;
+        SaslListener { mechanisms: vec![Mechanism::Plain, Mechanism::ScramSha256, Mechanism::ScramSha512], users_file: None, session_lifetime: None }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -45,6 +82,7 @@ impl Default for BrokerConfig {
             maintenance_interval: Duration::from_secs(30),
             cluster_id: None,
             groups: Default::default(),
+            security: Default::default(),
         }
     }
 }

@@ -10,6 +10,11 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("metadata file {path}: {reason}")]
     Metadata { path: String, reason: String },
+    #[error("corrupt file: {0}")]
+    Corrupt(String),
+    /// Settings that cannot work: a missing certificate, a malformed users file.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,6 +10,8 @@
 //!   `__consumer_offsets`.
 //! - `producer_ids`: producer ids for InitProducerId, unique across restarts.
 //! - `maintenance`: retention, time-based rolls, log cleaning, interval fsync.
+//! - [`auth`]: TLS on accept and per-connection SASL state; [`scram_users`]: SCRAM
+//!   credentials from a users file and AlterUserScramCredentials, kept in the data directory.
 //!
 //! ```no_run
 //! # async fn demo() -> tern_broker::Result<()> {
@@ -24,6 +26,7 @@
 //! ```
 
 mod apis;
+pub mod auth;
 pub mod config;
 mod config_entries;
 pub mod error;
@@ -31,12 +34,13 @@ pub mod groups;
 mod maintenance;
 mod producer_ids;
 pub mod server;
+pub mod scram_users;
 pub mod storage;
 pub mod topic_config;
 pub mod topics;
 
 pub use apis::SUPPORTED;
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, ListenerSecurity, SaslListener, TlsListener};
 pub use error::{Error, Result};
 pub use server::{run, RunningBroker};
 pub use storage::{FsyncPolicy, LogConfig};

@@ -9,11 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tern_kafka::connection::{write_frame, FrameReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::apis::{self, Reply};
+use crate::auth::ConnectionAuth;
 use crate::config::BrokerConfig;
 use crate::error::Result;
 use crate::producer_ids::ProducerIds;
@@ -30,6 +32,10 @@ pub struct BrokerState {
     pub cluster_id: String,
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// SCRAM users for SASL (PLAIN checks passwords against them too).
+    pub scram_users: crate::scram_users::ScramUsers,
+    /// The TLS acceptor of a TLS listener.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl BrokerState {
@@ -95,7 +101,10 @@ pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<Brok
         Some((h, p)) => (h, p),
         None => (bound.ip().to_string(), bound.port() as i32),
     };
-    Ok(BrokerState { config, topics, producer_ids, groups, cluster_id, advertised_host, advertised_port })
+    let tls = crate::auth::tls_acceptor(&config.security)?;
+    let users_file = config.security.sasl.as_ref().and_then(|s| s.users_file.clone());
+    let scram_users = crate::scram_users::ScramUsers::open(&config.data_dir, users_file.as_deref())?;
+    Ok(BrokerState { config, topics, producer_ids, groups, cluster_id, advertised_host, advertised_port, scram_users, tls })
 }
 
 /// Splits `host:port` (IPv6 hosts in brackets).
@@ -161,8 +170,24 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
 
 async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    match &state.tls {
+        None => serve_stream(state.clone(), stream, peer).await,
+        Some(acceptor) => {
+            // A client that connects and says nothing must not hold a task forever.
+            let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await;
+            match handshake {
+                Ok(Ok(tls)) => serve_stream(state.clone(), tls, peer).await,
+                Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Arc<BrokerState>, stream: S, peer: SocketAddr) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut reader = FrameReader::new(state.config.max_frame_bytes);
+    let mut auth = ConnectionAuth::new(&state.config.security);
     loop {
         let frame = match reader.read_frame(&mut rd).await {
             Ok(Some(frame)) => frame,
@@ -172,7 +197,7 @@ async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream, peer: Sock
                 return;
             }
         };
-        match apis::handle_frame(&state, frame, peer).await {
+        match apis::handle_frame(&state, frame, peer, &mut auth).await {
             Reply::Frame(bytes) => {
                 if let Err(e) = write_frame(&mut wr, &bytes).await {
                     tracing::debug!(%peer, "write failed: {e}");
@@ -181,7 +206,15 @@ async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream, peer: Sock
             }
             Reply::Nothing => {}
             Reply::Close(reason) => {
-                tracing::warn!(%peer, "closing connection after a malformed request: {reason}");
+                tracing::warn!(%peer, "closing connection: {reason}");
+                let _ = wr.shutdown().await;
+                return;
+            }
+            Reply::FrameThenClose(bytes, reason) => {
+                tracing::info!(%peer, "closing connection: {reason}");
+                let _ = write_frame(&mut wr, &bytes).await;
+                // Shut down (TLS close_notify) so the client reads the answer, not a reset.
+                let _ = wr.shutdown().await;
                 return;
             }
         }

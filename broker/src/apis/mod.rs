@@ -3,6 +3,7 @@
 //! outside it is answered with UNSUPPORTED_VERSION.
 
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -12,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -27,6 +29,8 @@ mod offset_delete;
 mod offset_fetch;
 mod produce;
 mod resource;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 
 use std::net::SocketAddr;
@@ -36,6 +40,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 use kafka_protocol::protocol::StrBytes;
 use tern_kafka::frame;
 
+use crate::auth::ConnectionAuth;
 use crate::server::BrokerState;
 
 /// The API versions this broker implements, inclusive.
@@ -65,6 +70,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // v0 of SaslHandshake is followed by raw tokens outside Kafka framing; clients since
+    // Kafka 1.0 use v1 with SaslAuthenticate.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -79,6 +90,8 @@ pub enum Reply {
     Nothing,
     /// The request could not be parsed; Kafka closes the connection in that case.
     Close(String),
+    /// Send this frame, then close (a failed authentication).
+    FrameThenClose(Bytes, String),
 }
 
 /// Who sent a request, as the group coordinator records it for DescribeGroups.
@@ -89,15 +102,21 @@ pub struct RequestContext {
 }
 
 /// Decodes one request frame (without its size prefix), runs it and encodes the answer.
-pub async fn handle_frame(state: &BrokerState, mut frame: Bytes, peer: SocketAddr) -> Reply {
+pub async fn handle_frame(state: &BrokerState, mut frame: Bytes, peer: SocketAddr, auth: &mut ConnectionAuth) -> Reply {
     let prefix = match frame::peek_request_prefix(&frame) {
         Ok(p) => p,
         Err(e) => return Reply::Close(e.to_string()),
     };
     let Ok(api_key) = ApiKey::try_from(prefix.api_key) else {
+        if let Err(why) = auth.admit(ApiKey::Produce) {
+            return Reply::Close(why);
+        }
         tracing::warn!(api_key = prefix.api_key, "request with unknown api key answered UNSUPPORTED_VERSION");
         return Reply::Frame(frame::encode_unsupported(prefix.correlation_id));
     };
+    if let Err(why) = auth.admit(api_key) {
+        return Reply::Close(why);
+    }
     let in_range = supported_range(api_key)
         .is_some_and(|(min, max)| (min..=max).contains(&prefix.api_version));
     if !in_range {
@@ -118,6 +137,25 @@ pub async fn handle_frame(state: &BrokerState, mut frame: Bytes, peer: SocketAdd
         Ok(b) => b,
         Err(e) => return Reply::Close(e.to_string()),
     };
+    let version = header.request_api_version;
+    let (response, close) = match body {
+        RequestKind::SaslHandshake(r) => {
+            let (resp, close) = sasl_handshake::handle(auth, r);
+            (ResponseKind::SaslHandshake(resp), close)
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let (resp, close) = sasl_authenticate::handle(state, auth, r, version);
+            (ResponseKind::SaslAuthenticate(resp), close)
+        }
+        body => return handle_request(state, api_key, header, body, peer).await,
+    };
+    match encode(header.correlation_id, api_key, version, &response) {
+        Reply::Frame(bytes) if close => Reply::FrameThenClose(bytes, format!("{api_key:?} failed")),
+        other => other,
+    }
+}
+
+async fn handle_request(state: &BrokerState, api_key: ApiKey, header: RequestHeader, body: RequestKind, peer: SocketAddr) -> Reply {
     let cx = RequestContext {
         client_id: header.client_id.as_ref().map(string).unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
@@ -167,6 +205,12 @@ async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(state, r, version)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(state, r)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(state, r)),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(state, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(alter_user_scram_credentials::handle(state, r))
+        }
         // Unreachable while SUPPORTED and this match agree; answer rather than panic.
         _ => return None,
     })
@@ -352,6 +396,23 @@ mod tests {
                     ]),
                 ]),
             ),
+            // On a listener without SASL both are answered ILLEGAL_SASL_STATE.
+            ApiKey::SaslHandshake => RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"))),
+            ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from_static(b"\0u\0p"))),
+            ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                describe_user_scram_credentials_request::UserName::default().with_name(StrBytes::from_static_str("alice")),
+                describe_user_scram_credentials_request::UserName::default().with_name(StrBytes::from_static_str("nobody")),
+            ]))),
+            ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(StrBytes::from_static_str("alice"))
+                    .with_mechanism(2)
+                    .with_iterations(4096)
+                    .with_salt(bytes::Bytes::from_static(b"salt"))
+                    .with_salted_password(bytes::Bytes::from(vec![7u8; 64])),
+            ]).with_deletions(vec![
+                alter_user_scram_credentials_request::ScramCredentialDeletion::default().with_name(StrBytes::from_static_str("nobody")).with_mechanism(1),
+            ])),
             other => panic!("add a sample request for {other:?} to this test"),
         }
     }
@@ -382,7 +443,8 @@ mod tests {
                     .with_correlation_id(version as i32)
                     .with_client_id(Some(StrBytes::from_static_str("test")));
                 let frame = tern_kafka::frame::encode_request(&header, &sample_request(*key, version)).expect("encode request");
-                match handle_frame(&state, frame.slice(4..), addr).await {
+                let mut auth = crate::auth::ConnectionAuth::new(&state.config.security);
+                match handle_frame(&state, frame.slice(4..), addr, &mut auth).await {
                     Reply::Frame(resp) => {
                         let mut body = resp.slice(4..);
                         let (cid, _) = tern_kafka::frame::decode_response(*key, version, &mut body)
@@ -390,7 +452,7 @@ mod tests {
                         assert_eq!(cid, version as i32);
                     }
                     Reply::Nothing => panic!("{key:?} v{version}: no response"),
-                    Reply::Close(why) => panic!("{key:?} v{version}: {why}"),
+                    Reply::Close(why) | Reply::FrameThenClose(_, why) => panic!("{key:?} v{version}: {why}"),
                 }
             }
         }

@@ -167,7 +167,7 @@ fn unescape_username(name: &str) -> Result<String, SaslError> {
 }
 
 /// The value of attribute `key` (one letter) in a comma-separated SCRAM message.
-fn attribute<'a>(message: &'a str, key: char) -> Option<&'a str> {
+fn attribute(message: &str, key: char) -> Option<&str> {
     message.split(',').find_map(|part| {
         let mut chars = part.chars();
         (chars.next() == Some(key) && chars.next() == Some('=')).then(|| &part[2..])
@@ -272,6 +272,11 @@ enum ServerState {
 impl ScramServer {
     pub fn new(hash: ScramHash) -> ScramServer {
         ScramServer { hash, state: ServerState::ExpectClientFirst }
+    }
+
+    /// Whether the client's first message was answered and its final one is due.
+    pub fn is_final_step(&self) -> bool {
+        matches!(self.state, ServerState::ExpectClientFinal { .. })
     }
 
     /// Reads the client's first message, looks the user up and answers with salt, iterations
