@@ -34,6 +34,14 @@ pub struct ClusterConfig {
     /// Shown on the dashboard's topology (e.g. "aws").
     #[serde(default)]
     pub cloud: Option<String>,
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; inferred from `tls` and `sasl` when absent
+    /// (see [`crate::cluster_security::protocol`]).
+    #[serde(default)]
+    pub security_protocol: Option<String>,
+    #[serde(default)]
+    pub tls: Option<crate::cluster_security::TlsConfig>,
+    #[serde(default)]
+    pub sasl: Option<crate::cluster_security::SaslConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -200,6 +208,7 @@ pub fn parse(text: &str) -> Result<Validated> {
         if name.contains('.') || name.is_empty() {
             return Err(Error::Config(format!("clusters.{name}: a cluster alias must be non-empty and contain no '.' (it prefixes remote topic names)")));
         }
+        crate::cluster_security::validate(name, c)?;
     }
     let compile = |list: &[Spanned<String>], key: &str| -> Result<Vec<Regex>> {
         list.iter()

@@ -76,6 +76,7 @@ struct Runtime {
 pub async fn connect(name: &str, cluster: &ClusterConfig) -> Result<Client> {
     let mut config = ClientConfig::new(&cluster.bootstrap);
     config.client_id = format!("tern-{name}");
+    config.security = crate::cluster_security::resolve(name, cluster)?;
     Client::connect(config).await.map_err(|e| Error::cluster(name, e))
 }
 

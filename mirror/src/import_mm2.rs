@@ -47,6 +47,103 @@ fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The `username` or `password` option of a JAAS login module line.
+fn jaas_option(jaas: &str, option: &str) -> Option<String> {
+    let start = jaas.find(&format!("{option}="))? + option.len() + 1;
+    let rest = jaas[start..].trim_start();
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?,
+        None => rest.split([' ', ';']).next()?,
+    };
+    Some(value.to_string())
+}
+
+/// The environment variable a converted cluster's password is expected in.
+pub fn password_env_name(alias: &str) -> String {
+    let upper: String = alias.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_uppercase() } else { '_' }).collect();
+    format!("TERN_{upper}_SASL_PASSWORD")
+}
+
+/// `security_protocol`, `[clusters.<alias>.tls]` and `[clusters.<alias>.sasl]` from MM2's
+/// client security keys. Secrets are never copied: an inline JAAS password becomes a
+/// `password_env` reference; key store passwords are reported as not carried.
+fn cluster_security(
+    alias: &str,
+    setting: impl Fn(&str, &mut Vec<String>) -> Option<String>,
+    used: &mut Vec<String>,
+    not_carried: &mut Vec<String>,
+) -> String {
+    use tern_kafka::security::SecurityProtocol;
+    let Some(protocol_text) = setting("security.protocol", used) else { return String::new() };
+    let Ok(protocol) = protocol_text.parse::<SecurityProtocol>() else {
+        not_carried.push(format!("{alias}.security.protocol: unknown protocol {protocol_text:?}"));
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut tls = String::new();
+    let mut sasl = String::new();
+    if protocol.uses_sasl() {
+        // Kafka's default mechanism is GSSAPI.
+        let mechanism = setting("sasl.mechanism", used).unwrap_or_else(|| "GSSAPI".into());
+        let jaas = setting("sasl.jaas.config", used).unwrap_or_default();
+        match mechanism.parse::<tern_kafka::sasl::Mechanism>() {
+            Err(_) => {
+                not_carried.push(format!("{alias}.security.protocol: SASL mechanism {mechanism} is not supported (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER are); the cluster was converted without security"));
+                return String::new();
+            }
+            Ok(tern_kafka::sasl::Mechanism::OAuthBearer) => {
+                let var = password_env_name(alias).replace("_SASL_PASSWORD", "_OAUTH_TOKEN");
+                sasl += &format!("mechanism = \"OAUTHBEARER\"\n# MM2 obtained tokens through its login callback handler; give Tern the token\n# in this variable, or use token_command = \"...\" to run a command that prints one.\ntoken_env = \"{var}\"\n");
+            }
+            Ok(m) => {
+                let username = jaas_option(&jaas, "username");
+                if username.is_none() {
+                    not_carried.push(format!("{alias}.sasl.jaas.config: no username found; set clusters.{alias}.sasl.username"));
+                }
+                sasl += &format!("mechanism = \"{}\"\nusername = {}\n", m.name(), toml_string(username.as_deref().unwrap_or("SET-ME")));
+                let var = password_env_name(alias);
+                if jaas_option(&jaas, "password").is_some() {
+                    sasl += &format!("# mm2.properties had this password inline ({alias}.sasl.jaas.config); Tern does not copy it.\n# Export it as {var} (or use password_file = \"...\").\n");
+                }
+                sasl += &format!("password_env = \"{var}\"\n");
+            }
+        }
+    }
+    if protocol.uses_tls() {
+        if let Some(store) = setting("ssl.truststore.location", used) {
+            if is_pem(&store, setting("ssl.truststore.type", used).as_deref()) {
+                tls += &format!("ca_file = {}\n", toml_string(&store));
+            } else {
+                tls += "# MM2 used a JKS/PKCS12 trust store; convert it to PEM and set ca_file:\n#   keytool -exportcert -rfc -keystore <store> -alias <ca> > ca.pem\n";
+                not_carried.push(format!("{alias}.ssl.truststore.location: {store} is not PEM; convert it and set clusters.{alias}.tls.ca_file"));
+            }
+        }
+        if let Some(store) = setting("ssl.keystore.location", used) {
+            if is_pem(&store, setting("ssl.keystore.type", used).as_deref()) {
+                // A Kafka PEM key store holds the certificate chain and the key in one file.
+                tls += &format!("cert_file = {0}\nkey_file = {0}\n", toml_string(&store));
+            } else {
+                not_carried.push(format!("{alias}.ssl.keystore.location: {store} is not PEM; export the certificate and key as PEM and set clusters.{alias}.tls.cert_file and key_file"));
+            }
+        }
+        if setting("ssl.endpoint.identification.algorithm", used).is_some_and(|v| v.trim().is_empty()) {
+            not_carried.push(format!("{alias}.ssl.endpoint.identification.algorithm: Tern always checks the broker's name; set clusters.{alias}.tls.server_name if the certificates name another host"));
+        }
+    }
+    out += &format!("security_protocol = \"{}\"\n", protocol.name());
+    if protocol.uses_tls() {
+        out += &format!("[clusters.{alias}.tls]\n{tls}");
+    }
+    if !sasl.is_empty() {
+        out += &format!("[clusters.{alias}.sasl]\n{sasl}");
+    }
+    out
+}
+
+fn is_pem(path: &str, store_type: Option<&str>) -> bool {
+    store_type.is_some_and(|t| t.eq_ignore_ascii_case("PEM")) || [".pem", ".crt", ".cer"].iter().any(|ext| path.to_ascii_lowercase().ends_with(ext))
+}
+
 pub fn import(text: &str) -> Result<Imported, String> {
     let props = parse_properties(text);
     let mut used: Vec<String> = Vec::new();
@@ -65,7 +162,11 @@ pub fn import(text: &str) -> Result<Imported, String> {
     let mut toml = String::from("# Converted from mm2.properties by `tern import-mm2`.\n\n");
     for c in &clusters {
         let bootstrap = get(&format!("{c}.bootstrap.servers"), &mut used).ok_or_else(|| format!("no {c}.bootstrap.servers"))?;
-        toml += &format!("[clusters.{c}]\nbootstrap = {}\n\n", toml_string(&bootstrap));
+        toml += &format!("[clusters.{c}]\nbootstrap = {}\n", toml_string(&bootstrap));
+        // Client settings of a cluster: `{alias}.key`, else the top-level `key`.
+        let cluster_setting = |key: &str, used: &mut Vec<String>| get(&format!("{c}.{key}"), used).or_else(|| get(key, used));
+        toml += &cluster_security(c, cluster_setting, &mut used, &mut not_carried);
+        toml += "\n";
     }
     let naming = match get("replication.policy.class", &mut used).as_deref() {
         None => "prefix",
@@ -128,7 +229,11 @@ pub fn import(text: &str) -> Result<Imported, String> {
         ("replication.factor", "remote topics get the target cluster's default replication factor"),
         ("tasks.max", "scale out by starting more `tern run` workers with the same config"),
         ("offset.lag.max", "Tern's offset translation is exact; there is no lag to tune"),
-        ("security.protocol", "TLS and SASL settings are not converted yet"),
+        ("ssl.truststore.password", "Tern reads PEM files, which have no store password"),
+        ("ssl.keystore.password", "Tern reads PEM files, which have no store password"),
+        ("ssl.key.password", "Tern reads unencrypted PEM keys; decrypt the key (openssl pkey) and protect the file instead"),
+        ("ssl.truststore.type", "Tern reads PEM files"),
+        ("ssl.keystore.type", "Tern reads PEM files"),
     ];
     for (k, _) in &props {
         if used.contains(k) {
@@ -184,6 +289,41 @@ refresh.topics.interval.seconds = 30
         for k in ["replication.factor", "tasks.max", "us-east.security.protocol"] {
             assert!(left.contains(k), "{k} should be reported:\n{left}");
         }
+    }
+
+    #[test]
+    fn security_keys_become_references_never_secrets() {
+        let mm2 = r#"
+clusters = src, dst
+src.bootstrap.servers = 10.0.0.1:9093
+dst.bootstrap.servers = 10.1.0.1:9093
+src->dst.enabled = true
+src.security.protocol = SASL_SSL
+src.sasl.mechanism = SCRAM-SHA-512
+src.sasl.jaas.config = org.apache.kafka.common.security.scram.ScramLoginModule required username="mirror" password="hunter2-inline";
+src.ssl.truststore.location = /etc/kafka/ca.pem
+src.ssl.truststore.type = PEM
+dst.security.protocol = SSL
+dst.ssl.truststore.location = /etc/kafka/truststore.jks
+dst.ssl.truststore.password = changeit-store
+dst.ssl.keystore.location = /etc/kafka/client.pem
+dst.ssl.keystore.type = PEM
+"#;
+        let out = import(mm2).expect("import");
+        let all = format!("{}\n{}", out.toml, out.not_carried.join("\n"));
+        assert!(!all.contains("hunter2-inline") && !all.contains("changeit-store"), "a secret leaked:\n{all}");
+        let v = crate::config::parse(&out.toml).unwrap_or_else(|e| panic!("{e}\n{}", out.toml));
+        let src = &v.config.clusters["src"];
+        assert_eq!(src.security_protocol.as_deref(), Some("SASL_SSL"));
+        let sasl = src.sasl.as_ref().expect("sasl");
+        assert_eq!((sasl.mechanism.as_str(), sasl.username.as_deref()), ("SCRAM-SHA-512", Some("mirror")));
+        assert_eq!(sasl.password_env.as_deref(), Some("TERN_SRC_SASL_PASSWORD"));
+        assert!(out.toml.contains("# mm2.properties had this password inline"), "{}", out.toml);
+        assert_eq!(src.tls.as_ref().and_then(|t| t.ca_file.as_ref()).map(|p| p.display().to_string()).as_deref(), Some("/etc/kafka/ca.pem"));
+        let dst = v.config.clusters["dst"].tls.as_ref().expect("tls");
+        assert!(dst.ca_file.is_none() && dst.cert_file.is_some() && dst.key_file.is_some());
+        let left = out.not_carried.join("\n");
+        assert!(left.contains("dst.ssl.truststore.location") && left.contains("dst.ssl.truststore.password"), "{left}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! tern-mirror: the replication engine.
 //!
 //! - [`config`]: `tern.toml`, validated (clusters, flows, naming, filters).
+//! - [`cluster_security`]: per-cluster TLS and SASL settings; secrets by reference only.
 //! - [`naming`]: which source topics a flow replicates and what they are called on the target.
 //! - [`flow`]: one flow at work: remote topics, fetch, produce, commit, heartbeats.
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod cluster_security;
 pub mod config;
 pub mod error;
 pub mod flow;
