@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tern_kafka::connection::{write_frame, FrameReader};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -192,6 +192,11 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Arc<BrokerState>
         let frame = match reader.read_frame(&mut rd).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
+            // TLS clients often just close the socket without a close_notify alert.
+            Err(tern_kafka::Error::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(%peer, "connection closed: {e}");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(%peer, "closing connection: {e}");
                 return;
@@ -213,8 +218,18 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Arc<BrokerState>
             Reply::FrameThenClose(bytes, reason) => {
                 tracing::info!(%peer, "closing connection: {reason}");
                 let _ = write_frame(&mut wr, &bytes).await;
-                // Shut down (TLS close_notify) so the client reads the answer, not a reset.
+                let _ = wr.flush().await;
+                // Like Kafka (connection.failed.authentication.delay.ms), close a moment
+                // later, and only after reading what the client still sends: closing with
+                // unread input resets the connection, and a reset can discard the answer
+                // before the client reads it.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 let _ = wr.shutdown().await;
+                let mut sink = [0u8; 4096];
+                let drain = async {
+                    while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
                 return;
             }
         }

@@ -325,3 +325,27 @@ async fn scram_users_created_through_the_api_authenticate_and_survive_a_restart(
     assert_eq!(resp.results[0].error_code, 0);
     assert!(Connection::connect_with(&b.bootstrap(), &as_bob(Mechanism::ScramSha256)).await.is_err(), "deleted");
 }
+
+async fn run_secure_python(script: &str) {
+    init_logs();
+    let pki = Pki::generate();
+    let b = sasl_ssl_broker(&pki, &[("app", "app-Pa55word")], None).await;
+    let mut cmd = Command::new(python());
+    cmd.arg(compat_script(script))
+        .args(["--bootstrap", &b.bootstrap(), "--ca", pki.ca.to_str().expect("path"), "--user", "app", "--mechanism", "SCRAM-SHA-512"])
+        .env("TERN_SASL_PASSWORD", "app-Pa55word")
+        .env("TERN_SASL_WRONG_PASSWORD", "not-the-password");
+    let out = run_client(cmd, Duration::from_secs(300)).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1000 records over SASL_SSL/SCRAM-SHA-512"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_sasl_ssl_scram_sha_512_and_a_wrong_password() {
+    run_secure_python("confluent_sasl_ssl.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_sasl_ssl_scram_sha_512_and_a_wrong_password() {
+    run_secure_python("kafka_python_sasl_ssl.py").await;
+}
