@@ -349,3 +349,238 @@ async fn confluent_kafka_sasl_ssl_scram_sha_512_and_a_wrong_password() {
 async fn kafka_python_sasl_ssl_scram_sha_512_and_a_wrong_password() {
     run_secure_python("kafka_python_sasl_ssl.py").await;
 }
+
+/// Every record of a partition as (offset, key, value), over an authenticated connection.
+async fn secure_records(addr: &str, connector: &Connector, topic: &str, partition: i32) -> Vec<(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
+    use kafka_protocol::records::RecordBatchDecoder;
+    let mut c = Connection::connect_with(addr, connector).await.expect("connect");
+    let (mut out, mut next) = (Vec::new(), 0i64);
+    loop {
+        let resp = c.call(&crate::protocol::fetch_request(topic, partition, next, 0, 0, 8 << 20), 12).await.expect("fetch");
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "fetch {topic}/{partition}");
+        let mut data = p.records.clone().unwrap_or_default();
+        if data.is_empty() {
+            return out;
+        }
+        for r in RecordBatchDecoder::decode_all(&mut data).expect("decode").into_iter().flat_map(|s| s.records) {
+            if r.offset >= next {
+                next = r.offset + 1;
+                out.push((r.offset, r.key, r.value));
+            }
+        }
+    }
+}
+
+/// Two SASL_SSL clusters and the `tern.toml` of a flow between them: the source with
+/// SCRAM-SHA-512 and its password in `src_password` (a `password_env` or `password_file`
+/// line), the target with SCRAM-SHA-256 and a password file.
+struct SecurePair {
+    pki: Pki,
+    src: TestBroker,
+    dst: TestBroker,
+}
+
+const SRC_PASSWORD: &str = "src-M1rror-secret";
+const DST_PASSWORD: &str = "dst-M1rror-secret";
+
+impl SecurePair {
+    async fn start() -> SecurePair {
+        let pki = Pki::generate();
+        let src = sasl_ssl_broker(&pki, &[("mirror", SRC_PASSWORD), ("app", "app-pw")], None).await;
+        let dst = sasl_ssl_broker(&pki, &[("mirror", DST_PASSWORD), ("app", "app-pw")], None).await;
+        SecurePair { pki, src, dst }
+    }
+
+    fn toml(&self, src_password: &str, extra: &str) -> String {
+        let dst_file = self.pki.dir.path().join("dst-password");
+        std::fs::write(&dst_file, format!("{DST_PASSWORD}\n")).expect("password file");
+        let ca = self.pki.ca.display();
+        format!(
+            r#"[clusters.src]
+bootstrap = "{src}"
+security_protocol = "SASL_SSL"
+[clusters.src.tls]
+ca_file = "{ca}"
+[clusters.src.sasl]
+mechanism = "SCRAM-SHA-512"
+username = "mirror"
+{src_password}
+
+[clusters.dst]
+bootstrap = "{dst}"
+[clusters.dst.tls]
+ca_file = "{ca}"
+[clusters.dst.sasl]
+mechanism = "SCRAM-SHA-256"
+username = "mirror"
+password_file = "{dst_file}"
+
+[[flows]]
+source = "src"
+target = "dst"
+topics = ["orders"]
+checkpoint_interval = "500ms"
+
+[mirror]
+topic_refresh_interval = "500ms"
+fetch_max_wait = "200ms"
+{extra}"#,
+            src = self.src.bootstrap(),
+            dst = self.dst.bootstrap(),
+            dst_file = dst_file.display(),
+        )
+    }
+
+    fn app(&self) -> Connector {
+        connector(Some(self.pki.client_tls()), Some(sasl(Mechanism::ScramSha512, "app", "app-pw")))
+    }
+
+    async fn client(&self, bootstrap: &str) -> Client {
+        let mut config = ClientConfig::new(bootstrap);
+        config.security = Security { tls: Some(self.pki.client_tls()), sasl: Some(sasl(Mechanism::ScramSha512, "app", "app-pw")) };
+        Client::connect(config).await.expect("secure client")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_replicates_and_translates_offsets_between_sasl_ssl_clusters() {
+    init_logs();
+    let pair = SecurePair::start().await;
+    let password_file = pair.pki.dir.path().join("src-password");
+    std::fs::write(&password_file, SRC_PASSWORD).expect("password file");
+    let toml = pair.toml(&format!("password_file = \"{}\"", password_file.display()), "");
+    let source = pair.client(&pair.src.bootstrap()).await;
+    let target = pair.client(&pair.dst.bootstrap()).await;
+    assert!(source.create_topic("orders", 2, &Default::default()).await.expect("create"));
+    let mut produced = 0;
+    for batch in 0..6 {
+        for p in 0..2 {
+            source.produce("orders", p, crate::mirror::varied_batch(p, batch, 50), -1, 5000).await.expect("produce");
+            produced += 50;
+        }
+    }
+    let mirror = crate::mirror::TestMirror::start(&toml);
+    let app = pair.app();
+    for p in 0..2 {
+        let want = secure_records(&pair.src.bootstrap(), &app, "orders", p).await;
+        wait_until(Duration::from_secs(60), &format!("src.orders/{p} replicated"), async || {
+            (secure_records(&pair.dst.bootstrap(), &app, "src.orders", p).await == want).then_some(())
+        })
+        .await;
+    }
+    println!("{produced} records replicated over SASL_SSL, identical per partition");
+
+    // A group committed mid-way on the source resumes on the target exactly where it left off.
+    let committed = 117;
+    let offsets = std::collections::BTreeMap::from([(("orders".to_string(), 0), committed)]);
+    source.commit_offsets("g-secure", &tern_kafka::client::Membership::none(), &offsets).await.expect("commit");
+    let synced = wait_until(Duration::from_secs(60), "g-secure synced onto the target", async || {
+        target.all_committed_offsets("g-secure").await.ok().and_then(|o| o.get(&("src.orders".to_string(), 0)).copied())
+    })
+    .await;
+    let rest = |records: Vec<(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)>, from: i64| -> Vec<(Option<bytes::Bytes>, Option<bytes::Bytes>)> {
+        records.into_iter().filter(|r| r.0 >= from).map(|r| (r.1, r.2)).collect()
+    };
+    let source_rest = rest(secure_records(&pair.src.bootstrap(), &app, "orders", 0).await, committed);
+    let target_rest = rest(secure_records(&pair.dst.bootstrap(), &app, "src.orders", 0).await, synced);
+    assert_eq!(target_rest, source_rest, "committed {committed} on the source, synced {synced} on the target");
+    println!("g-secure: source {committed} -> target {synced}, {} records left to read", source_rest.len());
+    mirror.stop().await;
+}
+
+/// A `GET` over plain HTTP/1.1, as text (status line, headers and body).
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect web");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.expect("response in time").expect("read");
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tern_run_keeps_passwords_out_of_logs_metrics_and_the_api() {
+    init_logs();
+    let pair = SecurePair::start().await;
+    let env_var = format!("TERN_IT_SRC_PASSWORD_{}", std::process::id());
+    let toml = pair.toml(&format!("password_env = \"{env_var}\""), "\n[web]\nlisten = \"127.0.0.1:0\"\n");
+    let config = pair.pki.dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let source = pair.client(&pair.src.bootstrap()).await;
+    assert!(source.create_topic("orders", 1, &Default::default()).await.expect("create"));
+    source.produce("orders", 0, crate::mirror::varied_batch(0, 0, 100), -1, 5000).await.expect("produce");
+
+    // The most talkative log level, so that anything printing a setting would show.
+    let mut child = Command::new(tern_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .env(&env_var, SRC_PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tern run");
+    let log: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+    let readers: Vec<_> = [child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)]
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut l = sink.lock().expect("log");
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            })
+        })
+        .collect();
+    let web = wait_until(Duration::from_secs(30), "the web listener's address in the log", async || {
+        let l = log.lock().expect("log");
+        let rest = l.split("metrics and health on http://").nth(1)?;
+        Some(rest.split_whitespace().next()?.trim_end_matches(|c: char| !c.is_ascii_digit()).to_string())
+    })
+    .await;
+    let app = pair.app();
+    let want = secure_records(&pair.src.bootstrap(), &app, "orders", 0).await;
+    wait_until(Duration::from_secs(60), "the flow to replicate over SASL_SSL", async || {
+        (secure_records(&pair.dst.bootstrap(), &app, "src.orders", 0).await == want).then_some(())
+    })
+    .await;
+    let mut served = String::new();
+    for path in ["/metrics", "/api/v1/flows", "/healthz"] {
+        let page = http_get(&web, path).await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{path}: {page}");
+        served += &page;
+    }
+    assert!(served.contains("src->dst"), "the API shows the flow:\n{served}");
+
+    // `tern check` with the right and with a wrong password.
+    let check = |password: &str| {
+        let out = Command::new(tern_bin()).args(["check", "--config"]).arg(&config).env("RUST_LOG", "debug").env(&env_var, password).output().expect("tern check");
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, good_check) = check(SRC_PASSWORD);
+    assert!(ok && good_check.contains("cluster src: reachable"), "{good_check}");
+    let wrong = "Wr0ng-guess-of-the-password";
+    let (ok, bad_check) = check(wrong);
+    assert!(!ok && bad_check.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"), "{bad_check}");
+    assert!(!bad_check.contains(wrong), "{bad_check}");
+
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let stopped = wait_until(Duration::from_secs(20), "tern run to stop", async || child.try_wait().ok().flatten()).await;
+    assert!(stopped.success(), "tern run exit: {stopped}");
+    for r in readers {
+        let _ = r.join();
+    }
+    let log = log.lock().expect("log").clone();
+    assert!(log.contains("starting") && log.contains("authenticated"), "the log is the debug log of a working run:\n{log}");
+    for (what, text) in [("tern run's log", &log), ("the web endpoints", &served), ("tern check", &good_check), ("tern check (wrong password)", &bad_check)] {
+        for secret in [SRC_PASSWORD, DST_PASSWORD, "app-pw"] {
+            assert!(!text.contains(secret), "{what} shows a password");
+        }
+    }
+    println!("{} log lines, {} bytes of /metrics, /api/v1/flows and /healthz: no password", log.lines().count(), served.len());
+}
