@@ -174,7 +174,12 @@ impl Connector {
                 None => host_of(addr).to_string(),
             };
             let name = ServerName::try_from(host.clone()).map_err(|e| Error::Tls(format!("{host:?} is not a valid TLS server name: {e}")))?;
-            let stream = tls.connect(name, tcp).await.map_err(|e| Error::Tls(format!("TLS handshake with {addr}: {e}")))?;
+            let stream = tls.connect(name, tcp).await.map_err(|e| match e.kind() {
+                // rustls reports certificate and protocol failures as InvalidData: retrying
+                // cannot help. Anything else is the connection failing, which may pass.
+                std::io::ErrorKind::InvalidData => Error::Tls(format!("TLS handshake with {addr}: {e}")),
+                _ => Error::Io(e),
+            })?;
             Ok(Box::new(stream) as BoxStream)
         };
         tokio::time::timeout(timeout, work).await.map_err(|_| Error::Timeout(format!("connecting to {addr}")))?
