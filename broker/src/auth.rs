@@ -80,6 +80,13 @@ impl ConnectionAuth {
         }
     }
 
+    /// Whether the connection may send any request: a listener without SASL, or a session
+    /// authenticated and not expired.
+    pub fn is_authenticated(&self) -> bool {
+        self.mechanisms.is_none()
+            || (matches!(self.state, AuthState::Authenticated { .. }) && self.expires_at.is_none_or(|t| Instant::now() < t))
+    }
+
     /// Whether a request of `api` may be handled now; `Err` says why the connection closes.
     pub fn admit(&self, api: ApiKey) -> std::result::Result<(), String> {
         if self.mechanisms.is_none() {

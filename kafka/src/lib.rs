@@ -5,6 +5,8 @@
 //! - [`connection`]: reading and writing whole frames on a byte stream.
 //! - [`client`]: a connection that sends typed requests and reads their responses.
 //! - [`batch`]: the v2 record-batch header, its CRC-32C, and in-place rewrites.
+//! - [`security`]: TLS (rustls) and SASL settings of a client, secrets that never print.
+//! - [`sasl`]: PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER messages, client and server, no I/O.
 //!
 //! ```
 //! use tern_kafka::batch::{Batches, BatchHeader};

@@ -108,8 +108,8 @@ pub async fn handle_frame(state: &BrokerState, mut frame: Bytes, peer: SocketAdd
         Err(e) => return Reply::Close(e.to_string()),
     };
     let Ok(api_key) = ApiKey::try_from(prefix.api_key) else {
-        if let Err(why) = auth.admit(ApiKey::Produce) {
-            return Reply::Close(why);
+        if !auth.is_authenticated() {
+            return Reply::Close(format!("unknown api key {} before authentication", prefix.api_key));
         }
         tracing::warn!(api_key = prefix.api_key, "request with unknown api key answered UNSUPPORTED_VERSION");
         return Reply::Frame(frame::encode_unsupported(prefix.correlation_id));
