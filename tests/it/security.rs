@@ -595,3 +595,47 @@ async fn tern_run_keeps_passwords_out_of_logs_metrics_and_the_api() {
     }
     println!("{} log lines, {} bytes of /metrics, /api/v1/flows and /healthz: no password", log.lines().count(), served.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tern_broker_flags_start_a_sasl_ssl_listener_and_refuse_contradictions() {
+    use std::io::BufRead;
+    let pki = Pki::generate();
+    let users = pki.users_file(&[("cli", "cli-pw")]);
+    let data = pki.dir.path().join("data");
+    let path = |p: &PathBuf| p.to_str().expect("path").to_string();
+    let mut child = Command::new(tern_bin())
+        .args(["broker", "--listen", "127.0.0.1:0", "--data", &path(&data)])
+        .args(["--tls-cert", &path(&pki.server_cert), "--tls-key", &path(&pki.server_key), "--sasl-users", &path(&users)])
+        .args(["--sasl-mechanisms", "SCRAM-SHA-512", "--sasl-session-lifetime-ms", "60000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tern broker");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
+    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+    let result = async {
+        let mut c = Connection::connect_with(&addr, &connector(Some(pki.client_tls()), Some(sasl(Mechanism::ScramSha512, "cli", "cli-pw")))).await?;
+        let ok = metadata_works(&mut c).await;
+        let plain = Connection::connect_with(&addr, &connector(Some(pki.client_tls()), Some(sasl(Mechanism::Plain, "cli", "cli-pw")))).await;
+        Ok::<_, tern_kafka::Error>((ok, plain.err().map(|e| e.to_string())))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (ok, plain) = result.expect("SCRAM-SHA-512 over TLS");
+    assert!(ok, "metadata after authentication");
+    assert!(plain.as_deref().is_some_and(|e| e.contains("UnsupportedSaslMechanism")), "PLAIN is not enabled: {plain:?}");
+
+    for (args, want) in [
+        (vec!["--security-protocol", "SSL"], "needs --tls-cert and --tls-key"),
+        (vec!["--sasl-users", "users.txt", "--security-protocol", "SSL", "--tls-cert", "a", "--tls-key", "b"], "--sasl-users needs"),
+        (vec!["--tls-cert", "a", "--security-protocol", "PLAINTEXT"], "need --security-protocol SSL or SASL_SSL"),
+        (vec!["--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanisms", "GSSAPI"], "--sasl-mechanisms"),
+        (vec!["--security-protocol", "TLS"], "--security-protocol"),
+    ] {
+        let out = Command::new(tern_bin()).args(["broker", "--listen", "127.0.0.1:0", "--data", &path(&data)]).args(&args).output().expect("tern broker");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && text.contains(want), "{args:?}: {text}");
+    }
+}
