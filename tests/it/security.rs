@@ -1,8 +1,9 @@
 //! TLS and SASL end to end: certificates made by the test (a CA, a server and a client
 //! certificate, and an unrelated CA), Kafka's pre-authentication rules on the broker,
 //! mutual TLS, KIP-368 re-authentication, the SCRAM user APIs, real third-party clients on
-//! SASL_SSL with SCRAM-SHA-512, a mirror between two SASL_SSL clusters, and `tern run`
-//! keeping passwords out of everything it prints or serves.
+//! SASL_SSL with SCRAM-SHA-512, a mirror between two SASL_SSL clusters, `tern run` keeping
+//! passwords out of everything it prints or serves, `tern broker`'s flags, and the client's
+//! OAUTHBEARER token command against a stand-in server.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -638,4 +639,93 @@ async fn tern_broker_flags_start_a_sasl_ssl_listener_and_refuse_contradictions()
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && text.contains(want), "{args:?}: {text}");
     }
+}
+
+/// A stand-in OAUTHBEARER broker (Tern's broker offers PLAIN and SCRAM only): it answers
+/// ApiVersions, SaslHandshake, SaslAuthenticate (tokens starting with `good-` pass, with a
+/// session lifetime of `lifetime_ms`) and Metadata, and records every token it received.
+async fn oauth_stand_in(lifetime_ms: i64) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataResponse, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
+    use tern_kafka::connection::{write_frame, FrameReader};
+    use tern_kafka::frame;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let tokens: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = tokens.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = stream.into_split();
+                let mut frames = FrameReader::new(1 << 20);
+                while let Ok(Some(mut f)) = frames.read_frame(&mut rd).await {
+                    let Ok(prefix) = frame::peek_request_prefix(&f) else { return };
+                    let Ok(key) = ApiKey::try_from(prefix.api_key) else { return };
+                    let Ok(header) = frame::decode_request_header(key, &mut f) else { return };
+                    let Ok(body) = frame::decode_request_body(key, header.request_api_version, &mut f) else { return };
+                    let response = match body {
+                        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(ApiVersionsResponse::default().with_api_keys(
+                            [(ApiKey::ApiVersions, 0, 3), (ApiKey::SaslHandshake, 1, 1), (ApiKey::SaslAuthenticate, 0, 2), (ApiKey::Metadata, 12, 12)]
+                                .into_iter()
+                                .map(|(k, min, max)| ApiVersion::default().with_api_key(k as i16).with_min_version(min).with_max_version(max))
+                                .collect(),
+                        )),
+                        RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(
+                            SaslHandshakeResponse::default()
+                                .with_error_code(if r.mechanism.as_str() == "OAUTHBEARER" { 0 } else { 33 })
+                                .with_mechanisms(vec![StrBytes::from_static_str("OAUTHBEARER")]),
+                        ),
+                        RequestKind::SaslAuthenticate(r) => {
+                            let token = tern_kafka::sasl::oauthbearer::parse_client_message(&r.auth_bytes).unwrap_or_default();
+                            seen.lock().expect("tokens").push(token.clone());
+                            let resp = if token.starts_with("good-") {
+                                SaslAuthenticateResponse::default().with_session_lifetime_ms(lifetime_ms)
+                            } else {
+                                SaslAuthenticateResponse::default().with_error_code(58).with_error_message(Some(StrBytes::from_static_str("invalid token")))
+                            };
+                            ResponseKind::SaslAuthenticate(resp)
+                        }
+                        RequestKind::Metadata(_) => ResponseKind::Metadata(MetadataResponse::default()),
+                        _ => return,
+                    };
+                    let Ok(bytes) = frame::encode_response(header.correlation_id, key, header.request_api_version, &response) else { return };
+                    if write_frame(&mut wr, &bytes).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, tokens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_tokens_come_from_the_command_at_every_authentication() {
+    init_logs();
+    let (addr, tokens) = oauth_stand_in(600).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let counter = dir.path().join("n");
+    // Prints good-token-1, good-token-2, ...: a fresh token per run, as a token helper would.
+    let command = format!("n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo good-token-$n", c = counter.display());
+    let settings = SaslSettings { mechanism: Mechanism::OAuthBearer, username: String::new(), credential: SaslCredential::TokenCommand(command) };
+    let conn = tern_kafka::client::BrokerConnection::connect_with(&addr, "oauth", Duration::from_secs(10), &connector(None, Some(settings)))
+        .await
+        .expect("OAUTHBEARER connection");
+    let until = Instant::now() + Duration::from_millis(1800);
+    while Instant::now() < until {
+        conn.call(&MetadataRequest::default(), 12).await.expect("metadata");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = tokens.lock().expect("tokens").clone();
+    assert!(seen.len() >= 3 && conn.reauthentications() as usize == seen.len() - 1, "{seen:?}, {} re-authentications", conn.reauthentications());
+    assert!(seen.iter().enumerate().all(|(i, t)| *t == format!("good-token-{}", i + 1)), "each authentication ran the command: {seen:?}");
+
+    let static_bad = SaslSettings { mechanism: Mechanism::OAuthBearer, username: String::new(), credential: SaslCredential::Token(Secret::new("expired-token")) };
+    let e = tern_kafka::client::BrokerConnection::connect_with(&addr, "oauth", Duration::from_secs(10), &connector(None, Some(static_bad)))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("invalid token") && !e.contains("expired-token"), "{e}");
 }
