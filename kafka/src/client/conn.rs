@@ -133,7 +133,7 @@ impl BrokerConnection {
         let lifetime_ms = loop {
             let resp = self.roundtrip(w, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)), av).await?;
             if resp.error_code != 0 {
-                let why = resp.error_message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| Error::kafka(resp.error_code, "").to_string());
+                let why = resp.error_message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| format!("error code {}", resp.error_code));
                 // Kafka closes the connection after a failed authentication.
                 self.closed.store(true, Ordering::SeqCst);
                 return Err(Error::Authentication(format!("{} ({mechanism}): {why}", self.addr)));
@@ -182,7 +182,13 @@ impl BrokerConnection {
     /// One request and its response with the writer already held.
     async fn roundtrip<R: Request>(&self, w: &mut Writer, request: &R, version: i16) -> Result<R::Response> {
         let (id, rx) = self.register();
-        let frame = encode_typed_request(request, version, id, &self.client_id)?;
+        let frame = match encode_typed_request(request, version, id, &self.client_id) {
+            Ok(f) => f,
+            Err(e) => {
+                self.unregister(id);
+                return Err(e);
+            }
+        };
         self.write_locked(w, id, &frame).await?;
         self.wait::<R>(id, rx, version).await
     }
