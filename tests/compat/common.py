@@ -57,6 +57,13 @@ def parse_args(description, extra=None):
     return p.parse_args()
 
 
+def sasl_ssl_args(p):
+    """Arguments of the SASL_SSL scripts; passwords come from the environment."""
+    p.add_argument("--ca", required=True, help="PEM file of the CA that signed the broker")
+    p.add_argument("--user", required=True)
+    p.add_argument("--mechanism", default="SCRAM-SHA-512")
+
+
 class Deadline:
     """A deadline for one loop; .check(what) fails clearly once it has passed."""
 

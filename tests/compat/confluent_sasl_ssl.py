@@ -106,11 +106,5 @@ def body(args):
     return f"{RECORDS} records over SASL_SSL/{args.mechanism}; wrong password rejected in {elapsed:.2f}s"
 
 
-def extra(p):
-    p.add_argument("--ca", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--mechanism", default="SCRAM-SHA-512")
-
-
 if __name__ == "__main__":
-    common.run_main(NAME, body, common.parse_args(__doc__, extra))
+    common.run_main(NAME, body, common.parse_args(__doc__, common.sasl_ssl_args))

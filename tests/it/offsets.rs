@@ -19,6 +19,11 @@ type Rec = (i64, Option<Bytes>, Option<Bytes>);
 /// Every record of a partition with its offset.
 async fn records(bootstrap: &str, topic: &str, partition: i32) -> Vec<Rec> {
     let mut c = tern_kafka::client::Connection::connect(bootstrap).await.expect("connect");
+    records_on(&mut c, topic, partition).await
+}
+
+/// Every record of a partition with its offset, over `c`; none while the topic does not exist.
+pub async fn records_on(c: &mut tern_kafka::client::Connection, topic: &str, partition: i32) -> Vec<Rec> {
     let (mut out, mut next) = (Vec::new(), 0i64);
     loop {
         let resp = c.call(&fetch_request(topic, partition, next, 0, 0, 8 << 20), 12).await.expect("fetch");
@@ -26,6 +31,10 @@ async fn records(bootstrap: &str, topic: &str, partition: i32) -> Vec<Rec> {
         if p.error_code == 1 {
             next = p.log_start_offset;
             continue;
+        }
+        // UNKNOWN_TOPIC_OR_PARTITION: a remote topic the mirror has not created yet.
+        if p.error_code == 3 {
+            return out;
         }
         assert_eq!(p.error_code, 0, "fetch {topic}/{partition}");
         let mut data = p.records.clone().unwrap_or_default();

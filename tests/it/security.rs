@@ -360,28 +360,8 @@ async fn kafka_python_sasl_ssl_scram_sha_512_and_a_wrong_password() {
 /// Every record of a partition as (offset, key, value), over an authenticated connection;
 /// none while the topic does not exist.
 async fn secure_records(addr: &str, connector: &Connector, topic: &str, partition: i32) -> Vec<(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
-    use kafka_protocol::records::RecordBatchDecoder;
     let mut c = Connection::connect_with(addr, connector).await.expect("connect");
-    let (mut out, mut next) = (Vec::new(), 0i64);
-    loop {
-        let resp = c.call(&crate::protocol::fetch_request(topic, partition, next, 0, 0, 8 << 20), 12).await.expect("fetch");
-        let p = &resp.responses[0].partitions[0];
-        // UNKNOWN_TOPIC_OR_PARTITION: a remote topic the mirror has not created yet.
-        if p.error_code == 3 {
-            return out;
-        }
-        assert_eq!(p.error_code, 0, "fetch {topic}/{partition}");
-        let mut data = p.records.clone().unwrap_or_default();
-        if data.is_empty() {
-            return out;
-        }
-        for r in RecordBatchDecoder::decode_all(&mut data).expect("decode").into_iter().flat_map(|s| s.records) {
-            if r.offset >= next {
-                next = r.offset + 1;
-                out.push((r.offset, r.key, r.value));
-            }
-        }
-    }
+    crate::offsets::records_on(&mut c, topic, partition).await
 }
 
 /// Two SASL_SSL clusters and the `tern.toml` of a flow between them: the source with
