@@ -14,9 +14,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 use tern_kafka::records::{encode_batch, PlainRecord};
-use tern_kafka::client::{Client, Membership, EARLIEST};
+use tern_kafka::client::{Client, Membership};
 
 use crate::config::Flow;
 use crate::error::{Error, Result};
@@ -82,30 +82,12 @@ pub async fn ensure_internal_topics(flow: &Flow, source: &Client, target: &Clien
 /// Reads every offset map of the flow back from the target (tombstones applied).
 pub async fn load_offset_maps(flow: &Flow, target: &Client) -> Result<HashMap<Tp, OffsetMap>> {
     let topic = offset_map_topic(&flow.source);
-    let (end, _) = target.list_offset(&topic, 0, tern_kafka::client::LATEST).await.map_err(|e| Error::cluster(&flow.target, e))?;
-    let (mut next, _) = target.list_offset(&topic, 0, EARLIEST).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    let records = target.read_all(&topic, 0).await.map_err(|e| Error::cluster(&flow.target, e))?;
     let mut entries: BTreeMap<(String, i32, i64), Option<i64>> = BTreeMap::new();
-    while next < end {
-        let (leader, _) = target.leader_connection(&topic, 0).await.map_err(|e| Error::cluster(&flow.target, e))?;
-        let resp = target.fetch(leader, &[(topic.clone(), 0, next)], 100, 8 << 20, 8 << 20).await.map_err(|e| Error::cluster(&flow.target, e))?;
-        let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else { break };
-        if p.error_code != 0 {
-            return Err(Error::cluster(&flow.target, tern_kafka::Error::kafka(p.error_code, format!("reading {topic}"))));
-        }
-        let mut records = p.records.clone().unwrap_or_default();
-        if records.is_empty() {
-            break;
-        }
-        let sets = RecordBatchDecoder::decode_all(&mut records).map_err(|e| Error::Other(format!("reading {topic}: {e}")))?;
-        for r in sets.into_iter().flat_map(|s| s.records) {
-            if r.offset < next {
-                continue;
-            }
-            next = r.offset + 1;
-            let Some(key) = r.key.and_then(parse_map_key) else { continue };
-            let target_offset = r.value.filter(|v| v.len() == 8).map(|mut v| v.get_i64());
-            entries.insert(key, target_offset);
-        }
+    for r in records {
+        let Some(key) = r.key.and_then(parse_map_key) else { continue };
+        let target_offset = r.value.filter(|v| v.len() == 8).map(|mut v| v.get_i64());
+        entries.insert(key, target_offset);
     }
     let mut maps: HashMap<Tp, OffsetMap> = HashMap::new();
     for ((t, p, s), target_offset) in entries {

@@ -149,6 +149,7 @@ pub async fn run(
     }
     background.spawn(committer(rt.clone(), shutdown.clone()));
     background.spawn(checkpointer(rt.clone(), shutdown.clone()));
+    background.spawn(control_watcher(rt.clone(), shutdown.clone()));
 
     let mut member = GroupMember::new(&group_id(&rt.flow), rt.settings.session_timeout, rt.settings.rebalance_timeout);
     let mut work = Assigned::default();
@@ -211,6 +212,15 @@ pub async fn run(
                     continue;
                 }
             }
+        }
+        if !rt.status.control().replicating() {
+            // Paused or failed over: hold the partitions (and the group) but copy nothing;
+            // keep the source ends fresh so the dashboard shows the lag growing.
+            refresh_source_ends(&rt, &work.positions).await;
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
+                break;
+            }
+            continue;
         }
         let fetched = tokio::select! {
             r = fetch_round(&rt, &work.queues, &mut work.positions) => r,
@@ -562,6 +572,35 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
         match checkpoint::checkpoint_groups(&rt.flow, &rt.source, &rt.target, &maps).await {
             Ok(groups) => rt.status.set_groups(groups),
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "checkpoints: {e}"),
+        }
+    }
+}
+
+/// Follows the operators' decisions about this flow (see [`crate::control`]). When the
+/// target cannot be read, the last decision stays in force.
+async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match crate::control::read(&rt.target, &rt.flow.target, &rt.flow.name()).await {
+            Ok(c) => {
+                let before = rt.status.control();
+                if c != before {
+                    tracing::info!(flow = %rt.flow.name(), paused = c.paused, state = %c.state, reason = %c.reason, "flow control changed");
+                }
+                rt.status.set_control(c);
+            }
+            Err(e) => tracing::debug!(flow = %rt.flow.name(), "reading flow control: {e}"),
+        }
+        if wait_or_shutdown(&mut shutdown, crate::control::POLL_INTERVAL).await {
+            return;
+        }
+    }
+}
+
+/// Source high watermarks of the owned partitions, for status while nothing is fetched.
+async fn refresh_source_ends(rt: &Runtime, positions: &HashMap<Tp, i64>) {
+    for tp in positions.keys() {
+        if let Ok((end, _)) = rt.source.list_offset_once(&tp.0, tp.1, LATEST).await {
+            rt.status.update(&tp.0, tp.1, |s| s.source_end_offset = end);
         }
     }
 }

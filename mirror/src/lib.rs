@@ -4,6 +4,7 @@
 //! - [`naming`]: which source topics a flow replicates and what they are called on the target.
 //! - [`flow`]: one flow at work: remote topics, fetch, produce, commit, heartbeats.
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
+//! - [`control`]: pause and failover state, shared by every worker of a flow.
 //! - [`status`]: per-partition positions, lag and errors, read by metrics and the dashboard.
 //! - [`mm2`]: MirrorMaker 2's internal record formats (heartbeats, checkpoints, offset syncs).
 //!
@@ -23,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod flow;
 pub mod import_mm2;

@@ -41,6 +41,8 @@ pub struct FlowSnapshot {
     pub heartbeats_sent: u64,
     /// Consumer-group translations of the owned partitions: (group, (topic, partition)).
     pub groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>,
+    /// The operators' latest decision (paused, failover state) as this worker last read it.
+    pub control: crate::control::Control,
 }
 
 /// A flow's partitions summed up, for one-line status reports.
@@ -90,6 +92,14 @@ impl FlowStatus {
 
     pub fn set_groups(&self, groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.groups = groups;
+    }
+
+    pub fn set_control(&self, control: crate::control::Control) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control = control;
+    }
+
+    pub fn control(&self) -> crate::control::Control {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control.clone()
     }
 
     pub fn heartbeat_sent(&self) {
