@@ -47,11 +47,18 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
             client.create_topic(topic, 4, &BTreeMap::new()).await?;
         }
     }
+    let token = demo_token(&data)?;
+    let topology = tern_web::Topology::from_validated(&validated);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let (statuses, mut flows) = tern_mirror::start(validated, rx);
     let listener = tokio::net::TcpListener::bind(&web).await.with_context(|| format!("binding the dashboard to {web}"))?;
-    println!("dashboard http://{}/metrics   (config: {})", listener.local_addr()?, data.join("tern.toml").display());
-    let app = tern_web::router(tern_web::AppState::new(statuses.clone()));
+    // Tests and scripts read this line to learn the port when --web ends in :0.
+    println!("dashboard http://{}/", listener.local_addr()?);
+    println!("config    {}", data.join("tern.toml").display());
+    println!("operator token in {} (log in there to pause and resume flows)", token.1.display());
+    let state = tern_web::AppState::new(topology, statuses.clone(), Some(token.0));
+    state.spawn_pollers();
+    let app = tern_web::router(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("dashboard: {e}");
@@ -87,6 +94,24 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
         b.shutdown().await?;
     }
     Ok(())
+}
+
+/// The demo dashboard's operator token: `TERN_WEB_TOKEN` if set, else a fresh random one.
+/// Either way it is written to `<data>/web-token` (readable by the owner only) and never
+/// printed.
+fn demo_token(data: &std::path::Path) -> anyhow::Result<(String, PathBuf)> {
+    let token = match std::env::var("TERN_WEB_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let path = data.join("web-token");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+    Ok((token, path))
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -109,23 +109,18 @@ struct BrokerArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let _telemetry = tern_web::telemetry::init("tern");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Broker(args) => runtime.block_on(broker(args)),
         Command::Demo(args) => runtime.block_on(demo::run(args.web, args.data, args.rate)),
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Check(args) => runtime.block_on(check(args)),
         Command::Offsets(args) => runtime.block_on(offsets(args)),
         Command::ImportMm2 { properties } => import_mm2(&properties),
-    }
+    };
+    drop(runtime);
+    result
 }
 
 async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
@@ -167,10 +162,15 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let flows: Vec<String> = validated.flows.iter().map(|f| f.name()).collect();
     tracing::info!(flows = %flows.join(", "), "starting");
     let listen = validated.config.web.listen.clone();
+    let token = validated.config.web.token()?;
+    let topology = tern_web::Topology::from_validated(&validated);
     let (statuses, mut tasks) = tern_mirror::start(validated, rx);
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding [web] listen = {listen}"))?;
-    tracing::info!("metrics and health on http://{}", listener.local_addr()?);
-    let app = tern_web::router(tern_web::AppState::new(statuses.clone()));
+    let mode = if token.is_some() { "changes need the operator token" } else { "read-only: no [web] token configured" };
+    tracing::info!("dashboard, API and metrics on http://{} ({mode})", listener.local_addr()?);
+    let state = tern_web::AppState::new(topology, statuses.clone(), token);
+    state.spawn_pollers();
+    let app = tern_web::router(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("web server: {e}");

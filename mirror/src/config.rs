@@ -23,7 +23,7 @@ pub struct Config {
     pub mirror: MirrorSettings,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Comma-separated `host:port` list.
@@ -85,13 +85,42 @@ fn five_seconds() -> Duration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
+    /// Where the dashboard, API and /metrics listen; 127.0.0.1 unless told otherwise.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Name of the environment variable holding the operator token that allows changes
+    /// (pause, resume, drills, failover). Without a token the web side is read-only.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file holding the operator token (its first line), as an alternative to `token_env`.
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { listen: default_listen() }
+        WebConfig { listen: default_listen(), token_env: None, token_file: None }
+    }
+}
+
+impl WebConfig {
+    /// The operator token, if one is configured. A configured source that yields nothing is
+    /// an error: a typo must not silently leave the service without its token.
+    pub fn token(&self) -> Result<Option<String>> {
+        if let Some(var) = &self.token_env {
+            return match std::env::var(var) {
+                Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+                _ => Err(Error::Config(format!("[web] token_env = {var:?}, but that environment variable is not set or empty"))),
+            };
+        }
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("[web] token_file = {}: {e}", path.display())))?;
+            return match text.lines().next().map(str::trim) {
+                Some(t) if !t.is_empty() => Ok(Some(t.to_string())),
+                _ => Err(Error::Config(format!("[web] token_file = {} is empty", path.display()))),
+            };
+        }
+        Ok(None)
     }
 }
 

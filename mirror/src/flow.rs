@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tern_kafka::client::{Client, ClientConfig, GroupMember, HeartbeatOutcome, Membership, EARLIEST, LATEST};
 use tokio::sync::{mpsc, watch, Mutex};
+use tracing::Instrument;
 
 use crate::config::{ClusterConfig, Flow, MirrorSettings};
 use crate::error::{Error, Result, RetryHint};
@@ -421,6 +422,11 @@ async fn fetch_round(rt: &Arc<Runtime>, queues: &HashMap<Tp, mpsc::Sender<Prepar
     }
     let mut refresh = false;
     while let Some(joined) = fetches.join_next().await {
+        if !rt.status.control().replicating() {
+            // Paused while the fetch was in flight: drop what came back, positions unchanged.
+            fetches.abort_all();
+            return Ok(());
+        }
         let Ok(resp) = joined else { continue };
         let resp = match resp {
             Ok(r) => r,
@@ -502,19 +508,29 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                 next_sequence = Some(stamp_producer(&mut set.records, producer_id, epoch, first));
             }
             let records: Bytes = set.records.freeze();
-            let mut backoff = Duration::from_millis(100);
-            let ack = loop {
-                match rt.target.produce(&remote, tp.1, records.clone(), -1, 30_000).await {
-                    Ok(ack) => break ack,
-                    Err(e) if e.is_retriable() => {
-                        rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+            // One trace span per replicated record set (exported when OTLP is configured).
+            let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, records = set.source_offsets.len(), bytes = records.len());
+            let produced = async {
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match rt.target.produce(&remote, tp.1, records.clone(), -1, 30_000).await {
+                        Ok(ack) => break Ok(ack),
+                        Err(e) if e.is_retriable() => {
+                            rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                        Err(e) => break Err(e),
                     }
-                    Err(e) => {
-                        fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
-                        return;
-                    }
+                }
+            }
+            .instrument(span.clone())
+            .await;
+            let ack = match produced {
+                Ok(ack) => ack,
+                Err(e) => {
+                    fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
+                    return;
                 }
             };
             if let Some(next) = next_sequence {
@@ -522,12 +538,16 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             }
             let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&set.source_offsets, ack.base_offset, set.next_offset);
             // The map entry must be durable before the position it covers is committed.
-            let mut backoff = Duration::from_millis(100);
-            while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
-                tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            async {
+                let mut backoff = Duration::from_millis(100);
+                while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
+                    tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
             }
+            .instrument(span)
+            .await;
             let (n, bytes) = (set.source_offsets.len() as u64, records.len() as u64);
             rt.status.update(&tp.0, tp.1, |s| {
                 s.records += n;
