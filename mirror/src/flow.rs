@@ -601,6 +601,9 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
 async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
     loop {
         match crate::control::read(&rt.target, &rt.flow.target, &rt.flow.name()).await {
+            // A read that started before a newer decision was applied here (the dashboard
+            // sets it at once) must not undo it.
+            Ok(c) if c.updated_at_ms < rt.status.control().updated_at_ms => {}
             Ok(c) => {
                 let before = rt.status.control();
                 if c != before {

@@ -391,3 +391,152 @@ async fn dashboard_api_and_metrics_show_a_running_flow() {
 
     mirror.stop().await;
 }
+
+/// A `tern demo` child process, killed when dropped.
+struct Demo {
+    child: std::process::Child,
+    url: String,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Demo {
+    fn start(data: &std::path::Path, envs: &[(&str, &str)]) -> Demo {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(tern_bin());
+        cmd.args(["demo", "--web", "127.0.0.1:0", "--data"]).arg(data).env("RUST_LOG", "info").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start tern demo");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("output").push_str(&(line + "\n"));
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("dashboard ") {
+                    let _ = tx.send(url.trim().trim_end_matches('/').to_string());
+                }
+                sink.lock().expect("output").push_str(&(line + "\n"));
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("tern demo printed no dashboard address:\n{}", output.lock().expect("output")));
+        Demo { child, url, output }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().expect("output").clone()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_chromium_against_tern_demo() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = format!("tok-{}", std::process::id());
+    let demo = Demo::start(data.path(), &[("TERN_WEB_TOKEN", &token)]);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(compat_script("dashboard_browser.py")).arg(&demo.url).arg(&shots).env("TERN_WEB_TOKEN", &token);
+    run_client(cmd, Duration::from_secs(240)).await;
+    for name in ["topology.png", "flow-paused.png", "topology-paused.png", "flow-resumed.png"] {
+        let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name} is a real screenshot");
+    }
+    println!("screenshots in {}", shots.display());
+    // The token was used throughout but never printed.
+    let output = demo.output();
+    assert!(output.contains("flow paused"), "the pause is logged:\n{output}");
+    assert!(!output.contains(&token), "the operator token appeared in the demo's output");
+    assert!(!output.contains("exporting traces"), "no OTLP endpoint set, so no trace export");
+}
+
+/// A stand-in OTLP/HTTP collector: accepts every POST, keeps (path, body).
+async fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 8192];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = buf[head_end..head_end + length].to_vec();
+                    buf.drain(..head_end + length);
+                    sink.lock().expect("received").push((path, body));
+                    if socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_receiver_when_the_endpoint_is_set() {
+    let (endpoint, received) = otlp_receiver().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let demo = Demo::start(
+        data.path(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_SERVICE_NAME", "tern-trace-test"), ("OTEL_BSP_SCHEDULE_DELAY", "500")],
+    );
+    // One dashboard request, for an HTTP span.
+    let addr = demo.url.trim_start_matches("http://").to_string();
+    let mut http = tokio::net::TcpStream::connect(&addr).await.expect("connect to the dashboard");
+    tokio::io::AsyncWriteExt::write_all(&mut http, b"GET /flows HTTP/1.0\r\nHost: tern\r\n\r\n").await.expect("request");
+    let mut page = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut http, &mut page).await.expect("response");
+    assert!(page.starts_with(b"HTTP/1.0 200") || page.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&page[..page.len().min(200)]));
+
+    // OTLP/HTTP protobuf carries span names and attribute strings verbatim.
+    let contains = |needle: &[u8]| received.lock().expect("received").iter().any(|(_, body)| body.windows(needle.len()).any(|w| w == needle));
+    wait_until(Duration::from_secs(60), "replication and HTTP spans at the receiver", async || {
+        (contains(b"replicate") && contains(b"/flows") && contains(b"tern-trace-test") && contains(b"us-east->eu-west")).then_some(())
+    })
+    .await;
+    let paths: std::collections::BTreeSet<String> = received.lock().expect("received").iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(paths, ["/v1/traces".to_string()].into_iter().collect(), "only traces are exported, to the standard path");
+    assert!(demo.output().contains("exporting traces over OTLP"));
+}

@@ -133,24 +133,37 @@ impl Series {
     /// Throughput between the last two samples, trend and catch-up estimate over the last
     /// minute (or what there is of it).
     pub fn outlook(&self) -> Outlook {
+        self.outlook_at(None)
+    }
+
+    /// Like [`Series::outlook`], with the present state as the newest point: a page shows the
+    /// lag as it is now, and the trend must agree with it (a flow paused since the last
+    /// sample is growing, not caught up).
+    pub fn outlook_at(&self, present: Option<Sample>) -> Outlook {
         let mut o = Outlook { records_per_second: 0.0, bytes_per_second: 0.0, trend: Trend::Unknown, catch_up_seconds: None };
-        let Some(last) = self.samples.back() else { return o };
-        if let Some(prev) = self.samples.iter().rev().nth(1) {
+        let mut stored = self.samples.iter().rev();
+        if let (Some(last), Some(prev)) = (stored.next(), stored.next()) {
             let dt = (last.at_ms - prev.at_ms) as f64 / 1000.0;
             if dt > 0.0 {
                 o.records_per_second = last.records.saturating_sub(prev.records) as f64 / dt;
                 o.bytes_per_second = last.bytes.saturating_sub(prev.bytes) as f64 / dt;
             }
         }
-        if last.lag_records == 0 {
+        let newest = match (present, self.samples.back()) {
+            (Some(p), Some(l)) if p.at_ms <= l.at_ms => *l,
+            (Some(p), _) => p,
+            (None, Some(l)) => *l,
+            (None, None) => return o,
+        };
+        if newest.lag_records == 0 {
             o.trend = Trend::CaughtUp;
             return o;
         }
-        let Some(first) = self.samples.iter().find(|s| s.at_ms >= last.at_ms - TREND_MS).filter(|f| f.at_ms < last.at_ms) else { return o };
-        let dt = (last.at_ms - first.at_ms) as f64 / 1000.0;
-        let change = (last.lag_records - first.lag_records) as f64 / dt;
+        let Some(first) = self.samples.iter().find(|s| s.at_ms >= newest.at_ms - TREND_MS).filter(|f| f.at_ms < newest.at_ms) else { return o };
+        let dt = (newest.at_ms - first.at_ms) as f64 / 1000.0;
+        let change = (newest.lag_records - first.lag_records) as f64 / dt;
         // Within 1% of the lag per minute counts as steady.
-        let tolerance = (last.lag_records as f64 * 0.01) / 60.0;
+        let tolerance = (newest.lag_records as f64 * 0.01) / 60.0;
         o.trend = if change < -tolerance {
             Trend::Shrinking
         } else if change > tolerance {
@@ -158,19 +171,8 @@ impl Series {
         } else {
             Trend::Steady
         };
-        if change < 0.0 && o.trend == Trend::Shrinking {
-            o.catch_up_seconds = Some(last.lag_records as f64 / -change);
-        }
-        o
-    }
-
-    /// [`Series::outlook`] corrected by the present: a partition at zero lag now is caught up,
-    /// whatever the last sample said.
-    pub fn outlook_now(&self, lag_records: i64) -> Outlook {
-        let mut o = self.outlook();
-        if lag_records == 0 {
-            o.trend = Trend::CaughtUp;
-            o.catch_up_seconds = None;
+        if o.trend == Trend::Shrinking {
+            o.catch_up_seconds = Some(newest.lag_records as f64 / -change);
         }
         o
     }
@@ -242,6 +244,25 @@ mod tests {
         s.push(sample(20, 0, 0));
         assert_eq!(s.outlook().trend, Trend::CaughtUp);
         assert_eq!(Series::default().outlook().trend, Trend::Unknown);
+    }
+
+    #[test]
+    fn the_present_overrides_stale_samples() {
+        let mut s = Series::default();
+        s.push(sample(0, 0, 0));
+        s.push(sample(5, 0, 0));
+        assert_eq!(s.outlook().trend, Trend::CaughtUp);
+        // Paused since: the lag now is 400.
+        assert_eq!(s.outlook_at(Some(sample(8, 400, 0))).trend, Trend::Growing);
+        // Caught up now although the last sample lagged.
+        s.push(sample(10, 300, 0));
+        assert_eq!(s.outlook_at(Some(sample(12, 0, 0))).trend, Trend::CaughtUp);
+        // A shrinking lag: 300 -> 100 in 20 s, 10 a second, gives 10 more seconds.
+        let mut s = Series::default();
+        s.push(sample(0, 300, 0));
+        s.push(sample(10, 200, 0));
+        let o = s.outlook_at(Some(sample(20, 100, 0)));
+        assert_eq!((o.trend, o.catch_up_seconds), (Trend::Shrinking, Some(10.0)));
     }
 
     #[test]

@@ -92,11 +92,11 @@ impl AppState {
             health: Mutex::default(),
             clients: tokio::sync::Mutex::default(),
             auth: Auth::new(token),
-            sample_interval: Duration::from_secs(5),
+            sample_interval: Duration::from_secs(2),
         }))
     }
 
-    /// Samples lag history every `interval` instead of every 5 s.
+    /// Samples lag history every `interval` instead of every 2 s.
     pub fn with_sample_interval(self, interval: Duration) -> AppState {
         match Arc::try_unwrap(self.0) {
             Ok(mut inner) => {

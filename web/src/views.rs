@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use tern_mirror::offset_map::Translation;
 
-use crate::history::{Outlook, Series, Trend};
+use crate::history::{Outlook, Sample, Series, Trend};
 use crate::metrics::{lag_seconds, now_ms};
 use crate::state::AppState;
 
@@ -201,14 +201,14 @@ impl AppState {
                     records: p.records,
                     bytes: p.bytes,
                     error: p.error.clone(),
-                    outlook: series.outlook_now(p.lag_records()),
+                    outlook: series.outlook_at(Some(Sample { at_ms: now, lag_records: p.lag_records(), lag_seconds: 0.0, records: p.records, bytes: p.bytes })),
                     lag_history: series.lag_points(),
                 }
             })
             .collect();
         let series = history.flows.get(name).unwrap_or(&empty);
         let lag_records = partitions.iter().map(|p| p.lag_records).sum();
-        let mut outlook = series.outlook_now(lag_records);
+        let mut outlook = series.outlook_at(Some(Sample { at_ms: now, lag_records, lag_seconds: 0.0, records: 0, bytes: 0 }));
         if partitions.is_empty() {
             outlook.trend = Trend::Unknown;
         }
