@@ -31,9 +31,9 @@ pub fn offset_map_topic(source: &str) -> String {
 }
 
 /// Groups MirrorMaker 2 never checkpoints (console consumers, Connect, internal), plus the
-/// mirror's own groups.
+/// mirror's own groups and drill groups.
 pub fn is_excluded_group(group: &str) -> bool {
-    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.")
+    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.") || group.starts_with(crate::drill::DRILL_GROUP_PREFIX)
 }
 
 pub fn replicates_group(flow: &Flow, group: &str) -> bool {
@@ -261,6 +261,7 @@ mod tests {
         assert!(is_excluded_group("console-consumer-123"));
         assert!(is_excluded_group("connect-sink"));
         assert!(is_excluded_group("tern.us-east.eu-west"));
+        assert!(is_excluded_group("tern-drill.20261125T054512Z-3f9a.billing"));
         assert!(!is_excluded_group("billing"));
     }
 }

@@ -5,6 +5,7 @@
 //! - [`flow`]: one flow at work: remote topics, fetch, produce, commit, heartbeats.
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
 //! - [`control`]: pause and failover state, shared by every worker of a flow.
+//! - [`drill`]: disaster-recovery drills (RPO, RTO, per-group verification) and their history.
 //! - [`status`]: per-partition positions, lag and errors, read by metrics and the dashboard.
 //! - [`mm2`]: MirrorMaker 2's internal record formats (heartbeats, checkpoints, offset syncs).
 //!
@@ -25,6 +26,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod control;
+pub mod drill;
 pub mod error;
 pub mod flow;
 pub mod import_mm2;

@@ -12,3 +12,4 @@ mod terraform;
 mod groups;
 mod groups_restart;
 mod offsets;
+mod drills;

@@ -1,0 +1,205 @@
+//! Disaster-recovery drills, failover and failback against real brokers: the numbers a drill
+//! reports are checked against what the test did, and what consumers read after a failover
+//! or failback is checked record by record.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use kafka_protocol::records::Compression;
+use tern_kafka::client::{Client, ClientConfig, GroupMember, Membership, LATEST};
+use tern_mirror::drill::{DrillReport, Verdict};
+
+use crate::helpers::*;
+use crate::mirror::{partition_content, two_cluster_config, varied_batch, TestMirror};
+use crate::protocol::produce_request;
+
+pub async fn client(bootstrap: &str) -> Client {
+    Client::connect(ClientConfig::new(bootstrap)).await.expect("client")
+}
+
+pub async fn end(client: &Client, topic: &str, partition: i32) -> i64 {
+    let _ = client.refresh_metadata(None).await;
+    client.list_offset_once(topic, partition, LATEST).await.map(|(o, _)| o).unwrap_or(-1)
+}
+
+/// Waits until every partition of `remote` on the target ends where `topic` ends on the source.
+pub async fn wait_caught_up(source: &Client, target: &Client, topic: &str, remote: &str, partitions: i32) {
+    wait_until(Duration::from_secs(60), &format!("{remote} to catch up with {topic}"), async || {
+        for p in 0..partitions {
+            if end(target, remote, p).await != end(source, topic, p).await {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+pub async fn commit(client: &Client, group: &str, offsets: &[(&str, i32, i64)]) {
+    let map: BTreeMap<(String, i32), i64> = offsets.iter().map(|(t, p, o)| ((t.to_string(), *p), *o)).collect();
+    client.commit_offsets(group, &Membership::none(), &map).await.expect("commit");
+}
+
+/// Runs `tern <args>` to completion; returns (exit code, stdout).
+pub fn tern(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(tern_bin()).args(args).output().expect("run tern");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("--- tern {}\n{stdout}\n--- stderr\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+fn drill_json(config: &Path, json: &Path, groups: &str) -> (i32, DrillReport, serde_json::Value) {
+    let (code, _) = tern(&["drill", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--groups", groups, "--json", json.to_str().expect("path"), "--timeout", "10s"]);
+    let text = std::fs::read_to_string(json).expect("the JSON report");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let report: DrillReport = serde_json::from_str(&text).expect("a DrillReport");
+    (code, report, value)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+fn group<'a>(r: &'a DrillReport, name: &str) -> &'a tern_mirror::drill::GroupReport {
+    r.groups.iter().find(|g| g.group == name).unwrap_or_else(|| panic!("no group {name} in {:?}", r.groups.iter().map(|g| &g.group).collect::<Vec<_>>()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_clusters() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
+    let mut s = src.connect().await;
+    create_topic(&mut s, "orders", 2, &[]).await;
+    // 100 records per partition: keys (some null), values, headers, distinct timestamps.
+    for b in 0..4 {
+        for p in 0..2 {
+            s.call(&produce_request("orders", p, varied_batch(p, b, 25), 1), 9).await.expect("produce");
+        }
+    }
+    commit(&source, "billing", &[("orders", 0, 40), ("orders", 1, 100)]).await;
+    commit(&source, "audit", &[("orders", 0, 0), ("orders", 1, 73)]).await;
+    commit(&source, "skipped", &[("orders", 0, 10)]).await;
+    // A group with a live member and no committed offsets.
+    let mut idle = GroupMember::new("idle", Duration::from_secs(30), Duration::from_secs(30));
+    idle.join(&source, &["orders".to_string()]).await.expect("join");
+    let hb = tokio::spawn(async move {
+        loop {
+            let _ = idle.heartbeat().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    let toml = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"orders\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let mirror = TestMirror::start(&toml);
+    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
+
+    // Hold records back from replication: pause the flow through its control record, then
+    // produce 25 more records to partition 0 and 12 to partition 1.
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: hold back", |c| c.paused = true).await.expect("pause");
+    let status = mirror.status["src->dst"].clone();
+    wait_until(Duration::from_secs(10), "the worker to see the pause", async || status.control().paused.then_some(())).await;
+    // A fetch already waiting at the end of the log when the pause was seen may still return:
+    // let it (fetch_max_wait is 200 ms) before producing what must be held back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (held0, held1) = (25i64, 12i64);
+    let held_at = std::time::Instant::now();
+    s.call(&produce_request("orders", 0, batch("held-0", held0 as usize, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    s.call(&produce_request("orders", 1, batch("held-1", held1 as usize, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    let committed_before = (source.all_committed_offsets("billing").await.expect("offsets"), source.all_committed_offsets("audit").await.expect("offsets"));
+
+    let json = dir.path().join("drill.json");
+    let started = std::time::Instant::now();
+    let (code, report, value) = drill_json(&config, &json, "billing|audit|idle");
+    println!("drill took {:?}: RPO {} records / {:.2} s, RTO {:?} ms", started.elapsed(), report.rpo_records, report.rpo_seconds, report.rto_ms);
+    assert_eq!(code, 1, "groups would lose the held-back records: exit code 1");
+    assert_eq!(value["schema_version"], 1);
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert_eq!(report.flow_state, "active");
+    assert_eq!(report.rpo_records, held0 + held1, "RPO = exactly the records held back");
+    let rpo: Vec<(i32, i64, i64)> = report.partitions.iter().map(|p| (p.partition, p.replicated_end, p.rpo_records)).collect();
+    assert_eq!(rpo, vec![(0, 100, held0), (1, 100, held1)]);
+    // RPO in seconds: the age of the oldest held-back record when the drill looked.
+    let held_for = held_at.elapsed().as_secs_f64();
+    assert!(report.rpo_seconds > 0.0 && report.rpo_seconds <= held_for + 1.0, "RPO {} s, records held back {held_for:.2} s ago", report.rpo_seconds);
+    assert_eq!((report.redelivered_records, report.missed_records), (0, 0), "no duplicates, no gaps");
+    assert!(report.rto_ms.is_some_and(|ms| ms > 0), "RTO measured: {:?}", report.rto_ms);
+    assert!(report.groups.iter().all(|g| g.group != "skipped"), "--groups filters");
+
+    let billing = group(&report, "billing");
+    assert_eq!(billing.verdict, Verdict::Fail);
+    assert_eq!(billing.rpo_records, held0 + held1, "billing has consumed none of the held-back records");
+    let audit = group(&report, "audit");
+    assert_eq!(audit.rpo_records, held0 + held1);
+    assert_eq!(group(&report, "idle").verdict, Verdict::NoOffsets, "{:?}", group(&report, "idle"));
+    for (g, committed) in [(billing, [40, 100]), (audit, [0, 73])] {
+        assert_eq!(g.read_through, Some(true), "{}: {}", g.group, g.reason);
+        assert!(g.drill_group.as_ref().is_some_and(|d| d.starts_with(&format!("tern-drill.{}.", report.id))));
+        for p in &g.partitions {
+            let c = committed[p.partition as usize];
+            assert_eq!(p.committed, c);
+            // One mirror run on a plain topic: target offsets equal source offsets.
+            assert_eq!(p.translated, Some(c), "{} {}", g.group, p.partition);
+            assert_eq!(p.check, "match", "{} {}", g.group, p.partition);
+            assert_eq!((p.redelivered_records, p.missed_records), (0, 0));
+        }
+    }
+    // Independently: the target record at each translated offset is the source record at the
+    // committed offset (key, value, headers, timestamp).
+    for p in 0..2 {
+        let (a, b) = (partition_content(&src.bootstrap(), "orders", p).await, partition_content(&dst.bootstrap(), "src.orders", p).await);
+        assert_eq!(b[..], a[..100], "partition {p}: the target holds exactly the first 100 records");
+        assert_eq!(a.len() as i64, 100 + [held0, held1][p as usize]);
+    }
+    // Production consumers untouched; drill groups gone; nothing replicated while paused.
+    assert_eq!(source.all_committed_offsets("billing").await.expect("offsets"), committed_before.0);
+    assert_eq!(source.all_committed_offsets("audit").await.expect("offsets"), committed_before.1);
+    let leftover: Vec<String> = target.list_groups().await.expect("groups").into_iter().filter(|g| g.starts_with("tern-drill.")).collect();
+    assert!(leftover.is_empty(), "drill groups left behind: {leftover:?}");
+    assert_eq!(end(&target, "src.orders", 0).await, 100);
+
+    // Resume; once caught up a drill passes, with nothing to lose.
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: resume", |c| c.paused = false).await.expect("resume");
+    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
+    let (code, report2, _) = drill_json(&config, &json, "billing|audit|idle");
+    assert_eq!(code, 0, "{:?}", report2.groups);
+    assert_eq!(report2.verdict, Verdict::Pass);
+    assert_eq!(report2.rpo_records, 0);
+    assert_eq!(group(&report2, "billing").verdict, Verdict::Pass);
+    assert!(group(&report2, "billing").partitions.iter().all(|p| p.check == "match" && p.read_through == Some(true)));
+    println!("caught-up drill: RTO {:?} ms", report2.rto_ms);
+
+    // Both drills are in the history beside the config, newest first.
+    let history = tern_mirror::drill::history_dir(&dir.path().join("tern-state"));
+    let listed = tern_mirror::drill::history::list(&history).expect("history");
+    assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![report2.id.clone(), report.id.clone()]);
+    assert_eq!(tern_mirror::drill::history::load(&history, &report.id).expect("load"), report);
+    mirror.stop().await;
+
+    // An unreachable source: every group the target's checkpoints know gets an error verdict
+    // that says why; no crash, exit code 2.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let bad = dir.path().join("dead-source.toml");
+    std::fs::write(&bad, two_cluster_config(&dead, &dst.bootstrap(), "\"orders\"")).expect("config");
+    let (code, r, _) = drill_json(&bad, &json, "billing|audit");
+    assert_eq!(code, 2);
+    assert_eq!(r.verdict, Verdict::Error);
+    for g in ["billing", "audit"] {
+        let g = group(&r, g);
+        assert_eq!(g.verdict, Verdict::Error);
+        assert!(g.reason.contains("source unreachable") && g.reason.contains("checkpoint"), "{}", g.reason);
+    }
+    // An unreachable target: the source's groups get the verdict.
+    std::fs::write(&bad, two_cluster_config(&src.bootstrap(), &dead, "\"orders\"")).expect("config");
+    let (code, r, _) = drill_json(&bad, &json, ".*");
+    assert_eq!(code, 2);
+    assert!(group(&r, "billing").reason.contains("target unreachable"), "{}", group(&r, "billing").reason);
+    hb.abort();
+}
