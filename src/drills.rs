@@ -90,3 +90,73 @@ fn print_report(r: &DrillReport) {
         }
     }
 }
+
+fn write_json(path: &Option<std::path::PathBuf>, json: serde_json::Result<Vec<u8>>) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let json = json.context("encoding the report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_groups(groups: &[tern_mirror::failover::MovedGroup]) {
+    for g in groups {
+        println!("group {}: {}", g.group, g.outcome);
+        for p in &g.partitions {
+            let age = if p.age_ms > 0 { format!(" (from a checkpoint {:.1} s old)", p.age_ms as f64 / 1000.0) } else { String::new() };
+            let again = if p.redelivered_records > 0 { format!(", re-reads {}", p.redelivered_records) } else { String::new() };
+            println!("  {}/{}: {} -> {}{age}{again}", p.topic, p.partition, p.from_offset, p.to_offset);
+        }
+    }
+}
+
+/// `tern failover`.
+pub async fn failover(args: crate::FailoverArgs) -> anyhow::Result<()> {
+    let validated = tern_mirror::config::load(&args.config)?;
+    let flow = find_flow(&validated, &args.flow, &args.config)?;
+    let opts = tern_mirror::failover::FailoverOptions { planned: !args.unplanned, timeout: args.timeout };
+    let r = tern_mirror::failover::failover(flow, &validated.config.clusters, &opts, |m| eprintln!("  {m}")).await?;
+    println!("{} failover of {}: {} ({} record(s) lost{})", r.mode, r.flow, r.state, r.lost_records, if r.drained { ", drained" } else { "" });
+    println!("{:<30} {:>9} {:>14} {:>13} {:>17} {:>6}", "remote topic", "partition", "target offset", "source offset", "known source end", "lost");
+    for p in &r.point.partitions {
+        println!("{:<30} {:>9} {:>14} {:>13} {:>17} {:>6}", p.remote_topic, p.partition, p.target_offset, p.source_offset, p.known_source_end, p.lost_records);
+    }
+    print_groups(&r.groups);
+    for e in &r.errors {
+        println!("warning: {e}");
+    }
+    write_json(&args.json, serde_json::to_vec_pretty(&r))
+}
+
+/// `tern failback`.
+pub async fn failback(args: crate::FailbackArgs) -> anyhow::Result<()> {
+    let validated = tern_mirror::config::load(&args.config)?;
+    let flow = find_flow(&validated, &args.flow, &args.config)?;
+    let r = tern_mirror::failback::failback(flow, &validated.config.clusters, args.timeout, |m| eprintln!("  {m}")).await?;
+    println!("failback of {}: {} ({} record(s) copied back)", r.flow, r.state, r.copied_records);
+    for p in &r.partitions {
+        println!("  {}/{} [{}, {}) -> {}/{} from {}; {} stranded record(s) on the source", p.remote_topic, p.partition, p.from, p.until, p.topic, p.partition, p.source_start, p.stranded_records);
+    }
+    print_groups(&r.groups);
+    for e in &r.errors {
+        println!("warning: {e}");
+    }
+    write_json(&args.json, serde_json::to_vec_pretty(&r))
+}
+
+/// `tern state`.
+pub async fn state(args: crate::StateArgs) -> anyhow::Result<()> {
+    let validated = tern_mirror::config::load(&args.config)?;
+    for flow in validated.flows.iter().filter(|f| args.flow.as_ref().is_none_or(|n| *n == f.name())) {
+        let timeout = std::time::Duration::from_secs(15);
+        let line = match tern_mirror::drill::connect_bounded(&flow.target, &validated.config.clusters[&flow.target], timeout).await {
+            Ok(target) => match tern_mirror::control::read(&target, &flow.target, &flow.name()).await {
+                Ok(c) => format!("{}{} (since {} ms, {})", c.state, if c.paused { ", paused" } else { "" }, c.updated_at_ms, if c.reason.is_empty() { "-" } else { &c.reason }),
+                Err(e) => format!("unknown: {e}"),
+            },
+            Err(e) => format!("unknown: {e}"),
+        };
+        println!("{:<30} {line}", flow.name());
+    }
+    Ok(())
+}

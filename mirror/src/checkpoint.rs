@@ -187,7 +187,7 @@ pub async fn checkpoint_groups(
 
 /// Commits translated offsets to the same-named group on the target, never moving it
 /// backwards and never touching a group that has active members there.
-async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
+pub(crate) async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
     match target.describe_group(group).await {
         Ok(info) if info.members > 0 => return format!("not synced: {} active member(s) on the target ({})", info.members, info.state),
         Ok(_) => {}

@@ -117,8 +117,8 @@ pub fn drill_group(id: &str, group: &str) -> String {
     format!("{DRILL_GROUP_PREFIX}{id}.{group}")
 }
 
-/// Connects within `timeout`, as one error string naming the cluster.
-pub(crate) async fn connect_bounded(name: &str, cluster: &ClusterConfig, timeout: Duration) -> std::result::Result<Client, String> {
+/// Connects within `timeout`; the error is one line naming the cluster.
+pub async fn connect_bounded(name: &str, cluster: &ClusterConfig, timeout: Duration) -> std::result::Result<Client, String> {
     match tokio::time::timeout(timeout, crate::flow::connect(name, cluster)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(e.to_string()),
