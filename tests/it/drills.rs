@@ -203,3 +203,221 @@ async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_
     assert!(group(&r, "billing").reason.contains("target unreachable"), "{}", group(&r, "billing").reason);
     hb.abort();
 }
+
+/// `tern broker` as a child process that can be killed with SIGKILL and started again on
+/// the same port and data directory.
+struct ProcBroker {
+    child: Option<std::process::Child>,
+    addr: String,
+    data: std::path::PathBuf,
+}
+
+impl ProcBroker {
+    fn spawn(data: &Path, listen: &str) -> std::io::Result<(std::process::Child, String)> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(tern_bin())
+            .args(["broker", "--listen", listen, "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("tern broker listening on ").map(str::to_string) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(format!("broker did not start: {line:?}")));
+        };
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Ok((child, addr))
+    }
+
+    fn start(data: &Path) -> ProcBroker {
+        let (child, addr) = Self::spawn(data, "127.0.0.1:0").expect("broker");
+        ProcBroker { child: Some(child), addr, data: data.to_path_buf() }
+    }
+
+    fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            let _ = c.wait();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let addr = self.addr.clone();
+        let data = self.data.clone();
+        let child = wait_until(Duration::from_secs(20), "the broker to start again on its port", async || Self::spawn(&data, &addr).ok().map(|(c, _)| c)).await;
+        self.child = Some(child);
+    }
+}
+
+impl Drop for ProcBroker {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+type Content = (Option<bytes::Bytes>, Option<bytes::Bytes>, Vec<(String, Option<bytes::Bytes>)>, i64);
+
+/// What a consumer of `group` reads from its committed offsets to the end of each partition
+/// of `topic`, read as a member of the group.
+async fn consume(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i64, Vec<Content>)> {
+    let c = client(bootstrap).await;
+    let mut member = GroupMember::new(group, Duration::from_secs(10), Duration::from_secs(10));
+    let assigned = member.join(&c, &[topic.to_string()]).await.expect("join");
+    let committed = c.committed_offsets(group, &assigned).await.expect("committed offsets");
+    let mut out = BTreeMap::new();
+    for (t, p) in assigned {
+        let from = *committed.get(&(t.clone(), p)).unwrap_or_else(|| panic!("{group} has no offset for {t}/{p}"));
+        let content = partition_content(bootstrap, &t, p).await;
+        out.insert(p, (from, content[from as usize..].to_vec()));
+    }
+    member.leave().await.expect("leave");
+    out
+}
+
+fn failover_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
+    let a_dir = tempfile::tempdir().expect("dir");
+    let mut a = ProcBroker::start(a_dir.path());
+    let b = TestBroker::start().await;
+    let (source, target) = (client(&a.addr).await, client(&b.bootstrap()).await);
+    let mut s = tern_kafka::client::Connection::connect(&a.addr).await.expect("connect");
+    create_topic(&mut s, "orders", 2, &[]).await;
+    for p in 0..2 {
+        for k in 0..3 {
+            s.call(&produce_request("orders", p, batch(&format!("a{p}-{k}"), 20, now_ms(), Compression::Lz4), 1), 9).await.expect("produce");
+        }
+    }
+    commit(&source, "billing", &[("orders", 0, 25), ("orders", 1, 60)]).await;
+    commit(&source, "audit", &[("orders", 0, 60), ("orders", 1, 0)]).await;
+
+    let toml = two_cluster_config(&a.addr, &b.bootstrap(), "\"orders\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
+    let mirror = TestMirror::start(&toml);
+    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
+    let synced = |g: &'static str, want: [i64; 2]| {
+        let target = &target;
+        async move {
+            wait_until(Duration::from_secs(30), &format!("{g} synced onto the target"), async || {
+                let o = target.all_committed_offsets(g).await.ok()?;
+                (o.get(&("src.orders".to_string(), 0)) == Some(&want[0]) && o.get(&("src.orders".to_string(), 1)) == Some(&want[1])).then_some(())
+            })
+            .await
+        }
+    };
+    synced("billing", [25, 60]).await;
+    synced("audit", [60, 0]).await;
+
+    // 7 records reach A but never B: the flow is paused when they are written, then A dies.
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: hold back", |c| c.paused = true).await.expect("pause");
+    let status = mirror.status["src->dst"].clone();
+    wait_until(Duration::from_secs(10), "the worker to see the pause", async || status.control().paused.then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // a fetch in flight may still return
+    s.call(&produce_request("orders", 0, batch("stranded", 7, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    wait_until(Duration::from_secs(30), "the worker to record A's new end on B", async || {
+        let (ends, _) = tern_mirror::failover::read_state(&flow, &target).await.ok()?;
+        (ends.get(&("orders".to_string(), 0)).map(|k| k.end) == Some(67)).then_some(())
+    })
+    .await;
+    let a_before = [partition_content(&a.addr, "orders", 0).await, partition_content(&a.addr, "orders", 1).await];
+    drop(s);
+    a.kill_9();
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: unpause", |c| c.paused = false).await.expect("unpause");
+
+    let report_path = dir.path().join("failover.json");
+    let (code, _) = tern(&["failover", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--unplanned", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!(r["state"], "failed-over");
+    assert_eq!(r["lost_records"], 7, "the records written on A after replication stopped");
+    let points: Vec<(i64, i64, i64, i64)> = r["point"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| (p["target_offset"].as_i64().expect("n"), p["source_offset"].as_i64().expect("n"), p["known_source_end"].as_i64().expect("n"), p["lost_records"].as_i64().expect("n")))
+        .collect();
+    assert_eq!(points, vec![(60, 60, 67, 7), (60, 60, 60, 0)]);
+    assert_eq!(tern_mirror::control::read(&target, "dst", "src->dst").await.expect("control").state, tern_mirror::control::FailoverState::FailedOver);
+    let (_, state) = tern(&["state", "--config", config.to_str().expect("path")]);
+    assert!(state.contains("failed-over"), "{state}");
+
+    // Consumers started on B from the synced groups read exactly what they had not consumed
+    // on A (the 7 lost records aside), and nothing they had.
+    for (g, committed) in [("billing", [25usize, 60]), ("audit", [60, 0])] {
+        let read = consume(&b.bootstrap(), g, "src.orders").await;
+        for p in 0..2 {
+            let (from, records) = &read[&(p as i32)];
+            let want = &a_before[p][committed[p]..60];
+            assert_eq!(*from, committed[p] as i64, "{g} {p}");
+            assert_eq!(records[..], want[..], "{g} partition {p}: what the consumer reads on B");
+            println!("{g} partition {p}: resumes on B at {from}, reads {} records, none it had", records.len());
+        }
+    }
+
+    // Life on B: producers write to the remote topic; billing reads 10 of the 15 new records
+    // on partition 0 and all 5 on partition 1. audit reads nothing.
+    let mut bc = b.connect().await;
+    bc.call(&produce_request("src.orders", 0, batch("on-b-0", 15, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    bc.call(&produce_request("src.orders", 1, batch("on-b-1", 5, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    commit(&target, "billing", &[("src.orders", 0, 70), ("src.orders", 1, 65)]).await;
+    let written_on_b = [partition_content(&b.bootstrap(), "src.orders", 0).await[60..].to_vec(), partition_content(&b.bootstrap(), "src.orders", 1).await[60..].to_vec()];
+
+    // A returns; failback copies B's writes home and moves the groups back.
+    a.restart().await;
+    let report_path = dir.path().join("failback.json");
+    let (code, _) = tern(&["failback", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!(r["state"], "active");
+    assert_eq!(r["copied_records"], 20);
+    let a_after = [partition_content(&a.addr, "orders", 0).await, partition_content(&a.addr, "orders", 1).await];
+    assert_eq!(a_after[0][..67], a_before[0][..], "A kept everything it had, the 7 stranded records included");
+    assert_eq!(a_after[0][67..], written_on_b[0][..], "B's writes reached A, in order, intact");
+    assert_eq!(a_after[1][60..], written_on_b[1][..]);
+    // Groups on A: billing had read 10 of the copied records on partition 0 but never the 7
+    // stranded ones before them, so it resumes at the first stranded record; on partition 1
+    // it resumes after the 5 it read. audit resumes where it was on B.
+    let source = client(&a.addr).await;
+    let billing = consume(&a.addr, "billing", "orders").await;
+    assert_eq!(billing[&0].0, 60);
+    assert_eq!(billing[&0].1[..], a_after[0][60..], "billing on A: the stranded records, then B's writes");
+    assert_eq!(billing[&1].0, 65, "billing on A: after the 5 it read on B");
+    let audit = consume(&a.addr, "audit", "orders").await;
+    assert_eq!((audit[&0].0, audit[&1].0), (60, 0));
+    assert_eq!(audit[&1].1[..], a_after[1][..]);
+    let moved = r["groups"].as_array().expect("groups");
+    let billing_p0 = moved.iter().find(|g| g["group"] == "billing").expect("billing")["partitions"][0].clone();
+    assert_eq!(billing_p0["redelivered_records"], 10, "{billing_p0}");
+
+    // The flow is active again and resumes after the copied records: new records on A reach
+    // B once, and the copied ones are not sent back to B.
+    let mut s = tern_kafka::client::Connection::connect(&a.addr).await.expect("connect");
+    s.call(&produce_request("orders", 0, batch("after-0", 3, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    s.call(&produce_request("orders", 1, batch("after-1", 4, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    wait_until(Duration::from_secs(60), "new records on A to reach B after failback", async || {
+        (end(&target, "src.orders", 0).await == 78 && end(&target, "src.orders", 1).await == 69).then_some(())
+    })
+    .await;
+    let b_after = [partition_content(&b.bootstrap(), "src.orders", 0).await, partition_content(&b.bootstrap(), "src.orders", 1).await];
+    assert_eq!(b_after[0][75..], a_after_plus(&a.addr, 0, 82).await[..]);
+    assert_eq!(b_after[1][..], partition_content(&a.addr, "orders", 1).await[..], "partition 1: B is again an exact copy of A");
+    let _ = source;
+    mirror.stop().await;
+}
+
+async fn a_after_plus(addr: &str, partition: i32, from: usize) -> Vec<Content> {
+    partition_content(addr, "orders", partition).await[from..].to_vec()
+}
