@@ -135,7 +135,11 @@ pub async fn failback(args: crate::FailbackArgs) -> anyhow::Result<()> {
     let r = tern_mirror::failback::failback(flow, &validated.config.clusters, args.timeout, |m| eprintln!("  {m}")).await?;
     println!("failback of {}: {} ({} record(s) copied back)", r.flow, r.state, r.copied_records);
     for p in &r.partitions {
-        println!("  {}/{} [{}, {}) -> {}/{} from {}; {} stranded record(s) on the source", p.remote_topic, p.partition, p.from, p.until, p.topic, p.partition, p.source_start, p.stranded_records);
+        if p.until > p.from {
+            println!("  {}/{} [{}, {}) copied to {}/{} from {}; {} record(s) on the source never reached the target", p.remote_topic, p.partition, p.from, p.until, p.topic, p.partition, p.source_start, p.stranded_records);
+        } else {
+            println!("  {}/{}: nothing written on the target; {} record(s) written on the source meanwhile replicate now", p.topic, p.partition, p.stranded_records);
+        }
     }
     print_groups(&r.groups);
     for e in &r.errors {

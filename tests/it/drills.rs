@@ -421,3 +421,46 @@ async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
 async fn a_after_plus(addr: &str, partition: i32, from: usize) -> Vec<Content> {
     partition_content(addr, "orders", partition).await[from..].to_vec()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_failover_drains_the_flow_and_failback_returns_it_to_active() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
+    let mut s = src.connect().await;
+    create_topic(&mut s, "payments", 1, &[]).await;
+    let toml = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"payments\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let mirror = TestMirror::start(&toml);
+    for k in 0..5 {
+        s.call(&produce_request("payments", 0, batch(&format!("p{k}"), 40, now_ms(), Compression::Zstd), 1), 9).await.expect("produce");
+    }
+    commit(&source, "ledger", &[("payments", 0, 130)]).await;
+    // Failover right away: the drain waits for whatever is still in flight.
+    let report_path = dir.path().join("failover.json");
+    let (code, _) = tern(&["failover", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--planned", "--timeout", "30s", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!((r["mode"].as_str(), r["drained"].as_bool(), r["lost_records"].as_i64()), (Some("planned"), Some(true), Some(0)));
+    assert_eq!(end(&target, "src.payments", 0).await, 200, "drained: everything reached the target");
+    assert_eq!(target.all_committed_offsets("ledger").await.expect("offsets").get(&("src.payments".to_string(), 0)), Some(&130), "final group offsets synced");
+    assert_eq!(source.describe_group("tern.src.dst").await.expect("group").members, 0, "the workers left the flow's group");
+    // Failed over, nothing replicates.
+    s.call(&produce_request("payments", 0, batch("late", 5, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    tokio::time::sleep(Duration::from_secs(2)).await; // give a (wrongly) running worker the time to copy
+    assert_eq!(end(&target, "src.payments", 0).await, 200, "a failed-over flow does not replicate");
+
+    // Failback with nothing written on B: the group returns to where it was, and the 5
+    // records written on A meanwhile replicate once the flow is active again.
+    let report_path = dir.path().join("failback.json");
+    let (code, _) = tern(&["failback", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!((r["state"].as_str(), r["copied_records"].as_i64()), (Some("active"), Some(0)));
+    assert_eq!(source.all_committed_offsets("ledger").await.expect("offsets").get(&("payments".to_string(), 0)), Some(&130));
+    wait_caught_up(&source, &target, "payments", "src.payments", 1).await;
+    assert_eq!(partition_content(&dst.bootstrap(), "src.payments", 0).await, partition_content(&src.bootstrap(), "payments", 0).await, "an exact copy, nothing twice");
+    mirror.stop().await;
+}
