@@ -180,6 +180,20 @@ async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_
     assert_eq!(tern_mirror::drill::history::load(&history, &report.id).expect("load"), report);
     mirror.stop().await;
 
+    // A wrong offset map (an entry claiming source 50 landed at target 47) would make groups
+    // resume 3 records early on partition 1: the drill catches it from the data.
+    let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
+    let bogus = tern_mirror::offset_map::Entry { source: 50, target: 47 };
+    tern_mirror::checkpoint::persist_entries(&flow, &source, &target, &("orders".to_string(), 1), &[bogus], &[]).await.expect("write a bogus entry");
+    let (code, bad, _) = drill_json(&config, &json, "billing|audit");
+    assert_eq!(code, 1);
+    assert_eq!((bad.rpo_records, bad.redelivered_records, bad.missed_records), (0, 6, 0));
+    for g in ["billing", "audit"] {
+        let p1 = &group(&bad, g).partitions[1];
+        assert_eq!((p1.check.as_str(), p1.redelivered_records, p1.translated), ("repeats", 3, Some(p1.committed - 3)), "{g}");
+        assert!(group(&bad, g).reason.contains("re-read 3"), "{}", group(&bad, g).reason);
+    }
+
     // An unreachable source: every group the target's checkpoints know gets an error verdict
     // that says why; no crash, exit code 2.
     let dead = {
