@@ -59,8 +59,29 @@ pub struct FailbackReport {
     pub errors: Vec<String>,
 }
 
-/// Records copied per produce request.
+/// Records read from the target per round.
 const CHUNK: i64 = 500;
+
+/// Bytes of record data per produce request: under Kafka's default `max.message.bytes` (1 MB).
+const BATCH_BYTES: usize = 900_000;
+
+/// Splits records into runs that each fit one batch; a record larger than that goes alone.
+fn split_by_size(records: &[kafka_protocol::records::Record]) -> Vec<&[kafka_protocol::records::Record]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0usize);
+    for (i, r) in records.iter().enumerate() {
+        let len = 64 + r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + r.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 8).sum::<usize>();
+        if i > start && size + len > BATCH_BYTES {
+            out.push(&records[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += len;
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
 
 /// Fails `flow` back to its source. See the module documentation.
 pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, timeout: Duration, progress: impl Fn(&str) + Send + Sync) -> Result<FailbackReport> {
@@ -87,6 +108,8 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
     }
 
     // Copy back, pass after pass until the remote topics stop growing.
+    let producer = source.init_producer_id().await.ok().flatten();
+    let mut sequences: std::collections::HashMap<(String, i32), i32> = std::collections::HashMap::new();
     for i in 0..point.partitions.len() {
         loop {
             let p = &point.partitions[i];
@@ -99,26 +122,35 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
                 break;
             }
             let records = target.read_range(&p.remote_topic, p.partition, from, end.min(from + CHUNK)).await.map_err(|e| Error::cluster(&flow.target, e))?;
-            let Some(last) = records.last().map(|r| r.offset) else {
+            if records.is_empty() {
                 // Only control records or a gap: step over it.
                 point.partitions[i].copied_until = Some(end.min(from + CHUNK));
                 continue;
-            };
-            let plain: Vec<PlainRecord> = records
-                .iter()
-                .map(|r| PlainRecord {
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-                    timestamp: r.timestamp,
-                })
-                .collect();
-            let batch = tern_kafka::records::encode_batch(&plain, kafka_protocol::records::Compression::None)?;
-            let ack = source.produce(&p.topic, p.partition, batch, -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
-            let p = &mut point.partitions[i];
-            p.copy_source_start.get_or_insert(ack.base_offset);
-            p.copied_until = Some(last + 1);
-            save_point(flow, &target, &point).await?;
+            }
+            let (topic, partition) = (p.topic.clone(), p.partition);
+            for set in split_by_size(&records) {
+                let plain: Vec<PlainRecord> = set
+                    .iter()
+                    .map(|r| PlainRecord {
+                        key: r.key.clone(),
+                        value: r.value.clone(),
+                        headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                        timestamp: r.timestamp,
+                    })
+                    .collect();
+                let mut batch = bytes::BytesMut::from(&tern_kafka::records::encode_batch(&plain, kafka_protocol::records::Compression::None)?[..]);
+                // Idempotent: a retried batch whose first acknowledgement was lost is written once.
+                if let Some((id, epoch)) = producer {
+                    let sequence = sequences.entry((topic.clone(), partition)).or_insert(0);
+                    tern_kafka::batch::set_producer(&mut batch, id, epoch, *sequence);
+                    *sequence += set.len() as i32;
+                }
+                let ack = source.produce(&topic, partition, batch.freeze(), -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
+                let p = &mut point.partitions[i];
+                p.copy_source_start.get_or_insert(ack.base_offset);
+                p.copied_until = set.last().map(|r| r.offset + 1);
+                save_point(flow, &target, &point).await?;
+            }
             progress(&format!("copied {} record(s) of {}/{} back", records.len(), point.partitions[i].remote_topic, point.partitions[i].partition));
         }
     }
@@ -129,6 +161,15 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
         let source_end = source.list_offset(&p.topic, p.partition, LATEST).await.map_err(|e| Error::cluster(&flow.source, e))?.0;
         let until = p.copied_until.unwrap_or(p.target_offset);
         let source_start = p.copy_source_start.unwrap_or(source_end);
+        if until > p.target_offset && source_end - source_start != until - p.target_offset {
+            errors.push(format!(
+                "{}/{}: {} record(s) were written on {} beside the copied ones; the copied records' offsets there are not contiguous, so groups past the failover point may resume a little off",
+                p.topic,
+                p.partition,
+                (source_end - source_start - (until - p.target_offset)).abs(),
+                flow.source
+            ));
+        }
         copies.push(CopiedPartition {
             topic: p.topic.clone(),
             partition: p.partition,
@@ -211,4 +252,40 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
         groups,
         errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn record(offset: i64, value_len: usize) -> kafka_protocol::records::Record {
+        kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from(vec![b'x'; value_len])),
+            headers: Default::default(),
+        }
+    }
+
+    #[test]
+    fn copies_are_split_into_batches_under_the_size_limit() {
+        let small: Vec<_> = (0..10).map(|o| record(o, 100)).collect();
+        assert_eq!(split_by_size(&small).len(), 1);
+        let big: Vec<_> = (0..5).map(|o| record(o, 400_000)).collect();
+        let sets = split_by_size(&big);
+        assert_eq!(sets.iter().map(|s| s.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
+        let huge = vec![record(0, 2_000_000), record(1, 10)];
+        assert_eq!(split_by_size(&huge).iter().map(|s| s.len()).collect::<Vec<_>>(), vec![1, 1], "an oversized record goes alone");
+        assert!(split_by_size(&[]).is_empty());
+    }
 }

@@ -357,6 +357,7 @@ async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
     let r = failover_json(&report_path);
     assert_eq!(r["state"], "failed-over");
     assert_eq!(r["lost_records"], 7, "the records written on A after replication stopped");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     let points: Vec<(i64, i64, i64, i64)> = r["point"]["partitions"]
         .as_array()
         .expect("partitions")
@@ -397,6 +398,7 @@ async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
     let r = failover_json(&report_path);
     assert_eq!(r["state"], "active");
     assert_eq!(r["copied_records"], 20);
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     let a_after = [partition_content(&a.addr, "orders", 0).await, partition_content(&a.addr, "orders", 1).await];
     assert_eq!(a_after[0][..67], a_before[0][..], "A kept everything it had, the 7 stranded records included");
     assert_eq!(a_after[0][67..], written_on_b[0][..], "B's writes reached A, in order, intact");
