@@ -213,6 +213,9 @@ pub async fn failover(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, o
     if current.failed_over() {
         return Err(Error::Other(format!("flow {} is already {}; run `tern failback` first", flow.name(), current.state)));
     }
+    if opts.planned && current.paused {
+        return Err(Error::Other(format!("flow {} is paused, so it cannot drain: resume it first, or use --unplanned", flow.name())));
+    }
     let source = if opts.planned {
         let s = connect_bounded(&flow.source, cluster(&flow.source)?, opts.timeout).await;
         Some(s.map_err(|e| Error::Other(format!("{e}; a planned failover needs the source: use --unplanned when it is gone")))?)

@@ -67,8 +67,10 @@ impl DrillOptions {
     }
 }
 
-/// What a running drill reports as it goes, for progress bars and live pages.
-#[derive(Debug, Clone, PartialEq)]
+/// What a running drill reports as it goes, for progress bars and live pages. As JSON:
+/// `{"event": "checked", "group": "billing", "verdict": "pass"}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
 pub enum DrillProgress {
     Started { id: String, flow: String },
     /// A cluster answered, or did not (`error`).
@@ -630,6 +632,12 @@ mod tests {
         let v = crate::config::parse("[clusters.a]\nbootstrap = \"127.0.0.1:1\"\n[clusters.b]\nbootstrap = \"127.0.0.1:2\"\n[[flows]]\nsource = \"a\"\ntarget = \"b\"\ntopics = [\".*\"]\n").expect("config");
         let (flow, clusters) = (v.flows[0].clone(), std::sync::Arc::new(v.config.clusters));
         spawnable(async move { run(&flow, &clusters, &DrillOptions::default(), |_| {}).await });
+    }
+
+    #[test]
+    fn progress_events_serialize_for_live_pages() {
+        let e = DrillProgress::Checked { group: "billing".into(), verdict: Verdict::Pass };
+        assert_eq!(serde_json::to_string(&e).expect("json"), r#"{"event":"checked","group":"billing","verdict":"pass"}"#);
     }
 
     #[test]
