@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 mod demo;
+mod drills;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,17 @@ enum Command {
     Check(CheckArgs),
     /// Show how a consumer group's committed offsets translate onto a flow's target.
     Offsets(OffsetsArgs),
+    /// Disaster-recovery drill of a flow: RPO, RTO and, per consumer group, whether a failover
+    /// now would lose or repeat records. Production consumers and producers are not touched.
+    /// Exit code 0 pass, 1 a group would lose or repeat records, 2 the drill could not decide.
+    Drill(DrillArgs),
+    /// Fail a flow over: its consumers and producers move to the target cluster.
+    Failover(FailoverArgs),
+    /// Fail a failed-over flow back: copy what was written on the target back to the source,
+    /// move the groups home, and replicate again.
+    Failback(FailbackArgs),
+    /// Show each flow's control state: active, failing-over, failed-over, failing-back; paused.
+    State(StateArgs),
     /// Print the tern.toml equivalent of a MirrorMaker 2 mm2.properties.
     #[command(name = "import-mm2")]
     ImportMm2 {
@@ -45,6 +57,69 @@ struct OffsetsArgs {
     /// The consumer group on the source.
     #[arg(long)]
     group: String,
+}
+
+#[derive(clap::Args)]
+struct DrillArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The flow, as SOURCE->TARGET.
+    #[arg(long)]
+    flow: String,
+    /// Only consumer groups matching this regex (anchored).
+    #[arg(long)]
+    groups: Option<String>,
+    /// Also write the report as JSON to this file (the schema is in the README).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Bound on reaching each cluster and on each group's checks.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+#[derive(clap::Args)]
+struct FailoverArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The flow, as SOURCE->TARGET.
+    #[arg(long)]
+    flow: String,
+    /// The source is reachable: drain the flow (bounded by --timeout), then stop it (the default).
+    #[arg(long, conflicts_with = "unplanned")]
+    planned: bool,
+    /// The source is gone: use only what the target knows (offset maps, checkpoints).
+    #[arg(long)]
+    unplanned: bool,
+    /// Bound on draining and on waiting for the flow's workers.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct FailbackArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The flow, as SOURCE->TARGET.
+    #[arg(long)]
+    flow: String,
+    /// Bound on waiting for the flow's workers and on copying records back.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct StateArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Only this flow.
+    #[arg(long)]
+    flow: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +192,14 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Check(args) => runtime.block_on(check(args)),
         Command::Offsets(args) => runtime.block_on(offsets(args)),
+        Command::Failover(args) => runtime.block_on(drills::failover(args)),
+        Command::Failback(args) => runtime.block_on(drills::failback(args)),
+        Command::State(args) => runtime.block_on(drills::state(args)),
+        Command::Drill(args) => {
+            let code = runtime.block_on(drills::drill(args))?;
+            drop(runtime);
+            std::process::exit(code);
+        }
         Command::ImportMm2 { properties } => import_mm2(&properties),
     };
     drop(runtime);

@@ -31,9 +31,9 @@ pub fn offset_map_topic(source: &str) -> String {
 }
 
 /// Groups MirrorMaker 2 never checkpoints (console consumers, Connect, internal), plus the
-/// mirror's own groups.
+/// mirror's own groups and drill groups.
 pub fn is_excluded_group(group: &str) -> bool {
-    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.")
+    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.") || group.starts_with(crate::drill::DRILL_GROUP_PREFIX)
 }
 
 pub fn replicates_group(flow: &Flow, group: &str) -> bool {
@@ -187,7 +187,7 @@ pub async fn checkpoint_groups(
 
 /// Commits translated offsets to the same-named group on the target, never moving it
 /// backwards and never touching a group that has active members there.
-async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
+pub(crate) async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
     match target.describe_group(group).await {
         Ok(info) if info.members > 0 => return format!("not synced: {} active member(s) on the target ({})", info.members, info.state),
         Ok(_) => {}
@@ -261,6 +261,7 @@ mod tests {
         assert!(is_excluded_group("console-consumer-123"));
         assert!(is_excluded_group("connect-sink"));
         assert!(is_excluded_group("tern.us-east.eu-west"));
+        assert!(is_excluded_group("tern-drill.20261125T054512Z-3f9a.billing"));
         assert!(!is_excluded_group("billing"));
     }
 }

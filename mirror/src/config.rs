@@ -21,6 +21,33 @@ pub struct Config {
     pub web: WebConfig,
     #[serde(default)]
     pub mirror: MirrorSettings,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// Where Tern keeps what it writes locally (drill history).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Relative paths are taken from the config file's directory; by default
+    /// [`DEFAULT_STATE_DIR`] beside the config file.
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// The state directory's name beside the config file when `[state] dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "tern-state";
+
+impl Config {
+    /// The state directory for a configuration read from `config_path`.
+    pub fn state_dir(&self, config_path: &Path) -> std::path::PathBuf {
+        let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        match &self.state.dir {
+            Some(d) if d.is_absolute() => d.clone(),
+            Some(d) => base.join(d),
+            None => base.join(DEFAULT_STATE_DIR),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +365,17 @@ checkpoint_interval = "2s"
         assert!(!f.topics[1].is_match("payments-eu"), "patterns are anchored");
         assert_eq!(v.flows[1].checkpoint_interval, Duration::from_secs(2));
         assert_eq!(v.config.web.listen, "127.0.0.1:8080");
+        assert_eq!(v.config.state_dir(Path::new("/etc/tern/tern.toml")), Path::new("/etc/tern/tern-state"));
+    }
+
+    #[test]
+    fn the_state_dir_is_relative_to_the_config_file() {
+        let v = parse(&format!("{GOOD}\n[state]\ndir = \"drills-here\"\n")).expect("valid");
+        assert_eq!(v.config.state_dir(Path::new("/etc/tern/tern.toml")), Path::new("/etc/tern/drills-here"));
+        let v = parse(&format!("{GOOD}\n[state]\ndir = \"/var/lib/tern\"\n")).expect("valid");
+        assert_eq!(v.config.state_dir(Path::new("tern.toml")), Path::new("/var/lib/tern"));
+        let e = parse(&format!("{GOOD}\n[state]\ndirectory = \"x\"\n")).expect_err("unknown key").to_string();
+        assert!(e.contains("directory"), "{e}");
     }
 
     #[test]

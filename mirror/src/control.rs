@@ -67,9 +67,16 @@ pub struct Control {
 }
 
 impl Control {
-    /// Whether the flow's workers should be copying records.
+    /// Whether the flow's workers should be copying records: while active, and while a
+    /// planned failover drains the flow.
     pub fn replicating(&self) -> bool {
-        !self.paused && self.state == FailoverState::Active
+        !self.paused && matches!(self.state, FailoverState::Active | FailoverState::FailingOver)
+    }
+
+    /// Whether clients are (or are being moved) on the target: the flow's workers then leave
+    /// their group on the source, so that `tern failback` can set where they resume.
+    pub fn failed_over(&self) -> bool {
+        matches!(self.state, FailoverState::FailedOver | FailoverState::FailingBack)
     }
 }
 
@@ -137,5 +144,7 @@ mod tests {
         assert_eq!(partial.state, FailoverState::FailedOver);
         assert!(!partial.paused && !partial.replicating());
         assert!(Control::default().replicating());
+        let draining = Control { state: FailoverState::FailingOver, ..Control::default() };
+        assert!(draining.replicating() && !draining.failed_over(), "a planned failover drains the flow");
     }
 }

@@ -159,9 +159,45 @@ pub async fn run(
     let mut rejoin = true;
     let mut last_sync = tokio::time::Instant::now() - rt.settings.topic_refresh_interval;
     let mut last_heartbeat = tokio::time::Instant::now();
+    // Whether the worker left the flow's group because the flow failed over.
+    let mut left = false;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if rt.status.control().failed_over() {
+            // Clients moved to the target: give the partitions up and leave the group, so
+            // that `tern failback` can set where replication resumes.
+            if !left {
+                work.revoke(&rt).await;
+                rt.acked.lock().await.clear();
+                if let Err(e) = member.leave().await {
+                    tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
+                }
+                tracing::info!(flow = %rt.flow.name(), "failed over: replication stopped and the flow's group left");
+                left = true;
+            }
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
+                break;
+            }
+            continue;
+        }
+        if left {
+            // Back from a failover: failback may have added offset-map entries and set the
+            // positions to resume from; the rejoin reads both.
+            match checkpoint::load_offset_maps(&rt.flow, &rt.target).await {
+                Ok(maps) => *rt.maps.lock().unwrap_or_else(|p| p.into_inner()) = maps,
+                Err(e) => {
+                    tracing::warn!(flow = %rt.flow.name(), "reloading offset maps after failback: {e}; retrying");
+                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tracing::info!(flow = %rt.flow.name(), "flow active again: rejoining");
+            left = false;
+            rejoin = true;
         }
         if last_sync.elapsed() >= rt.settings.topic_refresh_interval {
             last_sync = tokio::time::Instant::now();
@@ -573,6 +609,8 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
 /// Translates the flow's groups for the owned partitions every `checkpoint_interval`, and
 /// trims offset maps below the source's log start.
 async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    // Source end offsets last recorded on the target, for unplanned failovers.
+    let mut recorded_ends: HashMap<Tp, i64> = HashMap::new();
     loop {
         if wait_or_shutdown(&mut shutdown, rt.flow.checkpoint_interval).await {
             return;
@@ -592,6 +630,16 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
         match checkpoint::checkpoint_groups(&rt.flow, &rt.source, &rt.target, &maps).await {
             Ok(groups) => rt.status.set_groups(groups),
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "checkpoints: {e}"),
+        }
+        let snapshot = rt.status.snapshot();
+        let ends: Vec<(Tp, i64)> = owned
+            .iter()
+            .filter_map(|tp| snapshot.partitions.get(tp).map(|s| (tp.clone(), s.source_end_offset)))
+            .filter(|(tp, end)| *end > 0 && recorded_ends.get(tp) != Some(end))
+            .collect();
+        match crate::failover::record_source_ends(&rt.flow, &rt.target, &ends).await {
+            Ok(()) => recorded_ends.extend(ends),
+            Err(e) => tracing::debug!(flow = %rt.flow.name(), "recording source ends: {e}"),
         }
     }
 }

@@ -13,3 +13,4 @@ mod groups;
 mod groups_restart;
 mod offsets;
 mod dashboard;
+mod drills;
