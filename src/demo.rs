@@ -48,7 +48,7 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
         }
     }
     let token = demo_token(&data)?;
-    let topology = tern_web::Topology::from_validated(&validated);
+    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(validated.config.state_dir(&data.join("tern.toml")));
     let (stop, rx) = tokio::sync::watch::channel(false);
     let (statuses, mut flows) = tern_mirror::start(validated, rx);
     let listener = tokio::net::TcpListener::bind(&web).await.with_context(|| format!("binding the dashboard to {web}"))?;

@@ -246,7 +246,7 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     tracing::info!(flows = %flows.join(", "), "starting");
     let listen = validated.config.web.listen.clone();
     let token = validated.config.web.token()?;
-    let topology = tern_web::Topology::from_validated(&validated);
+    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(validated.config.state_dir(&args.config));
     let (statuses, mut tasks) = tern_mirror::start(validated, rx);
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding [web] listen = {listen}"))?;
     let mode = if token.is_some() { "changes need the operator token" } else { "read-only: no [web] token configured" };

@@ -540,3 +540,127 @@ async fn traces_reach_an_otlp_receiver_when_the_endpoint_is_set() {
     assert_eq!(paths, ["/v1/traces".to_string()].into_iter().collect(), "only traces are exported, to the standard path");
     assert!(demo.output().contains("exporting traces over OTLP"));
 }
+
+/// Logs in with the operator token; returns the session cookie.
+async fn log_in(web: &Web) -> String {
+    let login = web.post_form("/login", None, &format!("token={TOKEN}&next=%2F")).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let set_cookie = login.headers.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("session cookie");
+    set_cookie.split(';').next().expect("cookie").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let source = Client::connect(ClientConfig::new(&src.bootstrap())).await.expect("source client");
+    source.create_topic("ledger", 2, &BTreeMap::new()).await.expect("create");
+    for p in 0..2 {
+        source.produce("ledger", p, records(&format!("l{p}"), 50), -1, 10_000).await.expect("produce");
+    }
+    let mut committed = BTreeMap::new();
+    committed.insert(("ledger".to_string(), 0), 20i64);
+    committed.insert(("ledger".to_string(), 1), 50i64);
+    source.commit_offsets("payments-app", &Membership::none(), &committed).await.expect("commit");
+    let toml = format!(
+        "[clusters.src]\nbootstrap = \"{}\"\n[clusters.dst]\nbootstrap = \"{}\"\n\n[[flows]]\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"ledger\"]\ncheckpoint_interval = \"500ms\"\n\n[mirror]\ntopic_refresh_interval = \"500ms\"\nfetch_max_wait = \"100ms\"\n",
+        src.bootstrap(),
+        dst.bootstrap()
+    );
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let validated = tern_mirror::config::parse(&toml).expect("config");
+    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(state_dir.path().to_path_buf());
+    let mirror = TestMirror::start(&toml);
+    let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into())).with_sample_interval(Duration::from_millis(200));
+    state.spawn_pollers();
+    let web = Web { app: tern_web::router(state) };
+    wait_until(Duration::from_secs(30), "100 records replicated", async || {
+        let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
+        let parts = json["partitions"].as_array()?;
+        (parts.len() == 2 && parts.iter().all(|p| p["lag_records"] == 0 && p["replicated_offset"] == 50)).then_some(())
+    })
+    .await;
+
+    // Starting a drill needs the token, from the page and from the API.
+    let doc = web.get("/drills", None).await.html();
+    assert!(doc.select(&sel("#start-drill")).next().is_none(), "no start button without a session");
+    assert_eq!(web.post_form("/drills", None, "flow=src-%3Edst&csrf=x").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(web.post_api("/api/v1/drills", None).await.status, StatusCode::UNAUTHORIZED);
+    let cookie = log_in(&web).await;
+    let doc = web.get("/drills", Some(&cookie)).await.html();
+    let form = doc.select(&sel("#start form")).next().expect("drill form");
+    let csrf = form.select(&sel("input[name=csrf]")).next().and_then(|i| i.value().attr("value")).expect("csrf").to_string();
+    let flows: Vec<&str> = form.select(&sel("select[name=flow] option")).filter_map(|o| o.value().attr("value")).collect();
+    assert_eq!(flows, vec!["src->dst"]);
+    assert_eq!(web.post_form("/drills", Some(&cookie), "flow=src-%3Edst&csrf=forged").await.status, StatusCode::FORBIDDEN);
+    let bad_regex = web.post_form("/drills", Some(&cookie), &format!("flow=src-%3Edst&groups=%28&csrf={csrf}")).await;
+    assert_eq!(bad_regex.status, StatusCode::BAD_REQUEST, "an invalid groups regex is a 400");
+    assert_eq!(web.post_form("/drills", Some(&cookie), &format!("flow=nope&csrf={csrf}")).await.status, StatusCode::NOT_FOUND);
+
+    let started = web.post_form("/drills", Some(&cookie), &format!("flow=src-%3Edst&groups=payments.%2A&csrf={csrf}")).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let run_path = started.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).expect("location").to_string();
+    assert!(run_path.starts_with("/drills/runs/"), "{run_path}");
+    // The progress page follows the drill until it links its report.
+    let report_path = wait_until(Duration::from_secs(60), "the drill to finish", async || {
+        let doc = web.get(&run_path, None).await.html();
+        doc.select(&sel("#report-link")).next().and_then(|a| a.value().attr("href").map(String::from))
+    })
+    .await;
+    let doc = web.get(&run_path, None).await.html();
+    let events: Vec<String> = doc.select(&sel("#events li")).map(|li| li.text().collect()).collect();
+    assert!(events.first().is_some_and(|e| e.starts_with("drill ")), "{events:?}");
+    assert!(events.iter().any(|e| e.starts_with("payments-app: applied to tern-drill.")), "{events:?}");
+    assert!(events.last().is_some_and(|e| e == "finished: pass"), "{events:?}");
+
+    // The report: nothing to lose, the group translated exactly; the same numbers as JSON.
+    let report = web.get(&report_path, None).await;
+    assert_eq!(report.status, StatusCode::OK);
+    let doc = report.html();
+    assert_eq!(text(&doc, "#verdict"), "pass");
+    assert_eq!(text(&doc, "#rpo-records"), "0");
+    assert_eq!((text(&doc, "#redelivered"), text(&doc, "#missed")), ("0".to_string(), "0".to_string()));
+    let checks: Vec<String> = doc.select(&sel("section.drill-group[data-group=payments-app] td[data-field=check]")).map(|c| c.text().collect()).collect();
+    assert_eq!(checks.len(), 2, "one check per partition");
+    let id = report_path.trim_start_matches("/drills/").to_string();
+    let json = web.get(&format!("/api/v1/drills/{id}"), None).await.json();
+    assert_eq!((json["verdict"].as_str(), json["rpo_records"].as_i64(), json["schema_version"].as_i64()), (Some("pass"), Some(0), Some(1)));
+    assert_eq!(json["groups"][0]["group"], "payments-app");
+    assert!(json["rto_ms"].as_u64().is_some(), "RTO measured");
+
+    // A second drill through the API; both are in the history, and on disk.
+    let mut req = Request::post("/api/v1/drills").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).header(header::CONTENT_TYPE, "application/json");
+    req = req.header(header::ACCEPT, "application/json");
+    let accepted = web.send(req.body(Body::from(r#"{"flow": "src->dst"}"#)).expect("request")).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let status_path = accepted.json()["status"].as_str().expect("status path").to_string();
+    let second = wait_until(Duration::from_secs(60), "the API drill to finish", async || {
+        let run = web.get(&status_path, None).await.json();
+        (run["done"] == true).then(|| run["report_id"].as_str().map(String::from)).flatten()
+    })
+    .await;
+    let history = web.get("/api/v1/drills", None).await.json();
+    let ids: Vec<&str> = history["drills"].as_array().expect("drills").iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(ids, vec![second.as_str(), id.as_str()], "newest first");
+    assert!(state_dir.path().join("drills").join(format!("{id}.json")).exists());
+    let doc = web.get("/drills", None).await.html();
+    assert_eq!(doc.select(&sel("#history tbody tr")).count(), 2);
+    let trend = doc.select(&sel("figure.trend[data-flow=\"src->dst\"] polyline.rpo")).next().expect("RPO chart");
+    assert_eq!(trend.value().attr("points").map(|p| p.split(' ').count()), Some(2), "one point per drill");
+    assert_eq!(web.get("/drills/20000101T000000Z-0000", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(web.get("/api/v1/drills/..%2Fetc", None).await.status, StatusCode::NOT_FOUND);
+
+    // Failover state shows on the topology and the flow.
+    let target = Client::connect(ClientConfig::new(&dst.bootstrap())).await.expect("target client");
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: failed over", |c| c.state = tern_mirror::control::FailoverState::FailedOver).await.expect("control");
+    wait_until(Duration::from_secs(30), "failed-over on the topology", async || {
+        let doc = web.get("/", None).await.html();
+        let edge = doc.select(&sel("svg#topology a.flow-edge[data-flow=\"src->dst\"]")).next()?;
+        let label: String = edge.select(&sel("text")).flat_map(|t| t.text()).collect();
+        (edge.value().classes().any(|c| c == "failed-over") && label.contains("failed-over")).then_some(())
+    })
+    .await;
+    assert_eq!(text(&web.get("/flows/src-%3Edst", None).await.html(), "#flow-failover"), "failed-over");
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: back", |c| c.state = tern_mirror::control::FailoverState::Active).await.expect("control");
+    mirror.stop().await;
+}

@@ -2,6 +2,7 @@
 //!
 //! - The dashboard ([`pages`]): topology, flows, topics and consumer groups, server-rendered
 //!   with askama; htmx refreshes the live parts. Works without JavaScript.
+//! - Drills ([`drills`]): start one, watch it, read its report and the history.
 //! - The REST API ([`api`]) under `/api/v1/`: the same data as JSON, plus pause and resume.
 //! - `/metrics` (Prometheus text, [`metrics`]) and `/healthz`.
 //! - Changes need the operator token ([`auth`]); reading does not.
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod drills;
 pub mod history;
 pub mod metrics;
 pub mod pages;
@@ -47,6 +49,9 @@ pub fn router(state: AppState) -> Router {
         .route("/flows/{name}/{action}", post(pages::flow_control))
         .route("/topics", get(pages::topics))
         .route("/groups", get(pages::groups))
+        .route("/drills", get(drills::page).post(drills::start_form))
+        .route("/drills/runs/{run}", get(drills::run_page))
+        .route("/drills/{id}", get(drills::report_page))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/api/v1/topology", get(api::topology))
@@ -56,6 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/flows/{name}/{action}", post(api::flow_control))
         .route("/api/v1/topics", get(api::topics))
         .route("/api/v1/groups", get(api::groups))
+        .route("/api/v1/drills", get(drills::api_list).post(drills::api_start))
+        .route("/api/v1/drills/runs/{run}", get(drills::api_run))
+        .route("/api/v1/drills/{id}", get(drills::api_report))
         .route("/metrics", get(metrics_get))
         .route("/healthz", get(healthz_get))
         .route(HTMX_PATH, get(|| async { static_file("text/javascript; charset=utf-8", HTMX) }))

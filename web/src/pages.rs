@@ -23,7 +23,7 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn new(state: &AppState, headers: &HeaderMap, uri: &Uri, section: &'static str) -> Chrome {
+    pub(crate) fn new(state: &AppState, headers: &HeaderMap, uri: &Uri, section: &'static str) -> Chrome {
         let csrf = state.0.auth.csrf_for(headers);
         let secs = crate::metrics::now_ms() / 1000;
         Chrome {
@@ -92,7 +92,7 @@ struct MessagePage {
     message: String,
 }
 
-fn render(t: impl Template) -> Response {
+pub(crate) fn render(t: impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {

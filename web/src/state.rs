@@ -18,6 +18,8 @@ use crate::history::History;
 pub struct Topology {
     pub clusters: BTreeMap<String, ClusterInfo>,
     pub flows: Vec<Flow>,
+    /// Where drill reports are kept (the configuration's state directory); no history without.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +30,13 @@ pub struct ClusterInfo {
     config: Arc<ClusterConfig>,
 }
 
+impl ClusterInfo {
+    /// How to reach the cluster, for the server's own connections (drills). Never rendered.
+    pub(crate) fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+}
+
 impl Topology {
     pub fn from_validated(v: &Validated) -> Topology {
         let clusters = v
@@ -36,7 +45,12 @@ impl Topology {
             .iter()
             .map(|(name, c)| (name.clone(), ClusterInfo { region: c.region.clone(), cloud: c.cloud.clone(), config: Arc::new(c.clone()) }))
             .collect();
-        Topology { clusters, flows: v.flows.clone() }
+        Topology { clusters, flows: v.flows.clone(), state_dir: None }
+    }
+
+    pub fn with_state_dir(mut self, dir: std::path::PathBuf) -> Topology {
+        self.state_dir = Some(dir);
+        self
     }
 
     pub fn flow(&self, name: &str) -> Option<&Flow> {
@@ -67,6 +81,7 @@ pub(crate) struct Inner {
     clients: tokio::sync::Mutex<BTreeMap<String, Arc<Client>>>,
     pub auth: Auth,
     pub sample_interval: Duration,
+    pub drills: crate::drills::Runs,
 }
 
 /// Shared by every handler.
@@ -93,6 +108,7 @@ impl AppState {
             clients: tokio::sync::Mutex::default(),
             auth: Auth::new(token),
             sample_interval: Duration::from_secs(2),
+            drills: Default::default(),
         }))
     }
 
