@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionStatus {
     pub remote_topic: String,
     /// Next source offset to replicate: everything below is on the target.
@@ -19,6 +19,22 @@ pub struct PartitionStatus {
     pub batches_rewritten: u64,
     /// Why this partition stopped or keeps failing, as the operator should read it.
     pub error: Option<String>,
+}
+
+impl Default for PartitionStatus {
+    fn default() -> Self {
+        PartitionStatus {
+            remote_topic: String::new(),
+            replicated_offset: 0,
+            source_end_offset: 0,
+            replicated_timestamp: -1,
+            records: 0,
+            bytes: 0,
+            batches_fast: 0,
+            batches_rewritten: 0,
+            error: None,
+        }
+    }
 }
 
 impl PartitionStatus {

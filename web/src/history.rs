@@ -81,21 +81,23 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
-/// An inline SVG sparkline of (time, value) points over the last hour.
+/// An inline SVG sparkline of (time, value) points: the last hour, or as much of it as there
+/// is.
 pub fn sparkline(points: &[(i64, i64)]) -> String {
     const W: f64 = 120.0;
     const H: f64 = 24.0;
-    let Some(&(last_t, _)) = points.last() else {
+    let (Some(&(first_t, _)), Some(&(last_t, _))) = (points.first(), points.last()) else {
         return format!(r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}"></svg>"#);
     };
-    let start = last_t - WINDOW_MS;
+    let span = (last_t - first_t).max(1);
     let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
     let coords: Vec<String> = points
         .iter()
-        .map(|(t, v)| format!("{:.1},{:.1}", (t - start) as f64 / WINDOW_MS as f64 * W, H - 1.0 - (*v as f64 / max) * (H - 2.0)))
+        .map(|(t, v)| format!("{:.1},{:.1}", (t - first_t) as f64 / span as f64 * W, H - 1.0 - (*v as f64 / max) * (H - 2.0)))
         .collect();
     format!(
-        r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}"><title>lag over the last hour, peak {}</title><polyline points="{}"/></svg>"#,
+        r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}"><title>lag over the last {} min, peak {} records</title><polyline points="{}"/></svg>"#,
+        (span + 59_999) / 60_000,
         max as i64,
         coords.join(" ")
     )
@@ -195,7 +197,7 @@ impl History {
     pub fn record(&mut self, flow: &str, snap: &FlowSnapshot, now: i64) {
         let mut total = Sample { at_ms: now, lag_records: 0, lag_seconds: 0.0, records: 0, bytes: 0 };
         for ((topic, partition), p) in &snap.partitions {
-            let s = Sample { at_ms: now, lag_records: p.lag_records(), lag_seconds: crate::metrics::lag_seconds(p, now), records: p.records, bytes: p.bytes };
+            let s = Sample { at_ms: now, lag_records: p.lag_records(), lag_seconds: crate::metrics::lag_seconds(p, now).unwrap_or(0.0), records: p.records, bytes: p.bytes };
             total.lag_records += s.lag_records;
             total.lag_seconds = total.lag_seconds.max(s.lag_seconds);
             total.records += s.records;

@@ -59,7 +59,8 @@ pub struct PartitionView {
     pub replicated_offset: i64,
     pub source_end_offset: i64,
     pub lag_records: i64,
-    pub lag_seconds: f64,
+    /// `None` while lagging with no replicated timestamp to measure from.
+    pub lag_seconds: Option<f64>,
     pub records: u64,
     pub bytes: u64,
     pub error: Option<String>,
@@ -212,7 +213,7 @@ impl AppState {
         if partitions.is_empty() {
             outlook.trend = Trend::Unknown;
         }
-        let lag_secs = partitions.iter().map(|p| p.lag_seconds).fold(0.0, f64::max);
+        let lag_secs = partitions.iter().filter_map(|p| p.lag_seconds).fold(0.0, f64::max);
         let errors: Vec<String> = snap.errors.clone();
         let control = &snap.control;
         let health = if !errors.is_empty() || partitions.iter().any(|p| p.error.is_some()) {
