@@ -66,7 +66,8 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
     });
     for region in ["us-east", "eu-west"] {
         let bootstrap = brokers[region].bootstrap();
-        tokio::spawn(load(bootstrap, region, records_per_second));
+        tokio::spawn(load(bootstrap.clone(), region, records_per_second));
+        tokio::spawn(consumer_group(bootstrap, region));
     }
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let ctrl_c = tokio::signal::ctrl_c();
@@ -118,6 +119,28 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tern-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// A consumer group per active region ("billing") that keeps a little behind the end of
+/// `orders`, committing every second, so the dashboard has group translations to show.
+async fn consumer_group(bootstrap: String, region: &'static str) {
+    let client = match Client::connect(ClientConfig::new(&bootstrap)).await {
+        Ok(c) => c,
+        Err(e) => return tracing::error!("demo consumer group in {region}: {e}"),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let mut offsets = BTreeMap::new();
+        for partition in 0..4 {
+            if let Ok((end, _)) = client.list_offset("orders", partition, tern_kafka::client::LATEST).await {
+                offsets.insert(("orders".to_string(), partition), (end - 25).max(0));
+            }
+        }
+        if let Err(e) = client.commit_offsets("billing", &tern_kafka::client::Membership::none(), &offsets).await {
+            tracing::debug!("demo consumer group in {region}: {e}");
+        }
+    }
 }
 
 /// Produces `rate` records a second to `orders` and `payments`, in 10 batches a second.
