@@ -61,7 +61,7 @@ fn label(name: &str, value: &str) -> LabelPair {
 
 fn sample(labels: Vec<LabelPair>, kind: MetricType, value: f64) -> Metric {
     let mut m = Metric::default();
-    m.set_label(labels.into());
+    m.set_label(labels);
     if kind == MetricType::COUNTER {
         let mut c = Counter::default();
         c.set_value(value);
@@ -150,7 +150,7 @@ impl Collector for FlowCollector {
                 mf.set_name(f.name.to_string());
                 mf.set_help(f.help.to_string());
                 mf.set_field_type(f.kind);
-                mf.set_metric(metrics.into());
+                mf.set_metric(metrics);
                 mf
             })
             .collect()
