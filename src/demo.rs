@@ -47,11 +47,18 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
             client.create_topic(topic, 4, &BTreeMap::new()).await?;
         }
     }
+    let token = demo_token(&data)?;
+    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(validated.config.state_dir(&data.join("tern.toml")));
     let (stop, rx) = tokio::sync::watch::channel(false);
     let (statuses, mut flows) = tern_mirror::start(validated, rx);
     let listener = tokio::net::TcpListener::bind(&web).await.with_context(|| format!("binding the dashboard to {web}"))?;
-    println!("dashboard http://{}/metrics   (config: {})", listener.local_addr()?, data.join("tern.toml").display());
-    let app = tern_web::router(tern_web::AppState::new(statuses.clone()));
+    // Tests and scripts read this line to learn the port when --web ends in :0.
+    println!("dashboard http://{}/", listener.local_addr()?);
+    println!("config    {}", data.join("tern.toml").display());
+    println!("operator token in {} (log in there to pause and resume flows)", token.1.display());
+    let state = tern_web::AppState::new(topology, statuses.clone(), Some(token.0));
+    state.spawn_pollers();
+    let app = tern_web::router(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("dashboard: {e}");
@@ -59,7 +66,8 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
     });
     for region in ["us-east", "eu-west"] {
         let bootstrap = brokers[region].bootstrap();
-        tokio::spawn(load(bootstrap, region, records_per_second));
+        tokio::spawn(load(bootstrap.clone(), region, records_per_second));
+        tokio::spawn(consumer_group(bootstrap, region));
     }
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let ctrl_c = tokio::signal::ctrl_c();
@@ -89,10 +97,50 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
     Ok(())
 }
 
+/// The demo dashboard's operator token: `TERN_WEB_TOKEN` if set, else a fresh random one.
+/// Either way it is written to `<data>/web-token` (readable by the owner only) and never
+/// printed.
+fn demo_token(data: &std::path::Path) -> anyhow::Result<(String, PathBuf)> {
+    let token = match std::env::var("TERN_WEB_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let path = data.join("web-token");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+    Ok((token, path))
+}
+
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tern-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// A consumer group per active region ("billing") that keeps a little behind the end of
+/// `orders`, committing every second, so the dashboard has group translations to show.
+async fn consumer_group(bootstrap: String, region: &'static str) {
+    let client = match Client::connect(ClientConfig::new(&bootstrap)).await {
+        Ok(c) => c,
+        Err(e) => return tracing::error!("demo consumer group in {region}: {e}"),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let mut offsets = BTreeMap::new();
+        for partition in 0..4 {
+            if let Ok((end, _)) = client.list_offset("orders", partition, tern_kafka::client::LATEST).await {
+                offsets.insert(("orders".to_string(), partition), (end - 25).max(0));
+            }
+        }
+        if let Err(e) = client.commit_offsets("billing", &tern_kafka::client::Membership::none(), &offsets).await {
+            tracing::debug!("demo consumer group in {region}: {e}");
+        }
+    }
 }
 
 /// Produces `rate` records a second to `orders` and `payments`, in 10 batches a second.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 mod demo;
+mod drills;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,17 @@ enum Command {
     Check(CheckArgs),
     /// Show how a consumer group's committed offsets translate onto a flow's target.
     Offsets(OffsetsArgs),
+    /// Disaster-recovery drill of a flow: RPO, RTO and, per consumer group, whether a failover
+    /// now would lose or repeat records. Production consumers and producers are not touched.
+    /// Exit code 0 pass, 1 a group would lose or repeat records, 2 the drill could not decide.
+    Drill(DrillArgs),
+    /// Fail a flow over: its consumers and producers move to the target cluster.
+    Failover(FailoverArgs),
+    /// Fail a failed-over flow back: copy what was written on the target back to the source,
+    /// move the groups home, and replicate again.
+    Failback(FailbackArgs),
+    /// Show each flow's control state: active, failing-over, failed-over, failing-back; paused.
+    State(StateArgs),
     /// Print the tern.toml equivalent of a MirrorMaker 2 mm2.properties.
     #[command(name = "import-mm2")]
     ImportMm2 {
@@ -45,6 +57,69 @@ struct OffsetsArgs {
     /// The consumer group on the source.
     #[arg(long)]
     group: String,
+}
+
+#[derive(clap::Args)]
+struct DrillArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The flow, as SOURCE->TARGET.
+    #[arg(long)]
+    flow: String,
+    /// Only consumer groups matching this regex (anchored).
+    #[arg(long)]
+    groups: Option<String>,
+    /// Also write the report as JSON to this file (the schema is in the README).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Bound on reaching each cluster and on each group's checks.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+#[derive(clap::Args)]
+struct FailoverArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The flow, as SOURCE->TARGET.
+    #[arg(long)]
+    flow: String,
+    /// The source is reachable: drain the flow (bounded by --timeout), then stop it (the default).
+    #[arg(long, conflicts_with = "unplanned")]
+    planned: bool,
+    /// The source is gone: use only what the target knows (offset maps, checkpoints).
+    #[arg(long)]
+    unplanned: bool,
+    /// Bound on draining and on waiting for the flow's workers.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct FailbackArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The flow, as SOURCE->TARGET.
+    #[arg(long)]
+    flow: String,
+    /// Bound on waiting for the flow's workers and on copying records back.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct StateArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Only this flow.
+    #[arg(long)]
+    flow: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -174,23 +249,26 @@ fn listener_security(args: &BrokerArgs) -> anyhow::Result<tern_broker::ListenerS
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let _telemetry = tern_web::telemetry::init("tern");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Broker(args) => runtime.block_on(broker(args)),
         Command::Demo(args) => runtime.block_on(demo::run(args.web, args.data, args.rate)),
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Check(args) => runtime.block_on(check(args)),
         Command::Offsets(args) => runtime.block_on(offsets(args)),
+        Command::Failover(args) => runtime.block_on(drills::failover(args)),
+        Command::Failback(args) => runtime.block_on(drills::failback(args)),
+        Command::State(args) => runtime.block_on(drills::state(args)),
+        Command::Drill(args) => {
+            let code = runtime.block_on(drills::drill(args))?;
+            drop(runtime);
+            std::process::exit(code);
+        }
         Command::ImportMm2 { properties } => import_mm2(&properties),
-    }
+    };
+    drop(runtime);
+    result
 }
 
 async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
@@ -241,10 +319,15 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let flows: Vec<String> = validated.flows.iter().map(|f| f.name()).collect();
     tracing::info!(flows = %flows.join(", "), "starting");
     let listen = validated.config.web.listen.clone();
+    let token = validated.config.web.token()?;
+    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(validated.config.state_dir(&args.config));
     let (statuses, mut tasks) = tern_mirror::start(validated, rx);
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding [web] listen = {listen}"))?;
-    tracing::info!("metrics and health on http://{}", listener.local_addr()?);
-    let app = tern_web::router(tern_web::AppState::new(statuses.clone()));
+    let mode = if token.is_some() { "changes need the operator token" } else { "read-only: no [web] token configured" };
+    tracing::info!("dashboard, API and metrics on http://{} ({mode})", listener.local_addr()?);
+    let state = tern_web::AppState::new(topology, statuses.clone(), token);
+    state.spawn_pollers();
+    let app = tern_web::router(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("web server: {e}");

@@ -14,9 +14,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 use tern_kafka::records::{encode_batch, PlainRecord};
-use tern_kafka::client::{Client, Membership, EARLIEST};
+use tern_kafka::client::{Client, Membership};
 
 use crate::config::Flow;
 use crate::error::{Error, Result};
@@ -31,9 +31,9 @@ pub fn offset_map_topic(source: &str) -> String {
 }
 
 /// Groups MirrorMaker 2 never checkpoints (console consumers, Connect, internal), plus the
-/// mirror's own groups.
+/// mirror's own groups and drill groups.
 pub fn is_excluded_group(group: &str) -> bool {
-    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.")
+    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.") || group.starts_with(crate::drill::DRILL_GROUP_PREFIX)
 }
 
 pub fn replicates_group(flow: &Flow, group: &str) -> bool {
@@ -82,30 +82,12 @@ pub async fn ensure_internal_topics(flow: &Flow, source: &Client, target: &Clien
 /// Reads every offset map of the flow back from the target (tombstones applied).
 pub async fn load_offset_maps(flow: &Flow, target: &Client) -> Result<HashMap<Tp, OffsetMap>> {
     let topic = offset_map_topic(&flow.source);
-    let (end, _) = target.list_offset(&topic, 0, tern_kafka::client::LATEST).await.map_err(|e| Error::cluster(&flow.target, e))?;
-    let (mut next, _) = target.list_offset(&topic, 0, EARLIEST).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    let records = target.read_all(&topic, 0).await.map_err(|e| Error::cluster(&flow.target, e))?;
     let mut entries: BTreeMap<(String, i32, i64), Option<i64>> = BTreeMap::new();
-    while next < end {
-        let (leader, _) = target.leader_connection(&topic, 0).await.map_err(|e| Error::cluster(&flow.target, e))?;
-        let resp = target.fetch(leader, &[(topic.clone(), 0, next)], 100, 8 << 20, 8 << 20).await.map_err(|e| Error::cluster(&flow.target, e))?;
-        let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else { break };
-        if p.error_code != 0 {
-            return Err(Error::cluster(&flow.target, tern_kafka::Error::kafka(p.error_code, format!("reading {topic}"))));
-        }
-        let mut records = p.records.clone().unwrap_or_default();
-        if records.is_empty() {
-            break;
-        }
-        let sets = RecordBatchDecoder::decode_all(&mut records).map_err(|e| Error::Other(format!("reading {topic}: {e}")))?;
-        for r in sets.into_iter().flat_map(|s| s.records) {
-            if r.offset < next {
-                continue;
-            }
-            next = r.offset + 1;
-            let Some(key) = r.key.and_then(parse_map_key) else { continue };
-            let target_offset = r.value.filter(|v| v.len() == 8).map(|mut v| v.get_i64());
-            entries.insert(key, target_offset);
-        }
+    for r in records {
+        let Some(key) = r.key.and_then(parse_map_key) else { continue };
+        let target_offset = r.value.filter(|v| v.len() == 8).map(|mut v| v.get_i64());
+        entries.insert(key, target_offset);
     }
     let mut maps: HashMap<Tp, OffsetMap> = HashMap::new();
     for ((t, p, s), target_offset) in entries {
@@ -205,7 +187,7 @@ pub async fn checkpoint_groups(
 
 /// Commits translated offsets to the same-named group on the target, never moving it
 /// backwards and never touching a group that has active members there.
-async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
+pub(crate) async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
     match target.describe_group(group).await {
         Ok(info) if info.members > 0 => return format!("not synced: {} active member(s) on the target ({})", info.members, info.state),
         Ok(_) => {}
@@ -279,6 +261,7 @@ mod tests {
         assert!(is_excluded_group("console-consumer-123"));
         assert!(is_excluded_group("connect-sink"));
         assert!(is_excluded_group("tern.us-east.eu-west"));
+        assert!(is_excluded_group("tern-drill.20261125T054512Z-3f9a.billing"));
         assert!(!is_excluded_group("billing"));
     }
 }

@@ -21,9 +21,36 @@ pub struct Config {
     pub web: WebConfig,
     #[serde(default)]
     pub mirror: MirrorSettings,
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
-#[derive(Debug, Deserialize)]
+/// Where Tern keeps what it writes locally (drill history).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Relative paths are taken from the config file's directory; by default
+    /// [`DEFAULT_STATE_DIR`] beside the config file.
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// The state directory's name beside the config file when `[state] dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "tern-state";
+
+impl Config {
+    /// The state directory for a configuration read from `config_path`.
+    pub fn state_dir(&self, config_path: &Path) -> std::path::PathBuf {
+        let base = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        match &self.state.dir {
+            Some(d) if d.is_absolute() => d.clone(),
+            Some(d) => base.join(d),
+            None => base.join(DEFAULT_STATE_DIR),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Comma-separated `host:port` list.
@@ -93,13 +120,42 @@ fn five_seconds() -> Duration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
+    /// Where the dashboard, API and /metrics listen; 127.0.0.1 unless told otherwise.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Name of the environment variable holding the operator token that allows changes
+    /// (pause, resume, drills, failover). Without a token the web side is read-only.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file holding the operator token (its first line), as an alternative to `token_env`.
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { listen: default_listen() }
+        WebConfig { listen: default_listen(), token_env: None, token_file: None }
+    }
+}
+
+impl WebConfig {
+    /// The operator token, if one is configured. A configured source that yields nothing is
+    /// an error: a typo must not silently leave the service without its token.
+    pub fn token(&self) -> Result<Option<String>> {
+        if let Some(var) = &self.token_env {
+            return match std::env::var(var) {
+                Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+                _ => Err(Error::Config(format!("[web] token_env = {var:?}, but that environment variable is not set or empty"))),
+            };
+        }
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("[web] token_file = {}: {e}", path.display())))?;
+            return match text.lines().next().map(str::trim) {
+                Some(t) if !t.is_empty() => Ok(Some(t.to_string())),
+                _ => Err(Error::Config(format!("[web] token_file = {} is empty", path.display()))),
+            };
+        }
+        Ok(None)
     }
 }
 
@@ -318,6 +374,17 @@ checkpoint_interval = "2s"
         assert!(!f.topics[1].is_match("payments-eu"), "patterns are anchored");
         assert_eq!(v.flows[1].checkpoint_interval, Duration::from_secs(2));
         assert_eq!(v.config.web.listen, "127.0.0.1:8080");
+        assert_eq!(v.config.state_dir(Path::new("/etc/tern/tern.toml")), Path::new("/etc/tern/tern-state"));
+    }
+
+    #[test]
+    fn the_state_dir_is_relative_to_the_config_file() {
+        let v = parse(&format!("{GOOD}\n[state]\ndir = \"drills-here\"\n")).expect("valid");
+        assert_eq!(v.config.state_dir(Path::new("/etc/tern/tern.toml")), Path::new("/etc/tern/drills-here"));
+        let v = parse(&format!("{GOOD}\n[state]\ndir = \"/var/lib/tern\"\n")).expect("valid");
+        assert_eq!(v.config.state_dir(Path::new("tern.toml")), Path::new("/var/lib/tern"));
+        let e = parse(&format!("{GOOD}\n[state]\ndirectory = \"x\"\n")).expect_err("unknown key").to_string();
+        assert!(e.contains("directory"), "{e}");
     }
 
     #[test]

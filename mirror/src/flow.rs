@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tern_kafka::client::{Client, ClientConfig, GroupMember, HeartbeatOutcome, Membership, EARLIEST, LATEST};
 use tokio::sync::{mpsc, watch, Mutex};
+use tracing::Instrument;
 
 use crate::config::{ClusterConfig, Flow, MirrorSettings};
 use crate::error::{Error, Result, RetryHint};
@@ -150,6 +151,7 @@ pub async fn run(
     }
     background.spawn(committer(rt.clone(), shutdown.clone()));
     background.spawn(checkpointer(rt.clone(), shutdown.clone()));
+    background.spawn(control_watcher(rt.clone(), shutdown.clone()));
 
     let mut member = GroupMember::new(&group_id(&rt.flow), rt.settings.session_timeout, rt.settings.rebalance_timeout);
     let mut work = Assigned::default();
@@ -158,9 +160,45 @@ pub async fn run(
     let mut rejoin = true;
     let mut last_sync = tokio::time::Instant::now() - rt.settings.topic_refresh_interval;
     let mut last_heartbeat = tokio::time::Instant::now();
+    // Whether the worker left the flow's group because the flow failed over.
+    let mut left = false;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if rt.status.control().failed_over() {
+            // Clients moved to the target: give the partitions up and leave the group, so
+            // that `tern failback` can set where replication resumes.
+            if !left {
+                work.revoke(&rt).await;
+                rt.acked.lock().await.clear();
+                if let Err(e) = member.leave().await {
+                    tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
+                }
+                tracing::info!(flow = %rt.flow.name(), "failed over: replication stopped and the flow's group left");
+                left = true;
+            }
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
+                break;
+            }
+            continue;
+        }
+        if left {
+            // Back from a failover: failback may have added offset-map entries and set the
+            // positions to resume from; the rejoin reads both.
+            match checkpoint::load_offset_maps(&rt.flow, &rt.target).await {
+                Ok(maps) => *rt.maps.lock().unwrap_or_else(|p| p.into_inner()) = maps,
+                Err(e) => {
+                    tracing::warn!(flow = %rt.flow.name(), "reloading offset maps after failback: {e}; retrying");
+                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tracing::info!(flow = %rt.flow.name(), "flow active again: rejoining");
+            left = false;
+            rejoin = true;
         }
         if last_sync.elapsed() >= rt.settings.topic_refresh_interval {
             last_sync = tokio::time::Instant::now();
@@ -212,6 +250,15 @@ pub async fn run(
                     continue;
                 }
             }
+        }
+        if !rt.status.control().replicating() {
+            // Paused or failed over: hold the partitions (and the group) but copy nothing;
+            // keep the source ends fresh so the dashboard shows the lag growing.
+            refresh_source_ends(&rt, &work.positions).await;
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
+                break;
+            }
+            continue;
         }
         let fetched = tokio::select! {
             r = fetch_round(&rt, &work.queues, &mut work.positions) => r,
@@ -412,6 +459,11 @@ async fn fetch_round(rt: &Arc<Runtime>, queues: &HashMap<Tp, mpsc::Sender<Prepar
     }
     let mut refresh = false;
     while let Some(joined) = fetches.join_next().await {
+        if !rt.status.control().replicating() {
+            // Paused while the fetch was in flight: drop what came back, positions unchanged.
+            fetches.abort_all();
+            return Ok(());
+        }
         let Ok(resp) = joined else { continue };
         let resp = match resp {
             Ok(r) => r,
@@ -493,19 +545,29 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                 next_sequence = Some(stamp_producer(&mut set.records, producer_id, epoch, first));
             }
             let records: Bytes = set.records.freeze();
-            let mut backoff = Duration::from_millis(100);
-            let ack = loop {
-                match rt.target.produce(&remote, tp.1, records.clone(), -1, 30_000).await {
-                    Ok(ack) => break ack,
-                    Err(e) if e.is_retriable() => {
-                        rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+            // One trace span per replicated record set (exported when OTLP is configured).
+            let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, records = set.source_offsets.len(), bytes = records.len());
+            let produced = async {
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match rt.target.produce(&remote, tp.1, records.clone(), -1, 30_000).await {
+                        Ok(ack) => break Ok(ack),
+                        Err(e) if e.is_retriable() => {
+                            rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                        Err(e) => break Err(e),
                     }
-                    Err(e) => {
-                        fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
-                        return;
-                    }
+                }
+            }
+            .instrument(span.clone())
+            .await;
+            let ack = match produced {
+                Ok(ack) => ack,
+                Err(e) => {
+                    fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
+                    return;
                 }
             };
             if let Some(next) = next_sequence {
@@ -513,12 +575,16 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             }
             let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&set.source_offsets, ack.base_offset, set.next_offset);
             // The map entry must be durable before the position it covers is committed.
-            let mut backoff = Duration::from_millis(100);
-            while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
-                tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            async {
+                let mut backoff = Duration::from_millis(100);
+                while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
+                    tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
             }
+            .instrument(span)
+            .await;
             let (n, bytes) = (set.source_offsets.len() as u64, records.len() as u64);
             rt.status.update(&tp.0, tp.1, |s| {
                 s.records += n;
@@ -544,6 +610,8 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
 /// Translates the flow's groups for the owned partitions every `checkpoint_interval`, and
 /// trims offset maps below the source's log start.
 async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    // Source end offsets last recorded on the target, for unplanned failovers.
+    let mut recorded_ends: HashMap<Tp, i64> = HashMap::new();
     loop {
         if wait_or_shutdown(&mut shutdown, rt.flow.checkpoint_interval).await {
             return;
@@ -563,6 +631,48 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
         match checkpoint::checkpoint_groups(&rt.flow, &rt.source, &rt.target, &maps).await {
             Ok(groups) => rt.status.set_groups(groups),
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "checkpoints: {e}"),
+        }
+        let snapshot = rt.status.snapshot();
+        let ends: Vec<(Tp, i64)> = owned
+            .iter()
+            .filter_map(|tp| snapshot.partitions.get(tp).map(|s| (tp.clone(), s.source_end_offset)))
+            .filter(|(tp, end)| *end > 0 && recorded_ends.get(tp) != Some(end))
+            .collect();
+        match crate::failover::record_source_ends(&rt.flow, &rt.target, &ends).await {
+            Ok(()) => recorded_ends.extend(ends),
+            Err(e) => tracing::debug!(flow = %rt.flow.name(), "recording source ends: {e}"),
+        }
+    }
+}
+
+/// Follows the operators' decisions about this flow (see [`crate::control`]). When the
+/// target cannot be read, the last decision stays in force.
+async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match crate::control::read(&rt.target, &rt.flow.target, &rt.flow.name()).await {
+            // A read that started before a newer decision was applied here (the dashboard
+            // sets it at once) must not undo it.
+            Ok(c) if c.updated_at_ms < rt.status.control().updated_at_ms => {}
+            Ok(c) => {
+                let before = rt.status.control();
+                if c != before {
+                    tracing::info!(flow = %rt.flow.name(), paused = c.paused, state = %c.state, reason = %c.reason, "flow control changed");
+                }
+                rt.status.set_control(c);
+            }
+            Err(e) => tracing::debug!(flow = %rt.flow.name(), "reading flow control: {e}"),
+        }
+        if wait_or_shutdown(&mut shutdown, crate::control::POLL_INTERVAL).await {
+            return;
+        }
+    }
+}
+
+/// Source high watermarks of the owned partitions, for status while nothing is fetched.
+async fn refresh_source_ends(rt: &Runtime, positions: &HashMap<Tp, i64>) {
+    for tp in positions.keys() {
+        if let Ok((end, _)) = rt.source.list_offset_once(&tp.0, tp.1, LATEST).await {
+            rt.status.update(&tp.0, tp.1, |s| s.source_end_offset = end);
         }
     }
 }

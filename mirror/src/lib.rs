@@ -5,6 +5,9 @@
 //! - [`naming`]: which source topics a flow replicates and what they are called on the target.
 //! - [`flow`]: one flow at work: remote topics, fetch, produce, commit, heartbeats.
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
+//! - [`control`]: pause and failover state, shared by every worker of a flow.
+//! - [`drill`]: disaster-recovery drills (RPO, RTO, per-group verification) and their history.
+//! - [`failover`], [`failback`]: moving a flow's clients to its target and back.
 //! - [`status`]: per-partition positions, lag and errors, read by metrics and the dashboard.
 //! - [`mm2`]: MirrorMaker 2's internal record formats (heartbeats, checkpoints, offset syncs).
 //!
@@ -25,7 +28,11 @@
 pub mod checkpoint;
 pub mod cluster_security;
 pub mod config;
+pub mod control;
+pub mod drill;
 pub mod error;
+pub mod failback;
+pub mod failover;
 pub mod flow;
 pub mod import_mm2;
 pub mod mm2;

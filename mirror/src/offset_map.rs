@@ -110,6 +110,20 @@ impl OffsetMap {
         self.entries.range(..=source).next_back().map(|(s, t)| t - s)
     }
 
+    /// The next source offset to replicate, as the target's content shows it: the newest run
+    /// (the entry with the highest target offset) continued up to the remote partition's
+    /// end. `None` when the map has no entry.
+    pub fn replicated_source_end(&self, target_end: i64) -> Option<i64> {
+        let (s, t) = self.entries.iter().max_by_key(|(_, t)| **t)?;
+        Some(s + (target_end - t).max(0))
+    }
+
+    /// The source offset of the record at target offset `target`: the newest run that starts
+    /// at or before it. `None` below the first run.
+    pub fn source_of(&self, target: i64) -> Option<i64> {
+        self.entries.iter().filter(|(_, t)| **t <= target).max_by_key(|(_, t)| **t).map(|(s, t)| s + (target - t))
+    }
+
     pub fn translate(&self, committed: i64) -> Translation {
         let Some(end) = self.end else { return Translation::BeforeMap };
         if self.last_source.is_none_or(|last| committed > last) {
@@ -175,6 +189,9 @@ mod tests {
         assert_eq!(m.translate(2), Translation::Exact(4));
         assert_eq!(m.translate(1), Translation::Exact(1));
         assert_eq!(m.translate(4), Translation::Exact(6));
+        assert_eq!(m.replicated_source_end(7), Some(5));
+        assert_eq!(m.source_of(1), Some(1));
+        assert_eq!(m.source_of(5), Some(3), "the re-replicated copy");
     }
 
     #[test]

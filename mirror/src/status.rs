@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionStatus {
     pub remote_topic: String,
     /// Next source offset to replicate: everything below is on the target.
@@ -19,6 +19,22 @@ pub struct PartitionStatus {
     pub batches_rewritten: u64,
     /// Why this partition stopped or keeps failing, as the operator should read it.
     pub error: Option<String>,
+}
+
+impl Default for PartitionStatus {
+    fn default() -> Self {
+        PartitionStatus {
+            remote_topic: String::new(),
+            replicated_offset: 0,
+            source_end_offset: 0,
+            replicated_timestamp: -1,
+            records: 0,
+            bytes: 0,
+            batches_fast: 0,
+            batches_rewritten: 0,
+            error: None,
+        }
+    }
 }
 
 impl PartitionStatus {
@@ -41,6 +57,8 @@ pub struct FlowSnapshot {
     pub heartbeats_sent: u64,
     /// Consumer-group translations of the owned partitions: (group, (topic, partition)).
     pub groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>,
+    /// The operators' latest decision (paused, failover state) as this worker last read it.
+    pub control: crate::control::Control,
 }
 
 /// A flow's partitions summed up, for one-line status reports.
@@ -90,6 +108,14 @@ impl FlowStatus {
 
     pub fn set_groups(&self, groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.groups = groups;
+    }
+
+    pub fn set_control(&self, control: crate::control::Control) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control = control;
+    }
+
+    pub fn control(&self) -> crate::control::Control {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control.clone()
     }
 
     pub fn heartbeat_sent(&self) {

@@ -13,3 +13,5 @@ mod groups;
 mod groups_restart;
 mod offsets;
 mod security;
+mod dashboard;
+mod drills;

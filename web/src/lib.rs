@@ -1,112 +1,107 @@
-//! tern-web: Tern's HTTP side. For now `/metrics` (Prometheus text), `/healthz` and
-//! `/api/v1/flows` (JSON); the dashboard grows here.
+//! tern-web: Tern's HTTP side, served by `tern run` and `tern demo`.
+//!
+//! - The dashboard ([`pages`]): topology, flows, topics and consumer groups, server-rendered
+//!   with askama; htmx refreshes the live parts. Works without JavaScript.
+//! - Drills ([`drills`]): start one, watch it, read its report and the history.
+//! - The REST API ([`api`]) under `/api/v1/`: the same data as JSON, plus pause and resume.
+//! - `/metrics` (Prometheus text, [`metrics`]) and `/healthz`.
+//! - Changes need the operator token ([`auth`]); reading does not.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let app = tern_web::router(tern_web::AppState::new(Default::default()));
-//! axum::serve(listener, app).await
+//! let state = tern_web::AppState::new(Default::default(), Default::default(), None);
+//! state.spawn_pollers();
+//! axum::serve(listener, tern_web::router(state)).await
 //! # }
 //! ```
 
+pub mod api;
+pub mod auth;
+pub mod drills;
+pub mod history;
 pub mod metrics;
+pub mod pages;
+pub mod state;
+pub mod telemetry;
+pub mod topology;
+pub mod views;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+pub use state::{AppState, Topology};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use tern_mirror::status::FlowStatus;
 
-#[derive(Clone)]
-pub struct AppState {
-    flows: BTreeMap<String, Arc<FlowStatus>>,
-    registry: Arc<prometheus::Registry>,
-}
-
-impl AppState {
-    pub fn new(flows: BTreeMap<String, Arc<FlowStatus>>) -> AppState {
-        let registry = prometheus::Registry::new();
-        if let Err(e) = registry.register(Box::new(metrics::FlowCollector::new(flows.clone()))) {
-            tracing::error!("registering flow metrics: {e}");
-        }
-        AppState { flows, registry: Arc::new(registry) }
-    }
-}
+/// The vendored htmx, served under its versioned name.
+pub const HTMX_PATH: &str = "/static/htmx-2.0.11.min.js";
+const HTMX: &str = include_str!("../static/htmx-2.0.11.min.js");
+const CSS: &str = include_str!("../static/tern.css");
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(pages::index))
+        .route("/flows", get(pages::flows))
+        .route("/flows/{name}", get(pages::flow))
+        .route("/flows/{name}/{action}", post(pages::flow_control))
+        .route("/topics", get(pages::topics))
+        .route("/groups", get(pages::groups))
+        .route("/drills", get(drills::page).post(drills::start_form))
+        .route("/drills/runs/{run}", get(drills::run_page))
+        .route("/drills/{id}", get(drills::report_page))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/api/v1/topology", get(api::topology))
+        .route("/api/v1/flows", get(api::flows))
+        .route("/api/v1/flows/{name}", get(api::flow))
+        .route("/api/v1/flows/{name}/history", get(api::flow_history))
+        .route("/api/v1/flows/{name}/{action}", post(api::flow_control))
+        .route("/api/v1/topics", get(api::topics))
+        .route("/api/v1/groups", get(api::groups))
+        .route("/api/v1/drills", get(drills::api_list).post(drills::api_start))
+        .route("/api/v1/drills/runs/{run}", get(drills::api_run))
+        .route("/api/v1/drills/{id}", get(drills::api_report))
         .route("/metrics", get(metrics_get))
         .route("/healthz", get(healthz_get))
-        .route("/api/v1/flows", get(flows_get))
+        .route(HTMX_PATH, get(|| async { static_file("text/javascript; charset=utf-8", HTMX) }))
+        .route("/static/tern.css", get(|| async { static_file("text/css; charset=utf-8", CSS) }))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO)))
         .with_state(state)
 }
 
-/// Every flow with its partitions (positions, lag, errors) and consumer-group translations.
-async fn flows_get(State(state): State<AppState>) -> Response {
-    let now = metrics::now_ms();
-    let flows: Vec<serde_json::Value> = state
-        .flows
-        .iter()
-        .map(|(name, status)| {
-            let snap = status.snapshot();
-            let partitions: Vec<serde_json::Value> = snap
-                .partitions
-                .iter()
-                .map(|((topic, partition), p)| {
-                    serde_json::json!({
-                        "topic": topic,
-                        "partition": partition,
-                        "remote_topic": p.remote_topic,
-                        "replicated_offset": p.replicated_offset,
-                        "source_end_offset": p.source_end_offset,
-                        "lag_records": p.lag_records(),
-                        "lag_seconds": metrics::lag_seconds(p, now),
-                        "records": p.records,
-                        "bytes": p.bytes,
-                        "error": p.error,
-                    })
-                })
-                .collect();
-            let groups: Vec<serde_json::Value> = snap
-                .groups
-                .iter()
-                .map(|((group, (topic, partition)), g)| {
-                    let state = match g.translation {
-                        tern_mirror::offset_map::Translation::Exact(_) => "exact",
-                        tern_mirror::offset_map::Translation::AheadOfReplication { .. } => "ahead_of_replication",
-                        tern_mirror::offset_map::Translation::BeforeMap => "nothing_replicated",
-                    };
-                    serde_json::json!({
-                        "group": group,
-                        "topic": topic,
-                        "partition": partition,
-                        "committed_offset": g.committed,
-                        "translated_offset": g.translation.target(),
-                        "state": state,
-                        "checkpoint_age_seconds": (g.checkpoint_at >= 0).then(|| (now - g.checkpoint_at).max(0) as f64 / 1000.0),
-                        "sync": g.sync,
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "name": name,
-                "errors": snap.errors,
-                "heartbeats_sent": snap.heartbeats_sent,
-                "partitions": partitions,
-                "groups": groups,
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({ "flows": flows })).into_response()
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+/// No framing (the buttons cannot be clickjacked), no sniffing, scripts and styles only from
+/// this origin.
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    );
+    resp
+}
+
+/// Unknown paths: an HTML page for people, JSON for API clients.
+async fn not_found(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return api::error(StatusCode::NOT_FOUND, format!("no endpoint at {}", uri.path()));
+    }
+    pages::message(&state, &headers, &uri, StatusCode::NOT_FOUND, "Not Found", format!("There is no page at {}.", uri.path()))
 }
 
 async fn metrics_get(State(state): State<AppState>) -> Response {
-    let families = state.registry.gather();
+    let families = state.0.registry.gather();
     match prometheus::TextEncoder::new().encode_to_string(&families) {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}")).into_response(),
@@ -116,7 +111,8 @@ async fn metrics_get(State(state): State<AppState>) -> Response {
 /// 200 while every flow runs without flow-level errors, 503 with the reasons otherwise.
 async fn healthz_get(State(state): State<AppState>) -> Response {
     let problems: Vec<String> = state
-        .flows
+        .0
+        .statuses
         .iter()
         .flat_map(|(name, s)| s.snapshot().errors.into_iter().map(move |e| format!("{name}: {e}")))
         .collect();
@@ -130,6 +126,9 @@ async fn healthz_get(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tern_mirror::status::FlowStatus;
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
@@ -155,7 +154,8 @@ mod tests {
         status.set_groups(groups);
         let mut flows = BTreeMap::new();
         flows.insert("a->b".to_string(), status.clone());
-        let app = router(AppState::new(flows));
+        let validated = tern_mirror::config::parse("[clusters.a]\nbootstrap = \"127.0.0.1:1\"\n[clusters.b]\nbootstrap = \"127.0.0.1:1\"\n[[flows]]\nsource = \"a\"\ntarget = \"b\"\ntopics = [\"orders\"]\n").expect("config");
+        let app = router(AppState::new(Topology::from_validated(&validated), flows, None));
         let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await.expect("response");
         assert_eq!(resp.status(), StatusCode::OK);
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");

@@ -61,7 +61,7 @@ fn label(name: &str, value: &str) -> LabelPair {
 
 fn sample(labels: Vec<LabelPair>, kind: MetricType, value: f64) -> Metric {
     let mut m = Metric::default();
-    m.set_label(labels.into());
+    m.set_label(labels);
     if kind == MetricType::COUNTER {
         let mut c = Counter::default();
         c.set_value(value);
@@ -76,11 +76,16 @@ fn sample(labels: Vec<LabelPair>, kind: MetricType, value: f64) -> Metric {
 
 /// How far the target is behind in time: 0 when caught up, else now minus the newest
 /// replicated record's timestamp.
-pub fn lag_seconds(p: &tern_mirror::status::PartitionStatus, now: i64) -> f64 {
-    if p.lag_records() == 0 || p.replicated_timestamp < 0 {
-        0.0
+/// How far the target is behind in time: 0 when caught up, else now minus the newest
+/// replicated record's timestamp; `None` while lagging with nothing replicated by this worker
+/// yet (no timestamp to go by).
+pub fn lag_seconds(p: &tern_mirror::status::PartitionStatus, now: i64) -> Option<f64> {
+    if p.lag_records() == 0 {
+        Some(0.0)
+    } else if p.replicated_timestamp < 0 {
+        None
     } else {
-        (now - p.replicated_timestamp).max(0) as f64 / 1000.0
+        Some((now - p.replicated_timestamp).max(0) as f64 / 1000.0)
     }
 }
 
@@ -101,7 +106,8 @@ impl Collector for FlowCollector {
             let snap = status.snapshot();
             for ((topic, partition), p) in &snap.partitions {
                 let labels = || vec![label("flow", flow), label("topic", topic), label("partition", &partition.to_string())];
-                let lag_seconds = lag_seconds(p, now);
+                // An unknown lag in seconds is left out rather than reported as a number.
+                let lag_seconds = lag_seconds(p, now).unwrap_or(f64::NAN);
                 let values = [
                     p.records as f64,
                     p.bytes as f64,
@@ -113,7 +119,7 @@ impl Collector for FlowCollector {
                     p.batches_fast as f64,
                     p.batches_rewritten as f64,
                 ];
-                for (i, v) in values.iter().enumerate() {
+                for (i, v) in values.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
                     samples[i].push(sample(labels(), FAMILIES[i].kind, *v));
                 }
             }
@@ -144,7 +150,7 @@ impl Collector for FlowCollector {
                 mf.set_name(f.name.to_string());
                 mf.set_help(f.help.to_string());
                 mf.set_field_type(f.kind);
-                mf.set_metric(metrics.into());
+                mf.set_metric(metrics);
                 mf
             })
             .collect()

@@ -90,6 +90,49 @@ impl Client {
         conn.call(&req, version).await
     }
 
+    /// Every record of one partition in `[from, until)`, decoded, in offset order (control
+    /// batches are skipped). For internal topics and spot checks, not for bulk data.
+    pub async fn read_range(&self, topic: &str, partition: i32, from: i64, until: i64) -> Result<Vec<kafka_protocol::records::Record>> {
+        let mut out = Vec::new();
+        let mut next = from;
+        while next < until {
+            let (leader, _) = self.leader_connection(topic, partition).await?;
+            let resp = self.fetch(leader, &[(topic.to_string(), partition, next)], 100, 8 << 20, 8 << 20).await?;
+            let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else { break };
+            if p.error_code != 0 {
+                return Err(Error::kafka(p.error_code, format!("reading {topic}/{partition} at {next}")));
+            }
+            let mut records = p.records.clone().unwrap_or_default();
+            if records.is_empty() {
+                break;
+            }
+            let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
+                .map_err(|e| Error::Protocol(format!("reading {topic}/{partition} at {next}: {e}")))?;
+            let before = next;
+            for r in sets.into_iter().flat_map(|s| s.records) {
+                if r.offset < next || r.offset >= until {
+                    continue;
+                }
+                next = r.offset + 1;
+                if !r.control {
+                    out.push(r);
+                }
+            }
+            if next == before {
+                // Only records below `next` came back (e.g. a compacted gap): nothing more to read.
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records of a whole partition, from its log start to its end at the time of the call.
+    pub async fn read_all(&self, topic: &str, partition: i32) -> Result<Vec<kafka_protocol::records::Record>> {
+        let (end, _) = self.list_offset(topic, partition, LATEST).await?;
+        let (start, _) = self.list_offset(topic, partition, EARLIEST).await?;
+        self.read_range(topic, partition, start, end).await
+    }
+
     /// ListOffsets for one partition: `LATEST`, `EARLIEST` or a timestamp. Returns
     /// `(offset, timestamp)`; offset -1 when no record has a timestamp at or after it.
     /// Retriable errors are retried up to the client's retry deadline.

@@ -68,6 +68,25 @@ impl Client {
         Ok(GroupInfo { group: group.to_string(), state: g.group_state.to_string(), members: g.members.len() })
     }
 
+    /// Deletes groups (DeleteGroups): their committed offsets go with them. A group that does
+    /// not exist counts as deleted; one with active members is refused (`NON_EMPTY_GROUP`).
+    pub async fn delete_groups(&self, groups: &[String]) -> Result<()> {
+        use kafka_protocol::messages::DeleteGroupsRequest;
+        for group in groups {
+            let conn = self.group_coordinator(group).await?;
+            let version = conn.version(ApiKey::DeleteGroups, (0, 2))?;
+            let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_string(group.clone()))]);
+            let resp = conn.call(&req, version).await?;
+            for r in resp.results {
+                // GROUP_ID_NOT_FOUND: already gone.
+                if r.error_code != 0 && r.error_code != 69 {
+                    return Err(Error::kafka(r.error_code, format!("delete group {group}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every committed offset of `group`.
     pub async fn all_committed_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
         self.fetch_committed(group, None).await

@@ -1,0 +1,150 @@
+//! What operators decided about a flow, shared by every worker of it: paused or not, and
+//! where it stands in a failover.
+//!
+//! The latest decision per flow is one JSON record keyed by the flow's name in the compacted
+//! topic [`CONTROL_TOPIC`] on the flow's *target* cluster, the side that stays reachable when
+//! the source region is lost. Every worker reads it every [`POLL_INTERVAL`] and replicates
+//! only while the flow is [`Control::replicating`]; pausing from any worker's dashboard, or
+//! from `tern failover`, therefore stops all of them.
+//!
+//! ```
+//! use tern_mirror::control::{Control, FailoverState};
+//! let c = Control { paused: true, ..Control::default() };
+//! assert!(!c.replicating());
+//! assert_eq!(FailoverState::FailedOver.to_string(), "failed-over");
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tern_kafka::client::Client;
+
+use crate::error::{Error, Result};
+
+pub const CONTROL_TOPIC: &str = "tern-control.internal";
+
+/// How often workers look for a new decision.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a flow stands in the failover cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailoverState {
+    /// Replicating source to target.
+    #[default]
+    Active,
+    /// `tern failover` is draining the flow and moving groups to the target.
+    FailingOver,
+    /// Clients use the target; the flow does not replicate.
+    FailedOver,
+    /// `tern failback` is copying back what the target received and moving groups home.
+    FailingBack,
+}
+
+impl std::fmt::Display for FailoverState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailoverState::Active => "active",
+            FailoverState::FailingOver => "failing-over",
+            FailoverState::FailedOver => "failed-over",
+            FailoverState::FailingBack => "failing-back",
+        })
+    }
+}
+
+/// The operators' latest decision about one flow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Control {
+    pub paused: bool,
+    pub state: FailoverState,
+    /// When the decision was written (ms since the epoch); 0 for a flow never touched.
+    pub updated_at_ms: i64,
+    /// Who or what made it and why, e.g. "dashboard: pause" or "tern failover --planned".
+    pub reason: String,
+}
+
+impl Control {
+    /// Whether the flow's workers should be copying records: while active, and while a
+    /// planned failover drains the flow.
+    pub fn replicating(&self) -> bool {
+        !self.paused && matches!(self.state, FailoverState::Active | FailoverState::FailingOver)
+    }
+
+    /// Whether clients are (or are being moved) on the target: the flow's workers then leave
+    /// their group on the source, so that `tern failback` can set where they resume.
+    pub fn failed_over(&self) -> bool {
+        matches!(self.state, FailoverState::FailedOver | FailoverState::FailingBack)
+    }
+}
+
+/// Every flow's latest decision recorded on a cluster. Records that do not parse are skipped
+/// with a warning, so one bad record cannot stop every flow.
+pub async fn read_all(client: &Client, cluster: &str) -> Result<BTreeMap<String, Control>> {
+    let md = client.refresh_metadata(None).await.map_err(|e| Error::cluster(cluster, e))?;
+    let mut out = BTreeMap::new();
+    if !md.topics.contains_key(CONTROL_TOPIC) {
+        return Ok(out);
+    }
+    for r in client.read_all(CONTROL_TOPIC, 0).await.map_err(|e| Error::cluster(cluster, e))? {
+        let Some(key) = r.key.and_then(|k| String::from_utf8(k.to_vec()).ok()) else { continue };
+        match r.value {
+            None => {
+                out.remove(&key);
+            }
+            Some(v) => match serde_json::from_slice::<Control>(&v) {
+                Ok(c) => {
+                    out.insert(key, c);
+                }
+                Err(e) => tracing::warn!(topic = CONTROL_TOPIC, flow = %key, "ignoring an unreadable control record: {e}"),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// The latest decision about `flow` (the default, active and running, if there is none).
+pub async fn read(client: &Client, cluster: &str, flow: &str) -> Result<Control> {
+    Ok(read_all(client, cluster).await?.remove(flow).unwrap_or_default())
+}
+
+/// Records a decision durably (acks=all) on the flow's target cluster.
+pub async fn write(client: &Client, cluster: &str, flow: &str, control: &Control) -> Result<()> {
+    let mut compact = BTreeMap::new();
+    compact.insert("cleanup.policy".to_string(), "compact".to_string());
+    client.create_topic(CONTROL_TOPIC, 1, &compact).await.map_err(|e| Error::cluster(cluster, e))?;
+    let value = serde_json::to_vec(control).map_err(|e| Error::Other(format!("encoding the control record: {e}")))?;
+    let records = crate::checkpoint::encode_records(&[(Bytes::from(flow.to_string()), Some(Bytes::from(value)))], crate::flow::now_ms())?;
+    client.produce(CONTROL_TOPIC, 0, records, -1, 30_000).await.map_err(|e| Error::cluster(cluster, e))?;
+    Ok(())
+}
+
+/// Reads the current decision, applies `change`, stamps it and writes it back; returns it.
+pub async fn update(client: &Client, cluster: &str, flow: &str, reason: &str, change: impl FnOnce(&mut Control)) -> Result<Control> {
+    let mut c = read(client, cluster, flow).await?;
+    change(&mut c);
+    c.updated_at_ms = crate::flow::now_ms();
+    c.reason = reason.to_string();
+    write(client, cluster, flow, &c).await?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_stable_json_and_tolerate_missing_fields() {
+        let c = Control { paused: true, state: FailoverState::FailingBack, updated_at_ms: 5, reason: "x".into() };
+        let json = serde_json::to_string(&c).expect("json");
+        assert_eq!(json, r#"{"paused":true,"state":"failing-back","updated_at_ms":5,"reason":"x"}"#);
+        let partial: Control = serde_json::from_str(r#"{"state":"failed-over"}"#).expect("parse");
+        assert_eq!(partial.state, FailoverState::FailedOver);
+        assert!(!partial.paused && !partial.replicating());
+        assert!(Control::default().replicating());
+        let draining = Control { state: FailoverState::FailingOver, ..Control::default() };
+        assert!(draining.replicating() && !draining.failed_over(), "a planned failover drains the flow");
+    }
+}

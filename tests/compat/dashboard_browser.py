@@ -1,0 +1,127 @@
+"""Drives the dashboard of a running `tern demo` in headless Chromium.
+
+usage: dashboard_browser.py BASE_URL SCREENSHOT_DIR   (the operator token in TERN_WEB_TOKEN)
+
+Checks, in a real browser: the topology shows the three clusters and their flows; changes are
+refused without the token; after logging in, Pause stops the flow and its lag numbers grow on
+the page without a reload; Resume brings the lag back down. Screenshots go to SCREENSHOT_DIR.
+"""
+import os
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+base, shots = sys.argv[1].rstrip("/"), sys.argv[2]
+token = os.environ["TERN_WEB_TOKEN"]
+os.makedirs(shots, exist_ok=True)
+FLOW = "us-east->eu-west"
+FLOW_PATH = "/flows/us-east-%3Eeu-west"
+
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100", "--disable-gpu"]:
+    options.add_argument(arg)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+# htmx swaps the live part every few seconds: elements found before a swap go stale.
+wait = WebDriverWait(driver, 60, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException])
+
+
+def shot(name):
+    path = os.path.join(shots, name)
+    driver.save_screenshot(path)
+    print("screenshot", path)
+
+
+def texts(selector):
+    """Text of every match, read in one step so that a swap in between cannot interfere."""
+    return driver.execute_script("return [...document.querySelectorAll(arguments[0])].map(e => e.textContent.trim())", selector)
+
+
+def text(selector):
+    found = texts(selector)
+    assert found, f"nothing matches {selector}"
+    return found[0]
+
+
+def lag():
+    return int(text("#flow-lag-records"))
+
+
+def post_status(path, headers=None):
+    """Status of a POST made by the page itself (same origin, the browser's cookies)."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0], {method: 'POST', headers: arguments[1] || {}}).then(r => done(r.status), e => done(String(e)));",
+        path,
+        headers,
+    )
+
+
+try:
+    # Topology: three clusters with their broker counts, three flows.
+    driver.get(base + "/")
+    wait.until(lambda d: texts("svg#topology g.cluster text.brokers") == ["1 broker"] * 3)
+    clusters = sorted(e.get_attribute("data-cluster") for e in driver.find_elements(By.CSS_SELECTOR, "svg#topology g.cluster"))
+    assert clusters == ["ap-south", "eu-west", "us-east"], clusters
+    flows = sorted(e.get_attribute("data-flow") for e in driver.find_elements(By.CSS_SELECTOR, "svg#topology a.flow-edge"))
+    assert flows == ["eu-west->us-east", "us-east->ap-south", "us-east->eu-west"], flows
+    wait.until(lambda d: all("rec/s" in t for t in texts("svg#topology a.flow-edge text.edge-label")))
+    shot("topology.png")
+
+    # Without the token nothing can be changed.
+    driver.get(base + FLOW_PATH)
+    assert driver.find_elements(By.ID, "pause") == [], "no pause button without a session"
+    refused = [post_status(FLOW_PATH + "/pause"), post_status("/api/v1/flows/us-east-%3Eeu-west/pause"),
+               post_status("/api/v1/flows/us-east-%3Eeu-west/pause", {"Authorization": "Bearer not-the-token"})]
+    assert refused == [401, 401, 401], refused
+    driver.get(base + FLOW_PATH)
+    assert text("#flow-paused") == "no"
+
+    # A wrong token is refused at the login form, the right one lets the operator in.
+    driver.get(base + "/login?next=" + FLOW_PATH.replace("%", "%25"))
+    driver.find_element(By.ID, "token").send_keys("not-the-token")
+    driver.find_element(By.ID, "login").click()
+    wait.until(lambda d: d.find_elements(By.ID, "login-error"))
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "login").click()
+    wait.until(lambda d: d.find_elements(By.ID, "pause"))
+    assert driver.current_url.endswith(FLOW_PATH), driver.current_url
+
+    # Pause: the flow stops and its lag grows on the page while it stays loaded.
+    driver.find_element(By.ID, "pause").click()
+    wait.until(lambda d: d.find_elements(By.ID, "resume") and text("#flow-paused") == "yes")
+    driver.execute_script("window.ternMarker = 'same page';")
+    first = lag()
+    wait.until(lambda d: lag() >= first + 200)
+    grown = lag()
+    assert driver.execute_script("return window.ternMarker") == "same page", "the page was reloaded"
+    assert text("#flow-state") == "paused"
+    partition_lags = [int(t) for t in texts("#partitions td[data-field=lag_records]")]
+    assert sum(partition_lags) > 0, partition_lags
+    print(f"lag while paused went from {first} to {grown} records without a reload")
+    shot("flow-paused.png")
+    driver.get(base + "/")
+    wait.until(lambda d: "paused" in d.find_element(By.CSS_SELECTOR, f'a.flow-edge[data-flow="{FLOW}"]').get_attribute("class"))
+    shot("topology-paused.png")
+
+    # Resume: the lag shrinks again, still without a reload.
+    driver.get(base + FLOW_PATH)
+    driver.find_element(By.ID, "resume").click()
+    wait.until(lambda d: d.find_elements(By.ID, "pause") and text("#flow-paused") == "no")
+    driver.execute_script("window.ternMarker = 'resumed page';")
+    wait.until(lambda d: lag() < grown / 4)
+    assert driver.execute_script("return window.ternMarker") == "resumed page", "the page was reloaded"
+    print(f"after resume the lag fell to {lag()} records")
+    shot("flow-resumed.png")
+
+    # Unknown pages get a 404 page.
+    driver.get(base + "/no/such/page")
+    assert text("#status").startswith("404"), driver.page_source[:500]
+    print("browser checks passed")
+finally:
+    driver.quit()

@@ -1,0 +1,666 @@
+//! The dashboard, REST API and /metrics against a real setup in this process: two brokers, a
+//! running flow, a consumer group. Pages are parsed as HTML and checked by structure.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use scraper::{Html, Selector};
+use tern_kafka::client::{Client, ClientConfig, Membership};
+use tern_kafka::records::{encode_batch, PlainRecord};
+use tower::ServiceExt;
+
+use crate::helpers::*;
+use crate::mirror::TestMirror;
+
+const TOKEN: &str = "operator-token-for-tests";
+
+struct Web {
+    app: axum::Router,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn html(&self) -> Html {
+        Html::parse_document(&self.body)
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Web {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.app.clone().oneshot(req).await.expect("response");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 16 << 20).await.expect("body");
+        Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        let mut req = Request::get(path);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).expect("request")).await
+    }
+
+    async fn post_form(&self, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+        let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::from(form.to_string())).expect("request")).await
+    }
+
+    async fn post_api(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut req = Request::post(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        self.send(req.body(Body::empty()).expect("request")).await
+    }
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap_or_else(|e| panic!("selector {s}: {e}"))
+}
+
+/// The text of the first element matching `selector`.
+fn text(doc: &Html, selector: &str) -> String {
+    let el = doc.select(&sel(selector)).next().unwrap_or_else(|| panic!("no element {selector}"));
+    el.text().collect::<String>().trim().to_string()
+}
+
+/// `data-field` cells of the table row matching `row`, by field name.
+fn row_fields(doc: &Html, row: &str) -> BTreeMap<String, String> {
+    let tr = doc.select(&sel(row)).next().unwrap_or_else(|| panic!("no row {row}"));
+    tr.select(&sel("[data-field]")).map(|c| (c.value().attr("data-field").unwrap_or_default().to_string(), c.text().collect::<String>().trim().to_string())).collect()
+}
+
+fn records(tag: &str, n: usize) -> Bytes {
+    let recs: Vec<PlainRecord> = (0..n).map(|i| PlainRecord::new(format!("{tag}-{i}"), Some(Bytes::from(format!("value {tag} {i}"))), 1_700_000_000_000 + i as i64)).collect();
+    encode_batch(&recs, Compression::Lz4).expect("encode")
+}
+
+/// One sample of the Prometheus text format: `name{labels} value`.
+#[derive(Debug)]
+struct PromSample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text exposition format strictly: comments must be HELP or TYPE,
+/// every sample needs a valid name, well-formed quoted labels and a float value, and every
+/// sample's family must have been declared with TYPE before it.
+fn parse_prometheus(text: &str) -> Vec<PromSample> {
+    let mut typed = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let valid_name = |n: &str| !n.is_empty() && n.chars().enumerate().all(|(i, c)| c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap_or_default();
+            let name = parts.next().unwrap_or_default();
+            assert!(kind == "HELP" || kind == "TYPE", "unexpected comment: {line}");
+            assert!(valid_name(name), "bad metric name in {line}");
+            if kind == "TYPE" {
+                let t = parts.next().unwrap_or_default();
+                assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&t), "bad type in {line}");
+                typed.insert(name.to_string());
+            }
+            continue;
+        }
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(i) => line.split_at(i),
+            None => panic!("sample without value: {line}"),
+        };
+        assert!(valid_name(name), "bad sample name: {line}");
+        let mut labels = BTreeMap::new();
+        let mut rest = rest;
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices().peekable();
+            let mut end = None;
+            loop {
+                let Some(&(i, c)) = chars.peek() else { panic!("unterminated labels: {line}") };
+                if c == '}' {
+                    end = Some(i);
+                    break;
+                }
+                if c == ',' {
+                    chars.next();
+                    continue;
+                }
+                let mut key = String::new();
+                while let Some(&(_, c)) = chars.peek() {
+                    if c == '=' {
+                        break;
+                    }
+                    key.push(c);
+                    chars.next();
+                }
+                assert!(valid_name(&key), "bad label name {key:?}: {line}");
+                chars.next();
+                assert_eq!(chars.next().map(|x| x.1), Some('"'), "label value not quoted: {line}");
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, c)) => value.push(c),
+                            None => panic!("bad escape: {line}"),
+                        },
+                        Some((_, '"')) => break,
+                        Some((_, c)) => value.push(c),
+                        None => panic!("unterminated label value: {line}"),
+                    }
+                }
+                labels.insert(key, value);
+                if end.is_some() {
+                    break;
+                }
+            }
+            let end = end.unwrap_or_else(|| panic!("unterminated labels: {line}"));
+            rest = &body[end + 1..];
+        }
+        let value: f64 = rest.trim().split(' ').next().unwrap_or_default().parse().unwrap_or_else(|e| panic!("bad value in {line}: {e}"));
+        assert!(typed.contains(name), "sample of an undeclared family: {line}");
+        out.push(PromSample { name: name.to_string(), labels, value });
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_api_and_metrics_show_a_running_flow() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let source = Client::connect(ClientConfig::new(&src.bootstrap())).await.expect("source client");
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "86400000".to_string());
+    configs.insert("min.insync.replicas".to_string(), "1".to_string());
+    source.create_topic("orders", 4, &configs).await.expect("create");
+    for p in 0..4 {
+        source.produce("orders", p, records(&format!("p{p}"), 100), -1, 10_000).await.expect("produce");
+    }
+    let mut committed = BTreeMap::new();
+    committed.insert(("orders".to_string(), 0), 40i64);
+    source.commit_offsets("billing", &Membership::none(), &committed).await.expect("commit");
+
+    // Topics are synced once (the refresh interval is long), so config drift made on the
+    // source afterwards stays visible.
+    let toml = format!(
+        "[clusters.src]\nbootstrap = \"{}\"\nregion = \"us-east-1\"\ncloud = \"aws\"\n[clusters.dst]\nbootstrap = \"{}\"\nregion = \"eu-west-1\"\ncloud = \"gcp\"\n\n\
+         [[flows]]\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"orders\"]\ncheckpoint_interval = \"500ms\"\n\n\
+         [mirror]\ntopic_refresh_interval = \"1h\"\nfetch_max_wait = \"100ms\"\n",
+        src.bootstrap(),
+        dst.bootstrap()
+    );
+    let validated = tern_mirror::config::parse(&toml).expect("config");
+    let topology = tern_web::Topology::from_validated(&validated);
+    let mirror = TestMirror::start(&toml);
+    let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into())).with_sample_interval(Duration::from_millis(200));
+    state.spawn_pollers();
+    let web = Web { app: tern_web::router(state) };
+    let flow_path = "/flows/src-%3Edst";
+
+    // Everything replicated: the flow page shows every partition caught up.
+    wait_until(Duration::from_secs(30), "400 records replicated", async || {
+        let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
+        let parts = json["partitions"].as_array()?;
+        (parts.len() == 4 && parts.iter().all(|p| p["replicated_offset"] == 100 && p["lag_records"] == 0)).then_some(())
+    })
+    .await;
+    let page = web.get(flow_path, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let doc = page.html();
+    assert_eq!(text(&doc, "h1"), "Flow src->dst");
+    let rows: Vec<_> = doc.select(&sel("#partitions tbody tr")).collect();
+    assert_eq!(rows.len(), 4, "one row per partition");
+    for p in 0..4 {
+        let f = row_fields(&doc, &format!("#partitions tr[data-topic=orders][data-partition=\"{p}\"]"));
+        assert_eq!((f["replicated_offset"].as_str(), f["source_end_offset"].as_str(), f["lag_records"].as_str()), ("100", "100", "0"), "partition {p}: {f:?}");
+        assert_eq!(f["error"], "");
+    }
+    assert_eq!(text(&doc, "#flow-paused"), "no");
+    assert_eq!(text(&doc, "#flow-failover"), "active");
+    // Without a session there is no pause button, only the way to log in.
+    assert!(doc.select(&sel("#pause")).next().is_none());
+    assert!(doc.select(&sel("#controls a[href^=\"/login\"]")).next().is_some());
+    // The live part re-fetches itself.
+    let live = doc.select(&sel("#live")).next().expect("#live");
+    assert_eq!(live.value().attr("hx-get"), Some(flow_path));
+    assert!(live.value().attr("hx-trigger").is_some_and(|t| t.starts_with("every ")));
+    assert!(doc.select(&sel(&format!("script[src=\"{}\"]", tern_web::HTMX_PATH))).next().is_some());
+    let htmx = web.get(tern_web::HTMX_PATH, None).await;
+    assert_eq!(htmx.status, StatusCode::OK);
+    assert!(htmx.body.contains("htmx"), "the vendored htmx is served");
+
+    // Topology: both clusters with region, cloud and broker count; the flow as an edge.
+    let doc = web.get("/", None).await.html();
+    let nodes: Vec<String> = doc.select(&sel("svg#topology g.cluster")).filter_map(|g| g.value().attr("data-cluster").map(String::from)).collect();
+    assert_eq!(nodes, vec!["dst", "src"]);
+    let src_node = doc.select(&sel("svg#topology g.cluster[data-cluster=src]")).next().expect("src node");
+    let src_text: Vec<String> = src_node.select(&sel("text")).map(|t| t.text().collect()).collect();
+    assert_eq!(src_text, vec!["src", "us-east-1 · aws", "1 broker"]);
+    let edge = doc.select(&sel("svg#topology a.flow-edge")).next().expect("edge");
+    assert_eq!(edge.value().attr("data-flow"), Some("src->dst"));
+    assert_eq!(edge.value().attr("href"), Some(flow_path));
+    assert!(edge.value().classes().any(|c| c == "ok"), "a caught-up flow is healthy: {:?}", edge.value().attr("class"));
+    let label: String = edge.select(&sel("text")).flat_map(|t| t.text()).collect();
+    assert!(label.contains("lag 0s"), "{label}");
+
+    // Consumer groups: billing committed 40 on partition 0, which is target offset 40.
+    wait_until(Duration::from_secs(30), "billing translated", async || {
+        let doc = web.get("/groups", None).await.html();
+        let row = doc.select(&sel("#groups tr[data-group=billing][data-partition=\"0\"]")).next()?;
+        let f: BTreeMap<String, String> = row.select(&sel("[data-field]")).map(|c| (c.value().attr("data-field").unwrap_or_default().to_string(), c.text().collect::<String>())).collect();
+        (f["committed_offset"] == "40" && f["translated_offset"] == "40" && f["state"] == "exact").then_some(())
+    })
+    .await;
+    let groups = web.get("/api/v1/groups", None).await.json();
+    let billing = groups["groups"].as_array().expect("groups").iter().find(|g| g["group"] == "billing").expect("billing").clone();
+    assert_eq!((billing["committed_offset"].as_i64(), billing["translated_offset"].as_i64()), (Some(40), Some(40)));
+
+    // Topics: configs side by side; drift made on the source shows; excluded keys are marked.
+    let mut changed = BTreeMap::new();
+    changed.insert("retention.ms".to_string(), "3600000".to_string());
+    source.alter_topic_configs("orders", &changed, &[]).await.expect("alter");
+    wait_until(Duration::from_secs(30), "drift on the topics page", async || {
+        let doc = web.get("/topics", None).await.html();
+        let row = doc.select(&sel("section.topic[data-topic=orders] tr.drift[data-key=\"retention.ms\"]")).next()?;
+        let cells: Vec<String> = row.select(&sel("td")).map(|c| c.text().collect()).collect();
+        (cells == ["3600000", "86400000"]).then_some(())
+    })
+    .await;
+    let doc = web.get("/topics", None).await.html();
+    let section = "section.topic[data-flow=\"src->dst\"][data-topic=orders]";
+    assert_eq!(text(&doc, &format!("{section} tr[data-key=\"retention.ms\"] td[data-side=source]")), "3600000");
+    assert_eq!(text(&doc, &format!("{section} tr[data-key=\"retention.ms\"] td[data-side=target]")), "86400000");
+    assert_eq!(text(&doc, &format!("{section} tr[data-key=partitions] td[data-side=source]")), "4");
+    assert_eq!(text(&doc, &format!("{section} tr[data-key=partitions] td[data-side=target]")), "4");
+    assert!(doc.select(&sel(&format!("{section} tr.excluded[data-key=\"min.insync.replicas\"]"))).next().is_some(), "excluded keys are marked");
+    assert!(doc.select(&sel(&format!("{section} tr.drift[data-key=\"min.insync.replicas\"]"))).next().is_none(), "excluded keys are not drift");
+    let topics = web.get("/api/v1/topics", None).await.json();
+    assert_eq!(topics["topics"][0]["drift"], true);
+
+    // Changing anything needs the token: no session, wrong token, forged CSRF are refused.
+    let refused = web.post_form(&format!("{flow_path}/pause"), None, "csrf=x").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(text(&refused.html(), "#message").contains("operator token"));
+    assert_eq!(web.post_api("/api/v1/flows/src-%3Edst/pause", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(web.post_api("/api/v1/flows/src-%3Edst/pause", Some("wrong")).await.status, StatusCode::UNAUTHORIZED);
+    let bad_login = web.post_form("/login", None, "token=wrong&next=%2F").await;
+    assert_eq!(bad_login.status, StatusCode::UNAUTHORIZED);
+    assert!(bad_login.headers.get(header::SET_COOKIE).is_none());
+    assert_eq!(text(&bad_login.html(), "#login-error"), "That token is not right.");
+    let login = web.post_form("/login", None, &format!("token={TOKEN}&next=%2Fflows%2Fsrc-%253Edst")).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    assert_eq!(login.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()), Some("/flows/src-%3Edst"));
+    let set_cookie = login.headers.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("session cookie").to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().expect("cookie").to_string();
+    let doc = web.get(flow_path, Some(&cookie)).await.html();
+    let form = doc.select(&sel("#controls form")).next().expect("pause form");
+    assert_eq!(form.value().attr("action"), Some(flow_path.to_string() + "/pause").as_deref());
+    let csrf = form.select(&sel("input[name=csrf]")).next().and_then(|i| i.value().attr("value")).expect("csrf").to_string();
+    let forged = web.post_form(&format!("{flow_path}/pause"), Some(&cookie), "csrf=forged").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(web.get("/api/v1/flows/src-%3Edst", None).await.json()["paused"], false, "refused requests change nothing");
+
+    // Pause: replication stops for the flow, the lag grows on the page.
+    let paused = web.post_form(&format!("{flow_path}/pause"), Some(&cookie), &format!("csrf={csrf}")).await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER, "{}", paused.body);
+    let doc = web.get(flow_path, Some(&cookie)).await.html();
+    assert_eq!(text(&doc, "#flow-paused"), "yes");
+    assert_eq!(text(&doc, "#flow-state"), "paused");
+    assert!(doc.select(&sel("#resume")).next().is_some());
+    for p in 0..4 {
+        source.produce("orders", p, records(&format!("late{p}"), 25), -1, 10_000).await.expect("produce");
+    }
+    let doc = wait_until(Duration::from_secs(30), "lag of 100 while paused", async || {
+        let doc = web.get(flow_path, None).await.html();
+        let lag = text(&doc, "#flow-lag-records");
+        (lag == "100").then_some(doc)
+    })
+    .await;
+    let f = row_fields(&doc, "#partitions tr[data-topic=orders][data-partition=\"2\"]");
+    assert_eq!((f["replicated_offset"].as_str(), f["source_end_offset"].as_str(), f["lag_records"].as_str()), ("100", "125", "25"));
+    let edge_doc = web.get("/", None).await.html();
+    let edge = edge_doc.select(&sel("svg#topology a.flow-edge")).next().expect("edge");
+    assert!(edge.value().classes().any(|c| c == "paused"));
+
+    // /metrics is valid Prometheus text with per-partition lag.
+    let metrics = web.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let samples = parse_prometheus(&metrics.body);
+    let lag: BTreeMap<String, f64> = samples
+        .iter()
+        .filter(|s| s.name == "tern_lag_records" && s.labels.get("flow").map(String::as_str) == Some("src->dst") && s.labels.get("topic").map(String::as_str) == Some("orders"))
+        .map(|s| (s.labels["partition"].clone(), s.value))
+        .collect();
+    assert_eq!(lag, (0..4).map(|p| (p.to_string(), 25.0)).collect::<BTreeMap<_, _>>());
+    assert!(samples.iter().any(|s| s.name == "tern_group_translated_offset" && s.labels.get("group").map(String::as_str) == Some("billing") && s.value == 40.0));
+
+    // Resume through the API with the bearer token: everything arrives.
+    let resumed = web.post_api("/api/v1/flows/src-%3Edst/resume", Some(TOKEN)).await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
+    assert_eq!(resumed.json()["control"]["paused"], false);
+    wait_until(Duration::from_secs(30), "caught up after resume", async || {
+        let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
+        let parts = json["partitions"].as_array()?;
+        (parts.iter().all(|p| p["replicated_offset"] == 125 && p["lag_records"] == 0)).then_some(())
+    })
+    .await;
+    let target = Client::connect(ClientConfig::new(&dst.bootstrap())).await.expect("target client");
+    for p in 0..4 {
+        assert_eq!(target.list_offset("src.orders", p, tern_kafka::client::LATEST).await.expect("end").0, 125);
+    }
+    let history = web.get("/api/v1/flows/src-%3Edst/history?minutes=5", None).await;
+    assert_eq!(history.status, StatusCode::OK);
+    let samples = history.json()["samples"].as_array().expect("samples").clone();
+    assert!(samples.iter().any(|s| s["lag_records"] == 100), "the pause shows in the lag history");
+
+    // Unknown paths and bad parameters.
+    let missing = web.get("/no/such/page", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(text(&missing.html(), "#status"), "404 Not Found");
+    let missing_api = web.get("/api/v1/nothing", None).await;
+    assert_eq!(missing_api.status, StatusCode::NOT_FOUND);
+    assert!(missing_api.json()["error"].as_str().is_some());
+    assert_eq!(web.get("/flows/a-%3Ez", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(web.get("/api/v1/flows/a-%3Ez", None).await.status, StatusCode::NOT_FOUND);
+    for bad in ["minutes=0", "minutes=61", "minutes=ten", "window=5"] {
+        let r = web.get(&format!("/api/v1/flows/src-%3Edst/history?{bad}"), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(r.json()["error"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let bad_action = web.post_api("/api/v1/flows/src-%3Edst/explode", Some(TOKEN)).await;
+    assert_eq!(bad_action.status, StatusCode::NOT_FOUND);
+    // Pages may not be framed by other sites.
+    assert_eq!(web.get("/", None).await.headers.get("x-frame-options").and_then(|v| v.to_str().ok()), Some("DENY"));
+
+    mirror.stop().await;
+}
+
+/// A `tern demo` child process, killed when dropped.
+struct Demo {
+    child: std::process::Child,
+    url: String,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Demo {
+    fn start(data: &std::path::Path, envs: &[(&str, &str)]) -> Demo {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(tern_bin());
+        cmd.args(["demo", "--web", "127.0.0.1:0", "--data"]).arg(data).env("RUST_LOG", "info").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start tern demo");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("output").push_str(&(line + "\n"));
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("dashboard ") {
+                    let _ = tx.send(url.trim().trim_end_matches('/').to_string());
+                }
+                sink.lock().expect("output").push_str(&(line + "\n"));
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("tern demo printed no dashboard address:\n{}", output.lock().expect("output")));
+        Demo { child, url, output }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().expect("output").clone()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_chromium_against_tern_demo() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let token = format!("tok-{}", std::process::id());
+    let demo = Demo::start(data.path(), &[("TERN_WEB_TOKEN", &token)]);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(compat_script("dashboard_browser.py")).arg(&demo.url).arg(&shots).env("TERN_WEB_TOKEN", &token);
+    run_client(cmd, Duration::from_secs(240)).await;
+    for name in ["topology.png", "flow-paused.png", "topology-paused.png", "flow-resumed.png"] {
+        let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name} is a real screenshot");
+    }
+    println!("screenshots in {}", shots.display());
+    // The token was used throughout but never printed.
+    let output = demo.output();
+    assert!(output.contains("flow paused"), "the pause is logged:\n{output}");
+    assert!(!output.contains(&token), "the operator token appeared in the demo's output");
+    assert!(!output.contains("exporting traces"), "no OTLP endpoint set, so no trace export");
+}
+
+/// A stand-in OTLP/HTTP collector: accepts every POST, keeps (path, body).
+async fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 8192];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = buf[head_end..head_end + length].to_vec();
+                    buf.drain(..head_end + length);
+                    sink.lock().expect("received").push((path, body));
+                    if socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_receiver_when_the_endpoint_is_set() {
+    let (endpoint, received) = otlp_receiver().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let demo = Demo::start(
+        data.path(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_SERVICE_NAME", "tern-trace-test"), ("OTEL_BSP_SCHEDULE_DELAY", "500")],
+    );
+    // One dashboard request, for an HTTP span.
+    let addr = demo.url.trim_start_matches("http://").to_string();
+    let mut http = tokio::net::TcpStream::connect(&addr).await.expect("connect to the dashboard");
+    tokio::io::AsyncWriteExt::write_all(&mut http, b"GET /flows HTTP/1.0\r\nHost: tern\r\n\r\n").await.expect("request");
+    let mut page = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut http, &mut page).await.expect("response");
+    assert!(page.starts_with(b"HTTP/1.0 200") || page.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&page[..page.len().min(200)]));
+
+    // OTLP/HTTP protobuf carries span names and attribute strings verbatim.
+    let contains = |needle: &[u8]| received.lock().expect("received").iter().any(|(_, body)| body.windows(needle.len()).any(|w| w == needle));
+    wait_until(Duration::from_secs(60), "replication and HTTP spans at the receiver", async || {
+        (contains(b"replicate") && contains(b"/flows") && contains(b"tern-trace-test") && contains(b"us-east->eu-west")).then_some(())
+    })
+    .await;
+    let paths: std::collections::BTreeSet<String> = received.lock().expect("received").iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(paths, ["/v1/traces".to_string()].into_iter().collect(), "only traces are exported, to the standard path");
+    assert!(demo.output().contains("exporting traces over OTLP"));
+}
+
+/// Logs in with the operator token; returns the session cookie.
+async fn log_in(web: &Web) -> String {
+    let login = web.post_form("/login", None, &format!("token={TOKEN}&next=%2F")).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let set_cookie = login.headers.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("session cookie");
+    set_cookie.split(';').next().expect("cookie").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let source = Client::connect(ClientConfig::new(&src.bootstrap())).await.expect("source client");
+    source.create_topic("ledger", 2, &BTreeMap::new()).await.expect("create");
+    for p in 0..2 {
+        source.produce("ledger", p, records(&format!("l{p}"), 50), -1, 10_000).await.expect("produce");
+    }
+    let mut committed = BTreeMap::new();
+    committed.insert(("ledger".to_string(), 0), 20i64);
+    committed.insert(("ledger".to_string(), 1), 50i64);
+    source.commit_offsets("payments-app", &Membership::none(), &committed).await.expect("commit");
+    let toml = format!(
+        "[clusters.src]\nbootstrap = \"{}\"\n[clusters.dst]\nbootstrap = \"{}\"\n\n[[flows]]\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"ledger\"]\ncheckpoint_interval = \"500ms\"\n\n[mirror]\ntopic_refresh_interval = \"500ms\"\nfetch_max_wait = \"100ms\"\n",
+        src.bootstrap(),
+        dst.bootstrap()
+    );
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let validated = tern_mirror::config::parse(&toml).expect("config");
+    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(state_dir.path().to_path_buf());
+    let mirror = TestMirror::start(&toml);
+    let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into())).with_sample_interval(Duration::from_millis(200));
+    state.spawn_pollers();
+    let web = Web { app: tern_web::router(state) };
+    wait_until(Duration::from_secs(30), "100 records replicated", async || {
+        let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
+        let parts = json["partitions"].as_array()?;
+        (parts.len() == 2 && parts.iter().all(|p| p["lag_records"] == 0 && p["replicated_offset"] == 50)).then_some(())
+    })
+    .await;
+
+    // Starting a drill needs the token, from the page and from the API.
+    let doc = web.get("/drills", None).await.html();
+    assert!(doc.select(&sel("#start-drill")).next().is_none(), "no start button without a session");
+    assert_eq!(web.post_form("/drills", None, "flow=src-%3Edst&csrf=x").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(web.post_api("/api/v1/drills", None).await.status, StatusCode::UNAUTHORIZED);
+    let cookie = log_in(&web).await;
+    let doc = web.get("/drills", Some(&cookie)).await.html();
+    let form = doc.select(&sel("#start form")).next().expect("drill form");
+    let csrf = form.select(&sel("input[name=csrf]")).next().and_then(|i| i.value().attr("value")).expect("csrf").to_string();
+    let flows: Vec<&str> = form.select(&sel("select[name=flow] option")).filter_map(|o| o.value().attr("value")).collect();
+    assert_eq!(flows, vec!["src->dst"]);
+    assert_eq!(web.post_form("/drills", Some(&cookie), "flow=src-%3Edst&csrf=forged").await.status, StatusCode::FORBIDDEN);
+    let bad_regex = web.post_form("/drills", Some(&cookie), &format!("flow=src-%3Edst&groups=%28&csrf={csrf}")).await;
+    assert_eq!(bad_regex.status, StatusCode::BAD_REQUEST, "an invalid groups regex is a 400");
+    assert_eq!(web.post_form("/drills", Some(&cookie), &format!("flow=nope&csrf={csrf}")).await.status, StatusCode::NOT_FOUND);
+
+    let started = web.post_form("/drills", Some(&cookie), &format!("flow=src-%3Edst&groups=payments.%2A&csrf={csrf}")).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let run_path = started.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).expect("location").to_string();
+    assert!(run_path.starts_with("/drills/runs/"), "{run_path}");
+    // The progress page follows the drill until it links its report.
+    let report_path = wait_until(Duration::from_secs(60), "the drill to finish", async || {
+        let doc = web.get(&run_path, None).await.html();
+        doc.select(&sel("#report-link")).next().and_then(|a| a.value().attr("href").map(String::from))
+    })
+    .await;
+    let doc = web.get(&run_path, None).await.html();
+    let events: Vec<String> = doc.select(&sel("#events li")).map(|li| li.text().collect()).collect();
+    assert!(events.first().is_some_and(|e| e.starts_with("drill ")), "{events:?}");
+    assert!(events.iter().any(|e| e.starts_with("payments-app: applied to tern-drill.")), "{events:?}");
+    assert!(events.last().is_some_and(|e| e == "finished: pass"), "{events:?}");
+
+    // The report: nothing to lose, the group translated exactly; the same numbers as JSON.
+    let report = web.get(&report_path, None).await;
+    assert_eq!(report.status, StatusCode::OK);
+    let doc = report.html();
+    assert_eq!(text(&doc, "#verdict"), "pass");
+    assert_eq!(text(&doc, "#rpo-records"), "0");
+    assert_eq!((text(&doc, "#redelivered"), text(&doc, "#missed")), ("0".to_string(), "0".to_string()));
+    let checks: Vec<String> = doc.select(&sel("section.drill-group[data-group=payments-app] td[data-field=check]")).map(|c| c.text().collect()).collect();
+    assert_eq!(checks.len(), 2, "one check per partition");
+    let id = report_path.trim_start_matches("/drills/").to_string();
+    let json = web.get(&format!("/api/v1/drills/{id}"), None).await.json();
+    assert_eq!((json["verdict"].as_str(), json["rpo_records"].as_i64(), json["schema_version"].as_i64()), (Some("pass"), Some(0), Some(1)));
+    assert_eq!(json["groups"][0]["group"], "payments-app");
+    assert!(json["rto_ms"].as_u64().is_some(), "RTO measured");
+
+    // A second drill through the API; both are in the history, and on disk.
+    let mut req = Request::post("/api/v1/drills").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).header(header::CONTENT_TYPE, "application/json");
+    req = req.header(header::ACCEPT, "application/json");
+    let accepted = web.send(req.body(Body::from(r#"{"flow": "src->dst"}"#)).expect("request")).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let status_path = accepted.json()["status"].as_str().expect("status path").to_string();
+    let second = wait_until(Duration::from_secs(60), "the API drill to finish", async || {
+        let run = web.get(&status_path, None).await.json();
+        (run["done"] == true).then(|| run["report_id"].as_str().map(String::from)).flatten()
+    })
+    .await;
+    let history = web.get("/api/v1/drills", None).await.json();
+    let ids: Vec<&str> = history["drills"].as_array().expect("drills").iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(ids, vec![second.as_str(), id.as_str()], "newest first");
+    assert!(state_dir.path().join("drills").join(format!("{id}.json")).exists());
+    let doc = web.get("/drills", None).await.html();
+    assert_eq!(doc.select(&sel("#history tbody tr")).count(), 2);
+    let trend = doc.select(&sel("figure.trend[data-flow=\"src->dst\"] polyline.rpo")).next().expect("RPO chart");
+    assert_eq!(trend.value().attr("points").map(|p| p.split(' ').count()), Some(2), "one point per drill");
+    assert_eq!(web.get("/drills/20000101T000000Z-0000", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(web.get("/api/v1/drills/..%2Fetc", None).await.status, StatusCode::NOT_FOUND);
+
+    // Failover state shows on the topology and the flow.
+    let target = Client::connect(ClientConfig::new(&dst.bootstrap())).await.expect("target client");
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: failed over", |c| c.state = tern_mirror::control::FailoverState::FailedOver).await.expect("control");
+    wait_until(Duration::from_secs(30), "failed-over on the topology", async || {
+        let doc = web.get("/", None).await.html();
+        let edge = doc.select(&sel("svg#topology a.flow-edge[data-flow=\"src->dst\"]")).next()?;
+        let label: String = edge.select(&sel("text")).flat_map(|t| t.text()).collect();
+        (edge.value().classes().any(|c| c == "failed-over") && label.contains("failed-over")).then_some(())
+    })
+    .await;
+    assert_eq!(text(&web.get("/flows/src-%3Edst", None).await.html(), "#flow-failover"), "failed-over");
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: back", |c| c.state = tern_mirror::control::FailoverState::Active).await.expect("control");
+    mirror.stop().await;
+}

@@ -1,0 +1,482 @@
+//! Disaster-recovery drills, failover and failback against real brokers: the numbers a drill
+//! reports are checked against what the test did, and what consumers read after a failover
+//! or failback is checked record by record.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use kafka_protocol::records::Compression;
+use tern_kafka::client::{Client, ClientConfig, GroupMember, Membership, LATEST};
+use tern_mirror::drill::{DrillReport, Verdict};
+
+use crate::helpers::*;
+use crate::mirror::{partition_content, two_cluster_config, varied_batch, TestMirror};
+use crate::protocol::produce_request;
+
+pub async fn client(bootstrap: &str) -> Client {
+    Client::connect(ClientConfig::new(bootstrap)).await.expect("client")
+}
+
+pub async fn end(client: &Client, topic: &str, partition: i32) -> i64 {
+    let _ = client.refresh_metadata(None).await;
+    client.list_offset_once(topic, partition, LATEST).await.map(|(o, _)| o).unwrap_or(-1)
+}
+
+/// Waits until every partition of `remote` on the target ends where `topic` ends on the source.
+pub async fn wait_caught_up(source: &Client, target: &Client, topic: &str, remote: &str, partitions: i32) {
+    wait_until(Duration::from_secs(60), &format!("{remote} to catch up with {topic}"), async || {
+        for p in 0..partitions {
+            if end(target, remote, p).await != end(source, topic, p).await {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+pub async fn commit(client: &Client, group: &str, offsets: &[(&str, i32, i64)]) {
+    let map: BTreeMap<(String, i32), i64> = offsets.iter().map(|(t, p, o)| ((t.to_string(), *p), *o)).collect();
+    client.commit_offsets(group, &Membership::none(), &map).await.expect("commit");
+}
+
+/// Runs `tern <args>` to completion; returns (exit code, stdout).
+pub fn tern(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(tern_bin()).args(args).output().expect("run tern");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("--- tern {}\n{stdout}\n--- stderr\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+fn drill_json(config: &Path, json: &Path, groups: &str) -> (i32, DrillReport, serde_json::Value) {
+    let (code, _) = tern(&["drill", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--groups", groups, "--json", json.to_str().expect("path"), "--timeout", "10s"]);
+    let text = std::fs::read_to_string(json).expect("the JSON report");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let report: DrillReport = serde_json::from_str(&text).expect("a DrillReport");
+    (code, report, value)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+fn group<'a>(r: &'a DrillReport, name: &str) -> &'a tern_mirror::drill::GroupReport {
+    r.groups.iter().find(|g| g.group == name).unwrap_or_else(|| panic!("no group {name} in {:?}", r.groups.iter().map(|g| &g.group).collect::<Vec<_>>()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_clusters() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
+    let mut s = src.connect().await;
+    create_topic(&mut s, "orders", 2, &[]).await;
+    // 100 records per partition: keys (some null), values, headers, distinct timestamps.
+    for b in 0..4 {
+        for p in 0..2 {
+            s.call(&produce_request("orders", p, varied_batch(p, b, 25), 1), 9).await.expect("produce");
+        }
+    }
+    commit(&source, "billing", &[("orders", 0, 40), ("orders", 1, 100)]).await;
+    commit(&source, "audit", &[("orders", 0, 0), ("orders", 1, 73)]).await;
+    commit(&source, "skipped", &[("orders", 0, 10)]).await;
+    // A group with a live member and no committed offsets.
+    let mut idle = GroupMember::new("idle", Duration::from_secs(30), Duration::from_secs(30));
+    idle.join(&source, &["orders".to_string()]).await.expect("join");
+    let hb = tokio::spawn(async move {
+        loop {
+            let _ = idle.heartbeat().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    let toml = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"orders\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let mirror = TestMirror::start(&toml);
+    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
+
+    // Hold records back from replication: pause the flow through its control record, then
+    // produce 25 more records to partition 0 and 12 to partition 1.
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: hold back", |c| c.paused = true).await.expect("pause");
+    let status = mirror.status["src->dst"].clone();
+    wait_until(Duration::from_secs(10), "the worker to see the pause", async || status.control().paused.then_some(())).await;
+    // A fetch already waiting at the end of the log when the pause was seen may still return:
+    // let it (fetch_max_wait is 200 ms) before producing what must be held back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (held0, held1) = (25i64, 12i64);
+    let held_at = std::time::Instant::now();
+    s.call(&produce_request("orders", 0, batch("held-0", held0 as usize, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    s.call(&produce_request("orders", 1, batch("held-1", held1 as usize, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    let committed_before = (source.all_committed_offsets("billing").await.expect("offsets"), source.all_committed_offsets("audit").await.expect("offsets"));
+
+    let json = dir.path().join("drill.json");
+    let started = std::time::Instant::now();
+    let (code, report, value) = drill_json(&config, &json, "billing|audit|idle");
+    println!("drill took {:?}: RPO {} records / {:.2} s, RTO {:?} ms", started.elapsed(), report.rpo_records, report.rpo_seconds, report.rto_ms);
+    assert_eq!(code, 1, "groups would lose the held-back records: exit code 1");
+    assert_eq!(value["schema_version"], 1);
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert_eq!(report.flow_state, "active");
+    assert_eq!(report.rpo_records, held0 + held1, "RPO = exactly the records held back");
+    let rpo: Vec<(i32, i64, i64)> = report.partitions.iter().map(|p| (p.partition, p.replicated_end, p.rpo_records)).collect();
+    assert_eq!(rpo, vec![(0, 100, held0), (1, 100, held1)]);
+    // RPO in seconds: the age of the oldest held-back record when the drill looked.
+    let held_for = held_at.elapsed().as_secs_f64();
+    assert!(report.rpo_seconds > 0.0 && report.rpo_seconds <= held_for + 1.0, "RPO {} s, records held back {held_for:.2} s ago", report.rpo_seconds);
+    assert_eq!((report.redelivered_records, report.missed_records), (0, 0), "no duplicates, no gaps");
+    assert!(report.rto_ms.is_some_and(|ms| ms > 0), "RTO measured: {:?}", report.rto_ms);
+    assert!(report.groups.iter().all(|g| g.group != "skipped"), "--groups filters");
+
+    let billing = group(&report, "billing");
+    assert_eq!(billing.verdict, Verdict::Fail);
+    assert_eq!(billing.rpo_records, held0 + held1, "billing has consumed none of the held-back records");
+    let audit = group(&report, "audit");
+    assert_eq!(audit.rpo_records, held0 + held1);
+    assert_eq!(group(&report, "idle").verdict, Verdict::NoOffsets, "{:?}", group(&report, "idle"));
+    for (g, committed) in [(billing, [40, 100]), (audit, [0, 73])] {
+        assert_eq!(g.read_through, Some(true), "{}: {}", g.group, g.reason);
+        assert!(g.drill_group.as_ref().is_some_and(|d| d.starts_with(&format!("tern-drill.{}.", report.id))));
+        for p in &g.partitions {
+            let c = committed[p.partition as usize];
+            assert_eq!(p.committed, c);
+            // One mirror run on a plain topic: target offsets equal source offsets.
+            assert_eq!(p.translated, Some(c), "{} {}", g.group, p.partition);
+            assert_eq!(p.check, "match", "{} {}", g.group, p.partition);
+            assert_eq!((p.redelivered_records, p.missed_records), (0, 0));
+        }
+    }
+    // Independently: the target record at each translated offset is the source record at the
+    // committed offset (key, value, headers, timestamp).
+    for p in 0..2 {
+        let (a, b) = (partition_content(&src.bootstrap(), "orders", p).await, partition_content(&dst.bootstrap(), "src.orders", p).await);
+        assert_eq!(b[..], a[..100], "partition {p}: the target holds exactly the first 100 records");
+        assert_eq!(a.len() as i64, 100 + [held0, held1][p as usize]);
+    }
+    // Production consumers untouched; drill groups gone; nothing replicated while paused.
+    assert_eq!(source.all_committed_offsets("billing").await.expect("offsets"), committed_before.0);
+    assert_eq!(source.all_committed_offsets("audit").await.expect("offsets"), committed_before.1);
+    let leftover: Vec<String> = target.list_groups().await.expect("groups").into_iter().filter(|g| g.starts_with("tern-drill.")).collect();
+    assert!(leftover.is_empty(), "drill groups left behind: {leftover:?}");
+    assert_eq!(end(&target, "src.orders", 0).await, 100);
+
+    // Resume; once caught up a drill passes, with nothing to lose.
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: resume", |c| c.paused = false).await.expect("resume");
+    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
+    let (code, report2, _) = drill_json(&config, &json, "billing|audit|idle");
+    assert_eq!(code, 0, "{:?}", report2.groups);
+    assert_eq!(report2.verdict, Verdict::Pass);
+    assert_eq!(report2.rpo_records, 0);
+    assert_eq!(group(&report2, "billing").verdict, Verdict::Pass);
+    assert!(group(&report2, "billing").partitions.iter().all(|p| p.check == "match" && p.read_through == Some(true)));
+    println!("caught-up drill: RTO {:?} ms", report2.rto_ms);
+
+    // Both drills are in the history beside the config, newest first.
+    let history = tern_mirror::drill::history_dir(&dir.path().join("tern-state"));
+    let listed = tern_mirror::drill::history::list(&history).expect("history");
+    assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![report2.id.clone(), report.id.clone()]);
+    assert_eq!(tern_mirror::drill::history::load(&history, &report.id).expect("load"), report);
+    mirror.stop().await;
+
+    // A wrong offset map (an entry claiming source 50 landed at target 47) would make groups
+    // resume 3 records early on partition 1: the drill catches it from the data.
+    let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
+    let bogus = tern_mirror::offset_map::Entry { source: 50, target: 47 };
+    tern_mirror::checkpoint::persist_entries(&flow, &source, &target, &("orders".to_string(), 1), &[bogus], &[]).await.expect("write a bogus entry");
+    let (code, bad, _) = drill_json(&config, &json, "billing|audit");
+    assert_eq!(code, 1);
+    assert_eq!((bad.rpo_records, bad.redelivered_records, bad.missed_records), (0, 6, 0));
+    for g in ["billing", "audit"] {
+        let p1 = &group(&bad, g).partitions[1];
+        assert_eq!((p1.check.as_str(), p1.redelivered_records, p1.translated), ("repeats", 3, Some(p1.committed - 3)), "{g}");
+        assert!(group(&bad, g).reason.contains("re-read 3"), "{}", group(&bad, g).reason);
+    }
+
+    // An unreachable source: every group the target's checkpoints know gets an error verdict
+    // that says why; no crash, exit code 2.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let bad = dir.path().join("dead-source.toml");
+    std::fs::write(&bad, two_cluster_config(&dead, &dst.bootstrap(), "\"orders\"")).expect("config");
+    let (code, r, _) = drill_json(&bad, &json, "billing|audit");
+    assert_eq!(code, 2);
+    assert_eq!(r.verdict, Verdict::Error);
+    for g in ["billing", "audit"] {
+        let g = group(&r, g);
+        assert_eq!(g.verdict, Verdict::Error);
+        assert!(g.reason.contains("source unreachable") && g.reason.contains("checkpoint"), "{}", g.reason);
+    }
+    // An unreachable target: the source's groups get the verdict.
+    std::fs::write(&bad, two_cluster_config(&src.bootstrap(), &dead, "\"orders\"")).expect("config");
+    let (code, r, _) = drill_json(&bad, &json, ".*");
+    assert_eq!(code, 2);
+    assert!(group(&r, "billing").reason.contains("target unreachable"), "{}", group(&r, "billing").reason);
+    hb.abort();
+}
+
+/// `tern broker` as a child process that can be killed with SIGKILL and started again on
+/// the same port and data directory.
+struct ProcBroker {
+    child: Option<std::process::Child>,
+    addr: String,
+    data: std::path::PathBuf,
+}
+
+impl ProcBroker {
+    fn spawn(data: &Path, listen: &str) -> std::io::Result<(std::process::Child, String)> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(tern_bin())
+            .args(["broker", "--listen", listen, "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("tern broker listening on ").map(str::to_string) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(format!("broker did not start: {line:?}")));
+        };
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Ok((child, addr))
+    }
+
+    fn start(data: &Path) -> ProcBroker {
+        let (child, addr) = Self::spawn(data, "127.0.0.1:0").expect("broker");
+        ProcBroker { child: Some(child), addr, data: data.to_path_buf() }
+    }
+
+    fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            let _ = c.wait();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let addr = self.addr.clone();
+        let data = self.data.clone();
+        let child = wait_until(Duration::from_secs(20), "the broker to start again on its port", async || Self::spawn(&data, &addr).ok().map(|(c, _)| c)).await;
+        self.child = Some(child);
+    }
+}
+
+impl Drop for ProcBroker {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+type Content = (Option<bytes::Bytes>, Option<bytes::Bytes>, Vec<(String, Option<bytes::Bytes>)>, i64);
+
+/// What a consumer of `group` reads from its committed offsets to the end of each partition
+/// of `topic`, read as a member of the group.
+async fn consume(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i64, Vec<Content>)> {
+    let c = client(bootstrap).await;
+    let mut member = GroupMember::new(group, Duration::from_secs(10), Duration::from_secs(10));
+    let assigned = member.join(&c, &[topic.to_string()]).await.expect("join");
+    let committed = c.committed_offsets(group, &assigned).await.expect("committed offsets");
+    let mut out = BTreeMap::new();
+    for (t, p) in assigned {
+        let from = *committed.get(&(t.clone(), p)).unwrap_or_else(|| panic!("{group} has no offset for {t}/{p}"));
+        let content = partition_content(bootstrap, &t, p).await;
+        out.insert(p, (from, content[from as usize..].to_vec()));
+    }
+    member.leave().await.expect("leave");
+    out
+}
+
+fn failover_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
+    let a_dir = tempfile::tempdir().expect("dir");
+    let mut a = ProcBroker::start(a_dir.path());
+    let b = TestBroker::start().await;
+    let (source, target) = (client(&a.addr).await, client(&b.bootstrap()).await);
+    let mut s = tern_kafka::client::Connection::connect(&a.addr).await.expect("connect");
+    create_topic(&mut s, "orders", 2, &[]).await;
+    for p in 0..2 {
+        for k in 0..3 {
+            s.call(&produce_request("orders", p, batch(&format!("a{p}-{k}"), 20, now_ms(), Compression::Lz4), 1), 9).await.expect("produce");
+        }
+    }
+    commit(&source, "billing", &[("orders", 0, 25), ("orders", 1, 60)]).await;
+    commit(&source, "audit", &[("orders", 0, 60), ("orders", 1, 0)]).await;
+
+    let toml = two_cluster_config(&a.addr, &b.bootstrap(), "\"orders\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
+    let mirror = TestMirror::start(&toml);
+    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
+    let synced = |g: &'static str, want: [i64; 2]| {
+        let target = &target;
+        async move {
+            wait_until(Duration::from_secs(30), &format!("{g} synced onto the target"), async || {
+                let o = target.all_committed_offsets(g).await.ok()?;
+                (o.get(&("src.orders".to_string(), 0)) == Some(&want[0]) && o.get(&("src.orders".to_string(), 1)) == Some(&want[1])).then_some(())
+            })
+            .await
+        }
+    };
+    synced("billing", [25, 60]).await;
+    synced("audit", [60, 0]).await;
+
+    // 7 records reach A but never B: the flow is paused when they are written, then A dies.
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: hold back", |c| c.paused = true).await.expect("pause");
+    let status = mirror.status["src->dst"].clone();
+    wait_until(Duration::from_secs(10), "the worker to see the pause", async || status.control().paused.then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // a fetch in flight may still return
+    s.call(&produce_request("orders", 0, batch("stranded", 7, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    wait_until(Duration::from_secs(30), "the worker to record A's new end on B", async || {
+        let (ends, _) = tern_mirror::failover::read_state(&flow, &target).await.ok()?;
+        (ends.get(&("orders".to_string(), 0)).map(|k| k.end) == Some(67)).then_some(())
+    })
+    .await;
+    let a_before = [partition_content(&a.addr, "orders", 0).await, partition_content(&a.addr, "orders", 1).await];
+    drop(s);
+    a.kill_9();
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: unpause", |c| c.paused = false).await.expect("unpause");
+
+    let report_path = dir.path().join("failover.json");
+    let (code, _) = tern(&["failover", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--unplanned", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!(r["state"], "failed-over");
+    assert_eq!(r["lost_records"], 7, "the records written on A after replication stopped");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    let points: Vec<(i64, i64, i64, i64)> = r["point"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| (p["target_offset"].as_i64().expect("n"), p["source_offset"].as_i64().expect("n"), p["known_source_end"].as_i64().expect("n"), p["lost_records"].as_i64().expect("n")))
+        .collect();
+    assert_eq!(points, vec![(60, 60, 67, 7), (60, 60, 60, 0)]);
+    assert_eq!(tern_mirror::control::read(&target, "dst", "src->dst").await.expect("control").state, tern_mirror::control::FailoverState::FailedOver);
+    let (_, state) = tern(&["state", "--config", config.to_str().expect("path")]);
+    assert!(state.contains("failed-over"), "{state}");
+
+    // Consumers started on B from the synced groups read exactly what they had not consumed
+    // on A (the 7 lost records aside), and nothing they had.
+    for (g, committed) in [("billing", [25usize, 60]), ("audit", [60, 0])] {
+        let read = consume(&b.bootstrap(), g, "src.orders").await;
+        for p in 0..2 {
+            let (from, records) = &read[&(p as i32)];
+            let want = &a_before[p][committed[p]..60];
+            assert_eq!(*from, committed[p] as i64, "{g} {p}");
+            assert_eq!(records[..], want[..], "{g} partition {p}: what the consumer reads on B");
+            println!("{g} partition {p}: resumes on B at {from}, reads {} records, none it had", records.len());
+        }
+    }
+
+    // Life on B: producers write to the remote topic; billing reads 10 of the 15 new records
+    // on partition 0 and all 5 on partition 1. audit reads nothing.
+    let mut bc = b.connect().await;
+    bc.call(&produce_request("src.orders", 0, batch("on-b-0", 15, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    bc.call(&produce_request("src.orders", 1, batch("on-b-1", 5, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    commit(&target, "billing", &[("src.orders", 0, 70), ("src.orders", 1, 65)]).await;
+    let written_on_b = [partition_content(&b.bootstrap(), "src.orders", 0).await[60..].to_vec(), partition_content(&b.bootstrap(), "src.orders", 1).await[60..].to_vec()];
+
+    // A returns; failback copies B's writes home and moves the groups back.
+    a.restart().await;
+    let report_path = dir.path().join("failback.json");
+    let (code, _) = tern(&["failback", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!(r["state"], "active");
+    assert_eq!(r["copied_records"], 20);
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    let a_after = [partition_content(&a.addr, "orders", 0).await, partition_content(&a.addr, "orders", 1).await];
+    assert_eq!(a_after[0][..67], a_before[0][..], "A kept everything it had, the 7 stranded records included");
+    assert_eq!(a_after[0][67..], written_on_b[0][..], "B's writes reached A, in order, intact");
+    assert_eq!(a_after[1][60..], written_on_b[1][..]);
+    // Groups on A: billing had read 10 of the copied records on partition 0 but never the 7
+    // stranded ones before them, so it resumes at the first stranded record; on partition 1
+    // it resumes after the 5 it read. audit resumes where it was on B.
+    let source = client(&a.addr).await;
+    let billing = consume(&a.addr, "billing", "orders").await;
+    assert_eq!(billing[&0].0, 60);
+    assert_eq!(billing[&0].1[..], a_after[0][60..], "billing on A: the stranded records, then B's writes");
+    assert_eq!(billing[&1].0, 65, "billing on A: after the 5 it read on B");
+    let audit = consume(&a.addr, "audit", "orders").await;
+    assert_eq!((audit[&0].0, audit[&1].0), (60, 0));
+    assert_eq!(audit[&1].1[..], a_after[1][..]);
+    let moved = r["groups"].as_array().expect("groups");
+    let billing_p0 = moved.iter().find(|g| g["group"] == "billing").expect("billing")["partitions"][0].clone();
+    assert_eq!(billing_p0["redelivered_records"], 10, "{billing_p0}");
+
+    // The flow is active again and resumes after the copied records: new records on A reach
+    // B once, and the copied ones are not sent back to B.
+    let mut s = tern_kafka::client::Connection::connect(&a.addr).await.expect("connect");
+    s.call(&produce_request("orders", 0, batch("after-0", 3, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    s.call(&produce_request("orders", 1, batch("after-1", 4, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    wait_until(Duration::from_secs(60), "new records on A to reach B after failback", async || {
+        (end(&target, "src.orders", 0).await == 78 && end(&target, "src.orders", 1).await == 69).then_some(())
+    })
+    .await;
+    let b_after = [partition_content(&b.bootstrap(), "src.orders", 0).await, partition_content(&b.bootstrap(), "src.orders", 1).await];
+    assert_eq!(b_after[0][75..], a_after_plus(&a.addr, 0, 82).await[..]);
+    assert_eq!(b_after[1][..], partition_content(&a.addr, "orders", 1).await[..], "partition 1: B is again an exact copy of A");
+    let _ = source;
+    mirror.stop().await;
+}
+
+async fn a_after_plus(addr: &str, partition: i32, from: usize) -> Vec<Content> {
+    partition_content(addr, "orders", partition).await[from..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_failover_drains_the_flow_and_failback_returns_it_to_active() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
+    let mut s = src.connect().await;
+    create_topic(&mut s, "payments", 1, &[]).await;
+    let toml = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"payments\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    let mirror = TestMirror::start(&toml);
+    for k in 0..5 {
+        s.call(&produce_request("payments", 0, batch(&format!("p{k}"), 40, now_ms(), Compression::Zstd), 1), 9).await.expect("produce");
+    }
+    commit(&source, "ledger", &[("payments", 0, 130)]).await;
+    // Failover right away: the drain waits for whatever is still in flight.
+    let report_path = dir.path().join("failover.json");
+    let (code, _) = tern(&["failover", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--planned", "--timeout", "30s", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!((r["mode"].as_str(), r["drained"].as_bool(), r["lost_records"].as_i64()), (Some("planned"), Some(true), Some(0)));
+    assert_eq!(end(&target, "src.payments", 0).await, 200, "drained: everything reached the target");
+    assert_eq!(target.all_committed_offsets("ledger").await.expect("offsets").get(&("src.payments".to_string(), 0)), Some(&130), "final group offsets synced");
+    assert_eq!(source.describe_group("tern.src.dst").await.expect("group").members, 0, "the workers left the flow's group");
+    // Failed over, nothing replicates.
+    s.call(&produce_request("payments", 0, batch("late", 5, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    tokio::time::sleep(Duration::from_secs(2)).await; // give a (wrongly) running worker the time to copy
+    assert_eq!(end(&target, "src.payments", 0).await, 200, "a failed-over flow does not replicate");
+
+    // Failback with nothing written on B: the group returns to where it was, and the 5
+    // records written on A meanwhile replicate once the flow is active again.
+    let report_path = dir.path().join("failback.json");
+    let (code, _) = tern(&["failback", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!((r["state"].as_str(), r["copied_records"].as_i64()), (Some("active"), Some(0)));
+    assert_eq!(source.all_committed_offsets("ledger").await.expect("offsets").get(&("payments".to_string(), 0)), Some(&130));
+    wait_caught_up(&source, &target, "payments", "src.payments", 1).await;
+    assert_eq!(partition_content(&dst.bootstrap(), "src.payments", 0).await, partition_content(&src.bootstrap(), "payments", 0).await, "an exact copy, nothing twice");
+    mirror.stop().await;
+}

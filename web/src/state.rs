@@ -1,0 +1,232 @@
+//! What the web side knows: the configured topology, the flows' live status, the lag history,
+//! and what the clusters themselves report (reachability, brokers, topic configs), polled in
+//! the background so that no page ever waits on a remote cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tern_kafka::client::Client;
+use tern_mirror::config::{ClusterConfig, Flow, Validated};
+use tern_mirror::status::FlowStatus;
+
+use crate::auth::Auth;
+use crate::history::History;
+
+/// Clusters and flows as configured.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    pub clusters: BTreeMap<String, ClusterInfo>,
+    pub flows: Vec<Flow>,
+    /// Where drill reports are kept (the configuration's state directory); no history without.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    pub region: Option<String>,
+    pub cloud: Option<String>,
+    /// How to reach it (never shown: it may carry credentials).
+    config: Arc<ClusterConfig>,
+}
+
+impl ClusterInfo {
+    /// How to reach the cluster, for the server's own connections (drills). Never rendered.
+    pub(crate) fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+}
+
+impl Topology {
+    pub fn from_validated(v: &Validated) -> Topology {
+        let clusters = v
+            .config
+            .clusters
+            .iter()
+            .map(|(name, c)| (name.clone(), ClusterInfo { region: c.region.clone(), cloud: c.cloud.clone(), config: Arc::new(c.clone()) }))
+            .collect();
+        Topology { clusters, flows: v.flows.clone(), state_dir: None }
+    }
+
+    pub fn with_state_dir(mut self, dir: std::path::PathBuf) -> Topology {
+        self.state_dir = Some(dir);
+        self
+    }
+
+    pub fn flow(&self, name: &str) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.name() == name)
+    }
+}
+
+/// What a cluster reported at the last poll.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterHealth {
+    /// `None` before the first poll finished.
+    pub reachable: Option<bool>,
+    pub brokers: usize,
+    pub error: Option<String>,
+    /// Partition count of every topic.
+    pub partitions: BTreeMap<String, usize>,
+    /// Topic-level config overrides of the topics the flows care about.
+    pub configs: BTreeMap<String, BTreeMap<String, String>>,
+    pub polled_at_ms: i64,
+}
+
+pub(crate) struct Inner {
+    pub topology: Topology,
+    pub statuses: BTreeMap<String, Arc<FlowStatus>>,
+    pub registry: prometheus::Registry,
+    pub history: Mutex<History>,
+    pub health: Mutex<BTreeMap<String, ClusterHealth>>,
+    clients: tokio::sync::Mutex<BTreeMap<String, Arc<Client>>>,
+    pub auth: Auth,
+    pub sample_interval: Duration,
+    pub drills: crate::drills::Runs,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+/// How long one cluster poll may take before the cluster counts as unreachable.
+const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl AppState {
+    /// `token` enables the mutating endpoints (pause, resume); without it the service is
+    /// read-only.
+    pub fn new(topology: Topology, statuses: BTreeMap<String, Arc<FlowStatus>>, token: Option<String>) -> AppState {
+        let registry = prometheus::Registry::new();
+        if let Err(e) = registry.register(Box::new(crate::metrics::FlowCollector::new(statuses.clone()))) {
+            tracing::error!("registering flow metrics: {e}");
+        }
+        AppState(Arc::new(Inner {
+            topology,
+            statuses,
+            registry,
+            history: Mutex::default(),
+            health: Mutex::default(),
+            clients: tokio::sync::Mutex::default(),
+            auth: Auth::new(token),
+            sample_interval: Duration::from_secs(2),
+            drills: Default::default(),
+        }))
+    }
+
+    /// Samples lag history every `interval` instead of every 2 s.
+    pub fn with_sample_interval(self, interval: Duration) -> AppState {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.sample_interval = interval;
+                AppState(Arc::new(inner))
+            }
+            Err(shared) => AppState(shared),
+        }
+    }
+
+    /// Starts the background work: lag sampling and cluster polling. Runs until the runtime
+    /// shuts down.
+    pub fn spawn_pollers(&self) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.0.sample_interval);
+            loop {
+                tick.tick().await;
+                state.sample();
+            }
+        });
+        let state = self.clone();
+        tokio::spawn(async move {
+            loop {
+                state.poll_clusters().await;
+                tokio::time::sleep(state.0.sample_interval.max(Duration::from_secs(2))).await;
+            }
+        });
+    }
+
+    /// Takes one history sample of every flow.
+    pub fn sample(&self) {
+        let now = crate::metrics::now_ms();
+        let mut history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, status) in &self.0.statuses {
+            history.record(name, &status.snapshot(), now);
+        }
+    }
+
+    /// A connected client for a configured cluster (connections are kept).
+    pub(crate) async fn client(&self, cluster: &str) -> Result<Arc<Client>, String> {
+        let info = self.0.topology.clusters.get(cluster).ok_or_else(|| format!("unknown cluster {cluster}"))?;
+        let mut clients = self.0.clients.lock().await;
+        if let Some(c) = clients.get(cluster) {
+            return Ok(c.clone());
+        }
+        let c = tokio::time::timeout(POLL_TIMEOUT, tern_mirror::flow::connect(cluster, &info.config))
+            .await
+            .map_err(|_| format!("cluster {cluster}: no answer within {} s", POLL_TIMEOUT.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        let c = Arc::new(c);
+        clients.insert(cluster.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Polls every cluster at once: brokers, topics and the configs of replicated topics.
+    pub async fn poll_clusters(&self) {
+        let mut polls = tokio::task::JoinSet::new();
+        for name in self.0.topology.clusters.keys().cloned() {
+            let state = self.clone();
+            polls.spawn(async move {
+                let result = tokio::time::timeout(POLL_TIMEOUT, state.poll_cluster(&name)).await;
+                (name, result)
+            });
+        }
+        while let Some(joined) = polls.join_next().await {
+            let Ok((name, result)) = joined else { continue };
+            let health = match result {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => ClusterHealth { reachable: Some(false), error: Some(e), polled_at_ms: crate::metrics::now_ms(), ..Default::default() },
+                Err(_) => ClusterHealth {
+                    reachable: Some(false),
+                    error: Some(format!("no answer within {} s", POLL_TIMEOUT.as_secs())),
+                    polled_at_ms: crate::metrics::now_ms(),
+                    ..Default::default()
+                },
+            };
+            if health.reachable == Some(false) {
+                // Reconnect from scratch next time: the brokers may have moved.
+                self.0.clients.lock().await.remove(&name);
+            }
+            self.0.health.lock().unwrap_or_else(|p| p.into_inner()).insert(name, health);
+        }
+    }
+
+    async fn poll_cluster(&self, name: &str) -> Result<ClusterHealth, String> {
+        let client = self.client(name).await?;
+        let md = client.refresh_metadata(None).await.map_err(|e| e.to_string())?;
+        let partitions: BTreeMap<String, usize> = md.topics.values().map(|t| (t.name.clone(), t.partitions.len())).collect();
+        // The topics whose configs the Topics page compares: sources of flows from this
+        // cluster and remote topics of flows into it.
+        let mut wanted = BTreeSet::new();
+        for f in &self.0.topology.flows {
+            for t in md.topics.values().filter(|t| !t.internal) {
+                if f.source == name && tern_mirror::naming::replicates(f, &t.name) {
+                    wanted.insert(t.name.clone());
+                }
+            }
+        }
+        for f in self.0.topology.flows.iter().filter(|f| f.target == name) {
+            let source_topics: Vec<String> = self.0.health.lock().unwrap_or_else(|p| p.into_inner()).get(&f.source).map(|h| h.partitions.keys().cloned().collect()).unwrap_or_default();
+            for t in source_topics.iter().filter(|t| tern_mirror::naming::replicates(f, t)) {
+                let remote = tern_mirror::naming::remote_topic(f, t);
+                if md.topics.contains_key(&remote) {
+                    wanted.insert(remote);
+                }
+            }
+        }
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        let configs = if wanted.is_empty() {
+            BTreeMap::new()
+        } else {
+            client.describe_topic_configs(&wanted).await.map_err(|e| e.to_string())?
+        };
+        Ok(ClusterHealth { reachable: Some(true), brokers: md.brokers.len(), error: None, partitions, configs, polled_at_ms: crate::metrics::now_ms() })
+    }
+}

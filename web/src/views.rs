@@ -1,0 +1,303 @@
+//! What the pages show, computed once per request from the flows' status, the lag history
+//! and the cluster polls. The JSON API serializes these same structures, so the API carries
+//! everything the pages show.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use tern_mirror::offset_map::Translation;
+
+use crate::history::{Outlook, Sample, Series, Trend};
+use crate::metrics::{lag_seconds, now_ms};
+use crate::state::AppState;
+
+/// Above this many seconds of lag a flow shows as lagging.
+pub const LAGGING_SECONDS: f64 = 30.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Ok,
+    Lagging,
+    Paused,
+    FailedOver,
+    Error,
+    Unknown,
+}
+
+impl Health {
+    /// CSS class and legend word.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Lagging => "lagging",
+            Health::Paused => "paused",
+            Health::FailedOver => "failed-over",
+            Health::Error => "error",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub name: String,
+    pub region: Option<String>,
+    pub cloud: Option<String>,
+    /// `None` until the first poll finished.
+    pub reachable: Option<bool>,
+    pub brokers: usize,
+    pub error: Option<String>,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionView {
+    pub topic: String,
+    pub partition: i32,
+    pub remote_topic: String,
+    pub replicated_offset: i64,
+    pub source_end_offset: i64,
+    pub lag_records: i64,
+    /// `None` while lagging with no replicated timestamp to measure from.
+    pub lag_seconds: Option<f64>,
+    pub records: u64,
+    pub bytes: u64,
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub outlook: Outlook,
+    /// (time ms, lag records) over the last hour.
+    pub lag_history: Vec<(i64, i64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub flow: String,
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub committed_offset: i64,
+    pub translated_offset: Option<i64>,
+    /// exact, ahead_of_replication or nothing_replicated.
+    pub state: &'static str,
+    pub checkpoint_age_seconds: Option<f64>,
+    pub sync: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowView {
+    pub name: String,
+    pub source: String,
+    pub target: String,
+    pub health: Health,
+    pub paused: bool,
+    /// active, failing-over, failed-over or failing-back.
+    pub failover_state: String,
+    pub control_reason: String,
+    pub partitions: Vec<PartitionView>,
+    pub lag_records: i64,
+    /// The largest partition lag in seconds.
+    pub lag_seconds: f64,
+    #[serde(flatten)]
+    pub outlook: Outlook,
+    pub lag_history: Vec<(i64, i64)>,
+    pub errors: Vec<String>,
+    pub groups: Vec<GroupView>,
+    pub heartbeats_sent: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigRow {
+    pub key: String,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    /// Source and target differ on a key that is replicated.
+    pub drift: bool,
+    /// Never replicated (see the flow's exclusion list).
+    pub excluded: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicView {
+    pub flow: String,
+    pub topic: String,
+    pub remote_topic: String,
+    pub source_partitions: Option<usize>,
+    pub target_partitions: Option<usize>,
+    pub configs: Vec<ConfigRow>,
+    /// Any replicated config or the partition count differs.
+    pub drift: bool,
+}
+
+impl PartitionView {
+    pub fn sparkline(&self) -> String {
+        crate::history::sparkline(&self.lag_history)
+    }
+}
+
+impl FlowView {
+    pub fn sparkline(&self) -> String {
+        crate::history::sparkline(&self.lag_history)
+    }
+}
+
+fn translation_state(t: &Translation) -> &'static str {
+    match t {
+        Translation::Exact(_) => "exact",
+        Translation::AheadOfReplication { .. } => "ahead_of_replication",
+        Translation::BeforeMap => "nothing_replicated",
+    }
+}
+
+impl AppState {
+    pub fn cluster_views(&self) -> Vec<ClusterView> {
+        let health = self.0.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.0
+            .topology
+            .clusters
+            .iter()
+            .map(|(name, info)| {
+                let h = health.get(name).cloned().unwrap_or_default();
+                ClusterView {
+                    name: name.clone(),
+                    region: info.region.clone(),
+                    cloud: info.cloud.clone(),
+                    reachable: h.reachable,
+                    brokers: h.brokers,
+                    error: h.error.clone(),
+                    health: match h.reachable {
+                        None => Health::Unknown,
+                        Some(true) => Health::Ok,
+                        Some(false) => Health::Error,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    pub fn flow_views(&self) -> Vec<FlowView> {
+        self.0.topology.flows.iter().filter_map(|f| self.flow_view(&f.name())).collect()
+    }
+
+    /// One flow, `None` if no such flow is configured.
+    pub fn flow_view(&self, name: &str) -> Option<FlowView> {
+        let flow = self.0.topology.flow(name)?;
+        let snap = self.0.statuses.get(name).map(|s| s.snapshot()).unwrap_or_default();
+        let now = now_ms();
+        let history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
+        let empty = Series::default();
+        let partitions: Vec<PartitionView> = snap
+            .partitions
+            .iter()
+            .map(|((topic, partition), p)| {
+                let series = history.partitions.get(&(name.to_string(), topic.clone(), *partition)).unwrap_or(&empty);
+                PartitionView {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    remote_topic: p.remote_topic.clone(),
+                    replicated_offset: p.replicated_offset,
+                    source_end_offset: p.source_end_offset,
+                    lag_records: p.lag_records(),
+                    lag_seconds: lag_seconds(p, now),
+                    records: p.records,
+                    bytes: p.bytes,
+                    error: p.error.clone(),
+                    outlook: series.outlook_at(Some(Sample { at_ms: now, lag_records: p.lag_records(), lag_seconds: 0.0, records: p.records, bytes: p.bytes })),
+                    lag_history: series.lag_points(),
+                }
+            })
+            .collect();
+        let series = history.flows.get(name).unwrap_or(&empty);
+        let lag_records = partitions.iter().map(|p| p.lag_records).sum();
+        let mut outlook = series.outlook_at(Some(Sample { at_ms: now, lag_records, lag_seconds: 0.0, records: 0, bytes: 0 }));
+        if partitions.is_empty() {
+            outlook.trend = Trend::Unknown;
+        }
+        let lag_secs = partitions.iter().filter_map(|p| p.lag_seconds).fold(0.0, f64::max);
+        let errors: Vec<String> = snap.errors.clone();
+        let control = &snap.control;
+        let health = if !errors.is_empty() || partitions.iter().any(|p| p.error.is_some()) {
+            Health::Error
+        } else if control.state != tern_mirror::control::FailoverState::Active {
+            Health::FailedOver
+        } else if control.paused {
+            Health::Paused
+        } else if partitions.is_empty() {
+            Health::Unknown
+        } else if lag_secs > LAGGING_SECONDS || outlook.trend == Trend::Growing {
+            Health::Lagging
+        } else {
+            Health::Ok
+        };
+        let groups = snap
+            .groups
+            .iter()
+            .map(|((group, (topic, partition)), g)| GroupView {
+                flow: name.to_string(),
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                committed_offset: g.committed,
+                translated_offset: g.translation.target(),
+                state: translation_state(&g.translation),
+                checkpoint_age_seconds: (g.checkpoint_at >= 0).then(|| (now - g.checkpoint_at).max(0) as f64 / 1000.0),
+                sync: g.sync.clone(),
+            })
+            .collect();
+        Some(FlowView {
+            name: name.to_string(),
+            source: flow.source.clone(),
+            target: flow.target.clone(),
+            health,
+            paused: control.paused,
+            failover_state: control.state.to_string(),
+            control_reason: control.reason.clone(),
+            partitions,
+            lag_records,
+            lag_seconds: lag_secs,
+            outlook,
+            lag_history: series.lag_points(),
+            errors,
+            groups,
+            heartbeats_sent: snap.heartbeats_sent,
+        })
+    }
+
+    /// Every replicated topic of every flow, with both sides' configs.
+    pub fn topic_views(&self) -> Vec<TopicView> {
+        let health = self.0.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let none = crate::state::ClusterHealth::default();
+        let mut out = Vec::new();
+        for f in &self.0.topology.flows {
+            let source = health.get(&f.source).unwrap_or(&none);
+            let target = health.get(&f.target).unwrap_or(&none);
+            for (topic, count) in source.partitions.iter().filter(|(t, _)| tern_mirror::naming::replicates(f, t)) {
+                let remote = tern_mirror::naming::remote_topic(f, topic);
+                let empty = BTreeMap::new();
+                let sc = source.configs.get(topic).unwrap_or(&empty);
+                let tc = target.configs.get(&remote).unwrap_or(&empty);
+                let keys: BTreeSet<&String> = sc.keys().chain(tc.keys()).collect();
+                let configs: Vec<ConfigRow> = keys
+                    .into_iter()
+                    .map(|k| {
+                        let excluded = tern_mirror::flow::CONFIG_EXCLUDES.contains(&k.as_str());
+                        let (s, t) = (sc.get(k).cloned(), tc.get(k).cloned());
+                        ConfigRow { key: k.clone(), drift: !excluded && s != t, excluded, source: s, target: t }
+                    })
+                    .collect();
+                let target_partitions = target.partitions.get(&remote).copied();
+                let drift = configs.iter().any(|c| c.drift) || target_partitions.is_some_and(|t| t != *count);
+                out.push(TopicView {
+                    flow: f.name(),
+                    topic: topic.clone(),
+                    remote_topic: remote,
+                    source_partitions: Some(*count),
+                    target_partitions,
+                    configs,
+                    drift,
+                });
+            }
+        }
+        out
+    }
+}
