@@ -48,6 +48,10 @@ pub struct SaslConfig {
     pub mechanism: String,
     #[serde(default)]
     pub username: Option<String>,
+    /// Environment variable holding the username, where the username is itself a credential
+    /// (a Confluent Cloud API key, a name kept in a secret store).
+    #[serde(default)]
+    pub username_env: Option<String>,
     /// Environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
@@ -137,8 +141,11 @@ fn sasl_source<'a>(name: &str, s: &'a SaslConfig) -> Result<(Mechanism, Source<'
     if s.token_env.is_some() || s.token_file.is_some() || s.token_command.is_some() {
         return Err(Error::Config(format!("{key}: token_env, token_file and token_command are for OAUTHBEARER, not {mechanism}")));
     }
-    if s.username.as_deref().is_none_or(|u| u.is_empty()) {
-        return Err(Error::Config(format!("{key}.username: required for {mechanism}")));
+    match (s.username.as_deref(), s.username_env.as_deref()) {
+        (Some(u), None) if !u.is_empty() => {}
+        (None, Some(v)) if !v.is_empty() => {}
+        (Some(_), Some(_)) => return Err(Error::Config(format!("{key}: give username or username_env, not both"))),
+        _ => return Err(Error::Config(format!("{key}.username: required for {mechanism} (or username_env)"))),
     }
     let mut sources = Vec::new();
     if let Some(v) = &s.password_env {
@@ -197,7 +204,12 @@ pub fn resolve(name: &str, c: &ClusterConfig) -> Result<Security> {
                 (_, Some(p), _) => SaslCredential::Password(Secret::new(p)),
                 _ => return Err(Error::Config(format!("clusters.{name}.sasl: no credential"))),
             };
-            Some(SaslSettings { mechanism, username: s.username.clone().unwrap_or_default(), credential })
+            let username = match (&s.username, &s.username_env) {
+                (_, Some(var)) => std::env::var(var).map_err(|_| Error::Config(format!("clusters.{name}.sasl.username_env: environment variable {var} is not set")))?,
+                (Some(u), None) => u.clone(),
+                (None, None) => String::new(),
+            };
+            Some(SaslSettings { mechanism, username, credential })
         }
     };
     Ok(Security { tls, sasl })
@@ -244,6 +256,7 @@ mod tests {
             ("[clusters.a.sasl]\nmechanism = \"GSSAPI\"\n", "clusters.a.sasl.mechanism"),
             ("[clusters.a.sasl]\nmechanism = \"SCRAM-SHA-256\"\npassword_env = \"X\"\n", "clusters.a.sasl.username"),
             ("[clusters.a.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"u\"\n", "needs a password"),
+            ("[clusters.a.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"u\"\nusername_env = \"U\"\npassword_env = \"X\"\n", "username or username_env, not both"),
             ("[clusters.a.sasl]\nmechanism = \"OAUTHBEARER\"\n", "token_command"),
             ("[clusters.a.tls]\ncert_file = \"c.pem\"\n", "key_file"),
             ("[clusters.a.tls]\nca_flie = \"c.pem\"\n", "ca_flie"),
@@ -258,6 +271,18 @@ mod tests {
         let v = parse(&cluster("[clusters.a.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword_env = \"TERN_TEST_UNSET_VAR_9\"\n")).expect("valid");
         let e = super::resolve("a", &v.config.clusters["a"]).expect_err("unset").to_string();
         assert!(e.contains("clusters.a.sasl.password_env") && e.contains("TERN_TEST_UNSET_VAR_9"), "{e}");
+    }
+
+    #[test]
+    fn username_from_the_environment() {
+        let v = parse(&cluster("[clusters.a.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername_env = \"TERN_TEST_SASL_USER_3\"\npassword_env = \"TERN_TEST_SASL_PW_3\"\n")).expect("valid");
+        let e = super::resolve("a", &v.config.clusters["a"]).expect_err("unset").to_string();
+        assert!(e.contains("clusters.a.sasl.username_env") || e.contains("clusters.a.sasl.password_env"), "{e}");
+        // Only this test reads these two variables.
+        std::env::set_var("TERN_TEST_SASL_USER_3", "api-key-7");
+        std::env::set_var("TERN_TEST_SASL_PW_3", "pw");
+        let s = super::resolve("a", &v.config.clusters["a"]).expect("resolves");
+        assert_eq!(s.sasl.expect("sasl").username, "api-key-7");
     }
 
     #[test]

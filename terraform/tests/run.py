@@ -63,6 +63,7 @@ EXPECTED_MESSAGES = {
     "flow_with_no_topics": ["topics is empty", "us-east->eu-west"],
     "checkpoint_interval_that_is_not_a_duration": ["checkpoint_interval must be a duration", '"5 seconds"'],
     "privileged_web_port": ["unprivileged port", "got 80"],
+    "sasl_without_a_password_secret": ["credentials.sasl_password", "refused: us-east"],
 }
 
 
@@ -209,9 +210,17 @@ def check_examples(c, rendered):
         c.check(pairs == {(a, b) for a in regions for b in regions if a != b}, "three-region is active/active: every region to every other", str(sorted(pairs)))
         for region, text in three["configs"].items():
             c.check('listen = "0.0.0.0:8080"' in text, f"{region}'s tern.toml listens on 0.0.0.0 for the health checks")
-            secret_names = set(three["secret_env"].get(region, {}).values())
-            c.check(secret_names and not any(s in text for s in secret_names) and "password" not in text.lower(),
+            secret_env = three["secret_env"].get(region, {})
+            secret_names = set(secret_env.values())
+            c.check(secret_names and not any(s in text for s in secret_names) and "password =" not in text and "allow_inline_password" not in text,
                     f"{region}'s workers get secret references, and its tern.toml holds no credentials or secret names")
+            # SASL clusters name exactly the environment variables the cloud module fills.
+            named = set(re.findall(r'(?:password|username)_env = "([A-Z0-9_]+)"', text))
+            c.check(named and named <= set(secret_env), f"{region}'s tern.toml reads its SASL credentials from the variables its workers get",
+                    f"named {sorted(named)}, filled {sorted(secret_env)}")
+            for alias in ("aws-us-east-1", "azure-westeurope"):
+                c.check(f"[clusters.{alias}.sasl]" in text, f"{region}'s tern.toml connects to {alias} with SASL")
+            c.check("[clusters.gcp-europe-west1.sasl]" not in text, f"{region}'s tern.toml connects to gcp-europe-west1 without SASL (no credentials)")
     if three and four:
         parsed = {e: unquote(load_hcl(os.path.join(TF_ROOT, "examples", e, "regions.auto.tfvars"))) for e in EXAMPLES}
         old, new = parsed["three-region"]["regions"], parsed["add-region"]["regions"]

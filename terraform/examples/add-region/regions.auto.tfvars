@@ -13,6 +13,8 @@ regions = {
     bootstrap    = "b-1.tern-use1.kafka.us-east-1.amazonaws.com:9096,b-2.tern-use1.kafka.us-east-1.amazonaws.com:9096,b-3.tern-use1.kafka.us-east-1.amazonaws.com:9096"
     # Secret names, never values. Every cloud whose workers connect to this cluster (here all
     # three) holds them under these names in its secret store.
+    # SASL_SSL with SCRAM-SHA-512 (MSK's port 9096); username and password from the secrets.
+    sasl = {}
     credentials = {
       sasl_username = "tern-aws-us-east-1-sasl-username"
       sasl_password = "tern-aws-us-east-1-sasl-password"
@@ -37,6 +39,7 @@ regions = {
     cloud        = "azure"
     cloud_region = "westeurope"
     bootstrap    = "kafka-0.weu.acme.internal:9093,kafka-1.weu.acme.internal:9093,kafka-2.weu.acme.internal:9093"
+    sasl         = { mechanism = "SCRAM-SHA-256" }
     credentials = {
       sasl_username = "tern-azure-westeurope-sasl-username"
       sasl_password = "tern-azure-westeurope-sasl-password"
@@ -52,6 +55,7 @@ regions = {
     cloud        = "aws"
     cloud_region = "ap-southeast-1"
     bootstrap    = "b-1.tern-apse1.kafka.ap-southeast-1.amazonaws.com:9096,b-2.tern-apse1.kafka.ap-southeast-1.amazonaws.com:9096,b-3.tern-apse1.kafka.ap-southeast-1.amazonaws.com:9096"
+    sasl         = {}
     credentials = {
       sasl_username = "tern-aws-ap-southeast-1-sasl-username"
       sasl_password = "tern-aws-ap-southeast-1-sasl-password"

@@ -7,6 +7,10 @@ variable "regions" {
     role         = optional(string, "active")
     primary      = optional(string)
     credentials  = optional(map(string), {})
+    sasl = optional(object({
+      mechanism = optional(string, "SCRAM-SHA-512")
+      username  = optional(string)
+    }))
     network = object({
       id         = optional(string)
       subnet_ids = list(string)

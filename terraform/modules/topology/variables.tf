@@ -11,6 +11,10 @@ variable "regions" {
       credentials  secret references, never secret values: credential name ("sasl_username",
                    "sasl_password") => name of a secret in the secret store of every cloud whose
                    workers connect to this cluster
+      sasl         SASL over TLS (SASL_SSL) to this cluster: { mechanism = "SCRAM-SHA-512" (default),
+                   "SCRAM-SHA-256" or "PLAIN", username = "..." unless credentials has
+                   sasl_username }. The password is always credentials.sasl_password, which
+                   tern.toml names by its environment variable only.
   EOT
   type = map(object({
     cloud        = string
@@ -19,6 +23,10 @@ variable "regions" {
     role         = optional(string, "active")
     primary      = optional(string)
     credentials  = optional(map(string), {})
+    sasl = optional(object({
+      mechanism = optional(string, "SCRAM-SHA-512")
+      username  = optional(string)
+    }))
   }))
 
   validation {
@@ -75,6 +83,14 @@ variable "regions" {
       for name, secret in r.credentials : can(regex("^[a-z][a-z0-9_]*$", name)) && can(regex("^[A-Za-z0-9-]{1,127}$", secret))
     ]]))
     error_message = "regions: credentials map a lowercase name (letters, digits, '_') to a secret name of letters, digits and '-' (at most 127, valid in AWS Secrets Manager, GCP Secret Manager and Azure Key Vault alike); put the secret's name here, never its value. Refused: ${join(", ", flatten([for alias, r in var.regions : [for name, secret in r.credentials : "${alias}.credentials.${name}" if !(can(regex("^[a-z][a-z0-9_]*$", name)) && can(regex("^[A-Za-z0-9-]{1,127}$", secret)))]]))}."
+  }
+  validation {
+    condition = alltrue([for r in values(var.regions) : r.sasl == null || (
+      contains(["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"], try(r.sasl.mechanism, "")) &&
+      contains(keys(r.credentials), "sasl_password") &&
+      ((try(r.sasl.username, null) != null) != contains(keys(r.credentials), "sasl_username"))
+    )])
+    error_message = "regions: sasl needs mechanism SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN, credentials.sasl_password, and the username either as sasl.username or as credentials.sasl_username (not both); refused: ${join(", ", [for alias, r in var.regions : alias if !(r.sasl == null || (contains(["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"], try(r.sasl.mechanism, "")) && contains(keys(r.credentials), "sasl_password") && ((try(r.sasl.username, null) != null) != contains(keys(r.credentials), "sasl_username"))))])}."
   }
 }
 

@@ -85,6 +85,36 @@ run "credentials_become_secret_references_not_toml" {
   }
 }
 
+run "sasl_clusters_read_their_credentials_from_the_filled_variables" {
+  command = plan
+
+  variables {
+    pattern = "full-mesh"
+    regions = {
+      us-east  = { cloud = "aws", cloud_region = "us-east-1", bootstrap = "use:9096", sasl = {}, credentials = { sasl_username = "tern-use-user", sasl_password = "tern-use-pw" } }
+      eu-west  = { cloud = "gcp", cloud_region = "europe-west1", bootstrap = "euw:9096", sasl = { mechanism = "SCRAM-SHA-256", username = "tern" }, credentials = { sasl_password = "tern-euw-pw" } }
+      ap-south = { cloud = "azure", cloud_region = "westeurope", bootstrap = "aps:9092" }
+    }
+  }
+
+  assert {
+    condition     = strcontains(output.configs["ap-south"], "[clusters.us-east.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername_env = \"TERN_US_EAST__SASL_USERNAME\"\npassword_env = \"TERN_US_EAST__SASL_PASSWORD\"\n")
+    error_message = "us-east: SCRAM-SHA-512 with both credentials from the environment, got ${output.configs["ap-south"]}"
+  }
+  assert {
+    condition     = strcontains(output.configs["ap-south"], "[clusters.eu-west.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"tern\"\npassword_env = \"TERN_EU_WEST__SASL_PASSWORD\"\n")
+    error_message = "eu-west: SCRAM-SHA-256, a plain username and the password from the environment, got ${output.configs["ap-south"]}"
+  }
+  assert {
+    condition     = !strcontains(output.configs["us-east"], "[clusters.ap-south.sasl]") && alltrue([for c in values(output.configs) : !strcontains(c, "tern-use-") && !strcontains(c, "tern-euw-")])
+    error_message = "no SASL without a sasl setting, and no secret names in tern.toml"
+  }
+  assert {
+    condition     = contains(keys(output.secret_env["ap-south"]), "TERN_US_EAST__SASL_PASSWORD") && contains(keys(output.secret_env["ap-south"]), "TERN_EU_WEST__SASL_PASSWORD")
+    error_message = "the variables tern.toml names are the ones the workers get"
+  }
+}
+
 run "hub_and_spoke" {
   command = plan
 

@@ -145,6 +145,16 @@ run "inline_secret_value_instead_of_a_reference" {
   expect_failures = [var.regions]
 }
 
+run "sasl_without_a_password_secret" {
+  command = plan
+  variables {
+    regions = {
+      us-east = { cloud = "aws", cloud_region = "us-east-1", bootstrap = "use:9092", sasl = { username = "tern" }, credentials = { sasl_username = "tern-user" } }
+    }
+  }
+  expect_failures = [var.regions]
+}
+
 run "primary_naming_an_unknown_region" {
   command = plan
   variables {
