@@ -421,7 +421,9 @@ async fn check_group(
     let (rpo, redelivered, missed) = (sum(|p| p.rpo_records), sum(|p| p.redelivered_records), sum(|p| p.missed_records));
     let rpo_seconds = partitions.iter().map(|p| p.rpo_seconds).fold(0.0, f64::max);
     let mismatched: Vec<String> = partitions.iter().filter(|p| p.check == "mismatch").map(|p| format!("{}/{}", p.remote_topic, p.partition)).collect();
-    let nothing: Vec<String> = partitions.iter().filter(|p| p.translated.is_none()).map(|p| format!("{}/{}", p.topic, p.partition)).collect();
+    // Nothing replicated matters only where the group has records left to read: a partition
+    // it has read to the end (an empty one, say) loses nothing.
+    let nothing: Vec<String> = partitions.iter().filter(|p| p.translated.is_none() && p.committed < p.source_end).map(|p| format!("{}/{}", p.topic, p.partition)).collect();
     let mut problems = Vec::new();
     if rpo > 0 {
         problems.push(format!("would lose {rpo} record(s) not yet replicated (oldest {rpo_seconds:.1} s old)"));
@@ -441,7 +443,7 @@ async fn check_group(
     let (verdict, reason) = if problems.is_empty() {
         (Verdict::Pass, format!("resumes exactly on {} partition(s): nothing lost, skipped or re-read", partitions.len()))
     } else {
-        (Verdict::Fail, format!("a failover now {}", problems.join("; ")))
+        (Verdict::Fail, format!("a failover now: {}", problems.join("; ")))
     };
     Ok(GroupReport {
         group: group.to_string(),
