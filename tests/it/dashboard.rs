@@ -667,3 +667,57 @@ async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
     tern_mirror::control::update(&target, "dst", "src->dst", "test: back", |c| c.state = tern_mirror::control::FailoverState::Active).await.expect("control");
     mirror.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_workers_dashboard_shows_the_whole_flow() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let source = Client::connect(ClientConfig::new(&src.bootstrap())).await.expect("source client");
+    source.create_topic("events", 4, &BTreeMap::new()).await.expect("create");
+    let toml = format!(
+        "[clusters.src]\nbootstrap = \"{}\"\n[clusters.dst]\nbootstrap = \"{}\"\n\n[[flows]]\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"events\"]\nemit_heartbeats = false\n\n[mirror]\ntopic_refresh_interval = \"500ms\"\nfetch_max_wait = \"100ms\"\n",
+        src.bootstrap(),
+        dst.bootstrap()
+    );
+    // Two workers of the same flow share its partitions.
+    let first = TestMirror::start(&toml);
+    let second = TestMirror::start(&toml);
+    let status = |m: &TestMirror| m.status["src->dst"].snapshot().partitions.len();
+    wait_until(Duration::from_secs(60), "the partitions split between the workers", async || (status(&first) == 2 && status(&second) == 2).then_some(())).await;
+    for p in 0..4 {
+        source.produce("events", p, records(&format!("e{p}"), 30 + p as usize * 10), -1, 10_000).await.expect("produce");
+    }
+    let validated = tern_mirror::config::parse(&toml).expect("config");
+    let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), first.status.clone(), None).with_sample_interval(Duration::from_millis(200));
+    state.spawn_pollers();
+    let web = Web { app: tern_web::router(state) };
+    // The first worker's page lists all four partitions, the other worker's too, caught up.
+    let doc = wait_until(Duration::from_secs(30), "all partitions replicated on the first worker's page", async || {
+        let doc = web.get("/flows/src-%3Edst", None).await.html();
+        let rows: Vec<BTreeMap<String, String>> = (0..4).filter_map(|p| doc.select(&sel(&format!("#partitions tr[data-partition=\"{p}\"]"))).next().map(|_| row_fields(&doc, &format!("#partitions tr[data-partition=\"{p}\"]")))).collect();
+        let done = rows.len() == 4 && rows.iter().enumerate().all(|(p, f)| f["replicated_offset"] == (30 + p * 10).to_string() && f["lag_records"] == "0");
+        done.then_some(doc)
+    })
+    .await;
+    let workers: Vec<String> = (0..4).map(|p| row_fields(&doc, &format!("#partitions tr[data-partition=\"{p}\"]"))["worker"].clone()).collect();
+    assert_eq!(workers.iter().filter(|w| *w == "this one").count(), 2, "{workers:?}");
+    assert_eq!(workers.iter().filter(|w| *w == "another").count(), 2, "{workers:?}");
+    let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
+    assert_eq!(json["partitions"].as_array().map(Vec::len), Some(4));
+    // A partition of the other worker shows its lag too: pause the flow, write to it.
+    let other: i32 = (0..4).find(|p| !first.status["src->dst"].snapshot().partitions.contains_key(&("events".to_string(), *p))).expect("another worker's partition");
+    let target = Client::connect(ClientConfig::new(&dst.bootstrap())).await.expect("target client");
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: pause", |c| c.paused = true).await.expect("pause");
+    wait_until(Duration::from_secs(30), "both workers paused", async || (first.status["src->dst"].control().paused && second.status["src->dst"].control().paused).then_some(())).await;
+    source.produce("events", other, records("late", 7), -1, 10_000).await.expect("produce");
+    wait_until(Duration::from_secs(30), "the other worker's partition lagging by 7 on the first worker's page", async || {
+        let doc = web.get("/flows/src-%3Edst", None).await.html();
+        let f = row_fields(&doc, &format!("#partitions tr[data-partition=\"{other}\"]"));
+        (f["lag_records"] == "7" && f["worker"] == "another").then_some(())
+    })
+    .await;
+    assert_eq!(text(&web.get("/flows/src-%3Edst", None).await.html(), "#flow-lag-records"), "7", "the flow's lag counts every worker's partitions");
+    tern_mirror::control::update(&target, "dst", "src->dst", "test: resume", |c| c.paused = false).await.expect("resume");
+    second.stop().await;
+    first.stop().await;
+}

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
-use tern_mirror::status::FlowSnapshot;
 
 /// How much history is kept.
 pub const WINDOW_MS: i64 = 3_600_000;
@@ -15,7 +14,8 @@ pub struct Sample {
     pub at_ms: i64,
     pub lag_records: i64,
     pub lag_seconds: f64,
-    /// Records replicated so far by this worker (a counter; drops when the partition moved).
+    /// The replicated position (summed over partitions for a flow): its growth is the
+    /// throughput in records.
     #[serde(skip)]
     pub records: u64,
     #[serde(skip)]
@@ -193,19 +193,18 @@ pub struct History {
 }
 
 impl History {
-    /// Records one sample of every partition of a flow, and of the flow.
-    pub fn record(&mut self, flow: &str, snap: &FlowSnapshot, now: i64) {
+    /// Records one sample of every partition of a flow, and their sum as the flow's.
+    pub fn record(&mut self, flow: &str, partitions: impl Iterator<Item = ((String, i32), Sample)>, now: i64) {
         let mut total = Sample { at_ms: now, lag_records: 0, lag_seconds: 0.0, records: 0, bytes: 0 };
-        for ((topic, partition), p) in &snap.partitions {
-            let s = Sample { at_ms: now, lag_records: p.lag_records(), lag_seconds: crate::metrics::lag_seconds(p, now).unwrap_or(0.0), records: p.records, bytes: p.bytes };
+        for ((topic, partition), s) in partitions {
             total.lag_records += s.lag_records;
             total.lag_seconds = total.lag_seconds.max(s.lag_seconds);
             total.records += s.records;
             total.bytes += s.bytes;
-            self.partitions.entry((flow.to_string(), topic.clone(), *partition)).or_default().push(s);
+            self.partitions.entry((flow.to_string(), topic, partition)).or_default().push(s);
         }
         self.flows.entry(flow.to_string()).or_default().push(total);
-        // Partitions that moved to another worker stop being sampled; drop them once stale.
+        // Partitions no longer replicated stop being sampled; drop them once stale.
         self.partitions.retain(|_, series| series.samples.back().is_some_and(|s| s.at_ms >= now - WINDOW_MS));
     }
 }

@@ -72,12 +72,22 @@ pub struct ClusterHealth {
     pub polled_at_ms: i64,
 }
 
+/// A flow's progress as the source cluster tells it, for every partition whichever worker owns
+/// it: the position the flow's group committed, and the partition's end.
+#[derive(Debug, Clone, Default)]
+pub struct FlowProgress {
+    pub committed: BTreeMap<(String, i32), i64>,
+    pub ends: BTreeMap<(String, i32), i64>,
+    pub polled_at_ms: i64,
+}
+
 pub(crate) struct Inner {
     pub topology: Topology,
     pub statuses: BTreeMap<String, Arc<FlowStatus>>,
     pub registry: prometheus::Registry,
     pub history: Mutex<History>,
     pub health: Mutex<BTreeMap<String, ClusterHealth>>,
+    pub progress: Mutex<BTreeMap<String, FlowProgress>>,
     clients: tokio::sync::Mutex<BTreeMap<String, Arc<Client>>>,
     pub auth: Auth,
     pub sample_interval: Duration,
@@ -105,6 +115,7 @@ impl AppState {
             registry,
             history: Mutex::default(),
             health: Mutex::default(),
+            progress: Mutex::default(),
             clients: tokio::sync::Mutex::default(),
             auth: Auth::new(token),
             sample_interval: Duration::from_secs(2),
@@ -145,11 +156,7 @@ impl AppState {
 
     /// Takes one history sample of every flow.
     pub fn sample(&self) {
-        let now = crate::metrics::now_ms();
-        let mut history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, status) in &self.0.statuses {
-            history.record(name, &status.snapshot(), now);
-        }
+        self.record_history(crate::metrics::now_ms());
     }
 
     /// A connected client for a configured cluster (connections are kept).
@@ -196,6 +203,33 @@ impl AppState {
             }
             self.0.health.lock().unwrap_or_else(|p| p.into_inner()).insert(name, health);
         }
+        for flow in &self.0.topology.flows {
+            match tokio::time::timeout(POLL_TIMEOUT, self.poll_flow(flow)).await {
+                Ok(Ok(p)) => {
+                    self.0.progress.lock().unwrap_or_else(|p| p.into_inner()).insert(flow.name(), p);
+                }
+                Ok(Err(e)) => tracing::debug!(flow = %flow.name(), "polling the flow's progress: {e}"),
+                Err(_) => tracing::debug!(flow = %flow.name(), "polling the flow's progress: no answer in time"),
+            }
+        }
+    }
+
+    /// The flow group's committed positions and the source ends of every replicated partition:
+    /// what the other workers of the flow have done, so every worker's dashboard shows the
+    /// whole flow.
+    async fn poll_flow(&self, flow: &Flow) -> Result<FlowProgress, String> {
+        let partitions: Vec<(String, i32)> = {
+            let health = self.0.health.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(h) = health.get(&flow.source).filter(|h| h.reachable == Some(true)) else { return Err(format!("cluster {} not reachable", flow.source)) };
+            h.partitions.iter().filter(|(t, _)| tern_mirror::naming::replicates(flow, t)).flat_map(|(t, n)| (0..*n as i32).map(move |p| (t.clone(), p))).collect()
+        };
+        if partitions.is_empty() {
+            return Ok(FlowProgress { polled_at_ms: crate::metrics::now_ms(), ..Default::default() });
+        }
+        let client = self.client(&flow.source).await?;
+        let committed = client.committed_offsets(&tern_mirror::flow::group_id(flow), &partitions).await.map_err(|e| e.to_string())?;
+        let ends = client.list_offsets(&partitions, tern_kafka::client::LATEST).await.map_err(|e| e.to_string())?;
+        Ok(FlowProgress { committed, ends, polled_at_ms: crate::metrics::now_ms() })
     }
 
     async fn poll_cluster(&self, name: &str) -> Result<ClusterHealth, String> {

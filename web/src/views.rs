@@ -64,6 +64,9 @@ pub struct PartitionView {
     pub records: u64,
     pub bytes: u64,
     pub error: Option<String>,
+    /// Whether this worker replicates the partition. Other workers' partitions show the
+    /// position the flow's group committed on the source (up to a second behind) and no rates.
+    pub owned_here: bool,
     #[serde(flatten)]
     pub outlook: Outlook,
     /// (time ms, lag records) over the last hour.
@@ -141,6 +144,12 @@ impl FlowView {
     }
 }
 
+/// A partition row as a history sample. Throughput is measured by the replicated position,
+/// which keeps counting the same way when the partition moves between workers.
+fn sample_of(p: &PartitionView, now: i64) -> Sample {
+    Sample { at_ms: now, lag_records: p.lag_records, lag_seconds: p.lag_seconds.unwrap_or(0.0), records: p.replicated_offset.max(0) as u64, bytes: p.bytes }
+}
+
 fn translation_state(t: &Translation) -> &'static str {
     match t {
         Translation::Exact(_) => "exact",
@@ -179,37 +188,90 @@ impl AppState {
         self.0.topology.flows.iter().filter_map(|f| self.flow_view(&f.name())).collect()
     }
 
+    /// The rows of a flow's partitions without their history: this worker's partitions from
+    /// its status, the others' from the source's view of the flow's group.
+    fn partition_rows(&self, flow: &tern_mirror::config::Flow, snap: &tern_mirror::status::FlowSnapshot, now: i64) -> Vec<PartitionView> {
+        let unknown = Outlook { records_per_second: 0.0, bytes_per_second: 0.0, trend: Trend::Unknown, catch_up_seconds: None };
+        let mut rows: Vec<PartitionView> = snap
+            .partitions
+            .iter()
+            .map(|((topic, partition), p)| PartitionView {
+                topic: topic.clone(),
+                partition: *partition,
+                remote_topic: p.remote_topic.clone(),
+                replicated_offset: p.replicated_offset,
+                source_end_offset: p.source_end_offset,
+                lag_records: p.lag_records(),
+                lag_seconds: lag_seconds(p, now),
+                records: p.records,
+                bytes: p.bytes,
+                error: p.error.clone(),
+                owned_here: true,
+                outlook: unknown.clone(),
+                lag_history: Vec::new(),
+            })
+            .collect();
+        let progress = self.0.progress.lock().unwrap_or_else(|p| p.into_inner()).get(&flow.name()).cloned().unwrap_or_default();
+        for ((topic, partition), end) in &progress.ends {
+            if snap.partitions.contains_key(&(topic.clone(), *partition)) {
+                continue;
+            }
+            let position = progress.committed.get(&(topic.clone(), *partition)).copied().unwrap_or(0);
+            let lag = (end - position).max(0);
+            rows.push(PartitionView {
+                topic: topic.clone(),
+                partition: *partition,
+                remote_topic: tern_mirror::naming::remote_topic(flow, topic),
+                replicated_offset: position,
+                source_end_offset: *end,
+                lag_records: lag,
+                lag_seconds: (lag == 0).then_some(0.0),
+                records: 0,
+                bytes: 0,
+                error: None,
+                owned_here: false,
+                outlook: unknown.clone(),
+                lag_history: Vec::new(),
+            });
+        }
+        rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        rows
+    }
+
+    /// Samples every flow's partitions into the lag history (the sampler calls this).
+    pub(crate) fn record_history(&self, now: i64) {
+        let rows: Vec<(String, Vec<PartitionView>)> = self
+            .0
+            .topology
+            .flows
+            .iter()
+            .map(|f| {
+                let snap = self.0.statuses.get(&f.name()).map(|s| s.snapshot()).unwrap_or_default();
+                (f.name(), self.partition_rows(f, &snap, now))
+            })
+            .collect();
+        let mut history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
+        for (flow, parts) in rows {
+            history.record(&flow, parts.iter().map(|p| ((p.topic.clone(), p.partition), sample_of(p, now))), now);
+        }
+    }
+
     /// One flow, `None` if no such flow is configured.
     pub fn flow_view(&self, name: &str) -> Option<FlowView> {
         let flow = self.0.topology.flow(name)?;
         let snap = self.0.statuses.get(name).map(|s| s.snapshot()).unwrap_or_default();
         let now = now_ms();
+        let mut partitions = self.partition_rows(flow, &snap, now);
         let history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
         let empty = Series::default();
-        let partitions: Vec<PartitionView> = snap
-            .partitions
-            .iter()
-            .map(|((topic, partition), p)| {
-                let series = history.partitions.get(&(name.to_string(), topic.clone(), *partition)).unwrap_or(&empty);
-                PartitionView {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    remote_topic: p.remote_topic.clone(),
-                    replicated_offset: p.replicated_offset,
-                    source_end_offset: p.source_end_offset,
-                    lag_records: p.lag_records(),
-                    lag_seconds: lag_seconds(p, now),
-                    records: p.records,
-                    bytes: p.bytes,
-                    error: p.error.clone(),
-                    outlook: series.outlook_at(Some(Sample { at_ms: now, lag_records: p.lag_records(), lag_seconds: 0.0, records: p.records, bytes: p.bytes })),
-                    lag_history: series.lag_points(),
-                }
-            })
-            .collect();
+        for p in &mut partitions {
+            let series = history.partitions.get(&(name.to_string(), p.topic.clone(), p.partition)).unwrap_or(&empty);
+            p.outlook = series.outlook_at(Some(sample_of(p, now)));
+            p.lag_history = series.lag_points();
+        }
         let series = history.flows.get(name).unwrap_or(&empty);
         let lag_records = partitions.iter().map(|p| p.lag_records).sum();
-        let mut outlook = series.outlook_at(Some(Sample { at_ms: now, lag_records, lag_seconds: 0.0, records: 0, bytes: 0 }));
+        let mut outlook = series.outlook_at(Some(Sample { at_ms: now, lag_records, lag_seconds: 0.0, records: partitions.iter().map(|p| p.replicated_offset.max(0) as u64).sum(), bytes: partitions.iter().map(|p| p.bytes).sum() }));
         if partitions.is_empty() {
             outlook.trend = Trend::Unknown;
         }

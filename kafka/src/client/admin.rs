@@ -160,6 +160,42 @@ impl Client {
         Ok((p.offset, p.timestamp))
     }
 
+    /// ListOffsets for many partitions at once: one request per leader, sent concurrently.
+    /// Partitions whose leader is unknown or that answer with an error are left out.
+    pub async fn list_offsets(&self, partitions: &[(String, i32)], timestamp: i64) -> Result<BTreeMap<(String, i32), i64>> {
+        let md = self.metadata_snapshot();
+        let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+        for (t, p) in partitions {
+            if let Some(leader) = md.leader(t, *p) {
+                by_leader.entry(leader).or_default().entry(t.as_str()).or_default().push(*p);
+            }
+        }
+        let calls = by_leader.into_iter().map(|(leader, topics)| async move {
+            let conn = self.broker_connection(leader).await?;
+            let version = conn.version(ApiKey::ListOffsets, (1, 8))?;
+            let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ListOffsetsTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(ps.into_iter().map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp)).collect())
+                    })
+                    .collect(),
+            );
+            conn.call(&req, version).await
+        });
+        let mut out = BTreeMap::new();
+        for resp in futures_util::future::join_all(calls).await {
+            for t in resp?.topics {
+                for p in t.partitions.into_iter().filter(|p| p.error_code == 0) {
+                    out.insert((t.name.0.to_string(), p.partition_index), p.offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates a topic; `Ok(false)` when it already existed.
     pub async fn create_topic(&self, topic: &str, partitions: i32, configs: &BTreeMap<String, String>) -> Result<bool> {
         let conn = self.controller_connection().await?;
