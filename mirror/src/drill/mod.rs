@@ -96,6 +96,14 @@ pub fn new_id() -> String {
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{salt:04x}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `2026-11-25 05:45:12 UTC` from milliseconds since the epoch, for reports and pages.
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
