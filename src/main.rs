@@ -320,6 +320,9 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     tracing::info!(flows = %flows.join(", "), "starting");
     let listen = validated.config.web.listen.clone();
     let token = validated.config.web.token()?;
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        tracing::warn!("the [web] token is shorter than 16 characters: use a long random one (for example `openssl rand -hex 32`)");
+    }
     let topology = tern_web::Topology::from_validated(&validated).with_state_dir(validated.config.state_dir(&args.config));
     let (statuses, mut tasks) = tern_mirror::start(validated, rx);
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding [web] listen = {listen}"))?;

@@ -172,6 +172,8 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, uri: Uri, 
         }
         Err(refusal) => {
             tracing::warn!("dashboard login refused");
+            // Slows down guessing; the token's length is what really protects it.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             let status = if refusal == Refusal::ReadOnly { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
             let error = if refusal == Refusal::Unauthenticated { "That token is not right.".to_string() } else { refusal.message().to_string() };
             let mut resp = render(LoginPage { chrome: Chrome::new(&state, &headers, &uri, ""), next, error: Some(error) });
