@@ -142,11 +142,26 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// Only local paths: a login must never redirect to another site.
+/// Only local paths: a login must never redirect to another site. Browsers drop tabs and
+/// newlines and read `\\` as `/`, so anything but visible ASCII is refused too.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') => n.to_string(),
         _ => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn login_redirects_stay_on_this_site() {
+        assert_eq!(safe_next(Some("/flows/a-%3Eb")), "/flows/a-%3Eb");
+        for evil in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "https://evil.example", "evil", "/ /x"] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 }
 
