@@ -721,3 +721,53 @@ async fn each_workers_dashboard_shows_the_whole_flow() {
     second.stop().await;
     first.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_shows_as_such_and_holds_up_nothing_else() {
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let source = Client::connect(ClientConfig::new(&src.bootstrap())).await.expect("source client");
+    source.create_topic("orders", 1, &BTreeMap::new()).await.expect("create");
+    let toml = format!(
+        "[clusters.src]\nbootstrap = \"{}\"\n[clusters.dst]\nbootstrap = \"{}\"\n[clusters.gone]\nbootstrap = \"{dead}\"\n\n\
+         [[flows]]\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"orders\"]\n\n[[flows]]\nsource = \"src\"\ntarget = \"gone\"\ntopics = [\"orders\"]\n\n\
+         [mirror]\ntopic_refresh_interval = \"500ms\"\nfetch_max_wait = \"100ms\"\n",
+        src.bootstrap(),
+        dst.bootstrap()
+    );
+    let validated = tern_mirror::config::parse(&toml).expect("config");
+    let mirror = TestMirror::start(&toml);
+    let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), mirror.status.clone(), Some(TOKEN.into())).with_sample_interval(Duration::from_millis(200));
+    state.spawn_pollers();
+    let web = Web { app: tern_web::router(state) };
+    let doc = wait_until(Duration::from_secs(30), "the unreachable cluster marked on the topology", async || {
+        let doc = web.get("/", None).await.html();
+        let node = doc.select(&sel("svg#topology g.cluster[data-cluster=gone]")).next()?;
+        let reachable = doc.select(&sel("svg#topology g.cluster[data-cluster=dst] text.brokers")).next().map(|t| t.text().collect::<String>());
+        (node.value().classes().any(|c| c == "error") && reachable.as_deref() == Some("1 broker")).then_some(doc)
+    })
+    .await;
+    let gone_text: String = doc.select(&sel("svg#topology g.cluster[data-cluster=gone] text.brokers")).flat_map(|t| t.text()).collect();
+    assert_eq!(gone_text, "unreachable");
+    let cluster = web.get("/api/v1/topology", None).await.json();
+    let gone = cluster["clusters"].as_array().expect("clusters").iter().find(|c| c["name"] == "gone").expect("gone").clone();
+    assert_eq!(gone["reachable"], false);
+    assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()), "{gone}");
+    // The healthy flow can still be paused and resumed; the flow into the lost cluster says why not.
+    let paused = web.post_api("/api/v1/flows/src-%3Edst/pause", Some(TOKEN)).await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+    assert_eq!(web.post_api("/api/v1/flows/src-%3Edst/resume", Some(TOKEN)).await.status, StatusCode::OK);
+    let refused = web.post_api("/api/v1/flows/src-%3Egone/pause", Some(TOKEN)).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    let message = refused.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("cluster gone") && message.ends_with("the flow was not changed"), "{message}");
+    // The flow into the lost cluster reports it.
+    wait_until(Duration::from_secs(30), "the flow's error on its page", async || {
+        let doc = web.get("/flows/src-%3Egone", None).await.html();
+        doc.select(&sel("p.flow-error")).next().map(|_| ())
+    })
+    .await;
+    mirror.stop().await;
+}

@@ -106,7 +106,7 @@ pub async fn apply_control(state: &AppState, name: &str, action: &str, via: &str
     };
     let flow = state.0.topology.flow(name).ok_or_else(|| (StatusCode::NOT_FOUND, format!("no flow named {name:?}")))?;
     let target = flow.target.clone();
-    let client = state.client(&target).await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let client = state.client(&target).await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}; the flow was not changed")))?;
     let reason = format!("{via}: {action}");
     let written = tokio::time::timeout(Duration::from_secs(15), tern_mirror::control::update(&client, &target, name, &reason, |c| c.paused = paused))
         .await

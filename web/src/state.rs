@@ -88,7 +88,7 @@ pub(crate) struct Inner {
     pub history: Mutex<History>,
     pub health: Mutex<BTreeMap<String, ClusterHealth>>,
     pub progress: Mutex<BTreeMap<String, FlowProgress>>,
-    clients: tokio::sync::Mutex<BTreeMap<String, Arc<Client>>>,
+    clients: Mutex<BTreeMap<String, Arc<Client>>>,
     pub auth: Auth,
     pub sample_interval: Duration,
     pub drills: crate::drills::Runs,
@@ -116,7 +116,7 @@ impl AppState {
             history: Mutex::default(),
             health: Mutex::default(),
             progress: Mutex::default(),
-            clients: tokio::sync::Mutex::default(),
+            clients: Mutex::default(),
             auth: Auth::new(token),
             sample_interval: Duration::from_secs(2),
             drills: Default::default(),
@@ -162,17 +162,16 @@ impl AppState {
     /// A connected client for a configured cluster (connections are kept).
     pub(crate) async fn client(&self, cluster: &str) -> Result<Arc<Client>, String> {
         let info = self.0.topology.clusters.get(cluster).ok_or_else(|| format!("unknown cluster {cluster}"))?;
-        let mut clients = self.0.clients.lock().await;
-        if let Some(c) = clients.get(cluster) {
+        if let Some(c) = self.0.clients.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
             return Ok(c.clone());
         }
+        // Connect without holding the map: an unreachable cluster must not hold up the others.
         let c = tokio::time::timeout(POLL_TIMEOUT, tern_mirror::flow::connect(cluster, &info.config))
             .await
             .map_err(|_| format!("cluster {cluster}: no answer within {} s", POLL_TIMEOUT.as_secs()))?
             .map_err(|e| e.to_string())?;
         let c = Arc::new(c);
-        clients.insert(cluster.to_string(), c.clone());
-        Ok(c)
+        Ok(self.0.clients.lock().unwrap_or_else(|p| p.into_inner()).entry(cluster.to_string()).or_insert(c).clone())
     }
 
     /// Polls every cluster at once: brokers, topics and the configs of replicated topics.
@@ -199,7 +198,7 @@ impl AppState {
             };
             if health.reachable == Some(false) {
                 // Reconnect from scratch next time: the brokers may have moved.
-                self.0.clients.lock().await.remove(&name);
+                self.0.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
             }
             self.0.health.lock().unwrap_or_else(|p| p.into_inner()).insert(name, health);
         }
