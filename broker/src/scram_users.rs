@@ -126,6 +126,11 @@ impl ScramUsers {
         Ok(())
     }
 
+    /// Whether `user` comes from the users file, which the SCRAM API cannot change.
+    pub fn from_users_file(&self, user: &str) -> bool {
+        self.from_file.keys().any(|(u, _)| u == user)
+    }
+
     pub fn exists(&self, user: &str, hash: ScramHash) -> bool {
         self.get(user, hash).is_some()
     }

@@ -108,6 +108,10 @@ pub enum SaslCredential {
     /// OAUTHBEARER with a token printed by this shell command, run for every authentication
     /// (so a refreshed token is picked up when a session is re-authenticated).
     TokenCommand(String),
+    /// The password (PLAIN, SCRAM) or token (OAUTHBEARER) in this file, read for every
+    /// authentication: a rotated secret is used by the next connection and the next
+    /// re-authentication without a restart. A trailing newline is ignored.
+    SecretFile(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -297,13 +301,11 @@ enum SaslStep {
 
 impl SaslSession {
     /// Starts an exchange; `token` is the OAUTHBEARER token already resolved.
-    pub fn start(settings: &SaslSettings, token: Option<&Secret>) -> Result<(SaslSession, Vec<u8>)> {
+    /// `secret` is the password or token [`resolve_secret`] returned for these settings.
+    pub fn start(settings: &SaslSettings, secret: Option<&Secret>) -> Result<(SaslSession, Vec<u8>)> {
         let mechanism = settings.mechanism;
         let sasl = |e: SaslError| Error::Authentication(format!("{mechanism}: {e}"));
-        let password = || match &settings.credential {
-            SaslCredential::Password(p) => Ok(p),
-            _ => Err(Error::Config(format!("SASL {mechanism} needs a password"))),
-        };
+        let password = || secret.ok_or_else(|| Error::Config(format!("SASL {mechanism} needs a password")));
         let (step, first) = match mechanism {
             Mechanism::Plain => (SaslStep::Single, plain::client_message(&settings.username, password()?.expose())),
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
@@ -313,7 +315,7 @@ impl SaslSession {
                 (SaslStep::ScramFirst(client), first)
             }
             Mechanism::OAuthBearer => {
-                let token = token.ok_or_else(|| Error::Config("SASL OAUTHBEARER needs a token".into()))?;
+                let token = secret.ok_or_else(|| Error::Config("SASL OAUTHBEARER needs a token".into()))?;
                 (SaslStep::Single, oauthbearer::client_message(token.expose()))
             }
         };
@@ -340,11 +342,20 @@ impl SaslSession {
     }
 }
 
-/// The OAUTHBEARER token of `settings`, running the token command if there is one.
-pub async fn resolve_token(settings: &SaslSettings) -> Result<Option<Secret>> {
+/// The password or token to authenticate with now: as configured, read from its file, or
+/// printed by the token command.
+pub async fn resolve_secret(settings: &SaslSettings) -> Result<Option<Secret>> {
     match &settings.credential {
-        SaslCredential::Password(_) => Ok(None),
+        SaslCredential::Password(p) => Ok(Some(p.clone())),
         SaslCredential::Token(t) => Ok(Some(t.clone())),
+        SaslCredential::SecretFile(path) => {
+            let text = tokio::fs::read_to_string(path).await.map_err(|e| Error::Config(format!("reading the SASL secret from {}: {e}", path.display())))?;
+            let secret = text.trim_end_matches(['\n', '\r']);
+            if secret.is_empty() {
+                return Err(Error::Config(format!("the SASL secret file {} is empty", path.display())));
+            }
+            Ok(Some(Secret::new(secret)))
+        }
         SaslCredential::TokenCommand(cmd) => {
             let cmd = cmd.clone();
             let output = tokio::task::spawn_blocking(move || std::process::Command::new("sh").arg("-c").arg(&cmd).stdin(std::process::Stdio::null()).output())
@@ -392,9 +403,9 @@ mod tests {
     #[tokio::test]
     async fn token_command_output_is_the_token() {
         let s = SaslSettings { mechanism: Mechanism::OAuthBearer, username: String::new(), credential: SaslCredential::TokenCommand("echo ' tok.en '".into()) };
-        assert_eq!(resolve_token(&s).await.expect("token").map(|t| t.expose().to_string()).as_deref(), Some("tok.en"));
+        assert_eq!(resolve_secret(&s).await.expect("token").map(|t| t.expose().to_string()).as_deref(), Some("tok.en"));
         let failing = SaslSettings { credential: SaslCredential::TokenCommand("echo secret-out; echo oops >&2; exit 3".into()), ..s };
-        let e = resolve_token(&failing).await.expect_err("fails").to_string();
+        let e = resolve_secret(&failing).await.expect_err("fails").to_string();
         assert!(e.contains("oops") && !e.contains("secret-out"), "{e}");
     }
 }

@@ -185,23 +185,31 @@ pub fn resolve(name: &str, c: &ClusterConfig) -> Result<Security> {
                 Source::Command(cmd) => Some(cmd.to_string()),
                 _ => None,
             };
+            let file = match &source {
+                Source::File(path, _) => Some(path.to_path_buf()),
+                _ => None,
+            };
             let secret = match source {
                 Source::Env(var, key) => Some(
                     std::env::var(var).map_err(|_| Error::Config(format!("{key}: environment variable {var} is not set")))?,
                 ),
-                Source::File(path, key) => Some(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| Error::Config(format!("{key}: {}: {e}", path.display())))?
-                        .trim_end_matches(['\n', '\r'])
-                        .to_string(),
-                ),
+                Source::File(path, key) => {
+                    // Checked now, so a wrong path fails at start; read again for every
+                    // authentication, so a rotated secret needs no restart.
+                    let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{key}: {}: {e}", path.display())))?;
+                    if text.trim_end_matches(['\n', '\r']).is_empty() {
+                        return Err(Error::Config(format!("{key}: {} is empty", path.display())));
+                    }
+                    None
+                }
                 Source::Inline(p) => Some(p.0.clone()),
                 Source::Command(_) => None,
             };
-            let credential = match (mechanism, secret, command) {
-                (Mechanism::OAuthBearer, Some(t), _) => SaslCredential::Token(Secret::new(t)),
-                (Mechanism::OAuthBearer, None, Some(cmd)) => SaslCredential::TokenCommand(cmd),
-                (_, Some(p), _) => SaslCredential::Password(Secret::new(p)),
+            let credential = match (mechanism, secret, command, file) {
+                (_, _, _, Some(path)) => SaslCredential::SecretFile(path),
+                (Mechanism::OAuthBearer, Some(t), _, _) => SaslCredential::Token(Secret::new(t)),
+                (Mechanism::OAuthBearer, None, Some(cmd), _) => SaslCredential::TokenCommand(cmd),
+                (_, Some(p), _, _) => SaslCredential::Password(Secret::new(p)),
                 _ => return Err(Error::Config(format!("clusters.{name}.sasl: no credential"))),
             };
             let username = match (&s.username, &s.username_env) {

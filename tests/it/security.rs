@@ -268,6 +268,53 @@ async fn sessions_re_authenticate_before_the_brokers_lifetime_ends() {
     assert!(!metadata_works(&mut raw).await, "a request on an expired session must be refused");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_rotated_in_its_file_is_used_without_a_restart() {
+    init_logs();
+    let pki = Pki::generate();
+    let lifetime = Duration::from_millis(1500);
+    let b = sasl_ssl_broker(&pki, &[("admin", "admin-pw")], Some(lifetime)).await;
+    // svc is managed through the SCRAM API, as on a Kafka cluster.
+    let admin = connector(Some(pki.client_tls()), Some(sasl(Mechanism::ScramSha512, "admin", "admin-pw")));
+    let mut a = Connection::connect_with(&b.bootstrap(), &admin).await.expect("admin");
+    let resp = a.call(&AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsert("svc", ScramHash::Sha512, "old-pw", 4096)]), 0).await.expect("create svc");
+    assert_eq!(resp.results[0].error_code, 0);
+    // A user of the broker's users file cannot be changed through the API (the file wins).
+    let resp = a.call(&AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsert("admin", ScramHash::Sha512, "other", 4096)]), 0).await.expect("alter a file user");
+    assert_eq!(resp.results[0].error_code, 93, "{:?}", resp.results[0].error_message);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("svc-password");
+    std::fs::write(&file, "old-pw\n").expect("write");
+    let settings = SaslSettings { mechanism: Mechanism::ScramSha512, username: "svc".into(), credential: SaslCredential::SecretFile(file.clone()) };
+    let mut config = ClientConfig::new(&b.bootstrap());
+    config.security = Security { tls: Some(pki.client_tls()), sasl: Some(settings) };
+    let client = Client::connect(config).await.expect("connect with the old password");
+    let conn = client.connection(&b.bootstrap()).await.expect("connection");
+    assert!(conn.call(&MetadataRequest::default().with_topics(None), 12).await.is_ok());
+
+    // The broker's credential is rotated, then the file: the live connection re-authenticates
+    // with the new password when its session ends, and keeps serving requests.
+    let resp = a.call(&AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsert("svc", ScramHash::Sha512, "new-pw", 4096)]), 0).await.expect("rotate");
+    assert_eq!(resp.results[0].error_code, 0);
+    std::fs::write(&file, "new-pw\n").expect("rotate the file");
+    let before = conn.reauthentications();
+    let deadline = Instant::now() + lifetime.mul_f64(2.5);
+    while Instant::now() < deadline {
+        let r = conn.call(&MetadataRequest::default().with_topics(None), 12).await;
+        assert!(r.is_ok(), "a request after the rotation failed: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(conn.reauthentications() >= before + 2, "re-authenticated {} times", conn.reauthentications() - before);
+    // The old password no longer works; a new connection reads the new one from the file.
+    assert!(Connection::connect_with(&b.bootstrap(), &connector(Some(pki.client_tls()), Some(sasl(Mechanism::ScramSha512, "svc", "old-pw")))).await.is_err());
+    let mut config = ClientConfig::new(&b.bootstrap());
+    config.security = Security {
+        tls: Some(pki.client_tls()),
+        sasl: Some(SaslSettings { mechanism: Mechanism::ScramSha512, username: "svc".into(), credential: SaslCredential::SecretFile(file.clone()) }),
+    };
+    assert!(Client::connect(config).await.is_ok(), "a new client reads the rotated password");
+}
+
 fn upsert(user: &str, hash: ScramHash, password: &str, iterations: i32) -> alter::ScramCredentialUpsertion {
     let salt = format!("salt-of-{user}").into_bytes();
     let salted = hash.salted_password(password.as_bytes(), &salt, iterations as u32);

@@ -55,6 +55,11 @@ fn apply(state: &BrokerState, user: &str, ops: Vec<Op>) -> Result<(), (ResponseE
     if user.is_empty() {
         return Err((ResponseError::UnacceptableCredential, "Username must not be empty".into()));
     }
+    if state.scram_users.from_users_file(user) {
+        // Its credentials come from the broker's users file, which wins over stored ones: a
+        // change here would be reported as done and have no effect.
+        return Err((ResponseError::UnacceptableCredential, format!("User {user} is defined in the broker's users file; change it there")));
+    }
     let mut mechanisms: Vec<i8> = ops.iter().map(Op::mechanism).collect();
     mechanisms.sort_unstable();
     if mechanisms.windows(2).any(|w| w[0] == w[1]) {

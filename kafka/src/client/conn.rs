@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::connection::FrameReader;
 use crate::error::{Error, Result};
 use crate::frame::{decode_typed_response, encode_typed_request, peek_correlation_id, DEFAULT_MAX_FRAME};
-use crate::security::{resolve_token, BoxStream, Connector, SaslSession, SaslSettings};
+use crate::security::{resolve_secret, BoxStream, Connector, SaslSession, SaslSettings};
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
 type Writer = WriteHalf<BoxStream>;
@@ -127,8 +127,8 @@ impl BrokerConnection {
             return Err(Error::kafka(hs.error_code, format!("SaslHandshake with {}", self.addr)));
         }
         let av = self.version(ApiKey::SaslAuthenticate, (0, 2))?;
-        let token = resolve_token(settings).await?;
-        let (mut session, mut message) = SaslSession::start(settings, token.as_ref())?;
+        let secret = resolve_secret(settings).await?;
+        let (mut session, mut message) = SaslSession::start(settings, secret.as_ref())?;
         let started = Instant::now();
         let lifetime_ms = loop {
             let resp = self.roundtrip(w, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)), av).await?;

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use crate::connection::FrameReader;
 use crate::error::{Error, Result};
 use crate::frame::{decode_typed_response, encode_typed_request, DEFAULT_MAX_FRAME};
-use crate::security::{resolve_token, BoxStream, Connector, SaslSession, SaslSettings};
+use crate::security::{resolve_secret, BoxStream, Connector, SaslSession, SaslSettings};
 
 pub struct Connection {
     stream: BoxStream,
@@ -54,8 +54,8 @@ impl Connection {
         if hs.error_code != 0 {
             return Err(Error::kafka(hs.error_code, format!("SaslHandshake {mechanism}")));
         }
-        let token = resolve_token(settings).await?;
-        let (mut session, mut message) = SaslSession::start(settings, token.as_ref())?;
+        let secret = resolve_secret(settings).await?;
+        let (mut session, mut message) = SaslSession::start(settings, secret.as_ref())?;
         loop {
             let resp = self.call(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)), 2).await?;
             if resp.error_code != 0 {
