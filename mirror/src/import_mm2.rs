@@ -235,7 +235,7 @@ pub fn import(text: &str) -> Result<Imported, String> {
         ("ssl.truststore.type", "Tern reads PEM files"),
         ("ssl.keystore.type", "Tern reads PEM files"),
     ];
-    for (k, _) in &props {
+    for k in props.keys() {
         if used.contains(k) {
             continue;
         }

@@ -46,9 +46,15 @@ pub use error::{Error, Result, RetryHint};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Every flow's status, by flow name.
+pub type Statuses = BTreeMap<String, Arc<status::FlowStatus>>;
+
+/// The running flows: each task ends with its flow's name and how it ended.
+pub type FlowTasks = tokio::task::JoinSet<(String, Result<()>)>;
+
 /// Runs every flow of a validated configuration until `shutdown` turns true. Each flow's
 /// status is published in the returned map as soon as it starts.
-pub fn start(validated: config::Validated, shutdown: tokio::sync::watch::Receiver<bool>) -> (BTreeMap<String, Arc<status::FlowStatus>>, tokio::task::JoinSet<(String, Result<()>)>) {
+pub fn start(validated: config::Validated, shutdown: tokio::sync::watch::Receiver<bool>) -> (Statuses, FlowTasks) {
     let clusters = Arc::new(validated.config.clusters);
     let settings = validated.config.mirror;
     let mut statuses = BTreeMap::new();

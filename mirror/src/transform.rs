@@ -6,6 +6,7 @@
 //! - it starts before the next offset to replicate (a fetch from inside a batch);
 //! - its offsets have gaps (compacted), which brokers refuse from producers;
 //! - its timestamps are LogAppendTime, which brokers refuse from producers.
+//!
 //! Control batches (transaction markers) are skipped: they are not data.
 
 use bytes::{Bytes, BytesMut};

@@ -54,6 +54,11 @@ impl Web {
         self.send(req.body(Body::empty()).expect("request")).await
     }
 
+    /// What htmx fetches: only the page's live part.
+    async fn get_live(&self, path: &str) -> Reply {
+        self.send(Request::get(path).header("hx-request", "true").body(Body::empty()).expect("request")).await
+    }
+
     async fn post_form(&self, path: &str, cookie: Option<&str>, form: &str) -> Reply {
         let mut req = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(c) = cookie {
@@ -241,6 +246,16 @@ async fn dashboard_api_and_metrics_show_a_running_flow() {
     assert_eq!(live.value().attr("hx-get"), Some(flow_path));
     assert!(live.value().attr("hx-trigger").is_some_and(|t| t.starts_with("every ")));
     assert!(doc.select(&sel(&format!("script[src=\"{}\"]", tern_web::HTMX_PATH))).next().is_some());
+    // htmx gets the live part alone: the same rows, without the page around them.
+    for path in [flow_path, "/", "/flows", "/topics", "/groups", "/drills"] {
+        let part = web.get_live(path).await;
+        assert_eq!(part.status, StatusCode::OK, "{path}");
+        assert!(part.body.trim_start().starts_with("<div id=\"live\""), "{path}: {}", &part.body[..part.body.len().min(200)]);
+        let doc = Html::parse_fragment(&part.body);
+        assert!(doc.select(&sel("header, nav, link, script")).next().is_none(), "{path}: the live part carries no page frame");
+    }
+    let part = Html::parse_fragment(&web.get_live(flow_path).await.body);
+    assert_eq!(part.select(&sel("#partitions tbody tr")).count(), 4);
     let htmx = web.get(tern_web::HTMX_PATH, None).await;
     assert_eq!(htmx.status, StatusCode::OK);
     assert!(htmx.body.contains("htmx"), "the vendored htmx is served");

@@ -1,27 +1,36 @@
-//! The REST API under `/api/v1/`: JSON for everything the pages show, plus pause and resume.
-//! Errors are JSON too: `{"error": "..."}` with a 4xx or 5xx status.
+//! The REST API under `/api/v1/`: JSON for everything the pages show, plus pause, resume and
+//! drills. Handlers are named `<resource>_<method>`; errors are [`WebError`]s, answered as
+//! `{"error": "..."}` with a 4xx or 5xx status.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::auth::Refusal;
+use crate::drills::StartDrill;
+use crate::error::WebError;
 use crate::state::AppState;
 
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+type ApiResult = Result<Response, WebError>;
+
+fn no_such_flow(name: &str) -> WebError {
+    WebError::NotFound(format!("no flow named {name:?}; flows are named source->target"))
 }
 
-fn not_found_flow(name: &str) -> Response {
-    error(StatusCode::NOT_FOUND, format!("no flow named {name:?}; flows are named source->target"))
+/// The bearer token of a changing request.
+fn authorize(state: &AppState, headers: &HeaderMap, what: &str) -> Result<(), WebError> {
+    state.0.auth.check_bearer(headers).map_err(|refusal| {
+        tracing::warn!("refused an API change ({what}): {}", refusal.message());
+        WebError::from(refusal)
+    })
 }
 
-pub async fn topology(State(state): State<AppState>) -> Response {
+pub async fn topology_get(State(state): State<AppState>) -> Response {
     let clusters = state.cluster_views();
     let flows = state.flow_views();
     let edges: Vec<serde_json::Value> = flows
@@ -37,29 +46,27 @@ pub async fn topology(State(state): State<AppState>) -> Response {
     Json(json!({ "clusters": clusters, "flows": edges })).into_response()
 }
 
-pub async fn flows(State(state): State<AppState>) -> Response {
+pub async fn flows_get(State(state): State<AppState>) -> Response {
     Json(json!({ "flows": state.flow_views() })).into_response()
 }
 
-pub async fn flow(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match state.flow_view(&name) {
-        Some(f) => Json(f).into_response(),
-        None => not_found_flow(&name),
-    }
+pub async fn flow_get(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let flow = state.flow_view(&name).ok_or_else(|| no_such_flow(&name))?;
+    Ok(Json(flow).into_response())
 }
 
 /// `?minutes=N` (1 to 60, default 60): the flow's and its partitions' lag samples.
-pub async fn flow_history(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn flow_history_get(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
     let minutes = match q.get("minutes").map(|m| m.parse::<i64>()) {
         None => 60,
         Some(Ok(m)) if (1..=60).contains(&m) => m,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "minutes must be a whole number from 1 to 60"),
+        Some(_) => return Err(WebError::BadRequest("minutes must be a whole number from 1 to 60".into())),
     };
     if let Some(unknown) = q.keys().find(|k| k.as_str() != "minutes") {
-        return error(StatusCode::BAD_REQUEST, format!("unknown parameter {unknown:?}; the only one is minutes"));
+        return Err(WebError::BadRequest(format!("unknown parameter {unknown:?}; the only one is minutes")));
     }
     if state.0.topology.flow(&name).is_none() {
-        return not_found_flow(&name);
+        return Err(no_such_flow(&name));
     }
     let since = crate::metrics::now_ms() - minutes * 60_000;
     let history = state.0.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,51 +78,75 @@ pub async fn flow_history(State(state): State<AppState>, Path(name): Path<String
         .filter(|((f, _, _), _)| *f == name)
         .map(|((_, topic, partition), s)| json!({ "topic": topic, "partition": partition, "samples": pick(s) }))
         .collect();
-    Json(json!({ "flow": name, "minutes": minutes, "samples": flow, "partitions": partitions })).into_response()
+    Ok(Json(json!({ "flow": name, "minutes": minutes, "samples": flow, "partitions": partitions })).into_response())
 }
 
-pub async fn topics(State(state): State<AppState>) -> Response {
+pub async fn topics_get(State(state): State<AppState>) -> Response {
     Json(json!({ "topics": state.topic_views() })).into_response()
 }
 
-pub async fn groups(State(state): State<AppState>) -> Response {
+pub async fn groups_get(State(state): State<AppState>) -> Response {
     let groups: Vec<_> = state.flow_views().into_iter().flat_map(|f| f.groups).collect();
     Json(json!({ "groups": groups })).into_response()
 }
 
 /// `POST /api/v1/flows/{flow}/pause` and `.../resume`, with `Authorization: Bearer <token>`.
-pub async fn flow_control(State(state): State<AppState>, headers: HeaderMap, Path((name, action)): Path<(String, String)>) -> Response {
-    if let Err(refusal) = state.0.auth.check_bearer(&headers) {
-        tracing::warn!(flow = %name, action = %action, "refused an API change: {}", refusal.message());
-        let status = if refusal == Refusal::ReadOnly { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
-        return error(status, refusal.message());
-    }
-    match apply_control(&state, &name, &action, "api").await {
-        Ok(control) => Json(json!({ "flow": name, "control": control })).into_response(),
-        Err((status, msg)) => error(status, msg),
-    }
+pub async fn flow_control_post(State(state): State<AppState>, headers: HeaderMap, Path((name, action)): Path<(String, String)>) -> ApiResult {
+    authorize(&state, &headers, &format!("{action} {name}"))?;
+    let control = apply_control(&state, &name, &action, "api").await?;
+    Ok(Json(json!({ "flow": name, "control": control })).into_response())
 }
 
 /// Pauses or resumes a flow for all its workers by writing the decision to the flow's target
 /// cluster (see `tern_mirror::control`).
-pub async fn apply_control(state: &AppState, name: &str, action: &str, via: &str) -> Result<tern_mirror::control::Control, (StatusCode, String)> {
+pub async fn apply_control(state: &AppState, name: &str, action: &str, via: &str) -> Result<tern_mirror::control::Control, WebError> {
     let paused = match action {
         "pause" => true,
         "resume" => false,
-        other => return Err((StatusCode::NOT_FOUND, format!("unknown action {other:?}; use pause or resume"))),
+        other => return Err(WebError::NotFound(format!("unknown action {other:?}; use pause or resume"))),
     };
-    let flow = state.0.topology.flow(name).ok_or_else(|| (StatusCode::NOT_FOUND, format!("no flow named {name:?}")))?;
+    let flow = state.0.topology.flow(name).ok_or_else(|| no_such_flow(name))?;
     let target = flow.target.clone();
-    let client = state.client(&target).await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}; the flow was not changed")))?;
+    let client = state.client(&target).await.map_err(|e| WebError::Unavailable(format!("{e}; the flow was not changed")))?;
     let reason = format!("{via}: {action}");
     let written = tokio::time::timeout(Duration::from_secs(15), tern_mirror::control::update(&client, &target, name, &reason, |c| c.paused = paused))
         .await
-        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, format!("cluster {target} did not answer within 15 s; the flow was not changed")))?
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}; the flow was not changed")))?;
+        .map_err(|_| WebError::Unavailable(format!("cluster {target} did not answer within 15 s; the flow was not changed")))?
+        .map_err(|e| WebError::Unavailable(format!("{e}; the flow was not changed")))?;
     tracing::info!(flow = %name, paused, via, "flow {}", if paused { "paused" } else { "resumed" });
     // This worker follows at once; the others within a second.
     if let Some(status) = state.0.statuses.get(name) {
         status.set_control(written.clone());
     }
     Ok(written)
+}
+
+/// The drill history, newest first.
+pub async fn drills_get(State(state): State<AppState>) -> Response {
+    match crate::drills::history(&state) {
+        Ok(h) => Json(json!({ "drills": h })).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+/// One drill report (the schema is in the README).
+pub async fn drill_get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(crate::drills::load(&state, &id)?).into_response())
+}
+
+/// `POST /api/v1/drills` with `{"flow": "a->b", "groups": "billing.*"}` and the bearer token:
+/// 202 with where to follow the run.
+pub async fn drills_post(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<StartDrill>, JsonRejection>) -> ApiResult {
+    authorize(&state, &headers, "start a drill")?;
+    let Ok(Json(req)) = body else {
+        return Err(WebError::BadRequest("send JSON: {\"flow\": \"source->target\", \"groups\": \"optional regex\"}".into()));
+    };
+    let run = crate::drills::start(&state, &req)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run": run, "status": format!("/api/v1/drills/runs/{run}") }))).into_response())
+}
+
+/// A drill started from the web: its progress events, and its report id once done.
+pub async fn drill_run_get(State(state): State<AppState>, Path(run): Path<String>) -> ApiResult {
+    let found = state.0.drills.lock().unwrap_or_else(|p| p.into_inner()).get(&run).cloned();
+    Ok(Json(found.ok_or_else(|| WebError::NotFound(format!("no drill run {run:?}")))?).into_response())
 }

@@ -1,21 +1,13 @@
-//! Disaster-recovery drills from the dashboard and the API: start one (operator token), watch
-//! its progress, read its report and the history of past drills with their numbers over time.
-//! The drill itself is `tern_mirror::drill`, exactly what `tern drill` runs.
+//! Disaster-recovery drills started from the web: the runs in progress, the history on disk,
+//! and what the Drills page draws from them. The drill itself is `tern_mirror::drill`, exactly
+//! what `tern drill` runs; the page is [`crate::pages::drills`], the API [`crate::api`].
 
 use std::collections::BTreeMap;
 
-use askama::Template;
-use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::extract::{Form, Json, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tern_mirror::drill::{self, DrillOptions, DrillProgress, DrillReport, DrillSummary};
 
-use crate::api::error;
-use crate::auth::Refusal;
-use crate::pages::{message, render, Chrome};
+use crate::error::WebError;
 use crate::state::AppState;
 
 /// A drill started from the web, as it progresses.
@@ -35,38 +27,38 @@ pub struct DrillRun {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StartDrill {
-    flow: String,
+    pub flow: String,
     /// Anchored regex of the groups to check; all of the flow's groups when empty.
     #[serde(default)]
-    groups: Option<String>,
+    pub groups: Option<String>,
     #[serde(default)]
-    csrf: Option<String>,
+    pub csrf: Option<String>,
 }
 
-fn history(state: &AppState) -> Result<Vec<DrillSummary>, String> {
+pub(crate) fn history(state: &AppState) -> Result<Vec<DrillSummary>, String> {
     match &state.0.topology.state_dir {
         None => Ok(Vec::new()),
         Some(dir) => drill::history::list(&drill::history_dir(dir)).map_err(|e| e.to_string()),
     }
 }
 
-fn load(state: &AppState, id: &str) -> Result<DrillReport, (StatusCode, String)> {
-    let dir = state.0.topology.state_dir.as_ref().ok_or((StatusCode::NOT_FOUND, "this Tern keeps no drill history (no state directory)".to_string()))?;
-    drill::history::load(&drill::history_dir(dir), id).map_err(|e| (StatusCode::NOT_FOUND, format!("no drill {id:?} in the history: {e}")))
+pub(crate) fn load(state: &AppState, id: &str) -> Result<DrillReport, WebError> {
+    let dir = state.0.topology.state_dir.as_ref().ok_or_else(|| WebError::NotFound("this Tern keeps no drill history (no state directory)".to_string()))?;
+    drill::history::load(&drill::history_dir(dir), id).map_err(|e| WebError::NotFound(format!("no drill {id:?} in the history: {e}")))
 }
 
 /// Starts a drill in the background; returns the run's id.
-fn start(state: &AppState, req: &StartDrill) -> Result<String, (StatusCode, String)> {
-    let flow = state.0.topology.flow(&req.flow).cloned().ok_or_else(|| (StatusCode::NOT_FOUND, format!("no flow named {:?}", req.flow)))?;
+pub(crate) fn start(state: &AppState, req: &StartDrill) -> Result<String, WebError> {
+    let flow = state.0.topology.flow(&req.flow).cloned().ok_or_else(|| WebError::NotFound(format!("no flow named {:?}", req.flow)))?;
     let opts = match req.groups.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
-        Some(g) => DrillOptions::with_groups(g).map_err(|e| (StatusCode::BAD_REQUEST, format!("groups: {e}")))?,
+        Some(g) => DrillOptions::with_groups(g).map_err(|e| WebError::BadRequest(format!("groups: {e}")))?,
         None => DrillOptions::default(),
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     {
         let mut runs = state.0.drills.lock().unwrap_or_else(|p| p.into_inner());
         if runs.values().any(|r| r.flow == req.flow && !r.done) {
-            return Err((StatusCode::CONFLICT, format!("a drill of {} is already running", req.flow)));
+            return Err(WebError::Conflict(format!("a drill of {} is already running", req.flow)));
         }
         runs.insert(
             run_id.clone(),
@@ -145,7 +137,7 @@ pub struct Trend {
     pub max_rto_ms: u64,
 }
 
-fn trends(history: &[DrillSummary]) -> Vec<Trend> {
+pub(crate) fn trends(history: &[DrillSummary]) -> Vec<Trend> {
     let mut by_flow: BTreeMap<&str, Vec<&DrillSummary>> = BTreeMap::new();
     for d in history {
         by_flow.entry(&d.flow).or_default().push(d);
@@ -171,121 +163,6 @@ fn trends(history: &[DrillSummary]) -> Vec<Trend> {
 /// `2026-11-25 05:45:12 UTC` from milliseconds since the epoch (templates pass a reference).
 pub fn when(ms: &i64) -> String {
     drill::format_utc(*ms)
-}
-
-#[derive(Template)]
-#[template(path = "drills.html")]
-struct DrillsPage {
-    chrome: Chrome,
-    flows: Vec<String>,
-    running: Vec<DrillRun>,
-    history: Vec<DrillSummary>,
-    history_error: Option<String>,
-    keeps_history: bool,
-    trends: Vec<Trend>,
-}
-
-#[derive(Template)]
-#[template(path = "drill_run.html")]
-struct RunPage {
-    chrome: Chrome,
-    run: DrillRun,
-    lines: Vec<String>,
-}
-
-#[derive(Template)]
-#[template(path = "drill.html")]
-struct ReportPage {
-    chrome: Chrome,
-    report: DrillReport,
-}
-
-pub async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let (history, history_error) = match history(&state) {
-        Ok(h) => (h, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    let mut running: Vec<DrillRun> = state.0.drills.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-    running.sort_by_key(|r| std::cmp::Reverse(r.started_at_ms));
-    render(DrillsPage {
-        chrome: Chrome::new(&state, &headers, &uri, "drills"),
-        flows: state.0.topology.flows.iter().map(|f| f.name()).collect(),
-        running,
-        trends: trends(&history),
-        history,
-        history_error,
-        keeps_history: state.0.topology.state_dir.is_some(),
-    })
-}
-
-/// The Start button: a session plus its CSRF token.
-pub async fn start_form(State(state): State<AppState>, headers: HeaderMap, uri: Uri, form: Result<Form<StartDrill>, FormRejection>) -> Response {
-    let Ok(Form(req)) = form else {
-        return message(&state, &headers, &uri, StatusCode::BAD_REQUEST, "Bad request", "A drill needs a flow.".into());
-    };
-    if let Err(refusal) = state.0.auth.check_form(&headers, req.csrf.as_deref()) {
-        tracing::warn!(flow = %req.flow, "refused a drill from the dashboard: {}", refusal.message());
-        let status = if refusal == Refusal::Unauthenticated { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-        return message(&state, &headers, &uri, status, "Refused", refusal.message().to_string());
-    }
-    match start(&state, &req) {
-        Ok(run) => Redirect::to(&format!("/drills/runs/{run}")).into_response(),
-        Err((status, msg)) => message(&state, &headers, &uri, status, "The drill did not start", msg),
-    }
-}
-
-pub async fn run_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(run): Path<String>) -> Response {
-    let found = state.0.drills.lock().unwrap_or_else(|p| p.into_inner()).get(&run).cloned();
-    match found {
-        Some(run) => {
-            let lines = run.events.iter().map(describe).collect();
-            render(RunPage { chrome: Chrome::new(&state, &headers, &uri, "drills"), run, lines })
-        }
-        None => message(&state, &headers, &uri, StatusCode::NOT_FOUND, "No such drill run", format!("No drill run {run:?} is known to this Tern (runs are kept in memory until it restarts).")),
-    }
-}
-
-pub async fn report_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Response {
-    match load(&state, &id) {
-        Ok(report) => render(ReportPage { chrome: Chrome::new(&state, &headers, &uri, "drills"), report }),
-        Err((status, msg)) => message(&state, &headers, &uri, status, "No such drill", msg),
-    }
-}
-
-pub async fn api_list(State(state): State<AppState>) -> Response {
-    match history(&state) {
-        Ok(h) => Json(json!({ "drills": h })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
-}
-
-pub async fn api_report(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match load(&state, &id) {
-        Ok(r) => Json(r).into_response(),
-        Err((status, msg)) => error(status, msg),
-    }
-}
-
-/// `POST /api/v1/drills` with `{"flow": "a->b", "groups": "billing.*"}` and the bearer token.
-pub async fn api_start(State(state): State<AppState>, headers: HeaderMap, body: Result<Json<StartDrill>, JsonRejection>) -> Response {
-    if let Err(refusal) = state.0.auth.check_bearer(&headers) {
-        let status = if refusal == Refusal::ReadOnly { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
-        return error(status, refusal.message());
-    }
-    let Ok(Json(req)) = body else {
-        return error(StatusCode::BAD_REQUEST, "send JSON: {\"flow\": \"source->target\", \"groups\": \"optional regex\"}");
-    };
-    match start(&state, &req) {
-        Ok(run) => (StatusCode::ACCEPTED, Json(json!({ "run": run, "status": format!("/api/v1/drills/runs/{run}") }))).into_response(),
-        Err((status, msg)) => error(status, msg),
-    }
-}
-
-pub async fn api_run(State(state): State<AppState>, Path(run): Path<String>) -> Response {
-    match state.0.drills.lock().unwrap_or_else(|p| p.into_inner()).get(&run) {
-        Some(r) => Json(r.clone()).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no drill run {run:?}")),
-    }
 }
 
 pub(crate) type Runs = std::sync::Mutex<BTreeMap<String, DrillRun>>;

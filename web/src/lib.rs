@@ -19,6 +19,7 @@
 pub mod api;
 pub mod auth;
 pub mod drills;
+pub mod error;
 pub mod history;
 pub mod metrics;
 pub mod pages;
@@ -27,6 +28,7 @@ pub mod telemetry;
 pub mod topology;
 pub mod views;
 
+pub use error::WebError;
 pub use state::{AppState, Topology};
 
 use axum::extract::State;
@@ -43,27 +45,27 @@ const CSS: &str = include_str!("../static/tern.css");
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(pages::index))
-        .route("/flows", get(pages::flows))
-        .route("/flows/{name}", get(pages::flow))
-        .route("/flows/{name}/{action}", post(pages::flow_control))
-        .route("/topics", get(pages::topics))
-        .route("/groups", get(pages::groups))
-        .route("/drills", get(drills::page).post(drills::start_form))
-        .route("/drills/runs/{run}", get(drills::run_page))
-        .route("/drills/{id}", get(drills::report_page))
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/logout", post(pages::logout))
-        .route("/api/v1/topology", get(api::topology))
-        .route("/api/v1/flows", get(api::flows))
-        .route("/api/v1/flows/{name}", get(api::flow))
-        .route("/api/v1/flows/{name}/history", get(api::flow_history))
-        .route("/api/v1/flows/{name}/{action}", post(api::flow_control))
-        .route("/api/v1/topics", get(api::topics))
-        .route("/api/v1/groups", get(api::groups))
-        .route("/api/v1/drills", get(drills::api_list).post(drills::api_start))
-        .route("/api/v1/drills/runs/{run}", get(drills::api_run))
-        .route("/api/v1/drills/{id}", get(drills::api_report))
+        .route("/", get(pages::topology::topology_get))
+        .route("/flows", get(pages::flows::flows_get))
+        .route("/flows/{name}", get(pages::flows::flow_get))
+        .route("/flows/{name}/{action}", post(pages::flows::flow_control_post))
+        .route("/topics", get(pages::topics::topics_get))
+        .route("/groups", get(pages::groups::groups_get))
+        .route("/drills", get(pages::drills::drills_get).post(pages::drills::drills_post))
+        .route("/drills/runs/{run}", get(pages::drills::drill_run_get))
+        .route("/drills/{id}", get(pages::drills::drill_get))
+        .route("/login", get(pages::login::login_get).post(pages::login::login_post))
+        .route("/logout", post(pages::login::logout_post))
+        .route("/api/v1/topology", get(api::topology_get))
+        .route("/api/v1/flows", get(api::flows_get))
+        .route("/api/v1/flows/{name}", get(api::flow_get))
+        .route("/api/v1/flows/{name}/history", get(api::flow_history_get))
+        .route("/api/v1/flows/{name}/{action}", post(api::flow_control_post))
+        .route("/api/v1/topics", get(api::topics_get))
+        .route("/api/v1/groups", get(api::groups_get))
+        .route("/api/v1/drills", get(api::drills_get).post(api::drills_post))
+        .route("/api/v1/drills/runs/{run}", get(api::drill_run_get))
+        .route("/api/v1/drills/{id}", get(api::drill_get))
         .route("/metrics", get(metrics_get))
         .route("/healthz", get(healthz_get))
         .route(HTMX_PATH, get(|| async { static_file("text/javascript; charset=utf-8", HTMX) }))
@@ -95,9 +97,9 @@ async fn security_headers(mut resp: Response) -> Response {
 /// Unknown paths: an HTML page for people, JSON for API clients.
 async fn not_found(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
     if uri.path().starts_with("/api/") {
-        return api::error(StatusCode::NOT_FOUND, format!("no endpoint at {}", uri.path()));
+        return WebError::NotFound(format!("no endpoint at {}", uri.path())).into_response();
     }
-    pages::message(&state, &headers, &uri, StatusCode::NOT_FOUND, "Not Found", format!("There is no page at {}.", uri.path()))
+    pages::error_page(&state, &headers, &uri, WebError::NotFound(format!("There is no page at {}.", uri.path())))
 }
 
 async fn metrics_get(State(state): State<AppState>) -> Response {
