@@ -83,26 +83,55 @@ impl Control {
 /// Every flow's latest decision recorded on a cluster. Records that do not parse are skipped
 /// with a warning, so one bad record cannot stop every flow.
 pub async fn read_all(client: &Client, cluster: &str) -> Result<BTreeMap<String, Control>> {
-    let md = client.refresh_metadata(None).await.map_err(|e| Error::cluster(cluster, e))?;
-    let mut out = BTreeMap::new();
-    if !md.topics.contains_key(CONTROL_TOPIC) {
-        return Ok(out);
+    let mut follower = Follower::default();
+    follower.poll(client, cluster).await?;
+    Ok(follower.decisions)
+}
+
+/// Follows the control topic of one cluster for a worker that asks every second: the topic is
+/// read again only when it grew.
+#[derive(Debug, Default)]
+pub struct Follower {
+    /// The topic's end when it was last read; `None` before that, or while it does not exist.
+    end: Option<i64>,
+    decisions: BTreeMap<String, Control>,
+}
+
+impl Follower {
+    /// The latest decision about `flow` (the default, active and running, if there is none).
+    pub fn decision(&self, flow: &str) -> Control {
+        self.decisions.get(flow).cloned().unwrap_or_default()
     }
-    for r in client.read_all(CONTROL_TOPIC, 0).await.map_err(|e| Error::cluster(cluster, e))? {
-        let Some(key) = r.key.and_then(|k| String::from_utf8(k.to_vec()).ok()) else { continue };
-        match r.value {
-            None => {
-                out.remove(&key);
-            }
-            Some(v) => match serde_json::from_slice::<Control>(&v) {
-                Ok(c) => {
-                    out.insert(key, c);
-                }
-                Err(e) => tracing::warn!(topic = CONTROL_TOPIC, flow = %key, "ignoring an unreadable control record: {e}"),
-            },
+
+    /// Brings the decisions up to date with the topic.
+    pub async fn poll(&mut self, client: &Client, cluster: &str) -> Result<()> {
+        let md = client.refresh_metadata(Some(&[CONTROL_TOPIC.to_string()])).await.map_err(|e| Error::cluster(cluster, e))?;
+        if !md.topics.contains_key(CONTROL_TOPIC) {
+            (self.end, self.decisions) = (None, BTreeMap::new());
+            return Ok(());
         }
+        let (end, _) = client.list_offset(CONTROL_TOPIC, 0, tern_kafka::client::LATEST).await.map_err(|e| Error::cluster(cluster, e))?;
+        if self.end == Some(end) {
+            return Ok(());
+        }
+        let mut decisions = BTreeMap::new();
+        for r in client.read_all(CONTROL_TOPIC, 0).await.map_err(|e| Error::cluster(cluster, e))? {
+            let Some(key) = r.key.and_then(|k| String::from_utf8(k.to_vec()).ok()) else { continue };
+            match r.value {
+                None => {
+                    decisions.remove(&key);
+                }
+                Some(v) => match serde_json::from_slice::<Control>(&v) {
+                    Ok(c) => {
+                        decisions.insert(key, c);
+                    }
+                    Err(e) => tracing::warn!(topic = CONTROL_TOPIC, flow = %key, "ignoring an unreadable control record: {e}"),
+                },
+            }
+        }
+        (self.end, self.decisions) = (Some(end), decisions);
+        Ok(())
     }
-    Ok(out)
 }
 
 /// The latest decision about `flow` (the default, active and running, if there is none).

@@ -648,8 +648,9 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
 /// Follows the operators' decisions about this flow (see [`crate::control`]). When the
 /// target cannot be read, the last decision stays in force.
 async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    let mut follower = crate::control::Follower::default();
     loop {
-        match crate::control::read(&rt.target, &rt.flow.target, &rt.flow.name()).await {
+        match follower.poll(&rt.target, &rt.flow.target).await.map(|()| follower.decision(&rt.flow.name())) {
             // A read that started before a newer decision was applied here (the dashboard
             // sets it at once) must not undo it.
             Ok(c) if c.updated_at_ms < rt.status.control().updated_at_ms => {}
@@ -670,10 +671,14 @@ async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) 
 
 /// Source high watermarks of the owned partitions, for status while nothing is fetched.
 async fn refresh_source_ends(rt: &Runtime, positions: &HashMap<Tp, i64>) {
-    for tp in positions.keys() {
-        if let Ok((end, _)) = rt.source.list_offset_once(&tp.0, tp.1, LATEST).await {
-            rt.status.update(&tp.0, tp.1, |s| s.source_end_offset = end);
+    let partitions: Vec<Tp> = positions.keys().cloned().collect();
+    match rt.source.list_offsets(&partitions, LATEST).await {
+        Ok(ends) => {
+            for ((topic, partition), end) in ends {
+                rt.status.update(&topic, partition, |s| s.source_end_offset = end);
+            }
         }
+        Err(e) => tracing::debug!(flow = %rt.flow.name(), "source ends while not replicating: {e}"),
     }
 }
 

@@ -213,8 +213,8 @@ async fn dashboard_api_and_metrics_show_a_running_flow() {
     let validated = tern_mirror::config::parse(&toml).expect("config");
     let topology = tern_web::Topology::from_validated(&validated);
     let mirror = TestMirror::start(&toml);
-    let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into())).with_sample_interval(Duration::from_millis(200));
-    state.spawn_pollers();
+    let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into()));
+    state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     let flow_path = "/flows/src-%3Edst";
 
@@ -588,8 +588,8 @@ async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
     let validated = tern_mirror::config::parse(&toml).expect("config");
     let topology = tern_web::Topology::from_validated(&validated).with_state_dir(state_dir.path().to_path_buf());
     let mirror = TestMirror::start(&toml);
-    let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into())).with_sample_interval(Duration::from_millis(200));
-    state.spawn_pollers();
+    let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into()));
+    state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     wait_until(Duration::from_secs(30), "100 records replicated", async || {
         let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
@@ -638,8 +638,14 @@ async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
     assert_eq!(text(&doc, "#verdict"), "pass");
     assert_eq!(text(&doc, "#rpo-records"), "0");
     assert_eq!((text(&doc, "#redelivered"), text(&doc, "#missed")), ("0".to_string(), "0".to_string()));
-    let checks: Vec<String> = doc.select(&sel("section.drill-group[data-group=payments-app] td[data-field=check]")).map(|c| c.text().collect()).collect();
-    assert_eq!(checks.len(), 3, "one check per partition");
+    // Per partition: the committed offset, where it resumes on the target, and the check.
+    let rows: Vec<Vec<String>> = doc
+        .select(&sel("section.drill-group[data-group=payments-app] tbody tr"))
+        .map(|tr| tr.select(&sel("td")).map(|c| c.text().collect::<String>()).collect())
+        .collect();
+    let resume: Vec<Vec<String>> = rows.iter().map(|r| r[1..6].to_vec()).collect();
+    let expected = [["0", "20", "20", "exact", "match"], ["1", "50", "50", "ahead-of-replication", "match"], ["2", "0", "-", "before-map", "nothing-to-compare"]];
+    assert_eq!(resume, expected.map(|r| r.map(String::from).to_vec()), "{rows:?}");
     let id = report_path.trim_start_matches("/drills/").to_string();
     let json = web.get(&format!("/api/v1/drills/{id}"), None).await.json();
     assert_eq!((json["verdict"].as_str(), json["rpo_records"].as_i64(), json["schema_version"].as_i64()), (Some("pass"), Some(0), Some(1)));
@@ -662,7 +668,8 @@ async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
     assert_eq!(ids, vec![second.as_str(), id.as_str()], "newest first");
     assert!(state_dir.path().join("drills").join(format!("{id}.json")).exists());
     let doc = web.get("/drills", None).await.html();
-    assert_eq!(doc.select(&sel("#history tbody tr")).count(), 2);
+    let listed: Vec<&str> = doc.select(&sel("#history tbody tr")).filter_map(|tr| tr.value().attr("data-drill")).collect();
+    assert_eq!(listed, vec![second.as_str(), id.as_str()]);
     let trend = doc.select(&sel("figure.trend[data-flow=\"src->dst\"] polyline.rpo")).next().expect("RPO chart");
     assert_eq!(trend.value().attr("points").map(|p| p.split(' ').count()), Some(2), "one point per drill");
     assert_eq!(web.get("/drills/20000101T000000Z-0000", None).await.status, StatusCode::NOT_FOUND);
@@ -703,8 +710,8 @@ async fn each_workers_dashboard_shows_the_whole_flow() {
         source.produce("events", p, records(&format!("e{p}"), 30 + p as usize * 10), -1, 10_000).await.expect("produce");
     }
     let validated = tern_mirror::config::parse(&toml).expect("config");
-    let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), first.status.clone(), None).with_sample_interval(Duration::from_millis(200));
-    state.spawn_pollers();
+    let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), first.status.clone(), None);
+    state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     // The first worker's page lists all four partitions, the other worker's too, caught up.
     let doc = wait_until(Duration::from_secs(30), "all partitions replicated on the first worker's page", async || {
@@ -715,8 +722,11 @@ async fn each_workers_dashboard_shows_the_whole_flow() {
     })
     .await;
     let workers: Vec<String> = (0..4).map(|p| row_fields(&doc, &format!("#partitions tr[data-partition=\"{p}\"]"))["worker"].clone()).collect();
-    assert_eq!(workers.iter().filter(|w| *w == "this one").count(), 2, "{workers:?}");
-    assert_eq!(workers.iter().filter(|w| *w == "another").count(), 2, "{workers:?}");
+    // "this one" exactly where the first worker replicates, "another" elsewhere.
+    let owned = first.status["src->dst"].snapshot().partitions;
+    let expected: Vec<&str> = (0..4).map(|p| if owned.contains_key(&("events".to_string(), p)) { "this one" } else { "another" }).collect();
+    assert_eq!(workers, expected);
+    assert_eq!(owned.len(), 2);
     let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
     assert_eq!(json["partitions"].as_array().map(Vec::len), Some(4));
     // A partition of the other worker shows its lag too: pause the flow, write to it.
@@ -754,8 +764,8 @@ async fn an_unreachable_cluster_shows_as_such_and_holds_up_nothing_else() {
     );
     let validated = tern_mirror::config::parse(&toml).expect("config");
     let mirror = TestMirror::start(&toml);
-    let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), mirror.status.clone(), Some(TOKEN.into())).with_sample_interval(Duration::from_millis(200));
-    state.spawn_pollers();
+    let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), mirror.status.clone(), Some(TOKEN.into()));
+    state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     let doc = wait_until(Duration::from_secs(30), "the unreachable cluster marked on the topology", async || {
         let doc = web.get("/", None).await.html();

@@ -54,7 +54,7 @@ pub(crate) fn start(state: &AppState, req: &StartDrill) -> Result<String, WebErr
         Some(g) => DrillOptions::with_groups(g).map_err(|e| WebError::BadRequest(format!("groups: {e}")))?,
         None => DrillOptions::default(),
     };
-    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
     {
         let mut runs = state.0.drills.lock().unwrap_or_else(|p| p.into_inner());
         if runs.values().any(|r| r.flow == req.flow && !r.done) {

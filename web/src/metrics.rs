@@ -89,9 +89,7 @@ pub fn lag_seconds(p: &tern_mirror::status::PartitionStatus, now: i64) -> Option
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use tern_mirror::flow::now_ms;
 
 impl Collector for FlowCollector {
     fn desc(&self) -> Vec<&Desc> {

@@ -90,13 +90,15 @@ pub(crate) struct Inner {
     pub progress: Mutex<BTreeMap<String, FlowProgress>>,
     clients: Mutex<BTreeMap<String, Arc<Client>>>,
     pub auth: Auth,
-    pub sample_interval: Duration,
     pub drills: crate::drills::Runs,
 }
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState(pub(crate) Arc<Inner>);
+
+/// How often lag is sampled and clusters are polled.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long one cluster poll may take before the cluster counts as unreachable.
 const POLL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,28 +120,21 @@ impl AppState {
             progress: Mutex::default(),
             clients: Mutex::default(),
             auth: Auth::new(token),
-            sample_interval: Duration::from_secs(2),
             drills: Default::default(),
         }))
     }
 
-    /// Samples lag history every `interval` instead of every 2 s.
-    pub fn with_sample_interval(self, interval: Duration) -> AppState {
-        match Arc::try_unwrap(self.0) {
-            Ok(mut inner) => {
-                inner.sample_interval = interval;
-                AppState(Arc::new(inner))
-            }
-            Err(shared) => AppState(shared),
-        }
+    /// Starts the background work: lag sampling and cluster polling every 2 s. Runs until the
+    /// runtime shuts down.
+    pub fn spawn_pollers(&self) {
+        self.spawn_pollers_every(SAMPLE_INTERVAL);
     }
 
-    /// Starts the background work: lag sampling and cluster polling. Runs until the runtime
-    /// shuts down.
-    pub fn spawn_pollers(&self) {
+    /// [`AppState::spawn_pollers`] at another pace (tests sample faster).
+    pub fn spawn_pollers_every(&self, interval: Duration) {
         let state = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.0.sample_interval);
+            let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
                 state.sample();
@@ -149,7 +144,7 @@ impl AppState {
         tokio::spawn(async move {
             loop {
                 state.poll_clusters().await;
-                tokio::time::sleep(state.0.sample_interval.max(Duration::from_secs(2))).await;
+                tokio::time::sleep(interval.max(Duration::from_secs(2))).await;
             }
         });
     }

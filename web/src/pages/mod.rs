@@ -30,14 +30,13 @@ pub struct Chrome {
 impl Chrome {
     pub(crate) fn new(state: &AppState, headers: &HeaderMap, uri: &Uri, section: &'static str) -> Chrome {
         let csrf = state.0.auth.csrf_for(headers);
-        let secs = crate::metrics::now_ms() / 1000;
         Chrome {
             section,
             path: uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
             auth_enabled: state.0.auth.enabled(),
             logged_in: csrf.is_some(),
             csrf: csrf.unwrap_or_default(),
-            updated: format!("{:02}:{:02}:{:02} UTC", (secs / 3600) % 24, (secs / 60) % 60, secs % 60),
+            updated: tern_mirror::drill::format_utc(crate::metrics::now_ms()),
         }
     }
 }
