@@ -184,11 +184,21 @@ async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream, peer: Sock
     }
 }
 
+/// Kafka's `sasl.server.max.receive.size` default: the largest frame before authentication.
+pub const PRE_AUTH_MAX_FRAME_BYTES: usize = 512 * 1024;
+
 async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Arc<BrokerState>, stream: S, peer: SocketAddr) {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(state.config.max_frame_bytes);
     let mut auth = ConnectionAuth::new(&state.config.security);
+    // Until a client has authenticated it may only send small frames, as in Kafka
+    // (sasl.server.max.receive.size): an anonymous peer cannot make the broker buffer 100 MiB.
+    let mut reader = FrameReader::new(if auth.is_authenticated() { state.config.max_frame_bytes } else { PRE_AUTH_MAX_FRAME_BYTES });
+    let mut limited = !auth.is_authenticated();
     loop {
+        if limited && auth.is_authenticated() {
+            reader.set_limit(state.config.max_frame_bytes);
+            limited = false;
+        }
         let frame = match reader.read_frame(&mut rd).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,

@@ -18,6 +18,12 @@ impl FrameReader {
         FrameReader { buf: BytesMut::with_capacity(64 * 1024), limit }
     }
 
+    /// Changes the largest frame accepted from now on (a broker raises it once a client has
+    /// authenticated).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// The next whole frame, or `None` on a clean end of stream between frames.
     pub async fn read_frame<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Option<Bytes>> {
         loop {

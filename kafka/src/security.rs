@@ -300,24 +300,20 @@ enum SaslStep {
 }
 
 impl SaslSession {
-    /// Starts an exchange; `token` is the OAUTHBEARER token already resolved.
-    /// `secret` is the password or token [`resolve_secret`] returned for these settings.
-    pub fn start(settings: &SaslSettings, secret: Option<&Secret>) -> Result<(SaslSession, Vec<u8>)> {
+    /// Starts an exchange; `secret` is the password or token [`resolve_secret`] returned for
+    /// these settings.
+    pub fn start(settings: &SaslSettings, secret: &Secret) -> Result<(SaslSession, Vec<u8>)> {
         let mechanism = settings.mechanism;
         let sasl = |e: SaslError| Error::Authentication(format!("{mechanism}: {e}"));
-        let password = || secret.ok_or_else(|| Error::Config(format!("SASL {mechanism} needs a password")));
         let (step, first) = match mechanism {
-            Mechanism::Plain => (SaslStep::Single, plain::client_message(&settings.username, password()?.expose())),
+            Mechanism::Plain => (SaslStep::Single, plain::client_message(&settings.username, secret.expose())),
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
                 let hash = mechanism.scram().ok_or_else(|| Error::Config(format!("{mechanism} is not SCRAM")))?;
-                let client = scram::ScramClient::new(hash, &settings.username, password()?.expose()).map_err(sasl)?;
+                let client = scram::ScramClient::new(hash, &settings.username, secret.expose()).map_err(sasl)?;
                 let first = client.client_first();
                 (SaslStep::ScramFirst(client), first)
             }
-            Mechanism::OAuthBearer => {
-                let token = secret.ok_or_else(|| Error::Config("SASL OAUTHBEARER needs a token".into()))?;
-                (SaslStep::Single, oauthbearer::client_message(token.expose()))
-            }
+            Mechanism::OAuthBearer => (SaslStep::Single, oauthbearer::client_message(secret.expose())),
         };
         Ok((SaslSession { mechanism, step }, first))
     }
@@ -342,25 +338,38 @@ impl SaslSession {
     }
 }
 
+/// How long a token command or a secret file may take.
+pub const SECRET_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The password or token to authenticate with now: as configured, read from its file, or
-/// printed by the token command.
-pub async fn resolve_secret(settings: &SaslSettings) -> Result<Option<Secret>> {
-    match &settings.credential {
-        SaslCredential::Password(p) => Ok(Some(p.clone())),
-        SaslCredential::Token(t) => Ok(Some(t.clone())),
+/// printed by the token command (killed after [`SECRET_TIMEOUT`]).
+pub async fn resolve_secret(settings: &SaslSettings) -> Result<Secret> {
+    match tokio::time::timeout(SECRET_TIMEOUT, read_secret(&settings.credential)).await {
+        Ok(secret) => secret,
+        Err(_) => Err(Error::Authentication(format!("the SASL secret could not be read within {} s", SECRET_TIMEOUT.as_secs()))),
+    }
+}
+
+async fn read_secret(credential: &SaslCredential) -> Result<Secret> {
+    match credential {
+        SaslCredential::Password(p) => Ok(p.clone()),
+        SaslCredential::Token(t) => Ok(t.clone()),
         SaslCredential::SecretFile(path) => {
             let text = tokio::fs::read_to_string(path).await.map_err(|e| Error::Config(format!("reading the SASL secret from {}: {e}", path.display())))?;
             let secret = text.trim_end_matches(['\n', '\r']);
             if secret.is_empty() {
                 return Err(Error::Config(format!("the SASL secret file {} is empty", path.display())));
             }
-            Ok(Some(Secret::new(secret)))
+            Ok(Secret::new(secret))
         }
         SaslCredential::TokenCommand(cmd) => {
-            let cmd = cmd.clone();
-            let output = tokio::task::spawn_blocking(move || std::process::Command::new("sh").arg("-c").arg(&cmd).stdin(std::process::Stdio::null()).output())
+            let output = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output()
                 .await
-                .map_err(|e| Error::Config(format!("token command: {e}")))?
                 .map_err(|e| Error::Config(format!("running the token command: {e}")))?;
             if !output.status.success() {
                 // Its stderr may be useful, its stdout may hold a token: only the former is shown.
@@ -375,7 +384,7 @@ pub async fn resolve_secret(settings: &SaslSettings) -> Result<Option<Secret>> {
             if token.is_empty() {
                 return Err(Error::Authentication("the OAUTHBEARER token command printed no token".into()));
             }
-            Ok(Some(Secret::new(token)))
+            Ok(Secret::new(token))
         }
     }
 }
@@ -403,7 +412,7 @@ mod tests {
     #[tokio::test]
     async fn token_command_output_is_the_token() {
         let s = SaslSettings { mechanism: Mechanism::OAuthBearer, username: String::new(), credential: SaslCredential::TokenCommand("echo ' tok.en '".into()) };
-        assert_eq!(resolve_secret(&s).await.expect("token").map(|t| t.expose().to_string()).as_deref(), Some("tok.en"));
+        assert_eq!(resolve_secret(&s).await.expect("token").expose(), "tok.en");
         let failing = SaslSettings { credential: SaslCredential::TokenCommand("echo secret-out; echo oops >&2; exit 3".into()), ..s };
         let e = resolve_secret(&failing).await.expect_err("fails").to_string();
         assert!(e.contains("oops") && !e.contains("secret-out"), "{e}");

@@ -176,8 +176,8 @@ async fn sasl_listener_follows_kafkas_rules_before_and_during_authentication() {
             .unwrap_or_else(|e| panic!("{mechanism}: {e}"));
         assert!(metadata_works(&mut c).await, "{mechanism}");
         // A second SaslAuthenticate after success is out of sequence.
-        let again = c.call(&SaslAuthenticateRequest::default(), 2).await;
-        assert!(again.map(|r| r.error_code == 34).unwrap_or(true), "ILLEGAL_SASL_STATE or closed");
+        let again = c.call(&SaslAuthenticateRequest::default(), 2).await.expect("an answer before the connection closes");
+        assert_eq!(again.error_code, 34, "{mechanism}: ILLEGAL_SASL_STATE");
     }
 
     // TLS failures are errors, not hangs: an untrusted CA, a wrong name, plaintext to TLS.
@@ -771,4 +771,33 @@ async fn oauthbearer_tokens_come_from_the_command_at_every_authentication() {
         .expect("refused")
         .to_string();
     assert!(e.contains("invalid token") && !e.contains("expired-token"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_authentication_only_small_frames_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init_logs();
+    let pki = Pki::generate();
+    let b = sasl_ssl_broker(&pki, &[("svc", "svc-pw")], None).await;
+    // An anonymous peer announces a 1 MiB frame: the broker closes instead of buffering it.
+    let mut raw = connector(Some(pki.client_tls()), None).connect(&b.bootstrap(), Duration::from_secs(10)).await.expect("tls");
+    raw.write_all(&(1_048_576i32).to_be_bytes()).await.expect("write");
+    raw.write_all(&[0u8; 1024]).await.expect("write");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf)).await.expect("the broker answers in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "the connection is closed: {read:?}");
+    // After authentication the usual limit applies: a 900 KiB produce request is read.
+    let mut c = Connection::connect_with(&b.bootstrap(), &connector(Some(pki.client_tls()), Some(sasl(Mechanism::ScramSha512, "svc", "svc-pw")))).await.expect("svc");
+    let admin = Client::connect({
+        let mut config = ClientConfig::new(&b.bootstrap());
+        config.security = Security { tls: Some(pki.client_tls()), sasl: Some(sasl(Mechanism::ScramSha512, "svc", "svc-pw")) };
+        config
+    })
+    .await
+    .expect("client");
+    admin.create_topic("big", 1, &Default::default()).await.expect("create");
+    let value = bytes::Bytes::from(vec![7u8; 900 * 1024]);
+    let batch = tern_kafka::records::encode_batch(&[tern_kafka::records::PlainRecord::new("k", Some(value), 0)], kafka_protocol::records::Compression::None).expect("batch");
+    let resp = c.call(&crate::protocol::produce_request("big", 0, batch, -1), 9).await.expect("a 900 KiB request after authentication");
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
 }

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
+use tern_kafka::sasl::scram::constant_time_eq;
 
 pub const SESSION_COOKIE: &str = "tern_session";
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -48,10 +49,6 @@ impl Refusal {
             Refusal::BadCsrf => "the form's CSRF token is missing or stale: reload the page and try again",
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn random_token() -> String {

@@ -128,7 +128,7 @@ impl BrokerConnection {
         }
         let av = self.version(ApiKey::SaslAuthenticate, (0, 2))?;
         let secret = resolve_secret(settings).await?;
-        let (mut session, mut message) = SaslSession::start(settings, secret.as_ref())?;
+        let (mut session, mut message) = SaslSession::start(settings, &secret)?;
         let started = Instant::now();
         let lifetime_ms = loop {
             let resp = self.roundtrip(w, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)), av).await?;

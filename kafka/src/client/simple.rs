@@ -55,7 +55,7 @@ impl Connection {
             return Err(Error::kafka(hs.error_code, format!("SaslHandshake {mechanism}")));
         }
         let secret = resolve_secret(settings).await?;
-        let (mut session, mut message) = SaslSession::start(settings, secret.as_ref())?;
+        let (mut session, mut message) = SaslSession::start(settings, &secret)?;
         loop {
             let resp = self.call(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)), 2).await?;
             if resp.error_code != 0 {

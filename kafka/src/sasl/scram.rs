@@ -137,7 +137,8 @@ impl ScramCredential {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -159,10 +160,20 @@ fn escape_username(name: &str) -> String {
 }
 
 fn unescape_username(name: &str) -> Result<String, SaslError> {
-    let out = name.replace("=2C", ",").replace("=3D", "=");
-    if name.replace("=2C", "").replace("=3D", "").contains('=') {
-        return Err(SaslError::Malformed("invalid escape in the SCRAM username".into()));
+    // One pass from the left: only "=2C" and "=3D" may follow a '='.
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(at) = rest.find('=') {
+        out.push_str(&rest[..at]);
+        let escape = rest.get(at..at + 3);
+        match escape {
+            Some("=2C") => out.push(','),
+            Some("=3D") => out.push('='),
+            _ => return Err(SaslError::Malformed("invalid escape in the SCRAM username".into())),
+        }
+        rest = &rest[at + 3..];
     }
+    out.push_str(rest);
     Ok(out)
 }
 
@@ -228,6 +239,10 @@ impl ScramClient {
         if iterations < MIN_ITERATIONS {
             return Err(SaslError::Failed(format!("the server asked for {iterations} iterations, fewer than the minimum {MIN_ITERATIONS}")));
         }
+        // Kafka never stores more; a larger count would only keep this client hashing.
+        if iterations > MAX_ITERATIONS {
+            return Err(SaslError::Failed(format!("the server asked for {iterations} iterations, more than the maximum {MAX_ITERATIONS}")));
+        }
         let h = self.hash;
         let salted = h.salted_password(self.password.as_bytes(), &salt, iterations);
         let client_key = h.hmac_sign(&salted, b"Client Key");
@@ -265,7 +280,7 @@ pub struct ScramServer {
 
 enum ServerState {
     ExpectClientFirst,
-    ExpectClientFinal { username: String, credential: ScramCredential, nonce: String, client_first_bare: String, server_first: String },
+    ExpectClientFinal { username: String, credential: ScramCredential, nonce: String, client_first_bare: String, server_first: String, gs2_header: String },
     Done,
 }
 
@@ -308,13 +323,14 @@ impl ScramServer {
         let nonce = format!("{client_nonce}{}", self::nonce()?);
         let server_first = format!("r={nonce},s={},i={}", B64.encode(&credential.salt), credential.iterations);
         let reply = server_first.clone().into_bytes();
-        self.state = ServerState::ExpectClientFinal { username, credential, nonce, client_first_bare: bare.to_string(), server_first };
+        let gs2_header = format!("{flag},{authzid},");
+        self.state = ServerState::ExpectClientFinal { username, credential, nonce, client_first_bare: bare.to_string(), server_first, gs2_header };
         Ok(reply)
     }
 
     /// Checks the client's proof; on success the server's signature to send and the user.
     pub fn server_final(&mut self, client_final: &[u8]) -> Result<(Vec<u8>, String), SaslError> {
-        let ServerState::ExpectClientFinal { username, credential, nonce, client_first_bare, server_first } =
+        let ServerState::ExpectClientFinal { username, credential, nonce, client_first_bare, server_first, gs2_header } =
             std::mem::replace(&mut self.state, ServerState::Done)
         else {
             return Err(SaslError::Malformed("unexpected SCRAM client-final-message".into()));
@@ -325,9 +341,9 @@ impl ScramServer {
         if attribute(without_proof, 'r') != Some(nonce.as_str()) {
             return Err(SaslError::Failed("nonce mismatch".into()));
         }
-        match attribute(without_proof, 'c').and_then(|c| B64.decode(c).ok()) {
-            Some(cb) if cb.starts_with(b"n,") || cb.starts_with(b"y,") => {}
-            _ => return Err(SaslError::Malformed("invalid channel binding attribute".into())),
+        // Without channel binding, c= is the base64 of the client's own GS2 header (RFC 5802).
+        if attribute(without_proof, 'c').and_then(|c| B64.decode(c).ok()).as_deref() != Some(gs2_header.as_bytes()) {
+            return Err(SaslError::Malformed("the channel binding attribute does not repeat the GS2 header".into()));
         }
         let proof = B64.decode(proof).map_err(|_| SaslError::Malformed("proof is not base64".into()))?;
         let h = self.hash;
@@ -395,14 +411,56 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_errors_not_panics() {
-        let mut server = ScramServer::new(ScramHash::Sha256);
-        for m in [&b""[..], b"x", b"n,,", b"p=tls,,n=u,r=x", b"n,,n=u", b"\xff\xfe"] {
-            assert!(server.server_first(m, |_| None).is_err(), "{m:?}");
+        let cred = ScramCredential::generate(ScramHash::Sha256, "pw", 4096).expect("cred");
+        let lookup = |c: &ScramCredential| {
+            let c = c.clone();
+            move |_: &str| Some(c)
+        };
+        // Malformed first messages fail as malformed, whatever the lookup would say.
+        for m in [&b""[..], b"x", b"n,,", b"p=tls,,n=u,r=x", b"n,,n=u", b"\xff\xfe", b"n,,n=a=2,r=x", b"n,,n=a=3,r=x"] {
+            let mut server = ScramServer::new(ScramHash::Sha256);
+            assert!(matches!(server.server_first(m, lookup(&cred)), Err(SaslError::Malformed(_) | SaslError::Failed(_))), "{m:?}");
+            assert!(!server.is_final_step(), "{m:?}");
         }
-        assert!(server.server_final(b"c=biws,r=x,p=AAAA").is_err());
+        // Malformed final messages, after a good first one.
+        for m in [&b""[..], b"c=biws,r=x", b"c=biws,r=x,p=!!", b"\xff"] {
+            let mut server = ScramServer::new(ScramHash::Sha256);
+            server.server_first(b"n,,n=u,r=abc", lookup(&cred)).expect("first");
+            assert!(server.is_final_step());
+            assert!(matches!(server.server_final(m), Err(SaslError::Malformed(_) | SaslError::Failed(_))), "{m:?}");
+        }
         let mut client = ScramClient::new(ScramHash::Sha256, "u", "p").expect("client");
         for m in [&b"r=other,s=AAAA,i=4096"[..], b"e=unknown-user", b"", b"r=", b"s=,i=1"] {
             assert!(client.client_final(m).is_err(), "{m:?}");
         }
+    }
+
+    #[test]
+    fn usernames_unescape_only_valid_escapes() {
+        assert_eq!(unescape_username("a=2Cb=3Dc").expect("valid"), "a,b=c");
+        for bad in ["n==3=2CD", "a=", "a=2", "a=3d", "=41"] {
+            assert!(unescape_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_client_refuses_iteration_counts_outside_kafkas_range_and_a_forged_server_signature() {
+        for i in [MIN_ITERATIONS - 1, MAX_ITERATIONS + 1, u32::MAX] {
+            let mut client = ScramClient::new(ScramHash::Sha256, "u", "p").expect("client");
+            let e = client.client_final(format!("r={}xyz,s=c2FsdA==,i={i}", client.client_nonce).as_bytes()).expect_err("refused");
+            assert!(e.to_string().contains("iterations"), "{i}: {e}");
+        }
+        // A full exchange with the real server, then a server signature that was tampered with.
+        let cred = ScramCredential::generate(ScramHash::Sha256, "pw", 4096).expect("cred");
+        let mut client = ScramClient::new(ScramHash::Sha256, "u", "pw").expect("client");
+        let mut server = ScramServer::new(ScramHash::Sha256);
+        let first = server.server_first(&client.client_first(), |_| Some(cred.clone())).expect("server first");
+        let fin = client.client_final(&first).expect("client final");
+        let (server_final, user) = server.server_final(&fin).expect("server final");
+        assert_eq!(user, "u");
+        let mut forged = String::from_utf8(server_final.clone()).expect("utf8");
+        forged.replace_range(2..4, if &forged[2..4] == "AA" { "BB" } else { "AA" });
+        assert!(client.verify_server_final(forged.as_bytes()).is_err());
+        assert!(client.verify_server_final(&server_final).is_ok());
     }
 }
