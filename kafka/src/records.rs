@@ -17,6 +17,18 @@ pub struct PlainRecord {
     pub timestamp: i64,
 }
 
+impl From<&kafka_protocol::records::Record> for PlainRecord {
+    /// A fetched record's content, to be written again elsewhere.
+    fn from(r: &kafka_protocol::records::Record) -> PlainRecord {
+        PlainRecord {
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            timestamp: r.timestamp,
+        }
+    }
+}
+
 impl PlainRecord {
     pub fn new(key: impl Into<Bytes>, value: Option<Bytes>, timestamp: i64) -> PlainRecord {
         PlainRecord { key: Some(key.into()), value, headers: Vec::new(), timestamp }

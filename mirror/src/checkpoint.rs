@@ -67,6 +67,18 @@ pub fn encode_records(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> Res
     Ok(encode_batch(&plain, Compression::None)?)
 }
 
+/// Creates a compacted one-partition internal topic unless the client already knows it:
+/// writers that run every few seconds then send no CreateTopics.
+pub async fn ensure_compacted(client: &Client, cluster: &str, topic: &str) -> Result<()> {
+    if client.metadata_snapshot().topics.contains_key(topic) {
+        return Ok(());
+    }
+    let mut compact = BTreeMap::new();
+    compact.insert("cleanup.policy".to_string(), "compact".to_string());
+    client.create_topic(topic, 1, &compact).await.map_err(|e| Error::cluster(cluster, e))?;
+    Ok(())
+}
+
 /// Creates the internal topics a flow writes (compacted, one partition), as MM2 does.
 pub async fn ensure_internal_topics(flow: &Flow, source: &Client, target: &Client) -> Result<()> {
     let mut compact = BTreeMap::new();

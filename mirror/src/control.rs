@@ -141,9 +141,7 @@ pub async fn read(client: &Client, cluster: &str, flow: &str) -> Result<Control>
 
 /// Records a decision durably (acks=all) on the flow's target cluster.
 pub async fn write(client: &Client, cluster: &str, flow: &str, control: &Control) -> Result<()> {
-    let mut compact = BTreeMap::new();
-    compact.insert("cleanup.policy".to_string(), "compact".to_string());
-    client.create_topic(CONTROL_TOPIC, 1, &compact).await.map_err(|e| Error::cluster(cluster, e))?;
+    crate::checkpoint::ensure_compacted(client, cluster, CONTROL_TOPIC).await?;
     let value = serde_json::to_vec(control).map_err(|e| Error::Other(format!("encoding the control record: {e}")))?;
     let records = crate::checkpoint::encode_records(&[(Bytes::from(flow.to_string()), Some(Bytes::from(value)))], crate::flow::now_ms())?;
     client.produce(CONTROL_TOPIC, 0, records, -1, 30_000).await.map_err(|e| Error::cluster(cluster, e))?;

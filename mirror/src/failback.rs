@@ -129,21 +129,12 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
             }
             let (topic, partition) = (p.topic.clone(), p.partition);
             for set in split_by_size(&records) {
-                let plain: Vec<PlainRecord> = set
-                    .iter()
-                    .map(|r| PlainRecord {
-                        key: r.key.clone(),
-                        value: r.value.clone(),
-                        headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-                        timestamp: r.timestamp,
-                    })
-                    .collect();
+                let plain: Vec<PlainRecord> = set.iter().map(PlainRecord::from).collect();
                 let mut batch = bytes::BytesMut::from(&tern_kafka::records::encode_batch(&plain, kafka_protocol::records::Compression::None)?[..]);
                 // Idempotent: a retried batch whose first acknowledgement was lost is written once.
                 if let Some((id, epoch)) = producer {
                     let sequence = sequences.entry((topic.clone(), partition)).or_insert(0);
-                    tern_kafka::batch::set_producer(&mut batch, id, epoch, *sequence);
-                    *sequence += set.len() as i32;
+                    *sequence = crate::flow::stamp_producer(&mut batch, id, epoch, *sequence);
                 }
                 let ack = source.produce(&topic, partition, batch.freeze(), -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
                 let p = &mut point.partitions[i];

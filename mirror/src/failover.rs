@@ -135,9 +135,7 @@ fn point_key(flow: &str) -> String {
 }
 
 async fn write_records(target: &Client, cluster: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<()> {
-    let mut compact = BTreeMap::new();
-    compact.insert("cleanup.policy".to_string(), "compact".to_string());
-    target.create_topic(FAILOVER_TOPIC, 1, &compact).await.map_err(|e| Error::cluster(cluster, e))?;
+    checkpoint::ensure_compacted(target, cluster, FAILOVER_TOPIC).await?;
     let batch = checkpoint::encode_records(&records, now_ms())?;
     target.produce(FAILOVER_TOPIC, 0, batch, -1, 30_000).await.map_err(|e| Error::cluster(cluster, e))?;
     Ok(())
@@ -173,7 +171,10 @@ pub async fn read_state(flow: &Flow, target: &Client) -> Result<(BTreeMap<Tp, Kn
         let Some(key) = r.key.and_then(|k| String::from_utf8(k.to_vec()).ok()) else { continue };
         let Some(value) = r.value else { continue };
         if key == point_key(&flow.name()) {
-            point = serde_json::from_slice(&value).ok();
+            match serde_json::from_slice(&value) {
+                Ok(p) => point = Some(p),
+                Err(e) => tracing::warn!(flow = %flow.name(), "ignoring an unreadable failover point: {e}"),
+            }
         } else if let Some(rest) = key.strip_prefix(&prefix) {
             let Some((topic, partition)) = rest.rsplit_once('/') else { continue };
             let (Ok(partition), Ok(known)) = (partition.parse::<i32>(), serde_json::from_slice::<KnownEnd>(&value)) else { continue };
@@ -226,14 +227,30 @@ pub async fn failover(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, o
     control::update(&target, &flow.target, &flow.name(), &reason, |c| c.state = FailoverState::FailingOver).await?;
     progress("state failing-over");
     let mut errors = Vec::new();
-    let (point, groups, drained) = match &source {
-        Some(source) => planned(flow, source, &target, deadline, &progress, &mut errors).await?,
-        None => {
-            let (p, g) = unplanned(flow, &target, &progress).await?;
-            (p, g, false)
+    let outcome = async {
+        let (point, groups, drained) = match &source {
+            Some(source) => planned(flow, source, &target, deadline, &progress, &mut errors).await?,
+            None => {
+                let (p, g) = unplanned(flow, &target, &progress).await?;
+                (p, g, false)
+            }
+        };
+        save_point(flow, &target, &point).await?;
+        Ok::<_, Error>((point, groups, drained))
+    }
+    .await;
+    let (point, groups, drained) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            // No failover point was saved, so failback would have nothing to start from:
+            // back to active, and the failover can be run again.
+            if let Err(undo) = control::update(&target, &flow.target, &flow.name(), "tern failover: aborted", |c| c.state = FailoverState::Active).await {
+                return Err(Error::Other(format!("{e}; and the flow could not be set back to active ({undo}): set it with `tern failback` once the target answers")));
+            }
+            progress("failover aborted: state active again");
+            return Err(e);
         }
     };
-    save_point(flow, &target, &point).await?;
     let state = control::update(&target, &flow.target, &flow.name(), &reason, |c| c.state = FailoverState::FailedOver).await?.state;
     progress("state failed-over");
     Ok(FailoverReport {
@@ -302,9 +319,23 @@ async fn planned(
             .collect(),
     };
     let mut groups = Vec::new();
-    let names = source.list_groups().await.map_err(|e| Error::cluster(&flow.source, e))?;
+    // A group that cannot be read is reported and the others still move: the flow has
+    // stopped, so the failover has to finish.
+    let names = match source.list_groups().await {
+        Ok(names) => names,
+        Err(e) => {
+            errors.push(format!("listing the groups on {}: {e}; no group was moved", flow.source));
+            Vec::new()
+        }
+    };
     for group in names.into_iter().filter(|g| checkpoint::replicates_group(flow, g)) {
-        let committed = source.all_committed_offsets(&group).await.map_err(|e| Error::cluster(&flow.source, e))?;
+        let committed = match source.all_committed_offsets(&group).await {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("group {group}: reading its offsets on {}: {e}; not moved", flow.source));
+                continue;
+            }
+        };
         let mut partitions = Vec::new();
         let mut translated = BTreeMap::new();
         for (tp, c) in committed.into_iter().filter(|(tp, _)| states.contains_key(tp)) {

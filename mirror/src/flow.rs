@@ -617,8 +617,15 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
             return;
         }
         let owned: Vec<Tp> = rt.owned.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
-        for tp in &owned {
-            let Ok((start, _)) = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await else { continue };
+        let starts = match rt.source.list_offsets(&owned, EARLIEST).await {
+            Ok(starts) => starts,
+            Err(e) => {
+                tracing::debug!(flow = %rt.flow.name(), "log starts for trimming offset maps: {e}");
+                BTreeMap::new()
+            }
+        };
+        for (tp, start) in starts {
+            let tp = &tp;
             let removed = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).get_mut(tp).map(|m| m.trim_below(start)).unwrap_or_default();
             if let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, tp, &[], &removed).await {
                 tracing::debug!(flow = %rt.flow.name(), "trimming the offset map: {e}");
@@ -684,7 +691,7 @@ async fn refresh_source_ends(rt: &Runtime, positions: &HashMap<Tp, i64>) {
 
 /// Writes the producer id, epoch and consecutive base sequences into every batch of a record
 /// set (recomputing each CRC); returns the sequence after the last record.
-fn stamp_producer(records: &mut [u8], producer_id: i64, epoch: i16, mut sequence: i32) -> i32 {
+pub(crate) fn stamp_producer(records: &mut [u8], producer_id: i64, epoch: i16, mut sequence: i32) -> i32 {
     let spans: Vec<(usize, usize, i32)> = tern_kafka::batch::Batches::new(records)
         .filter_map(|b| b.ok())
         .map(|(at, h)| (at, h.total_len(), h.record_count))

@@ -45,6 +45,8 @@ pub const DRILL_GROUP_PREFIX: &str = "tern-drill.";
 pub struct DrillOptions {
     /// Only groups matching this (anchored) regex; all the flow's groups when `None`.
     pub groups: Option<Regex>,
+    /// The pattern as the user gave it, for the report.
+    pub groups_pattern: Option<String>,
     /// Commit translations to drill groups and read through them (measures RTO).
     pub apply: bool,
     /// Bound on reaching a cluster and on each group's work.
@@ -55,7 +57,7 @@ pub struct DrillOptions {
 
 impl Default for DrillOptions {
     fn default() -> Self {
-        DrillOptions { groups: None, apply: true, timeout: Duration::from_secs(30), window: 500 }
+        DrillOptions { groups: None, groups_pattern: None, apply: true, timeout: Duration::from_secs(30), window: 500 }
     }
 }
 
@@ -63,7 +65,7 @@ impl DrillOptions {
     /// Options with a `--groups` pattern, anchored like the config's patterns.
     pub fn with_groups(pattern: &str) -> Result<DrillOptions> {
         let groups = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| Error::Config(format!("--groups {pattern:?}: {e}")))?;
-        Ok(DrillOptions { groups: Some(groups), ..DrillOptions::default() })
+        Ok(DrillOptions { groups: Some(groups), groups_pattern: Some(pattern.to_string()), ..DrillOptions::default() })
     }
 }
 
@@ -150,7 +152,7 @@ pub async fn run(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, opts: 
         flow: flow.name(),
         source: flow.source.clone(),
         target: flow.target.clone(),
-        groups_filter: opts.groups.as_ref().map(|r| r.as_str().trim_start_matches("^(?:").trim_end_matches(")$").to_string()),
+        groups_filter: opts.groups_pattern.clone(),
         started_at_ms: now_ms(),
         finished_at_ms: 0,
         flow_state: "unknown".into(),
@@ -366,7 +368,14 @@ async fn drill(flow: &Flow, source: &Client, target: &Client, opts: &DrillOption
         if opts.apply && g.partitions.iter().any(|p| p.translated.is_some()) {
             let name = drill_group(&report.id, &group);
             let started = Instant::now();
-            match tokio::time::timeout(opts.timeout, apply_and_read(target, &name, &states, &mut g)).await {
+            // The member is left on every path, a timeout included: a drill group with a live
+            // member could not be deleted.
+            let mut member = GroupMember::new(&name, Duration::from_secs(10), Duration::from_secs(10));
+            let applied_and_read = tokio::time::timeout(opts.timeout, apply_and_read(target, &name, &states, &mut g, &mut member)).await;
+            if let Err(e) = member.leave().await {
+                tracing::debug!(group = %name, "leaving the drill group: {e}");
+            }
+            match applied_and_read {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     g.read_through = Some(false);
@@ -390,10 +399,15 @@ async fn drill(flow: &Flow, source: &Client, target: &Client, opts: &DrillOption
     }
     if !applied.is_empty() {
         report.rto_ms = Some(compute_ms + apply_total);
-        match target.delete_groups(&applied).await {
-            Ok(()) => progress(DrillProgress::CleanedUp { deleted: applied.len() }),
-            Err(e) => report.errors.push(format!("deleting drill groups {} on {}: {e}", applied.join(", "), flow.target)),
+        // One by one, so that one group that cannot be deleted leaves no other behind.
+        let mut deleted = 0;
+        for name in &applied {
+            match target.delete_groups(std::slice::from_ref(name)).await {
+                Ok(()) => deleted += 1,
+                Err(e) => report.errors.push(format!("deleting drill group {name} on {}: {e}", flow.target)),
+            }
         }
+        progress(DrillProgress::CleanedUp { deleted });
     }
     Ok(())
 }
@@ -565,11 +579,10 @@ fn compare(src: &[(i64, Content)], prev: Option<&Content>, next: Option<&Content
 /// Commits the group's translations to its drill group on the target, then joins that group
 /// as a consumer, fetches its committed offsets and reads the record at each: the proof that
 /// a consumer of the real group would start where the drill says.
-async fn apply_and_read(target: &Client, drill_group: &str, states: &BTreeMap<Tp, PartitionState>, g: &mut GroupReport) -> Result<()> {
+async fn apply_and_read(target: &Client, drill_group: &str, states: &BTreeMap<Tp, PartitionState>, g: &mut GroupReport, member: &mut GroupMember) -> Result<()> {
     let offsets: BTreeMap<Tp, i64> = g.partitions.iter().filter_map(|p| Some(((p.remote_topic.clone(), p.partition), p.translated?))).collect();
     target.commit_offsets(drill_group, &Membership::none(), &offsets).await?;
     let topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let mut member = GroupMember::new(drill_group, Duration::from_secs(10), Duration::from_secs(10));
     let assigned = member.join(target, &topics).await?;
     let got = target.committed_offsets(drill_group, &assigned).await?;
     let mut all_ok = true;
@@ -594,9 +607,6 @@ async fn apply_and_read(target: &Client, drill_group: &str, states: &BTreeMap<Tp
     }
     all_ok &= assigned.len() == offsets.len();
     g.read_through = Some(all_ok);
-    if let Err(e) = member.leave().await {
-        tracing::debug!(group = drill_group, "leaving the drill group: {e}");
-    }
     Ok(())
 }
 
