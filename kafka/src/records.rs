@@ -2,7 +2,6 @@
 //! timestamps: what the mirror's internal topics, the demo's load and tests need.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
@@ -55,7 +54,7 @@ pub fn encode_batch(records: &[PlainRecord], compression: Compression) -> Result
             timestamp: r.timestamp,
             key: r.key.clone(),
             value: r.value.clone(),
-            headers: r.headers.iter().map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone())).collect::<IndexMap<_, _>>(),
+            headers: r.headers.iter().map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone())).collect(),
         })
         .collect();
     let mut buf = BytesMut::new();
@@ -72,13 +71,16 @@ mod tests {
     fn one_batch_with_everything_kept() {
         let mut r = PlainRecord::new("k", Some(Bytes::from_static(b"v")), 1_700_000_000_000);
         r.headers.push(("h".into(), None));
+        r.headers.push(("h".into(), Some(Bytes::from_static(b"again"))));
         let b = encode_batch(&[r.clone(), PlainRecord::new("k2", None, 1_700_000_000_001)], Compression::Zstd).expect("encode");
         verify_crc(&b).expect("crc");
         let h = BatchHeader::parse(&b).expect("header");
         assert_eq!((h.record_count, h.base_sequence, h.producer_id), (2, -1, -1));
         let mut bytes = b.clone();
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decode");
-        assert_eq!(set.records[0].headers.get(&StrBytes::from_static_str("h")), Some(&None));
+        // A repeated key stays two headers, in order.
+        let headers: Vec<_> = set.records[0].headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        assert_eq!(headers, vec![("h", None), ("h", Some(Bytes::from_static(b"again")))]);
         assert_eq!(set.records[1].value, None);
     }
 }

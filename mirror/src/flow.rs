@@ -530,16 +530,19 @@ fn fail_partition(rt: &Runtime, tp: &Tp, reason: String) {
     rt.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), reason);
 }
 
-/// Produces one partition's prepared record sets in order; a set counts as replicated once
-/// the target acknowledged it.
+/// Produces one partition's prepared record sets in order; a record counts as replicated once
+/// the target acknowledged its batch.
+///
+/// Kafka takes exactly one record batch per partition in a produce request
+/// (`ProduceRequest.validateRecords`), so a fetched set of several batches goes out one batch
+/// per request, in order, each acknowledged before the next is sent.
 async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
-    // Idempotent produce: every batch gets the next sequence numbers once, and retries resend
-    // the same bytes, so the target writes a retried batch only once.
     while let Some(mut set) = rx.recv().await {
-        let had_records = !set.records.is_empty();
-        let mut next_sequence = None;
-        if had_records {
+        if !set.records.is_empty() {
+            // Idempotent produce: every batch gets the next sequence numbers once, and retries
+            // resend the same bytes, so the target writes a retried batch only once.
+            let mut next_sequence = None;
             if let Some((producer_id, epoch)) = rt.producer {
                 let first = rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).get(&tp).copied().unwrap_or(0);
                 next_sequence = Some(stamp_producer(&mut set.records, producer_id, epoch, first));
@@ -547,54 +550,52 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             let records: Bytes = set.records.freeze();
             // One trace span per replicated record set (exported when OTLP is configured).
             let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, records = set.source_offsets.len(), bytes = records.len());
-            let produced = async {
-                let mut backoff = Duration::from_millis(100);
-                loop {
-                    match rt.target.produce(&remote, tp.1, records.clone(), -1, 30_000).await {
-                        Ok(ack) => break Ok(ack),
-                        Err(e) if e.is_retriable() => {
-                            rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                        Err(e) => break Err(e),
+            let mut offsets = &set.source_offsets[..];
+            for (at, len, count) in batch_spans(&records) {
+                let (these, rest) = offsets.split_at(count.min(offsets.len()));
+                offsets = rest;
+                // The source offset after this batch: the next batch's first record, or for the
+                // last batch everything the set passed (control batches after it included).
+                let next = match rest.first() {
+                    Some(first) => *first,
+                    None => set.next_offset,
+                };
+                let produced = produce_batch(&rt, &tp, &remote, records.slice(at..at + len)).instrument(span.clone()).await;
+                let ack = match produced {
+                    Ok(ack) => ack,
+                    Err(e) => {
+                        fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
+                        return;
+                    }
+                };
+                let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(these, ack.base_offset, next);
+                // The map entry must be durable before the position it covers is committed.
+                async {
+                    let mut backoff = Duration::from_millis(100);
+                    while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
+                        tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
+                .instrument(span.clone())
+                .await;
+                let (n, bytes) = (these.len() as u64, len as u64);
+                rt.status.update(&tp.0, tp.1, |s| {
+                    s.records += n;
+                    s.bytes += bytes;
+                    s.replicated_offset = next;
+                    s.error = None;
+                });
             }
-            .instrument(span.clone())
-            .await;
-            let ack = match produced {
-                Ok(ack) => ack,
-                Err(e) => {
-                    fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
-                    return;
-                }
-            };
             if let Some(next) = next_sequence {
                 rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), next);
             }
-            let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&set.source_offsets, ack.base_offset, set.next_offset);
-            // The map entry must be durable before the position it covers is committed.
-            async {
-                let mut backoff = Duration::from_millis(100);
-                while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
-                    tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-            .instrument(span)
-            .await;
-            let (n, bytes) = (set.source_offsets.len() as u64, records.len() as u64);
             rt.status.update(&tp.0, tp.1, |s| {
-                s.records += n;
-                s.bytes += bytes;
                 s.batches_fast += set.batches_fast;
                 s.batches_rewritten += set.batches_rewritten;
-                s.error = None;
             });
-        }
-        if !had_records {
+        } else {
             rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&[], 0, set.next_offset);
         }
         let next = set.next_offset;
@@ -605,6 +606,31 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
         });
         rt.acked.lock().await.insert(tp.clone(), next);
     }
+}
+
+/// Produces one batch, retrying what the target may accept later (leadership moves,
+/// connection trouble) with a growing backoff.
+async fn produce_batch(rt: &Runtime, tp: &Tp, remote: &str, batch: Bytes) -> tern_kafka::Result<tern_kafka::client::ProduceAck> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match rt.target.produce(remote, tp.1, batch.clone(), -1, 30_000).await {
+            Ok(ack) => return Ok(ack),
+            Err(e) if e.is_retriable() => {
+                rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `(position, length, record count)` of every batch of a prepared record set.
+fn batch_spans(records: &[u8]) -> Vec<(usize, usize, usize)> {
+    tern_kafka::batch::Batches::new(records)
+        .filter_map(|b| b.ok())
+        .map(|(at, h)| (at, h.total_len(), h.record_count.max(0) as usize))
+        .collect()
 }
 
 /// Translates the flow's groups for the owned partitions every `checkpoint_interval`, and
@@ -692,11 +718,8 @@ async fn refresh_source_ends(rt: &Runtime, positions: &HashMap<Tp, i64>) {
 /// Writes the producer id, epoch and consecutive base sequences into every batch of a record
 /// set (recomputing each CRC); returns the sequence after the last record.
 pub(crate) fn stamp_producer(records: &mut [u8], producer_id: i64, epoch: i16, mut sequence: i32) -> i32 {
-    let spans: Vec<(usize, usize, i32)> = tern_kafka::batch::Batches::new(records)
-        .filter_map(|b| b.ok())
-        .map(|(at, h)| (at, h.total_len(), h.record_count))
-        .collect();
-    for (at, len, count) in spans {
+    for (at, len, count) in batch_spans(records) {
+        let count = count as i32;
         tern_kafka::batch::set_producer(&mut records[at..at + len], producer_id, epoch, sequence);
         // Kafka's sequences wrap to 0 after i32::MAX.
         sequence = if sequence > i32::MAX - count { count - (i32::MAX - sequence) - 1 } else { sequence + count };

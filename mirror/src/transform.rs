@@ -80,7 +80,6 @@ fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let first = records[0].offset;
     for (i, r) in records.iter_mut().enumerate() {
         out.source_offsets.push(r.offset);
         if h.is_log_append_time() {
@@ -91,9 +90,9 @@ fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
         r.producer_id = -1;
         r.producer_epoch = -1;
         r.partition_leader_epoch = -1;
-        // Dense offsets, and offset - sequence constant so the encoder keeps one batch with
-        // base sequence -1.
-        r.offset = first + i as i64;
+        // Offsets 0..n-1 as a producer sends them, and offset - sequence constant so the
+        // encoder keeps one batch with base sequence -1.
+        r.offset = i as i64;
         r.sequence = i as i32 - 1;
     }
     let compression = match set.compression {
@@ -156,6 +155,9 @@ mod tests {
         let got = decode(&p.records);
         assert!(got.iter().all(|(pid, _, _)| *pid == -1));
         assert_eq!(got.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(), vec!["v10", "v11", "v12", "v13", "v14"]);
+        // Every batch starts at offset 0, as a producer's do (Kafka checks the inner offsets of
+        // compressed batches).
+        assert!(Batches::new(&p.records).all(|b| b.expect("batch").1.base_offset == 0));
         // Compressed bytes are untouched: only the header changed.
         let first_len = BatchHeader::parse(&data).expect("h").total_len();
         assert_eq!(&p.records[61..first_len], &data[61..first_len]);
@@ -182,6 +184,7 @@ mod tests {
         assert_eq!(p.source_offsets, vec![0, 3, 4]);
         let out = BatchHeader::parse(&p.records).expect("out header");
         assert_eq!(out.record_count as i64, out.last_offset_delta as i64 + 1, "dense on the target");
+        assert_eq!(out.base_offset, 0, "as a producer sends it");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! End-to-end tests: real brokers on ephemeral ports, real third-party clients.
 
 mod helpers;
+mod apache_kafka;
+mod clusters;
+mod reference;
 mod protocol;
 mod durability;
 mod compat;

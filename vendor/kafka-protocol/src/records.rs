@@ -42,7 +42,6 @@ use anyhow::{anyhow, bail, Result};
 use bytes::{Bytes, BytesMut};
 use crc::{Crc, CRC_32_ISO_HDLC};
 use crc32c::crc32c;
-use indexmap::IndexMap;
 
 use crate::protocol::{
     buf::{gap, ByteBuf, ByteBufMut},
@@ -119,6 +118,8 @@ pub struct BatchDecodeInfo {
     pub min_offset: i64,
     /// Timestamp of the first record in the batch.
     pub min_timestamp: i64,
+    /// The batch's max timestamp: the append time of every record of a LogAppendTime batch.
+    pub max_timestamp: i64,
     /// Base sequence number for idempotent producers.
     pub base_sequence: i32,
     /// Whether this batch is part of a transaction.
@@ -180,8 +181,9 @@ pub struct Record {
     pub key: Option<Bytes>,
     /// The payload of the record.
     pub value: Option<Bytes>,
-    /// Headers associated with the record's payload.
-    pub headers: IndexMap<StrBytes, Option<Bytes>>,
+    /// Headers associated with the record's payload, in order. A key may repeat, as in Kafka
+    /// (`Record.headers()` is an array there).
+    pub headers: Vec<(StrBytes, Option<Bytes>)>,
 }
 
 const MAGIC_BYTE_OFFSET: usize = 16;
@@ -582,7 +584,7 @@ impl RecordBatchDecoder {
         let min_timestamp = types::Int64.decode(buf)?;
 
         // Last timestamp
-        let _max_timestamp: i64 = types::Int64.decode(buf)?;
+        let max_timestamp: i64 = types::Int64.decode(buf)?;
 
         // Producer ID
         let producer_id = types::Int64.decode(buf)?;
@@ -604,6 +606,7 @@ impl RecordBatchDecoder {
             timestamp_type,
             min_offset,
             min_timestamp,
+            max_timestamp,
             base_sequence,
             transactional,
             control,
@@ -859,7 +862,12 @@ impl Record {
 
         // Timestamp delta
         let timestamp_delta: i64 = types::VarLong.decode(buf)?;
-        let timestamp = batch_decode_info.min_timestamp + timestamp_delta;
+        // As in Kafka's DefaultRecordBatch: every record of a LogAppendTime batch carries the
+        // batch's max timestamp, the time the broker appended it.
+        let timestamp = match batch_decode_info.timestamp_type {
+            TimestampType::LogAppend => batch_decode_info.max_timestamp,
+            TimestampType::Creation => batch_decode_info.min_timestamp + timestamp_delta,
+        };
 
         // Offset delta
         let offset_delta: i32 = types::VarInt.decode(buf)?;
@@ -893,7 +901,7 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        let mut headers = Vec::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;
@@ -916,7 +924,7 @@ impl Record {
                 Ordering::Greater => Some(buf.try_get_bytes(value_len as usize)?),
             };
 
-            headers.insert(key, value);
+            headers.push((key, value));
         }
 
         Ok(Self {
@@ -1029,9 +1037,10 @@ mod tests {
             Bytes::from("some-value"),
             record
                 .headers
-                // This relies on `impl Borrow<[u8]> for StrBytes`
-                .get("some-key".as_bytes())
+                .iter()
+                .find(|(k, _)| k.as_str() == "some-key")
                 .expect("key exists in headers")
+                .1
                 .as_ref()
                 .expect("value is present")
         );
@@ -1074,6 +1083,7 @@ mod tests {
                 timestamp_type: TimestampType::Creation,
                 min_offset: 0,
                 min_timestamp: 0,
+                max_timestamp: 0,
                 base_sequence: 0,
                 transactional: false,
                 control: false,

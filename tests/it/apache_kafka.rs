@@ -1,0 +1,380 @@
+//! Apache Kafka, the reference: KRaft clusters started from the jars that
+//! `scripts/install-kafka.sh` puts in `.kafka/libs` (pinned in `scripts/kafka/pom.xml`), and
+//! Kafka's own command-line tools.
+//!
+//! A cluster is one JVM per node (combined broker and controller), its data in a temporary
+//! directory. Starting JVMs is the expensive part of the suite on two cores, so tests share
+//! clusters where that is safe ([`shared`]: two single-node clusters, `a` and `b`, every test on
+//! its own topics and groups); a test that kills nodes starts a cluster of its own.
+//!
+//! Ports: a listener Kafka binds on port 0 would get another port at every restart, and KRaft
+//! voters must be named before they start, so each node gets ports picked by binding
+//! `127.0.0.1:0` and releasing them just before the JVM starts.
+//!
+//! Nothing outlives the test process: every JVM runs under a watchdog shell that kills it
+//! (and removes the cluster's directory) when the test process is gone, so a cluster held in a
+//! `static` needs no destructor.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::helpers::repo_root;
+
+/// Where the jars are: `TERN_KAFKA_LIBS`, or `.kafka/libs` in the checkout.
+pub fn kafka_libs() -> PathBuf {
+    if let Ok(p) = std::env::var("TERN_KAFKA_LIBS") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join(".kafka/libs");
+    assert!(
+        p.join(format!("kafka_2.13-{}.jar", kafka_version())).exists(),
+        "Apache Kafka's jars are missing from {}: run the README's test command (scripts/test.sh), which installs them",
+        p.display()
+    );
+    p
+}
+
+/// The Apache Kafka version the suite runs (written by the install script).
+pub fn kafka_version() -> String {
+    std::fs::read_to_string(repo_root().join(".kafka/VERSION")).map(|v| v.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn java() -> PathBuf {
+    match std::env::var_os("JAVA_HOME") {
+        Some(home) if Path::new(&home).join("bin/java").exists() => Path::new(&home).join("bin/java"),
+        _ => PathBuf::from("java"),
+    }
+}
+
+fn classpath() -> String {
+    format!("{}/*", kafka_libs().display())
+}
+
+/// Log4j 2 configuration: warnings and errors only, to stderr (a node's `server.log`).
+const LOG4J2: &str = r#"<Configuration status="WARN">
+  <Appenders>
+    <Console name="STDERR" target="SYSTEM_ERR"><PatternLayout pattern="[%d] %p %m (%c)%n"/></Console>
+  </Appenders>
+  <Loggers>
+    <Logger name="org.apache.kafka.clients.NetworkClient" level="ERROR"/>
+    <Root level="WARN"><AppenderRef ref="STDERR"/></Root>
+  </Loggers>
+</Configuration>
+"#;
+
+/// JVM flags for test nodes and tools: a small heap, one GC thread and the quick JIT tier, so
+/// several JVMs share two cores without spending them on start-up compilation.
+const JVM_FLAGS: &[&str] = &["-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-Djava.awt.headless=true"];
+
+/// Kills the JVM when the test process (`$1`) is gone, and removes `$2` after it stopped.
+/// The JVM's pid goes to `$3`, so a test can kill -9 the JVM itself.
+const WATCHDOG: &str = r#"parent=$1; dir=$2; pidfile=$3; shift 3
+"$@" & child=$!
+echo "$child" > "$pidfile"
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+kill -9 "$child" 2>/dev/null
+wait "$child" 2>/dev/null
+kill -0 "$parent" 2>/dev/null || rm -rf "$dir"
+"#;
+
+/// A free port on 127.0.0.1, picked by the kernel.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// One node of a cluster: combined KRaft broker and controller.
+pub struct KafkaNode {
+    pub id: i32,
+    pub port: u16,
+    pub controller_port: u16,
+    dir: PathBuf,
+    watchdog: Option<std::process::Child>,
+}
+
+impl KafkaNode {
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("pid")).ok()?.trim().parse().ok()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.pid().is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// A KRaft cluster of one or three nodes.
+pub struct KafkaCluster {
+    pub nodes: Vec<KafkaNode>,
+    root: PathBuf,
+    /// How long the start took, for the README's figure.
+    pub started_in: Duration,
+}
+
+impl KafkaCluster {
+    /// Starts a cluster of `nodes` (1 or 3) and waits until every broker is registered.
+    /// Blocking: call from `spawn_blocking` or a plain thread.
+    pub fn start(nodes: usize) -> KafkaCluster {
+        let began = Instant::now();
+        let root = tempfile::Builder::new().prefix("tern-kafka-").tempdir().expect("temp dir").keep();
+        let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
+        let voters = ports.iter().enumerate().map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1)).collect::<Vec<_>>().join(",");
+        let cluster_id = random_cluster_id();
+        std::fs::write(root.join("log4j2.xml"), LOG4J2).expect("log4j2.xml");
+        let rf = nodes.min(3);
+        let min_isr = if nodes >= 3 { 2 } else { 1 };
+        let mut cluster = KafkaCluster { nodes: Vec::new(), root: root.clone(), started_in: Duration::ZERO };
+        for (i, (port, controller_port)) in ports.into_iter().enumerate() {
+            let id = i as i32 + 1;
+            let dir = root.join(format!("node-{id}"));
+            std::fs::create_dir_all(dir.join("data")).expect("node dir");
+            let props = format!(
+                "process.roles=broker,controller\n\
+                 node.id={id}\n\
+                 controller.quorum.voters={voters}\n\
+                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                 controller.listener.names=CONTROLLER\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 inter.broker.listener.name=PLAINTEXT\n\
+                 log.dirs={data}\n\
+                 num.partitions=1\n\
+                 default.replication.factor={rf}\n\
+                 min.insync.replicas={min_isr}\n\
+                 offsets.topic.replication.factor={rf}\n\
+                 offsets.topic.num.partitions=5\n\
+                 transaction.state.log.replication.factor={rf}\n\
+                 transaction.state.log.min.isr={min_isr}\n\
+                 transaction.state.log.num.partitions=5\n\
+                 share.coordinator.state.topic.replication.factor={rf}\n\
+                 share.coordinator.state.topic.min.isr={min_isr}\n\
+                 group.initial.rebalance.delay.ms=0\n\
+                 auto.create.topics.enable=false\n\
+                 log.cleaner.backoff.ms=500\n\
+                 log.retention.check.interval.ms=1000\n\
+                 num.network.threads=2\n\
+                 num.io.threads=2\n\
+                 num.recovery.threads.per.data.dir=1\n\
+                 background.threads=2\n",
+                data = dir.join("data").display(),
+            );
+            std::fs::write(dir.join("server.properties"), props).expect("server.properties");
+            cluster.nodes.push(KafkaNode { id, port, controller_port, dir, watchdog: None });
+        }
+        // Format every node's storage (as kafka-storage.sh format does), in parallel.
+        let formats: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut cmd = Command::new(java());
+                cmd.args(JVM_FLAGS)
+                    .arg(format!("-Dlog4j2.configurationFile={}", root.join("log4j2.xml").display()))
+                    .arg("-cp")
+                    .arg(classpath())
+                    .args(["kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
+                    .arg(n.dir.join("server.properties"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                cmd.spawn().expect("start kafka.tools.StorageTool")
+            })
+            .collect();
+        for f in formats {
+            let out = f.wait_with_output().expect("format");
+            assert!(out.status.success(), "formatting Kafka storage failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.launch(i);
+        }
+        cluster.wait_ready(Duration::from_secs(120));
+        cluster.started_in = began.elapsed();
+        println!("Apache Kafka {} cluster of {} node(s) ready in {:.1} s: {}", kafka_version(), nodes, cluster.started_in.as_secs_f64(), cluster.bootstrap());
+        cluster
+    }
+
+    fn launch(&mut self, i: usize) {
+        let root = self.root.clone();
+        let node = &mut self.nodes[i];
+        let _ = std::fs::remove_file(node.dir.join("pid"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join("server.log")).expect("server.log");
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(WATCHDOG)
+            .arg("kafka-watchdog")
+            .arg(std::process::id().to_string())
+            .arg(&root)
+            .arg(node.dir.join("pid"))
+            .arg(java())
+            .args(JVM_FLAGS)
+            .arg("-Xmx512m")
+            .arg(format!("-Dlog4j2.configurationFile={}", root.join("log4j2.xml").display()))
+            .arg("-cp")
+            .arg(classpath())
+            .arg("kafka.Kafka")
+            .arg(node.dir.join("server.properties"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        node.watchdog = Some(cmd.spawn().expect("start kafka.Kafka"));
+    }
+
+    /// Waits until every running node accepts connections and Metadata lists all of them.
+    fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let want: Vec<i32> = self.nodes.iter().filter(|n| n.watchdog.is_some()).map(|n| n.id).collect();
+        loop {
+            let ok = want.iter().all(|id| {
+                let n = &self.nodes[(*id - 1) as usize];
+                broker_ids(&n.address()).is_some_and(|ids| want.iter().all(|w| ids.contains(w)))
+            });
+            if ok {
+                return;
+            }
+            for n in &self.nodes {
+                if n.watchdog.is_some() && n.pid().is_some() && !n.is_running() {
+                    panic!("Kafka node {} exited during start:\n{}", n.id, n.log_tail());
+                }
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self.nodes.iter().map(|n| format!("node {}:\n{}", n.id, n.log_tail())).collect();
+                panic!("Kafka cluster not ready within {limit:?}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.nodes.iter().map(KafkaNode::address).collect::<Vec<_>>().join(",")
+    }
+
+    /// kill -9 of one node's JVM; its data stays for [`KafkaCluster::restart_node`].
+    pub fn kill_node(&mut self, id: i32) {
+        let node = &mut self.nodes[(id - 1) as usize];
+        if let Some(pid) = node.pid() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        if let Some(mut w) = node.watchdog.take() {
+            let _ = w.wait();
+        }
+    }
+
+    /// Starts a killed node again on the same ports and data, and waits until it is back.
+    pub fn restart_node(&mut self, id: i32) {
+        self.launch((id - 1) as usize);
+        self.wait_ready(Duration::from_secs(120));
+    }
+
+    pub fn node_by_port(&self, port: u16) -> Option<&KafkaNode> {
+        self.nodes.iter().find(|n| n.port == port)
+    }
+}
+
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(pid) = n.pid() {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+            if let Some(mut w) = n.watchdog.take() {
+                let _ = w.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Broker ids a node's Metadata lists, or `None` when it does not answer yet.
+fn broker_ids(addr: &str) -> Option<Vec<i32>> {
+    use kafka_protocol::messages::MetadataRequest;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(async {
+        let mut c = tokio::time::timeout(Duration::from_secs(2), tern_kafka::client::Connection::connect(addr)).await.ok()?.ok()?;
+        let resp = tokio::time::timeout(Duration::from_secs(2), c.call(&MetadataRequest::default().with_topics(Some(vec![])), 9)).await.ok()?.ok()?;
+        Some(resp.brokers.iter().map(|b| b.node_id.0).collect())
+    })
+}
+
+/// A cluster id as `kafka-storage.sh random-uuid` prints one: 16 random bytes, URL-safe base64.
+fn random_cluster_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// The clusters tests share: two single-node clusters, started once per test process (both
+/// at the first call, in parallel).
+pub struct Shared {
+    pub a: KafkaCluster,
+    pub b: KafkaCluster,
+}
+
+pub async fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    if let Some(s) = SHARED.get() {
+        return s;
+    }
+    tokio::task::spawn_blocking(|| {
+        SHARED.get_or_init(|| {
+            let b = std::thread::spawn(|| KafkaCluster::start(1));
+            let a = KafkaCluster::start(1);
+            Shared { a, b: b.join().expect("cluster b") }
+        })
+    })
+    .await
+    .expect("shared Kafka clusters")
+}
+
+/// Runs one of Kafka's command-line tools (`class` as the `bin/*.sh` script runs it) and
+/// returns its output; fails the test with the output when it fails or hangs.
+pub async fn kafka_tool(class: &str, args: &[&str], timeout: Duration) -> Output {
+    kafka_tool_with_input(class, args, b"", timeout).await
+}
+
+/// [`kafka_tool`] with `input` on the tool's standard input.
+pub async fn kafka_tool_with_input(class: &str, args: &[&str], input: &[u8], timeout: Duration) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(java());
+    cmd.args(JVM_FLAGS)
+        .arg("-Xmx256m")
+        .arg("-Dlog4j2.configurationFile=".to_string() + &log4j2_file().display().to_string())
+        .arg("-cp")
+        .arg(classpath())
+        .arg(class)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let shown = format!("{class} {}", args.join(" "));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).await.expect("write the tool's input");
+    drop(stdin);
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{shown} did not finish within {timeout:?}"))
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    println!("--- {shown}\n{}\n--- stderr\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{shown} failed ({}):\n{}\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn log4j2_file() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let p = std::env::temp_dir().join(format!("tern-kafka-tools-log4j2-{}.xml", std::process::id()));
+        std::fs::write(&p, LOG4J2).expect("log4j2.xml");
+        p
+    })
+    .clone()
+}
