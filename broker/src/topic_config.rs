@@ -257,6 +257,12 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &LogConfig) -> L
     if let Some(v) = get("segment.ms") {
         c.segment_ms = v;
     }
+    if let Some(v) = get("message.timestamp.before.max.ms") {
+        c.timestamp_before_max_ms = v;
+    }
+    if let Some(v) = get("message.timestamp.after.max.ms") {
+        c.timestamp_after_max_ms = v;
+    }
     if let Some(v) = get("max.message.bytes") {
         c.max_message_bytes = v.max(0) as usize;
     }

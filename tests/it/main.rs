@@ -4,6 +4,7 @@ mod helpers;
 mod apache_kafka;
 mod clusters;
 mod reference;
+mod produce_rules;
 mod protocol;
 mod durability;
 mod compat;

@@ -42,14 +42,16 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
                     if td.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
                         return fail(ResponseError::InvalidTopicException, Some(format!("Cannot append to internal topic {}", td.name.0)));
                     }
-                    let Some(records) = pd.records else {
-                        return fail(ResponseError::CorruptMessage, Some("no records".into()));
-                    };
+                    let records = pd.records.unwrap_or_default();
+                    if let Err((code, message)) = validate_records(version, &records) {
+                        tracing::warn!(topic = %td.name.0, partition = pd.index, "produce refused: {message}");
+                        return fail(code, Some(message));
+                    }
                     let log_append_time = topic.as_ref().is_some_and(|t| t.log_append_time());
                     let mut buf = BytesMut::from(&records[..]);
                     let outcome = {
                         let mut log = partition.log();
-                        log.append(&mut buf, now_ms(), log_append_time).map(|info| (info, log.log_start_offset()))
+                        log.append_from_client(&mut buf, now_ms(), log_append_time).map(|info| (info, log.log_start_offset()))
                     };
                     match outcome {
                         Ok((info, log_start)) => {
@@ -67,9 +69,16 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
                             let failed = fail(code, Some(e.to_string()));
                             match e {
                                 // Record errors exist from v8 on (KIP-467).
-                                storage::Error::InvalidRecord { index, .. } if version >= 8 => failed.with_record_errors(vec![
-                                    BatchIndexAndErrorMessage::default().with_batch_index(index as i32),
-                                ]),
+                                storage::Error::RecordErrors { errors, .. } if version >= 8 => failed.with_record_errors(
+                                    errors
+                                        .into_iter()
+                                        .map(|r| {
+                                            BatchIndexAndErrorMessage::default()
+                                                .with_batch_index(r.index as i32)
+                                                .with_batch_index_error_message(Some(StrBytes::from_string(r.message)))
+                                        })
+                                        .collect(),
+                                ),
                                 _ => failed,
                             }
                         }
@@ -88,13 +97,39 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
     Some(ProduceResponse::default().with_responses(responses))
 }
 
+/// `ProduceRequest.validateRecords`: from version 3 on, exactly one batch per partition, of
+/// magic 2; zstd only from version 7. The rest of Kafka's rules are the log's
+/// ([`storage::client_rules`]).
+fn validate_records(version: i16, records: &[u8]) -> Result<(), (ResponseError, String)> {
+    let invalid = |m: String| Err((ResponseError::InvalidRecord, m));
+    let Some(first) = tern_kafka::batch::Batches::new(records).next() else {
+        return invalid(format!("Produce requests with version {version} must have at least one record batch per partition"));
+    };
+    if records.get(16).is_some_and(|&magic| magic != 2) {
+        return invalid(format!("Produce requests with version {version} are only allowed to contain record batches with magic version 2"));
+    }
+    let Ok((_, header)) = first else {
+        // A header or length the log's own checks refuse (CORRUPT_MESSAGE).
+        return Ok(());
+    };
+    if version < 7 && header.codec() == tern_kafka::batch::Codec::Zstd {
+        return Err((ResponseError::UnsupportedCompressionType, format!("Produce requests with version {version} are not allowed to use ZStandard compression")));
+    }
+    if matches!(tern_kafka::batch::Batches::new(records).nth(1), Some(Ok(_))) {
+        return invalid(format!("Produce requests with version {version} are only allowed to contain exactly one record batch per partition"));
+    }
+    Ok(())
+}
+
 pub fn storage_error_code(e: &storage::Error) -> ResponseError {
     match e {
         storage::Error::InvalidBatch(_) => ResponseError::CorruptMessage,
         storage::Error::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         storage::Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         storage::Error::Io(_) | storage::Error::Corrupt(_) => ResponseError::KafkaStorageError,
-        storage::Error::InvalidRecord { .. } => ResponseError::InvalidRecord,
+        storage::Error::InvalidRecordBatch(_) => ResponseError::InvalidRecord,
+        storage::Error::RecordErrors { timestamp: true, .. } => ResponseError::InvalidTimestamp,
+        storage::Error::RecordErrors { timestamp: false, .. } => ResponseError::InvalidRecord,
         storage::Error::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
         storage::Error::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         storage::Error::TransactionalBatch(_) => ResponseError::InvalidTxnState,

@@ -15,7 +15,7 @@ use tern_kafka::error::BatchFault;
 use super::cleaner::read_checkpoint;
 use super::load::{self, sync_dir, write_log_start};
 use super::producer_state::{ProducerState, Verdict};
-use super::records::first_keyless;
+use super::client_rules;
 use super::segment::Segment;
 use super::{Error, FsyncPolicy, LogConfig, Result};
 
@@ -114,9 +114,6 @@ impl PartitionLog {
         log_append_time: bool,
     ) -> Result<AppendInfo> {
         let mut headers = validate(records, self.config.max_message_bytes)?;
-        if self.config.cleanup_compact {
-            self.check_keys(records, &headers)?;
-        }
         let verdict = self.producers.check(&headers, self.active.next_offset, &self.partition_name())?;
         if let Verdict::Duplicate(b) = verdict {
             return Ok(AppendInfo {
@@ -171,22 +168,11 @@ impl PartitionLog {
         })
     }
 
-    /// Kafka refuses records without a key in a compacted topic: the cleaner could never
-    /// keep them.
-    fn check_keys(&self, records: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
-        let mut before = 0usize;
-        for (pos, h) in headers {
-            let batch = &records[*pos..*pos + h.total_len()];
-            let found = first_keyless(batch, h).map_err(|e| Error::InvalidRecord { index: before, message: e })?;
-            if let Some(i) = found {
-                return Err(Error::InvalidRecord {
-                    index: before + i,
-                    message: format!("Compacted topic cannot accept message without key in topic partition {}.", self.partition_name()),
-                });
-            }
-            before += h.record_count.max(0) as usize;
-        }
-        Ok(())
+    /// Appends a client's record set: Kafka's client rules first (see [`client_rules`]), then
+    /// [`PartitionLog::append`].
+    pub fn append_from_client(&mut self, records: &mut [u8], now_ms: i64, log_append_time: bool) -> Result<AppendInfo> {
+        client_rules::check(records, &self.config, log_append_time, now_ms, &self.partition_name())?;
+        self.append(records, now_ms, log_append_time)
     }
 
     fn fsync_after_append(&mut self, now_ms: i64) -> Result<()> {

@@ -17,6 +17,7 @@
 //! and, only while the cleaner swaps segments in, `<base>.log.cleaned` / `<base>.log.swap`.
 
 mod cleaner;
+pub mod client_rules;
 mod compact;
 mod index;
 mod load;
@@ -127,6 +128,10 @@ pub struct LogConfig {
     /// Share of the cleanable bytes that must be dirty before a cleaning pass
     /// (`min.cleanable.dirty.ratio`).
     pub min_cleanable_dirty_ratio: f64,
+    /// How far in the past (`message.timestamp.before.max.ms`) and the future
+    /// (`message.timestamp.after.max.ms`) a producer's CreateTime timestamp may lie.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -145,6 +150,9 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
+            // Kafka 4.x's defaults: no limit in the past, one hour ahead (KIP-1030).
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
         }
     }
 }
@@ -168,10 +176,14 @@ pub enum Error {
     /// On-disk state that cannot be recovered automatically; the message names the file.
     #[error("corrupt log: {0}")]
     Corrupt(String),
-    /// A record the log's settings refuse, e.g. one without a key in a compacted topic
-    /// (Kafka: INVALID_RECORD). `index` is the record's position in the record set.
-    #[error("{message}")]
-    InvalidRecord { index: usize, message: String },
+    /// A batch Kafka refuses from a client (base offset, counts, control batches, sequence;
+    /// Kafka: INVALID_RECORD), with Kafka's message.
+    #[error("{0}")]
+    InvalidRecordBatch(String),
+    /// Records the log's settings refuse: without a key in a compacted topic (INVALID_RECORD),
+    /// a timestamp out of range (INVALID_TIMESTAMP when any is). Every refused record is listed.
+    #[error("{}", record_errors_summary(*timestamp, errors))]
+    RecordErrors { timestamp: bool, errors: Vec<client_rules::RecordError> },
     /// A gap or repeat in an idempotent producer's sequence numbers
     /// (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER).
     #[error("{0}")]
@@ -186,3 +198,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The partition-level message Kafka sends with record errors (`processRecordErrors`).
+fn record_errors_summary(timestamp: bool, errors: &[client_rules::RecordError]) -> String {
+    if timestamp {
+        return "One or more records have been rejected due to invalid timestamp".into();
+    }
+    let shown: Vec<String> = errors.iter().take(3).map(|e| format!("RecordError(batchIndex={}, message='{}')", e.index, e.message)).collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    )
+}

@@ -100,15 +100,6 @@ pub(crate) fn parse_records(data: &[u8], count: i32) -> Result<Vec<RecordView<'_
     Ok(out)
 }
 
-/// Index of the first record without a key in a batch, if any.
-pub(crate) fn first_keyless(batch: &[u8], h: &BatchHeader) -> Result<Option<usize>, String> {
-    if h.is_control() {
-        return Ok(None);
-    }
-    let body = batch_body(batch, h)?;
-    Ok(parse_records(&body, h.record_count)?.iter().position(|r| r.key.is_none()))
-}
-
 /// A varint-length-prefixed byte string; length -1 is null.
 fn read_bytes<'a>(b: &'a [u8], p: &mut usize) -> Result<Option<&'a [u8]>, String> {
     let len = read_varint(b, p)?;
@@ -210,7 +201,7 @@ fn read_varlong(b: &[u8], p: &mut usize) -> Result<i64, String> {
     Err("varint too long".into())
 }
 
-fn read_varint(b: &[u8], p: &mut usize) -> Result<i32, String> {
+pub(crate) fn read_varint(b: &[u8], p: &mut usize) -> Result<i32, String> {
     let v = read_varlong(b, p)?;
     i32::try_from(v).map_err(|_| format!("varint {v} out of range"))
 }

@@ -181,13 +181,16 @@ fn records_without_a_key_are_refused_by_a_compacted_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), compact_config()).expect("open");
     let mut b = kv_batch(NO_PRODUCER, &[(Some("a"), Some("1")), (None, Some("2"))], 0, Compression::Lz4);
-    match log.append(&mut b, 0, false) {
-        Err(Error::InvalidRecord { index: 1, message }) => assert!(message.contains("without key"), "{message}"),
-        other => panic!("expected InvalidRecord, got {other:?}"),
+    match log.append_from_client(&mut b, 0, false) {
+        Err(Error::RecordErrors { timestamp: false, errors }) => {
+            assert_eq!(errors.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1]);
+            assert!(errors[0].message.contains("without key"), "{:?}", errors[0]);
+        }
+        other => panic!("expected record errors, got {other:?}"),
     }
     assert_eq!(log.log_end_offset(), 0);
     log.set_config(LogConfig { cleanup_compact: false, ..compact_config() });
-    log.append(&mut b, 0, false).expect("a delete-policy log takes keyless records");
+    log.append_from_client(&mut b, 0, false).expect("a delete-policy log takes keyless records");
 }
 
 #[test]
