@@ -45,8 +45,42 @@ impl TestMirror {
 }
 
 pub fn two_cluster_config(source: &str, target: &str, topics: &str) -> String {
+    flow_config(&Aliases::plain(), source, target, topics)
+}
+
+/// The cluster aliases of a test's flow. Tests on the shared Kafka clusters need aliases of
+/// their own: the flow's group (`tern.<source>.<target>`) and internal topics are named after
+/// them.
+pub struct Aliases {
+    pub source: String,
+    pub target: String,
+}
+
+impl Aliases {
+    /// `src` and `dst`.
+    pub fn plain() -> Aliases {
+        Aliases { source: "src".into(), target: "dst".into() }
+    }
+
+    /// Aliases no other test in this run uses.
+    pub fn unique() -> Aliases {
+        Aliases { source: unique_topic("src"), target: unique_topic("dst") }
+    }
+
+    pub fn flow(&self) -> String {
+        format!("{}->{}", self.source, self.target)
+    }
+
+    /// The remote topic of `topic` under prefix naming.
+    pub fn remote(&self, topic: &str) -> String {
+        format!("{}.{topic}", self.source)
+    }
+}
+
+pub fn flow_config(aliases: &Aliases, source: &str, target: &str, topics: &str) -> String {
+    let (a, b) = (&aliases.source, &aliases.target);
     format!(
-        "[clusters.src]\nbootstrap = \"{source}\"\n[clusters.dst]\nbootstrap = \"{target}\"\n\n[[flows]]\nsource = \"src\"\ntarget = \"dst\"\ntopics = [{topics}]\n\n[mirror]\ntopic_refresh_interval = \"500ms\"\nfetch_max_wait = \"200ms\"\n"
+        "[clusters.{a}]\nbootstrap = \"{source}\"\n[clusters.{b}]\nbootstrap = \"{target}\"\n\n[[flows]]\nsource = \"{a}\"\ntarget = \"{b}\"\ntopics = [{topics}]\n\n[mirror]\ntopic_refresh_interval = \"500ms\"\nfetch_max_wait = \"200ms\"\n"
     )
 }
 

@@ -12,7 +12,7 @@ use tern_kafka::client::{Client, LATEST};
 use crate::apache_kafka::kafka_tool_with_input;
 use crate::clusters::*;
 use crate::helpers::*;
-use crate::mirror::{two_cluster_config, TestMirror};
+use crate::mirror::{flow_config, Aliases, TestMirror};
 
 /// Writes `records` per partition with confluent-kafka (see tests/compat/confluent_produce.py).
 pub async fn confluent_produce(bootstrap: &str, topic: &str, partitions: i32, records: usize, extra: &[&str]) {
@@ -101,9 +101,10 @@ async fn replicates_every_record_exactly(source_kind: Kind, target_kind: Kind) {
 
     let topics = [&codecs, &java, &compacted, &appended].map(|t| format!("\"{t}\"")).join(", ");
     let late = unique_topic("late");
-    let config = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), &format!("{topics}, \"{late}\""));
+    let aliases = Aliases::unique();
+    let config = flow_config(&aliases, &src.bootstrap(), &dst.bootstrap(), &format!("{topics}, \"{late}\""));
     let mirror = TestMirror::start(&config);
-    let remote = |t: &str| format!("src.{t}");
+    let remote = |t: &str| aliases.remote(t);
 
     // While the mirror runs: a topic created, and a topic grown from 5 to 7 partitions.
     src.create_topic(&late, 3, &[]).await;
@@ -130,7 +131,7 @@ async fn replicates_every_record_exactly(source_kind: Kind, target_kind: Kind) {
     assert!(source_appended.iter().all(|h| h.is_log_append_time()), "the source stamped append times");
     assert!(stored_batches(&target, &remote(&appended), 0).await.iter().all(|h| !h.is_log_append_time()));
 
-    let snap = mirror.status["src->dst"].snapshot();
+    let snap = mirror.status[&aliases.flow()].snapshot();
     let errors: Vec<String> = snap.partitions.iter().filter_map(|(tp, s)| s.error.as_ref().map(|e| format!("{tp:?}: {e}"))).collect();
     assert!(errors.is_empty(), "partition errors: {errors:?}");
     println!("{source_kind:?} -> {target_kind:?}: {compared} records identical over 15 partitions of 5 topics");
