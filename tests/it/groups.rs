@@ -338,9 +338,10 @@ async fn bad_requests_get_kafkas_error_codes() {
     // A generation for a group that does not exist: v9 says so, older versions say the generation is wrong.
     assert_eq!(commit(&mut c, 8, "no-such-group", 3, "m", topic, &[(0, 1)]).await, vec![IllegalGeneration.code()]);
     assert_eq!(commit(&mut c, 9, "no-such-group", 3, "m", topic, &[(0, 1)]).await, vec![GroupIdNotFound.code()]);
-    // Partitions that do not exist fail alone; the rest of the request is committed.
+    // Partitions that do not exist fail alone; the rest of the request is committed. As in
+    // Kafka's response, the partitions refused before the coordinator come first.
     let simple = leak(unique_topic("simple"));
-    assert_eq!(commit(&mut c, 2, simple, -1, "", topic, &[(0, 5), (9, 5)]).await, vec![0, UnknownTopicOrPartition.code()]);
+    assert_eq!(commit(&mut c, 2, simple, -1, "", topic, &[(0, 5), (9, 5)]).await, vec![UnknownTopicOrPartition.code(), 0]);
     assert_eq!(commit(&mut c, 9, simple, -1, "", "no-such-topic", &[(0, 5)]).await, vec![UnknownTopicOrPartition.code()]);
     assert_eq!(committed(&mut c, simple, topic, &[0, 1, 9]).await.iter().map(|x| x.0).collect::<Vec<_>>(), vec![5, -1, -1]);
     let big = "m".repeat(5000);

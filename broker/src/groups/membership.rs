@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
 use super::rebalance::{
-    code, expire_group, maybe_prepare_rebalance, next_deadline, propagate_assignment, remove_member_and_update_group,
+    code, expire_group, maybe_prepare_rebalance, next_deadline, propagate_assignment, remove_member,
     remove_pending_sync, reset_and_propagate_assignment_error, session_deadline, store_group, try_complete_join,
     validate_current_member,
 };
@@ -126,7 +126,10 @@ impl GroupCoordinator {
         }
     }
 
-    /// LeaveGroup: one error per member, plus the top-level error.
+    /// LeaveGroup: one error per member, plus the top-level error. As Kafka's
+    /// `classicGroupLeaveToClassicGroup`, every member named is removed first and the group
+    /// reacts once afterwards: if anyone left, even a member that only held a pending id, a
+    /// Stable or CompletingRebalance group rebalances and a rebalancing one may complete.
     pub fn leave(&self, group_id: &str, leaving: &[(String, Option<String>)]) -> (i16, Vec<i16>) {
         let cx = self.ctx();
         if group_id.is_empty() {
@@ -139,7 +142,7 @@ impl GroupCoordinator {
         if g.is(GroupState::Dead) {
             return (code(ResponseError::CoordinatorNotAvailable), vec![]);
         }
-        let errors = leaving
+        let errors: Vec<i16> = leaving
             .iter()
             .map(|(member_id, instance_id)| {
                 // Administrative removal names only the group.instance.id.
@@ -147,26 +150,33 @@ impl GroupCoordinator {
                     return match instance_id.as_ref().and_then(|i| g.static_members.get(i)).cloned() {
                         Some(current) => {
                             tracing::info!(group = %g.id, member = %current, "static member removed by LeaveGroup");
-                            remove_member_and_update_group(g, &cx, &current);
+                            remove_member(g, &current);
                             0
                         }
                         None => code(ResponseError::UnknownMemberId),
                     };
                 }
                 if g.pending_join.remove(member_id).is_some() {
-                    try_complete_join(g, &cx);
+                    tracing::info!(group = %g.id, member = %member_id, "pending member left the group");
                     return 0;
                 }
                 match validate_current_member(g, member_id, instance_id.as_deref()) {
                     Some(e) => code(e),
                     None => {
                         tracing::info!(group = %g.id, member = %member_id, "member left the group");
-                        remove_member_and_update_group(g, &cx, member_id);
+                        remove_member(g, member_id);
                         0
                     }
                 }
             })
             .collect();
+        if errors.contains(&0) {
+            match g.state {
+                GroupState::Stable | GroupState::CompletingRebalance => maybe_prepare_rebalance(g, &cx, "members left the group"),
+                GroupState::PreparingRebalance => try_complete_join(g, &cx),
+                GroupState::Empty | GroupState::Dead => {}
+            }
+        }
         drop(groups);
         self.wake.notify_one();
         (0, errors)

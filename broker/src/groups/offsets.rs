@@ -80,9 +80,9 @@ impl GroupCoordinator {
                 (t.clone(), r.collect())
             })
             .collect();
-        let finish = |results: PartitionResults<Option<i16>>| -> PartitionResults<i16> {
-            results.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|(p, e)| (p, e.unwrap_or(0))).collect())).collect()
-        };
+        let refused: Vec<(bool, Vec<bool>)> =
+            results.iter().map(|(t, ps)| (topics.get(t).is_some(), ps.iter().map(|(_, e)| e.is_some()).collect())).collect();
+        let finish = |results: PartitionResults<Option<i16>>| kafka_commit_order(results, &refused);
         let fail_rest = |results: &mut PartitionResults<Option<i16>>, e: i16| {
             for (_, ps) in results.iter_mut() {
                 for (_, r) in ps.iter_mut() {
@@ -349,6 +349,40 @@ impl GroupCoordinator {
     }
 }
 
+/// The order of Kafka's OffsetCommit response: its request handler answers what it refuses
+/// itself (unknown topics and partitions) first, topic by topic, then adds the coordinator's
+/// answers, each topic's to that topic when it is already in the response, else as a new topic
+/// at the end (`OffsetCommitResponse.Builder`). `refused` says, per requested topic, whether
+/// it exists and which partitions were refused before the coordinator.
+fn kafka_commit_order(results: PartitionResults<Option<i16>>, refused: &[(bool, Vec<bool>)]) -> PartitionResults<i16> {
+    fn append(to: &mut PartitionResults<i16>, topic: String, partitions: Vec<(i32, i16)>) {
+        match to.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, ps)) => ps.extend(partitions),
+            None => to.push((topic, partitions)),
+        }
+    }
+    let (mut handler, mut coordinator): (PartitionResults<i16>, PartitionResults<i16>) = (Vec::new(), Vec::new());
+    for ((topic, partitions), (topic_exists, refused)) in results.into_iter().zip(refused) {
+        let (mut early, mut late) = (Vec::new(), Vec::new());
+        for ((p, e), refused) in partitions.into_iter().zip(refused) {
+            if *refused { early.push((p, e.unwrap_or(0))) } else { late.push((p, e.unwrap_or(0))) }
+        }
+        if !topic_exists || !early.is_empty() {
+            append(&mut handler, topic.clone(), early);
+        }
+        if !late.is_empty() {
+            coordinator.push((topic, late));
+        }
+    }
+    if handler.is_empty() {
+        return coordinator;
+    }
+    for (topic, partitions) in coordinator {
+        append(&mut handler, topic, partitions);
+    }
+    handler
+}
+
 /// Kafka's `ClassicGroup.validateOffsetCommit` for non-transactional commits.
 fn validate_commit(g: &Group, req: &CommitRequest) -> Option<ResponseError> {
     if g.is(GroupState::Dead) {
@@ -370,4 +404,35 @@ fn validate_commit(g: &Group, req: &CommitRequest) -> Option<ResponseError> {
     }
     // The member has its new generation but not yet its assignment.
     g.is(GroupState::CompletingRebalance).then_some(ResponseError::RebalanceInProgress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_response_puts_what_the_handler_refused_first_as_kafka_does() {
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        let s = |t: &str| t.to_string();
+        // Known topic "a" with partition 7 missing, then unknown topic "b", then known "c".
+        let results = vec![
+            (s("a"), vec![(1, Some(0)), (7, Some(unknown)), (0, Some(0))]),
+            (s("b"), vec![(0, Some(unknown))]),
+            (s("c"), vec![(2, Some(0))]),
+        ];
+        let refused = vec![(true, vec![false, true, false]), (false, vec![true]), (true, vec![false])];
+        assert_eq!(
+            kafka_commit_order(results, &refused),
+            vec![(s("a"), vec![(7, unknown), (1, 0), (0, 0)]), (s("b"), vec![(0, unknown)]), (s("c"), vec![(2, 0)])]
+        );
+        // Nothing refused: the coordinator's answer as it is.
+        let results = vec![(s("a"), vec![(1, Some(0)), (0, Some(0))])];
+        assert_eq!(kafka_commit_order(results, &[(true, vec![false, false])]), vec![(s("a"), vec![(1, 0), (0, 0)])]);
+        // A known topic after an unknown one moves behind it.
+        let results = vec![(s("a"), vec![(0, Some(0))]), (s("b"), vec![(0, Some(unknown))])];
+        assert_eq!(
+            kafka_commit_order(results, &[(true, vec![false]), (false, vec![true])]),
+            vec![(s("b"), vec![(0, unknown)]), (s("a"), vec![(0, 0)])]
+        );
+    }
 }

@@ -170,13 +170,19 @@ pub(super) fn reset_and_propagate_assignment_error(g: &mut Group, cx: &Ctx, erro
     propagate_assignment(g, cx, error);
 }
 
-/// Kafka's `removeMemberAndUpdateGroup`: a parked JoinGroup of the member is answered so a
-/// live client rejoins; the group rebalances without it.
-pub(super) fn remove_member_and_update_group(g: &mut Group, cx: &Ctx, member_id: &str) {
+/// Removes a member whose JoinGroup may be parked: it is answered UNKNOWN_MEMBER_ID, so a
+/// live client joins again (Kafka's `removeCurrentMemberFromClassicGroup`).
+pub(super) fn remove_member(g: &mut Group, member_id: &str) {
     if let Some(tx) = g.members.get_mut(member_id).and_then(|m| m.awaiting_join.take()) {
         let _ = tx.send(JoinResult::error("", code(ResponseError::UnknownMemberId)));
     }
     g.remove_member(member_id);
+}
+
+/// Kafka's `removeMemberAndUpdateGroup`: the member goes (see [`remove_member`]) and the group
+/// rebalances without it.
+pub(super) fn remove_member_and_update_group(g: &mut Group, cx: &Ctx, member_id: &str) {
+    remove_member(g, member_id);
     match g.state {
         GroupState::Stable | GroupState::CompletingRebalance => maybe_prepare_rebalance(g, cx, &format!("member {member_id} removed")),
         GroupState::PreparingRebalance => try_complete_join(g, cx),
