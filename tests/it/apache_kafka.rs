@@ -160,6 +160,8 @@ impl KafkaCluster {
                  share.coordinator.state.topic.replication.factor={rf}\n\
                  share.coordinator.state.topic.min.isr={min_isr}\n\
                  group.initial.rebalance.delay.ms=0\n\
+                 broker.heartbeat.interval.ms=500\n\
+                 broker.session.timeout.ms=3000\n\
                  auto.create.topics.enable=false\n\
                  log.cleaner.backoff.ms=500\n\
                  log.retention.check.interval.ms=1000\n\

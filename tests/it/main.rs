@@ -15,6 +15,7 @@ mod compaction;
 mod terraform;
 mod groups;
 mod groups_restart;
+mod groups_reference;
 mod offsets;
 mod security;
 mod dashboard;

@@ -1,0 +1,131 @@
+//! Leader changes on Apache Kafka: a three-broker KRaft cluster (replication factor 3,
+//! `min.insync.replicas=2`) loses, to kill -9, the broker that leads a replicated partition while
+//! a producer streams into it; first as the flow's source, then as its target. The mirror must
+//! carry on by itself, every record the source acknowledged must reach the target exactly once,
+//! and lag must return to zero.
+
+use std::time::{Duration, Instant};
+
+use tern_kafka::client::{Client, ClientConfig, LATEST};
+
+use crate::apache_kafka::{self, KafkaCluster};
+use crate::clusters::*;
+use crate::helpers::*;
+use crate::mirror::{flow_config, Aliases, TestMirror};
+
+async fn end(c: &Client, topic: &str, partition: i32) -> i64 {
+    c.list_offset(topic, partition, LATEST).await.map(|(o, _)| o).unwrap_or(-1)
+}
+
+/// Starts the steady producer (tests/compat/confluent_stream.py) in the background.
+fn stream(bootstrap: &str, topic: &str, partitions: i32, seconds: u32, tag: &str) -> tokio::process::Child {
+    tokio::process::Command::new(python())
+        .arg(compat_script("confluent_stream.py"))
+        .args(["--bootstrap", bootstrap, "--topic", topic, "--partitions", &partitions.to_string()])
+        .args(["--seconds", &seconds.to_string(), "--rate", "400", "--tag", tag])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start confluent_stream.py")
+}
+
+/// Values the producer saw acknowledged, by partition.
+async fn acknowledged(child: tokio::process::Child, partitions: i32) -> Vec<Vec<String>> {
+    let out = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output()).await.expect("producer finishes").expect("producer output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("producer: {}\n{}", stdout.lines().last().unwrap_or_default(), String::from_utf8_lossy(&out.stderr).lines().rev().take(5).collect::<Vec<_>>().join("\n"));
+    assert!(out.status.success(), "producer failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut acked = vec![Vec::new(); partitions as usize];
+    for line in stdout.lines() {
+        let mut parts = line.split(' ');
+        if parts.next() == Some("ACKED") {
+            let p: usize = parts.next().and_then(|p| p.parse().ok()).expect("partition");
+            acked[p].push(parts.next().expect("value").to_string());
+        }
+    }
+    acked
+}
+
+/// The broker that leads `topic`/`partition`.
+async fn leader_of(c: &Client, topic: &str, partition: i32) -> i32 {
+    wait_until(Duration::from_secs(30), "a leader", async || c.refresh_metadata(None).await.ok()?.leader(topic, partition)).await
+}
+
+/// One scenario: the flow runs between `source` and `target` (one of them `three`), and the
+/// leader of partition 0 (of the source topic, or of the remote topic on the target) dies.
+async fn kill_a_leader_mid_stream(three: &mut KafkaCluster, three_is_source: bool) {
+    let shared = apache_kafka::shared().await;
+    let (source_bootstrap, target_bootstrap) = if three_is_source { (three.bootstrap(), shared.b.bootstrap()) } else { (shared.a.bootstrap(), three.bootstrap()) };
+    let (source, target) = (Client::connect(ClientConfig::new(&source_bootstrap)).await.expect("source"), Client::connect(ClientConfig::new(&target_bootstrap)).await.expect("target"));
+    let topic = unique_topic("stream");
+    let partitions = 3;
+    assert!(source.create_topic(&topic, partitions, &Default::default()).await.expect("create"));
+    wait_leaders(&source, &topic, partitions).await;
+    let aliases = Aliases::unique();
+    let remote = aliases.remote(&topic);
+    let mirror = TestMirror::start(&flow_config(&aliases, &source_bootstrap, &target_bootstrap, &format!("\"{topic}\"")));
+    wait_until(Duration::from_secs(60), "the remote topic", async || target.topic_metadata(&remote).await.ok().flatten().map(|_| ())).await;
+
+    let producer = stream(&source_bootstrap, &topic, partitions, 14, &aliases.source);
+    // Let records flow, then kill the leader of partition 0 on the side under test.
+    let watched = Client::connect(ClientConfig::new(&three.bootstrap())).await.expect("client of the three-broker cluster");
+    let (on_three, _) = if three_is_source { (topic.clone(), &source) } else { (remote.clone(), &target) };
+    wait_until(Duration::from_secs(30), "records on the target", async || (end(&target, &remote, 0).await > 200).then_some(())).await;
+    let victim = leader_of(&watched, &on_three, 0).await;
+    let before = end(&target, &remote, 0).await;
+    let killed_at = Instant::now();
+    tokio::task::block_in_place(|| three.kill_node(victim));
+    println!("killed broker {victim}, the leader of {on_three}/0, with {before} records of partition 0 on the target");
+    // Recovered: partition 0 moves on on the target under a new leader.
+    let new_leader = wait_until(Duration::from_secs(120), "a new leader", async || {
+        let l = watched.refresh_metadata(None).await.ok()?.leader(&on_three, 0)?;
+        (l != victim).then_some(l)
+    })
+    .await;
+    wait_until(Duration::from_secs(120), "replication of partition 0 to resume", async || (end(&target, &remote, 0).await > before + 50).then_some(())).await;
+    let recovered = killed_at.elapsed();
+    println!("{} as {}: broker {new_leader} took over; replication of partition 0 resumed {:.1} s after the kill", if three_is_source { "source" } else { "target" }, "three-broker cluster", recovered.as_secs_f64());
+
+    let acked = acknowledged(producer, partitions).await;
+    let status = mirror.status[&aliases.flow()].clone();
+    for p in 0..partitions {
+        let want = end(&source, &topic, p).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let _ = target.refresh_metadata(None).await;
+            if end(&target, &remote, p).await == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{remote}/{p} did not catch up with {want}: {:?}", status.snapshot().partitions.get(&(topic.clone(), p)));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let on_source = read_partition(&source, &topic, p).await;
+        let on_target = read_partition(&target, &remote, p).await;
+        assert_eq!(on_target, on_source, "partition {p}: the target holds the source's records, in order, each once");
+        let values: Vec<String> = on_target.iter().map(|r| String::from_utf8_lossy(r.1.as_deref().unwrap_or_default()).to_string()).collect();
+        let mut unique = values.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), values.len(), "partition {p}: a record twice on the target");
+        let missing: Vec<&String> = acked[p as usize].iter().filter(|v| !values.contains(v)).collect();
+        assert!(missing.is_empty(), "partition {p}: acknowledged records missing on the target: {missing:?}");
+        println!("partition {p}: {} records, {} acknowledged to the producer, all on the target once", values.len(), acked[p as usize].len());
+    }
+    // Lag back to zero, as the mirror sees it.
+    wait_until(Duration::from_secs(60), "lag 0 in the mirror's status", async || {
+        let snap = status.snapshot();
+        (snap.partitions.len() == partitions as usize && snap.partitions.values().all(|s| s.error.is_none() && s.source_end_offset == s.replicated_offset)).then_some(())
+    })
+    .await;
+    mirror.stop().await;
+    tokio::task::block_in_place(|| three.restart_node(victim));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_rides_out_a_leader_killed_on_the_source_and_on_the_target() {
+    init_logs();
+    let mut three = tokio::task::spawn_blocking(|| KafkaCluster::start(3)).await.expect("three-broker cluster");
+    kill_a_leader_mid_stream(&mut three, true).await;
+    kill_a_leader_mid_stream(&mut three, false).await;
+}
