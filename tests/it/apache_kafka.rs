@@ -307,10 +307,17 @@ fn broker_ids(addr: &str) -> Option<Vec<i32>> {
     })
 }
 
-/// A cluster id as `kafka-storage.sh random-uuid` prints one: 16 random bytes, URL-safe base64.
+/// A cluster id as `kafka-storage.sh random-uuid` prints one: 16 random bytes, URL-safe base64,
+/// never starting with `-` (Kafka's `Uuid.randomUuid` draws again, since such an id reads as an
+/// option on a command line).
 fn random_cluster_id() -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 /// The clusters tests share: two single-node clusters, started once per test process (both

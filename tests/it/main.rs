@@ -5,6 +5,7 @@ mod apache_kafka;
 mod clusters;
 mod reference;
 mod produce_rules;
+mod leaders;
 mod protocol;
 mod durability;
 mod compat;
