@@ -13,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_topic_partitions;
 mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
@@ -66,10 +67,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     // v0 of SaslHandshake is followed by raw tokens outside Kafka framing; clients since
     // Kafka 1.0 use v1 with SaslAuthenticate.
     (ApiKey::SaslHandshake, 1, 1),
@@ -180,6 +182,7 @@ async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind
     Some(match body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, r, version)),
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(state, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(state, r, version)),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(state, r, version)),
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(state, r, version)?),
@@ -258,6 +261,14 @@ mod tests {
                 metadata_request::MetadataRequestTopic::default().with_name(Some(name("t"))),
                 metadata_request::MetadataRequestTopic::default().with_name(Some(name("missing"))),
             ]))),
+            // A partition limit of 1: the unknown topic, then the first partition of `t` and a
+            // cursor to the next.
+            ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default()
+                .with_response_partition_limit(1)
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default().with_name(name("t")),
+                    describe_topic_partitions_request::TopicRequest::default().with_name(name("missing")),
+                ])),
             ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default().with_validate_only(true).with_topics(vec![
                 create_topics_request::CreatableTopic::default().with_name(name("new")).with_num_partitions(3).with_replication_factor(1),
                 create_topics_request::CreatableTopic::default().with_name(name("t")).with_num_partitions(1).with_replication_factor(1),

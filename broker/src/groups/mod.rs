@@ -37,7 +37,7 @@ use crate::topics::Topics;
 pub use join::JoinRequest;
 pub use membership::SyncRequest;
 pub use offsets::{CommitRequest, FetchedOffset, GroupSummary, MemberSummary, PartitionCommit};
-pub use state::{JoinResult, SyncResult};
+pub use state::{GroupState, JoinResult, SyncResult};
 use state::Group;
 use store::Store;
 

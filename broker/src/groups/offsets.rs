@@ -43,7 +43,7 @@ pub struct FetchedOffset {
 pub struct GroupSummary {
     pub error: i16,
     pub group_id: String,
-    pub state: &'static str,
+    pub state: GroupState,
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberSummary>,
@@ -207,7 +207,7 @@ impl GroupCoordinator {
                 None => GroupSummary {
                     error: 0,
                     group_id: id.clone(),
-                    state: GroupState::Dead.name(),
+                    state: GroupState::Dead,
                     protocol_type: String::new(),
                     protocol: String::new(),
                     members: vec![],
@@ -230,7 +230,7 @@ impl GroupCoordinator {
                     GroupSummary {
                         error: 0,
                         group_id: id.clone(),
-                        state: g.state.name(),
+                        state: g.state,
                         protocol_type: g.protocol_type.clone().unwrap_or_default(),
                         protocol,
                         members,
