@@ -4,6 +4,9 @@
 //! A broker setting counts as `STATIC_BROKER_CONFIG` when it differs from Kafka's default
 //! (the operator chose it), otherwise as `DEFAULT_CONFIG`. The broker has no dynamic broker
 //! configs, so every broker entry is read-only.
+//!
+//! Synonyms are listed as Kafka lists them: a key Kafka defines without a default
+//! ([`UNSET_IN_KAFKA`]) has no `DEFAULT_CONFIG` synonym and, on the broker, a null value.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +17,19 @@ use crate::topic_config::{self, ConfigDef, TOPIC_CONFIGS};
 pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
+
+/// Broker keys Kafka defines without a default: their default lives in a coarser key
+/// (`log.retention.hours` for `log.retention.ms`, `log.roll.hours` for `log.roll.ms`, ...), which
+/// Kafka does not list among the synonyms of the topic key.
+const UNSET_IN_KAFKA: &[&str] = &["log.flush.interval.ms", "log.retention.ms", "log.roll.jitter.ms", "log.roll.ms"];
+
+/// The coarser keys that carry those defaults in Kafka, as the broker reports them.
+const COARSER_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("log.flush.scheduler.interval.ms", "9223372036854775807", "How often the log flusher checks whether a log is due for an fsync."),
+    ("log.retention.hours", "168", "Hours a log segment is kept; log.retention.ms takes precedence when set."),
+    ("log.roll.hours", "168", "Hours after which the active segment is rolled; log.roll.ms takes precedence when set."),
+    ("log.roll.jitter.hours", "0", "Random jitter subtracted from the roll time; log.roll.jitter.ms takes precedence when set."),
+];
 
 /// Kafka's `ConfigType` codes used below.
 const TYPE_BOOLEAN: i8 = 1;
@@ -52,10 +68,14 @@ fn topic_entry(state: &BrokerState, d: &ConfigDef, topic_value: Option<&String>)
     if let Some(v) = topic_value {
         synonyms.push(Synonym { name: d.name.to_string(), value: Some(v.clone()), source: SOURCE_DYNAMIC_TOPIC });
     }
-    if broker_source == SOURCE_STATIC_BROKER {
-        synonyms.push(Synonym { name: d.broker_synonym.to_string(), value: Some(broker_value.clone()), source: SOURCE_STATIC_BROKER });
+    if let Some(key) = d.broker_synonym {
+        if broker_source == SOURCE_STATIC_BROKER {
+            synonyms.push(Synonym { name: key.to_string(), value: Some(broker_value.clone()), source: SOURCE_STATIC_BROKER });
+        }
+        if !UNSET_IN_KAFKA.contains(&key) {
+            synonyms.push(Synonym { name: key.to_string(), value: Some(d.default.to_string()), source: SOURCE_DEFAULT });
+        }
     }
-    synonyms.push(Synonym { name: d.broker_synonym.to_string(), value: Some(d.default.to_string()), source: SOURCE_DEFAULT });
     let (value, source) = match topic_value {
         Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
         None => (broker_value, broker_source),
@@ -88,11 +108,22 @@ pub fn broker_entries(state: &BrokerState) -> Vec<ConfigEntry> {
         core("num.partitions", &c.default_partitions.to_string(), Some("1"), TYPE_INT, "Partition count of automatically created topics."),
         core("socket.request.max.bytes", &c.max_frame_bytes.to_string(), Some("104857600"), TYPE_INT, "Largest request the broker accepts."),
     ];
-    for d in TOPIC_CONFIGS.iter().filter(|d| !d.broker_synonym.ends_with("throttled.replicas")) {
+    for d in TOPIC_CONFIGS {
+        let Some(key) = d.broker_synonym else { continue };
         let value = topic_config::default_value(d, state.topics.defaults());
-        let mut e = core(d.broker_synonym, &value, Some(d.default), topic_config::config_type(d), topic_config::documentation(d.name));
-        e.name = d.broker_synonym.to_string();
+        let mut e = core(key, &value, Some(d.default), topic_config::config_type(d), topic_config::documentation(d.name));
+        if UNSET_IN_KAFKA.contains(&key) {
+            // Unset unless the operator chose a value; the default is the coarser key's.
+            e.synonyms.retain(|s| s.source != SOURCE_DEFAULT);
+            if value == d.default {
+                e.value = None;
+            }
+        }
         entries.push(e);
+    }
+    for (key, value, documentation) in COARSER_DEFAULTS {
+        let config_type = if key.ends_with(".ms") { TYPE_LONG } else { TYPE_INT };
+        entries.push(core(key, value, Some(value), config_type, documentation));
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     entries.dedup_by(|a, b| a.name == b.name);

@@ -24,18 +24,23 @@ pub struct ConfigDef {
     pub kind: Kind,
     /// Kafka's default, unless the broker's own settings say otherwise (see [`default_value`]).
     pub default: &'static str,
-    /// The broker-level key this topic key falls back to.
-    pub broker_synonym: &'static str,
+    /// The broker-level key this topic key falls back to; `None` for the topic-only keys
+    /// (Kafka has no broker setting for them).
+    pub broker_synonym: Option<&'static str>,
 }
 
 const fn def(name: &'static str, kind: Kind, default: &'static str, broker_synonym: &'static str) -> ConfigDef {
-    ConfigDef { name, kind, default, broker_synonym }
+    ConfigDef { name, kind, default, broker_synonym: Some(broker_synonym) }
+}
+
+const fn topic_only(name: &'static str, kind: Kind, default: &'static str) -> ConfigDef {
+    ConfigDef { name, kind, default, broker_synonym: None }
 }
 
 const LONG0: Kind = Kind::Long { min: 0 };
 const LONG_ANY: Kind = Kind::Long { min: -1 };
 
-/// Every topic config of Apache Kafka 4.0, in Kafka's order (alphabetical).
+/// Every topic config of Apache Kafka 4.3, in Kafka's order (alphabetical).
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("cleanup.policy", Kind::List(&["delete", "compact"]), "delete", "log.cleanup.policy"),
     def("compression.gzip.level", Kind::Int { min: -1 }, "-1", "compression.gzip.level"),
@@ -46,9 +51,9 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("file.delete.delay.ms", LONG0, "60000", "log.segment.delete.delay.ms"),
     def("flush.messages", Kind::Long { min: 1 }, "9223372036854775807", "log.flush.interval.messages"),
     def("flush.ms", LONG0, "9223372036854775807", "log.flush.interval.ms"),
-    def("follower.replication.throttled.replicas", Kind::Text, "", "follower.replication.throttled.replicas"),
+    topic_only("follower.replication.throttled.replicas", Kind::Text, ""),
     def("index.interval.bytes", Kind::Int { min: 0 }, "4096", "log.index.interval.bytes"),
-    def("leader.replication.throttled.replicas", Kind::Text, "", "leader.replication.throttled.replicas"),
+    topic_only("leader.replication.throttled.replicas", Kind::Text, ""),
     def("local.retention.bytes", Kind::Long { min: -2 }, "-2", "log.local.retention.bytes"),
     def("local.retention.ms", Kind::Long { min: -2 }, "-2", "log.local.retention.ms"),
     def("max.compaction.lag.ms", Kind::Long { min: 1 }, "9223372036854775807", "log.cleaner.max.compaction.lag.ms"),
@@ -60,7 +65,9 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("min.compaction.lag.ms", LONG0, "0", "log.cleaner.min.compaction.lag.ms"),
     def("min.insync.replicas", Kind::Int { min: 1 }, "1", "min.insync.replicas"),
     def("preallocate", Kind::Bool, "false", "log.preallocate"),
-    def("remote.storage.enable", Kind::Bool, "false", "remote.log.storage.system.enable"),
+    topic_only("remote.log.copy.disable", Kind::Bool, "false"),
+    topic_only("remote.log.delete.on.disable", Kind::Bool, "false"),
+    topic_only("remote.storage.enable", Kind::Bool, "false"),
     def("retention.bytes", LONG_ANY, "-1", "log.retention.bytes"),
     def("retention.ms", LONG_ANY, "604800000", "log.retention.ms"),
     def("segment.bytes", Kind::Int { min: 1024 * 1024 }, "1073741824", "log.segment.bytes"),
