@@ -21,3 +21,4 @@ mod offsets;
 mod security;
 mod dashboard;
 mod drills;
+mod kafka_tools;
