@@ -1,17 +1,21 @@
-//! Disaster-recovery drills, failover and failback against real brokers: the numbers a drill
-//! reports are checked against what the test did, and what consumers read after a failover
-//! or failback is checked record by record.
+//! Disaster-recovery drills, failover and failback against real brokers, Apache Kafka and
+//! `tern broker` alike: the numbers a drill reports are checked against what the test did,
+//! and what consumers read after a failover or failback is checked record by record.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::records::Compression;
-use tern_kafka::client::{Client, ClientConfig, GroupMember, Membership, LATEST};
+use tern_kafka::client::{Client, ClientConfig, Connection, GroupMember, Membership, LATEST};
 use tern_mirror::drill::{DrillReport, Verdict};
 
+use crate::apache_kafka::KafkaCluster;
+use crate::clusters::*;
 use crate::helpers::*;
-use crate::mirror::{partition_content, two_cluster_config, varied_batch, TestMirror};
+use crate::mirror::{flow_config, partition_content, varied_batch, Aliases, TestMirror};
 use crate::protocol::produce_request;
 
 pub async fn client(bootstrap: &str) -> Client {
@@ -36,9 +40,33 @@ pub async fn wait_caught_up(source: &Client, target: &Client, topic: &str, remot
     .await;
 }
 
+/// Commits offsets for `group`, retrying while the group's coordinator is still loading
+/// (a Kafka cluster that just started answers COORDINATOR_LOAD_IN_PROGRESS).
 pub async fn commit(client: &Client, group: &str, offsets: &[(&str, i32, i64)]) {
     let map: BTreeMap<(String, i32), i64> = offsets.iter().map(|(t, p, o)| ((t.to_string(), *p), *o)).collect();
-    client.commit_offsets(group, &Membership::none(), &map).await.expect("commit");
+    wait_until(Duration::from_secs(30), &format!("a commit of {group}"), async || match client.commit_offsets(group, &Membership::none(), &map).await {
+        Ok(()) => Some(()),
+        Err(e) if e.is_retriable() => None,
+        Err(e) => panic!("commit of {group}: {e}"),
+    })
+    .await;
+}
+
+/// Produces one batch with acks=1 and checks the partition accepted it. Kafka may refuse
+/// with NOT_LEADER_OR_FOLLOWER for a moment after Metadata first shows a new topic's leader
+/// (nothing is written then), so that is retried.
+async fn produce(c: &mut Connection, topic: &str, partition: i32, records: Bytes) {
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    wait_until(Duration::from_secs(30), &format!("a produce to {topic}/{partition}"), async || {
+        let resp = c.call(&produce_request(topic, partition, records.clone(), 1), 9).await.expect("produce");
+        let p = &resp.responses[0].partition_responses[0];
+        if p.error_code == NOT_LEADER_OR_FOLLOWER {
+            return None;
+        }
+        assert_eq!(p.error_code, 0, "produce to {topic}/{partition}: {:?}", p.error_message);
+        Some(())
+    })
+    .await;
 }
 
 /// Runs `tern <args>` to completion; returns (exit code, stdout).
@@ -49,10 +77,18 @@ pub fn tern(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stdout)
 }
 
-fn drill_json(config: &Path, json: &Path, groups: &str) -> (i32, DrillReport, serde_json::Value) {
+/// A flow of `topics` that checkpoints every 500 ms, written beside a state directory.
+fn write_config(dir: &Path, aliases: &Aliases, source: &str, target: &str, topics: &str) -> (String, std::path::PathBuf) {
+    let toml = flow_config(aliases, source, target, topics).replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+    let config = dir.join("tern.toml");
+    std::fs::write(&config, &toml).expect("config");
+    (toml, config)
+}
+
+fn drill_json(config: &Path, json: &Path, flow: &str, groups: &str) -> (i32, DrillReport, serde_json::Value) {
     // A report left by an earlier run must not stand in for this one.
     let _ = std::fs::remove_file(json);
-    let (code, _) = tern(&["drill", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--groups", groups, "--json", json.to_str().expect("path"), "--timeout", "10s"]);
+    let (code, _) = tern(&["drill", "--config", config.to_str().expect("path"), "--flow", flow, "--groups", groups, "--json", json.to_str().expect("path"), "--timeout", "10s"]);
     let text = std::fs::read_to_string(json).expect("the JSON report");
     let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let report: DrillReport = serde_json::from_str(&text).expect("a DrillReport");
@@ -67,57 +103,70 @@ fn group<'a>(r: &'a DrillReport, name: &str) -> &'a tern_mirror::drill::GroupRep
     r.groups.iter().find(|g| g.group == name).unwrap_or_else(|| panic!("no group {name} in {:?}", r.groups.iter().map(|g| &g.group).collect::<Vec<_>>()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_clusters() {
-    let src = TestBroker::start().await;
-    let dst = TestBroker::start().await;
-    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
-    let mut s = src.connect().await;
-    create_topic(&mut s, "orders", 2, &[]).await;
-    // 100 records per partition: keys (some null), values, headers, distinct timestamps.
-    for b in 0..4 {
-        for p in 0..2 {
-            s.call(&produce_request("orders", p, varied_batch(p, b, 25), 1), 9).await.expect("produce");
-        }
-    }
-    commit(&source, "billing", &[("orders", 0, 40), ("orders", 1, 100)]).await;
-    commit(&source, "audit", &[("orders", 0, 0), ("orders", 1, 73)]).await;
-    commit(&source, "skipped", &[("orders", 0, 10)]).await;
-    // A group with a live member and no committed offsets.
-    let mut idle = GroupMember::new("idle", Duration::from_secs(30), Duration::from_secs(30));
-    idle.join(&source, &["orders".to_string()]).await.expect("join");
-    let hb = tokio::spawn(async move {
-        loop {
-            let _ = idle.heartbeat().await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
-
-    let toml = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"orders\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
-    let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("tern.toml");
-    std::fs::write(&config, &toml).expect("config");
-    let mirror = TestMirror::start(&toml);
-    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
-
-    // Hold records back from replication: pause the flow through its control record, then
-    // produce 25 more records to partition 0 and 12 to partition 1.
-    tern_mirror::control::update(&target, "dst", "src->dst", "test: hold back", |c| c.paused = true).await.expect("pause");
-    let status = mirror.status["src->dst"].clone();
+/// Pauses the flow through its control record and waits until its worker saw it, so that
+/// records produced afterwards are held back from replication.
+async fn hold_back(target: &Client, aliases: &Aliases, mirror: &TestMirror) {
+    tern_mirror::control::update(target, &aliases.target, &aliases.flow(), "test: hold back", |c| c.paused = true).await.expect("pause");
+    let status = mirror.status[&aliases.flow()].clone();
     wait_until(Duration::from_secs(10), "the worker to see the pause", async || status.control().paused.then_some(())).await;
     // A fetch already waiting at the end of the log when the pause was seen may still return:
     // let it (fetch_max_wait is 200 ms) before producing what must be held back.
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+async fn a_drill_reports_exact_rpo(kind: Kind) {
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let (source, target) = (src.client().await, dst.client().await);
+    let aliases = Aliases::unique();
+    let flow_name = aliases.flow();
+    let orders = unique_topic("orders");
+    let (orders, remote) = (orders.as_str(), aliases.remote(&orders));
+    let g = |name: &str| format!("{name}-{}", aliases.source);
+    let (billing, audit, skipped, idle) = (g("billing"), g("audit"), g("skipped"), g("idle"));
+    // The varied records carry timestamps from 2025: time retention (7 days by default; Kafka
+    // first applies it 30 s after a broker starts) must not delete them under the test. The
+    // mirror copies the setting to the remote topic.
+    src.create_topic(orders, 2, &[("retention.ms", "-1")]).await;
+    let mut s = Connection::connect(&src.bootstrap()).await.expect("connect");
+    // 100 records per partition: keys (some null), values, headers, distinct timestamps.
+    for b in 0..4 {
+        for p in 0..2 {
+            produce(&mut s, orders, p, varied_batch(p, b, 25)).await;
+        }
+    }
+    commit(&source, &billing, &[(orders, 0, 40), (orders, 1, 100)]).await;
+    commit(&source, &audit, &[(orders, 0, 0), (orders, 1, 73)]).await;
+    commit(&source, &skipped, &[(orders, 0, 10)]).await;
+    // A group with a live member and no committed offsets.
+    let mut idle_member = GroupMember::new(&idle, Duration::from_secs(30), Duration::from_secs(30));
+    idle_member.join(&source, &[orders.to_string()]).await.expect("join");
+    let hb = tokio::spawn(async move {
+        loop {
+            let _ = idle_member.heartbeat().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    let dir = tempfile::tempdir().expect("dir");
+    let topics = format!("\"{orders}\"");
+    let (toml, config) = write_config(dir.path(), &aliases, &src.bootstrap(), &dst.bootstrap(), &topics);
+    let mirror = TestMirror::start(&toml);
+    wait_caught_up(&source, &target, orders, &remote, 2).await;
+
+    // Hold records back from replication: 25 more records to partition 0 and 12 to partition 1.
+    hold_back(&target, &aliases, &mirror).await;
     let (held0, held1) = (25i64, 12i64);
     let held_at = std::time::Instant::now();
-    s.call(&produce_request("orders", 0, batch("held-0", held0 as usize, now_ms(), Compression::None), 1), 9).await.expect("produce");
-    s.call(&produce_request("orders", 1, batch("held-1", held1 as usize, now_ms(), Compression::None), 1), 9).await.expect("produce");
-    let committed_before = (source.all_committed_offsets("billing").await.expect("offsets"), source.all_committed_offsets("audit").await.expect("offsets"));
+    produce(&mut s, orders, 0, batch("held-0", held0 as usize, now_ms(), Compression::None)).await;
+    produce(&mut s, orders, 1, batch("held-1", held1 as usize, now_ms(), Compression::None)).await;
+    let committed_before = (source.all_committed_offsets(&billing).await.expect("offsets"), source.all_committed_offsets(&audit).await.expect("offsets"));
 
     let json = dir.path().join("drill.json");
+    let groups = format!("{billing}|{audit}|{idle}");
     let started = std::time::Instant::now();
-    let (code, report, value) = drill_json(&config, &json, "billing|audit|idle");
-    println!("drill took {:?}: RPO {} records / {:.2} s, RTO {:?} ms", started.elapsed(), report.rpo_records, report.rpo_seconds, report.rto_ms);
+    let (code, report, value) = drill_json(&config, &json, &flow_name, &groups);
+    println!("{kind:?}: drill took {:?}: RPO {} records / {:.2} s, RTO {:?} ms", started.elapsed(), report.rpo_records, report.rpo_seconds, report.rto_ms);
     assert_eq!(code, 1, "groups would lose the held-back records: exit code 1");
     assert_eq!(value["schema_version"], 1);
     assert_eq!(report.verdict, Verdict::Fail);
@@ -130,17 +179,18 @@ async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_
     assert!(report.rpo_seconds > 0.0 && report.rpo_seconds <= held_for + 1.0, "RPO {} s, records held back {held_for:.2} s ago", report.rpo_seconds);
     assert_eq!((report.redelivered_records, report.missed_records), (0, 0), "no duplicates, no gaps");
     assert!(report.rto_ms.is_some_and(|ms| ms > 0), "RTO measured: {:?}", report.rto_ms);
-    assert!(report.groups.iter().all(|g| g.group != "skipped"), "--groups filters");
+    assert!(report.groups.iter().all(|g| g.group != skipped), "--groups filters");
 
-    let billing = group(&report, "billing");
-    assert_eq!(billing.verdict, Verdict::Fail);
-    assert_eq!(billing.rpo_records, held0 + held1, "billing has consumed none of the held-back records");
-    let audit = group(&report, "audit");
-    assert_eq!(audit.rpo_records, held0 + held1);
-    assert_eq!(group(&report, "idle").verdict, Verdict::NoOffsets, "{:?}", group(&report, "idle"));
-    for (g, committed) in [(billing, [40, 100]), (audit, [0, 73])] {
+    let billing_report = group(&report, &billing);
+    assert_eq!(billing_report.verdict, Verdict::Fail);
+    assert_eq!(billing_report.rpo_records, held0 + held1, "billing has consumed none of the held-back records");
+    let audit_report = group(&report, &audit);
+    assert_eq!(audit_report.rpo_records, held0 + held1);
+    assert_eq!(group(&report, &idle).verdict, Verdict::NoOffsets, "{:?}", group(&report, &idle));
+    let drill_prefix = format!("tern-drill.{}.", report.id);
+    for (g, committed) in [(billing_report, [40, 100]), (audit_report, [0, 73])] {
         assert_eq!(g.read_through, Some(true), "{}: {}", g.group, g.reason);
-        assert!(g.drill_group.as_ref().is_some_and(|d| d.starts_with(&format!("tern-drill.{}.", report.id))));
+        assert!(g.drill_group.as_ref().is_some_and(|d| d.starts_with(&drill_prefix)));
         for p in &g.partitions {
             let c = committed[p.partition as usize];
             assert_eq!(p.committed, c);
@@ -153,28 +203,28 @@ async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_
     // Independently: the target record at each translated offset is the source record at the
     // committed offset (key, value, headers, timestamp).
     for p in 0..2 {
-        let (a, b) = (partition_content(&src.bootstrap(), "orders", p).await, partition_content(&dst.bootstrap(), "src.orders", p).await);
+        let (a, b) = (partition_content(&src.bootstrap(), orders, p).await, partition_content(&dst.bootstrap(), &remote, p).await);
         assert_eq!(b[..], a[..100], "partition {p}: the target holds exactly the first 100 records");
         assert_eq!(a.len() as i64, 100 + [held0, held1][p as usize]);
     }
-    // Production consumers untouched; drill groups gone; nothing replicated while paused.
-    assert_eq!(source.all_committed_offsets("billing").await.expect("offsets"), committed_before.0);
-    assert_eq!(source.all_committed_offsets("audit").await.expect("offsets"), committed_before.1);
-    let leftover: Vec<String> = target.list_groups().await.expect("groups").into_iter().filter(|g| g.starts_with("tern-drill.")).collect();
+    // Production consumers untouched; this drill's groups gone; nothing replicated while paused.
+    assert_eq!(source.all_committed_offsets(&billing).await.expect("offsets"), committed_before.0);
+    assert_eq!(source.all_committed_offsets(&audit).await.expect("offsets"), committed_before.1);
+    let leftover: Vec<String> = target.list_groups().await.expect("groups").into_iter().filter(|g| g.starts_with(&drill_prefix)).collect();
     assert!(leftover.is_empty(), "drill groups left behind: {leftover:?}");
-    assert_eq!(end(&target, "src.orders", 0).await, 100);
+    assert_eq!(end(&target, &remote, 0).await, 100);
 
     // Resume; once caught up a drill passes, with nothing to lose.
-    tern_mirror::control::update(&target, "dst", "src->dst", "test: resume", |c| c.paused = false).await.expect("resume");
-    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
-    let (code, report2, _) = drill_json(&config, &json, "billing|audit|idle");
+    tern_mirror::control::update(&target, &aliases.target, &flow_name, "test: resume", |c| c.paused = false).await.expect("resume");
+    wait_caught_up(&source, &target, orders, &remote, 2).await;
+    let (code, report2, _) = drill_json(&config, &json, &flow_name, &groups);
     assert_eq!(code, 0, "{:?}", report2.groups);
     assert_eq!(report2.verdict, Verdict::Pass);
     assert_eq!(report2.rpo_records, 0);
-    assert_eq!(group(&report2, "billing").verdict, Verdict::Pass);
-    let billing: Vec<(i32, Option<i64>, &str, Option<bool>)> = group(&report2, "billing").partitions.iter().map(|p| (p.partition, p.translated, p.check.as_str(), p.read_through)).collect();
-    assert_eq!(billing, [(0, Some(40), "match", Some(true)), (1, Some(100), "match", Some(true))], "billing resumes where it committed");
-    println!("caught-up drill: RTO {:?} ms", report2.rto_ms);
+    assert_eq!(group(&report2, &billing).verdict, Verdict::Pass);
+    let resumes: Vec<(i32, Option<i64>, &str, Option<bool>)> = group(&report2, &billing).partitions.iter().map(|p| (p.partition, p.translated, p.check.as_str(), p.read_through)).collect();
+    assert_eq!(resumes, [(0, Some(40), "match", Some(true)), (1, Some(100), "match", Some(true))], "billing resumes where it committed");
+    println!("{kind:?}: caught-up drill: RTO {:?} ms", report2.rto_ms);
 
     // Both drills are in the history beside the config, newest first.
     let history = tern_mirror::drill::history_dir(&dir.path().join("tern-state"));
@@ -187,11 +237,11 @@ async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_
     // resume 3 records early on partition 1: the drill catches it from the data.
     let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
     let bogus = tern_mirror::offset_map::Entry { source: 50, target: 47 };
-    tern_mirror::checkpoint::persist_entries(&flow, &source, &target, &("orders".to_string(), 1), &[bogus], &[]).await.expect("write a bogus entry");
-    let (code, bad, _) = drill_json(&config, &json, "billing|audit");
+    tern_mirror::checkpoint::persist_entries(&flow, &source, &target, &(orders.to_string(), 1), &[bogus], &[]).await.expect("write a bogus entry");
+    let (code, bad, _) = drill_json(&config, &json, &flow_name, &format!("{billing}|{audit}"));
     assert_eq!(code, 1);
     assert_eq!((bad.rpo_records, bad.redelivered_records, bad.missed_records), (0, 6, 0));
-    for g in ["billing", "audit"] {
+    for g in [&billing, &audit] {
         let p1 = &group(&bad, g).partitions[1];
         assert_eq!((p1.check.as_str(), p1.redelivered_records, p1.translated), ("repeats", 3, Some(p1.committed - 3)), "{g}");
         assert!(group(&bad, g).reason.contains("re-read 3"), "{}", group(&bad, g).reason);
@@ -204,22 +254,27 @@ async fn a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_
         l.local_addr().expect("addr").to_string()
     };
     let bad = dir.path().join("dead-source.toml");
-    std::fs::write(&bad, two_cluster_config(&dead, &dst.bootstrap(), "\"orders\"")).expect("config");
-    let (code, r, _) = drill_json(&bad, &json, "billing|audit");
+    std::fs::write(&bad, flow_config(&aliases, &dead, &dst.bootstrap(), &topics)).expect("config");
+    let (code, r, _) = drill_json(&bad, &json, &flow_name, &format!("{billing}|{audit}"));
     assert_eq!(code, 2);
     assert_eq!(r.verdict, Verdict::Error);
-    for g in ["billing", "audit"] {
+    for g in [&billing, &audit] {
         let g = group(&r, g);
         assert_eq!(g.verdict, Verdict::Error);
         assert!(g.reason.contains("source unreachable") && g.reason.contains("checkpoint"), "{}", g.reason);
     }
     // An unreachable target: the source's groups get the verdict.
-    std::fs::write(&bad, two_cluster_config(&src.bootstrap(), &dead, "\"orders\"")).expect("config");
-    let (code, r, _) = drill_json(&bad, &json, ".*");
+    std::fs::write(&bad, flow_config(&aliases, &src.bootstrap(), &dead, &topics)).expect("config");
+    let (code, r, _) = drill_json(&bad, &json, &flow_name, ".*");
     assert_eq!(code, 2);
-    assert!(group(&r, "billing").reason.contains("target unreachable"), "{}", group(&r, "billing").reason);
+    assert!(group(&r, &billing).reason.contains("target unreachable"), "{}", group(&r, &billing).reason);
     hb.abort();
 }
+
+over_kinds!(a_drill_reports_exact_rpo {
+    tern_a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_clusters: (Tern);
+    kafka_a_drill_reports_exact_rpo_verifies_every_group_and_handles_unreachable_clusters: (Kafka);
+});
 
 /// `tern broker` as a child process that can be killed with SIGKILL and started again on
 /// the same port and data directory.
@@ -279,7 +334,56 @@ impl Drop for ProcBroker {
     }
 }
 
-type Content = (Option<bytes::Bytes>, Option<bytes::Bytes>, Vec<(String, Option<bytes::Bytes>)>, i64);
+/// A source cluster the test may kill with SIGKILL and start again on the same address and
+/// data: a `tern broker` process, or an Apache Kafka cluster of its own (the shared ones stay
+/// up for the other tests).
+enum KillableSource {
+    Tern { broker: ProcBroker, _data: tempfile::TempDir },
+    Kafka { cluster: Arc<Mutex<KafkaCluster>>, bootstrap: String },
+}
+
+impl KillableSource {
+    async fn start(kind: Kind) -> KillableSource {
+        match kind {
+            Kind::Tern => {
+                let data = tempfile::tempdir().expect("dir");
+                KillableSource::Tern { broker: ProcBroker::start(data.path()), _data: data }
+            }
+            Kind::Kafka => {
+                let cluster = tokio::task::spawn_blocking(|| KafkaCluster::start(1)).await.expect("Kafka cluster");
+                let bootstrap = cluster.bootstrap();
+                KillableSource::Kafka { cluster: Arc::new(Mutex::new(cluster)), bootstrap }
+            }
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        match self {
+            KillableSource::Tern { broker, .. } => broker.addr.clone(),
+            KillableSource::Kafka { bootstrap, .. } => bootstrap.clone(),
+        }
+    }
+
+    async fn kill_9(&mut self) {
+        match self {
+            KillableSource::Tern { broker, .. } => broker.kill_9(),
+            KillableSource::Kafka { cluster, .. } => {
+                let cluster = cluster.clone();
+                tokio::task::spawn_blocking(move || cluster.lock().expect("cluster").kill_node(1)).await.expect("kill -9");
+            }
+        }
+    }
+
+    async fn restart(&mut self) {
+        match self {
+            KillableSource::Tern { broker, .. } => broker.restart().await,
+            KillableSource::Kafka { cluster, .. } => {
+                let cluster = cluster.clone();
+                tokio::task::spawn_blocking(move || cluster.lock().expect("cluster").restart_node(1)).await.expect("restart");
+            }
+        }
+    }
+}
 
 /// What a consumer of `group` reads from its committed offsets to the end of each partition
 /// of `topic`, read as a member of the group.
@@ -302,60 +406,64 @@ fn failover_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("JSON")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
-    let a_dir = tempfile::tempdir().expect("dir");
-    let mut a = ProcBroker::start(a_dir.path());
-    let b = TestBroker::start().await;
-    let (source, target) = (client(&a.addr).await, client(&b.bootstrap()).await);
-    let mut s = tern_kafka::client::Connection::connect(&a.addr).await.expect("connect");
-    create_topic(&mut s, "orders", 2, &[]).await;
+async fn unplanned_failover_then_failback(kind: Kind) {
+    let mut a = KillableSource::start(kind).await;
+    let b = TestCluster::start(kind, Side::B).await;
+    let (a_addr, b_addr) = (a.bootstrap(), b.bootstrap());
+    let (source, target) = (client(&a_addr).await, client(&b_addr).await);
+    let aliases = Aliases::unique();
+    let flow_name = aliases.flow();
+    let orders = unique_topic("orders");
+    let (orders, remote) = (orders.as_str(), aliases.remote(&orders));
+    let g = |name: &str| format!("{name}-{}", aliases.source);
+    let (billing, audit) = (g("billing"), g("audit"));
+    assert!(source.create_topic(orders, 2, &BTreeMap::new()).await.expect("create topic"));
+    wait_leaders(&source, orders, 2).await;
+    let mut s = Connection::connect(&a_addr).await.expect("connect");
     for p in 0..2 {
         for k in 0..3 {
-            s.call(&produce_request("orders", p, batch(&format!("a{p}-{k}"), 20, now_ms(), Compression::Lz4), 1), 9).await.expect("produce");
+            produce(&mut s, orders, p, batch(&format!("a{p}-{k}"), 20, now_ms(), Compression::Lz4)).await;
         }
     }
-    commit(&source, "billing", &[("orders", 0, 25), ("orders", 1, 60)]).await;
-    commit(&source, "audit", &[("orders", 0, 60), ("orders", 1, 0)]).await;
+    commit(&source, &billing, &[(orders, 0, 25), (orders, 1, 60)]).await;
+    commit(&source, &audit, &[(orders, 0, 60), (orders, 1, 0)]).await;
 
-    let toml = two_cluster_config(&a.addr, &b.bootstrap(), "\"orders\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
     let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("tern.toml");
-    std::fs::write(&config, &toml).expect("config");
+    let (toml, config) = write_config(dir.path(), &aliases, &a_addr, &b_addr, &format!("\"{orders}\""));
+    let config = config.to_str().expect("path");
     let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
     let mirror = TestMirror::start(&toml);
-    wait_caught_up(&source, &target, "orders", "src.orders", 2).await;
-    let synced = |g: &'static str, want: [i64; 2]| {
-        let target = &target;
+    wait_caught_up(&source, &target, orders, &remote, 2).await;
+    let synced = |g: &str, want: [i64; 2]| {
+        let (target, remote, g) = (&target, &remote, g.to_string());
         async move {
             wait_until(Duration::from_secs(30), &format!("{g} synced onto the target"), async || {
-                let o = target.all_committed_offsets(g).await.ok()?;
-                (o.get(&("src.orders".to_string(), 0)) == Some(&want[0]) && o.get(&("src.orders".to_string(), 1)) == Some(&want[1])).then_some(())
+                let o = target.all_committed_offsets(&g).await.ok()?;
+                (o.get(&(remote.clone(), 0)) == Some(&want[0]) && o.get(&(remote.clone(), 1)) == Some(&want[1])).then_some(())
             })
             .await
         }
     };
-    synced("billing", [25, 60]).await;
-    synced("audit", [60, 0]).await;
+    synced(&billing, [25, 60]).await;
+    synced(&audit, [60, 0]).await;
 
     // 7 records reach A but never B: the flow is paused when they are written, then A dies.
-    tern_mirror::control::update(&target, "dst", "src->dst", "test: hold back", |c| c.paused = true).await.expect("pause");
-    let status = mirror.status["src->dst"].clone();
-    wait_until(Duration::from_secs(10), "the worker to see the pause", async || status.control().paused.then_some(())).await;
-    tokio::time::sleep(Duration::from_secs(1)).await; // a fetch in flight may still return
-    s.call(&produce_request("orders", 0, batch("stranded", 7, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    hold_back(&target, &aliases, &mirror).await;
+    produce(&mut s, orders, 0, batch("stranded", 7, now_ms(), Compression::None)).await;
     wait_until(Duration::from_secs(30), "the worker to record A's new end on B", async || {
         let (ends, _) = tern_mirror::failover::read_state(&flow, &target).await.ok()?;
-        (ends.get(&("orders".to_string(), 0)).map(|k| k.end) == Some(67)).then_some(())
+        (ends.get(&(orders.to_string(), 0)).map(|k| k.end) == Some(67)).then_some(())
     })
     .await;
-    let a_before = [partition_content(&a.addr, "orders", 0).await, partition_content(&a.addr, "orders", 1).await];
+    let a_before = [partition_content(&a_addr, orders, 0).await, partition_content(&a_addr, orders, 1).await];
     drop(s);
-    a.kill_9();
-    tern_mirror::control::update(&target, "dst", "src->dst", "test: unpause", |c| c.paused = false).await.expect("unpause");
+    a.kill_9().await;
+    tern_mirror::control::update(&target, &aliases.target, &flow_name, "test: unpause", |c| c.paused = false).await.expect("unpause");
 
     let report_path = dir.path().join("failover.json");
-    let (code, _) = tern(&["failover", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--unplanned", "--json", report_path.to_str().expect("path")]);
+    let started = std::time::Instant::now();
+    let (code, _) = tern(&["failover", "--config", config, "--flow", &flow_name, "--unplanned", "--json", report_path.to_str().expect("path")]);
+    println!("{kind:?}: unplanned failover took {:?}", started.elapsed());
     assert_eq!(code, 0);
     let r = failover_json(&report_path);
     assert_eq!(r["state"], "failed-over");
@@ -368,14 +476,14 @@ async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
         .map(|p| (p["target_offset"].as_i64().expect("n"), p["source_offset"].as_i64().expect("n"), p["known_source_end"].as_i64().expect("n"), p["lost_records"].as_i64().expect("n")))
         .collect();
     assert_eq!(points, vec![(60, 60, 67, 7), (60, 60, 60, 0)]);
-    assert_eq!(tern_mirror::control::read(&target, "dst", "src->dst").await.expect("control").state, tern_mirror::control::FailoverState::FailedOver);
-    let (_, state) = tern(&["state", "--config", config.to_str().expect("path")]);
+    assert_eq!(tern_mirror::control::read(&target, &aliases.target, &flow_name).await.expect("control").state, tern_mirror::control::FailoverState::FailedOver);
+    let (_, state) = tern(&["state", "--config", config]);
     assert!(state.contains("failed-over"), "{state}");
 
     // Consumers started on B from the synced groups read exactly what they had not consumed
     // on A (the 7 lost records aside), and nothing they had.
-    for (g, committed) in [("billing", [25usize, 60]), ("audit", [60, 0])] {
-        let read = consume(&b.bootstrap(), g, "src.orders").await;
+    for (g, committed) in [(&billing, [25usize, 60]), (&audit, [60, 0])] {
+        let read = consume(&b_addr, g, &remote).await;
         for p in 0..2 {
             let (from, records) = &read[&(p as i32)];
             let want = &a_before[p][committed[p]..60];
@@ -387,99 +495,113 @@ async fn unplanned_failover_after_kill_9_then_failback_loses_nothing() {
 
     // Life on B: producers write to the remote topic; billing reads 10 of the 15 new records
     // on partition 0 and all 5 on partition 1. audit reads nothing.
-    let mut bc = b.connect().await;
-    bc.call(&produce_request("src.orders", 0, batch("on-b-0", 15, now_ms(), Compression::None), 1), 9).await.expect("produce");
-    bc.call(&produce_request("src.orders", 1, batch("on-b-1", 5, now_ms(), Compression::None), 1), 9).await.expect("produce");
-    commit(&target, "billing", &[("src.orders", 0, 70), ("src.orders", 1, 65)]).await;
-    let written_on_b = [partition_content(&b.bootstrap(), "src.orders", 0).await[60..].to_vec(), partition_content(&b.bootstrap(), "src.orders", 1).await[60..].to_vec()];
+    let mut bc = Connection::connect(&b_addr).await.expect("connect");
+    produce(&mut bc, &remote, 0, batch("on-b-0", 15, now_ms(), Compression::None)).await;
+    produce(&mut bc, &remote, 1, batch("on-b-1", 5, now_ms(), Compression::None)).await;
+    commit(&target, &billing, &[(&remote, 0, 70), (&remote, 1, 65)]).await;
+    let written_on_b = [partition_content(&b_addr, &remote, 0).await[60..].to_vec(), partition_content(&b_addr, &remote, 1).await[60..].to_vec()];
 
     // A returns; failback copies B's writes home and moves the groups back.
     a.restart().await;
+    wait_leaders(&client(&a_addr).await, orders, 2).await;
     let report_path = dir.path().join("failback.json");
-    let (code, _) = tern(&["failback", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--json", report_path.to_str().expect("path")]);
+    let started = std::time::Instant::now();
+    let (code, _) = tern(&["failback", "--config", config, "--flow", &flow_name, "--json", report_path.to_str().expect("path")]);
+    println!("{kind:?}: failback took {:?}", started.elapsed());
     assert_eq!(code, 0);
     let r = failover_json(&report_path);
     assert_eq!(r["state"], "active");
     assert_eq!(r["copied_records"], 20);
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
-    let a_after = [partition_content(&a.addr, "orders", 0).await, partition_content(&a.addr, "orders", 1).await];
+    let a_after = [partition_content(&a_addr, orders, 0).await, partition_content(&a_addr, orders, 1).await];
     assert_eq!(a_after[0][..67], a_before[0][..], "A kept everything it had, the 7 stranded records included");
     assert_eq!(a_after[0][67..], written_on_b[0][..], "B's writes reached A, in order, intact");
     assert_eq!(a_after[1][60..], written_on_b[1][..]);
     // Groups on A: billing had read 10 of the copied records on partition 0 but never the 7
     // stranded ones before them, so it resumes at the first stranded record; on partition 1
     // it resumes after the 5 it read. audit resumes where it was on B.
-    let source = client(&a.addr).await;
-    let billing = consume(&a.addr, "billing", "orders").await;
-    assert_eq!(billing[&0].0, 60);
-    assert_eq!(billing[&0].1[..], a_after[0][60..], "billing on A: the stranded records, then B's writes");
-    assert_eq!(billing[&1].0, 65, "billing on A: after the 5 it read on B");
-    let audit = consume(&a.addr, "audit", "orders").await;
-    assert_eq!((audit[&0].0, audit[&1].0), (60, 0));
-    assert_eq!(audit[&1].1[..], a_after[1][..]);
+    let billing_on_a = consume(&a_addr, &billing, orders).await;
+    assert_eq!(billing_on_a[&0].0, 60);
+    assert_eq!(billing_on_a[&0].1[..], a_after[0][60..], "billing on A: the stranded records, then B's writes");
+    assert_eq!(billing_on_a[&1].0, 65, "billing on A: after the 5 it read on B");
+    let audit_on_a = consume(&a_addr, &audit, orders).await;
+    assert_eq!((audit_on_a[&0].0, audit_on_a[&1].0), (60, 0));
+    assert_eq!(audit_on_a[&1].1[..], a_after[1][..]);
     let moved = r["groups"].as_array().expect("groups");
-    let billing_p0 = moved.iter().find(|g| g["group"] == "billing").expect("billing")["partitions"][0].clone();
+    let billing_p0 = moved.iter().find(|m| m["group"] == billing.as_str()).expect("billing")["partitions"][0].clone();
     assert_eq!(billing_p0["redelivered_records"], 10, "{billing_p0}");
 
     // The flow is active again and resumes after the copied records: new records on A reach
     // B once, and the copied ones are not sent back to B.
-    let mut s = tern_kafka::client::Connection::connect(&a.addr).await.expect("connect");
-    s.call(&produce_request("orders", 0, batch("after-0", 3, now_ms(), Compression::None), 1), 9).await.expect("produce");
-    s.call(&produce_request("orders", 1, batch("after-1", 4, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    let mut s = Connection::connect(&a_addr).await.expect("connect");
+    produce(&mut s, orders, 0, batch("after-0", 3, now_ms(), Compression::None)).await;
+    produce(&mut s, orders, 1, batch("after-1", 4, now_ms(), Compression::None)).await;
     wait_until(Duration::from_secs(60), "new records on A to reach B after failback", async || {
-        (end(&target, "src.orders", 0).await == 78 && end(&target, "src.orders", 1).await == 69).then_some(())
+        (end(&target, &remote, 0).await == 78 && end(&target, &remote, 1).await == 69).then_some(())
     })
     .await;
-    let b_after = [partition_content(&b.bootstrap(), "src.orders", 0).await, partition_content(&b.bootstrap(), "src.orders", 1).await];
-    assert_eq!(b_after[0][75..], a_after_plus(&a.addr, 0, 82).await[..]);
-    assert_eq!(b_after[1][..], partition_content(&a.addr, "orders", 1).await[..], "partition 1: B is again an exact copy of A");
-    let _ = source;
+    let b_after = [partition_content(&b_addr, &remote, 0).await, partition_content(&b_addr, &remote, 1).await];
+    assert_eq!(b_after[0][75..], partition_content(&a_addr, orders, 0).await[82..]);
+    assert_eq!(b_after[1][..], partition_content(&a_addr, orders, 1).await[..], "partition 1: B is again an exact copy of A");
     mirror.stop().await;
 }
 
-async fn a_after_plus(addr: &str, partition: i32, from: usize) -> Vec<Content> {
-    partition_content(addr, "orders", partition).await[from..].to_vec()
-}
+over_kinds!(unplanned_failover_then_failback {
+    tern_unplanned_failover_after_kill_9_then_failback_loses_nothing: (Tern);
+    kafka_unplanned_failover_after_kill_9_then_failback_loses_nothing: (Kafka);
+});
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn planned_failover_drains_the_flow_and_failback_returns_it_to_active() {
-    let src = TestBroker::start().await;
-    let dst = TestBroker::start().await;
-    let (source, target) = (client(&src.bootstrap()).await, client(&dst.bootstrap()).await);
-    let mut s = src.connect().await;
-    create_topic(&mut s, "payments", 1, &[]).await;
-    let toml = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"payments\"").replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
+async fn planned_failover_then_failback(kind: Kind) {
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let (source, target) = (src.client().await, dst.client().await);
+    let aliases = Aliases::unique();
+    let flow_name = aliases.flow();
+    let payments = unique_topic("payments");
+    let (payments, remote) = (payments.as_str(), aliases.remote(&payments));
+    let ledger = format!("ledger-{}", aliases.source);
+    src.create_topic(payments, 1, &[]).await;
     let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("tern.toml");
-    std::fs::write(&config, &toml).expect("config");
+    let (toml, config) = write_config(dir.path(), &aliases, &src.bootstrap(), &dst.bootstrap(), &format!("\"{payments}\""));
+    let config = config.to_str().expect("path");
     let mirror = TestMirror::start(&toml);
+    let mut s = Connection::connect(&src.bootstrap()).await.expect("connect");
     for k in 0..5 {
-        s.call(&produce_request("payments", 0, batch(&format!("p{k}"), 40, now_ms(), Compression::Zstd), 1), 9).await.expect("produce");
+        produce(&mut s, payments, 0, batch(&format!("p{k}"), 40, now_ms(), Compression::Zstd)).await;
     }
-    commit(&source, "ledger", &[("payments", 0, 130)]).await;
+    commit(&source, &ledger, &[(payments, 0, 130)]).await;
     // Failover right away: the drain waits for whatever is still in flight.
     let report_path = dir.path().join("failover.json");
-    let (code, _) = tern(&["failover", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--planned", "--timeout", "30s", "--json", report_path.to_str().expect("path")]);
+    let started = std::time::Instant::now();
+    let (code, _) = tern(&["failover", "--config", config, "--flow", &flow_name, "--planned", "--timeout", "30s", "--json", report_path.to_str().expect("path")]);
+    println!("{kind:?}: planned failover took {:?}", started.elapsed());
     assert_eq!(code, 0);
     let r = failover_json(&report_path);
     assert_eq!((r["mode"].as_str(), r["drained"].as_bool(), r["lost_records"].as_i64()), (Some("planned"), Some(true), Some(0)));
-    assert_eq!(end(&target, "src.payments", 0).await, 200, "drained: everything reached the target");
-    assert_eq!(target.all_committed_offsets("ledger").await.expect("offsets").get(&("src.payments".to_string(), 0)), Some(&130), "final group offsets synced");
-    assert_eq!(source.describe_group("tern.src.dst").await.expect("group").members, 0, "the workers left the flow's group");
+    assert_eq!(end(&target, &remote, 0).await, 200, "drained: everything reached the target");
+    assert_eq!(target.all_committed_offsets(&ledger).await.expect("offsets").get(&(remote.clone(), 0)), Some(&130), "final group offsets synced");
+    let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
+    assert_eq!(source.describe_group(&tern_mirror::flow::group_id(&flow)).await.expect("group").members, 0, "the workers left the flow's group");
+
     // Failed over, nothing replicates.
-    s.call(&produce_request("payments", 0, batch("late", 5, now_ms(), Compression::None), 1), 9).await.expect("produce");
+    produce(&mut s, payments, 0, batch("late", 5, now_ms(), Compression::None)).await;
     tokio::time::sleep(Duration::from_secs(2)).await; // give a (wrongly) running worker the time to copy
-    assert_eq!(end(&target, "src.payments", 0).await, 200, "a failed-over flow does not replicate");
+    assert_eq!(end(&target, &remote, 0).await, 200, "a failed-over flow does not replicate");
 
     // Failback with nothing written on B: the group returns to where it was, and the 5
     // records written on A meanwhile replicate once the flow is active again.
     let report_path = dir.path().join("failback.json");
-    let (code, _) = tern(&["failback", "--config", config.to_str().expect("path"), "--flow", "src->dst", "--json", report_path.to_str().expect("path")]);
+    let (code, _) = tern(&["failback", "--config", config, "--flow", &flow_name, "--json", report_path.to_str().expect("path")]);
     assert_eq!(code, 0);
     let r = failover_json(&report_path);
     assert_eq!((r["state"].as_str(), r["copied_records"].as_i64()), (Some("active"), Some(0)));
-    assert_eq!(source.all_committed_offsets("ledger").await.expect("offsets").get(&("payments".to_string(), 0)), Some(&130));
-    wait_caught_up(&source, &target, "payments", "src.payments", 1).await;
-    assert_eq!(partition_content(&dst.bootstrap(), "src.payments", 0).await, partition_content(&src.bootstrap(), "payments", 0).await, "an exact copy, nothing twice");
+    assert_eq!(source.all_committed_offsets(&ledger).await.expect("offsets").get(&(payments.to_string(), 0)), Some(&130));
+    wait_caught_up(&source, &target, payments, &remote, 1).await;
+    assert_eq!(partition_content(&dst.bootstrap(), &remote, 0).await, partition_content(&src.bootstrap(), payments, 0).await, "an exact copy, nothing twice");
     mirror.stop().await;
 }
+
+over_kinds!(planned_failover_then_failback {
+    tern_planned_failover_drains_the_flow_and_failback_returns_it_to_active: (Tern);
+    kafka_planned_failover_drains_the_flow_and_failback_returns_it_to_active: (Kafka);
+});
