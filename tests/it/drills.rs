@@ -1,12 +1,14 @@
 //! Disaster-recovery drills, failover and failback against real brokers, Apache Kafka and
 //! `tern broker` alike: the numbers a drill reports are checked against what the test did,
-//! and what consumers read after a failover or failback is checked record by record.
+//! and what consumers read after a failover or failback (the tests' own and confluent-kafka)
+//! is checked record by record.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use tern_kafka::client::{Client, ClientConfig, Connection, GroupMember, Membership, LATEST};
@@ -402,6 +404,49 @@ async fn consume(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i6
     out
 }
 
+/// What a confluent-kafka consumer of `group` reads of `topic`, from the group's committed
+/// offsets to the end (tests/compat/confluent_resume.py): per partition, the committed
+/// offset and the records read with their offsets.
+async fn confluent_resume(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, (i64, Vec<(i64, Content)>)> {
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(compat_script("confluent_resume.py"))
+        .args(["--bootstrap", bootstrap, "--group", group, "--topic", topic, "--partitions", &partitions.to_string(), "--timeout", "60"]);
+    let out = run_client(cmd, Duration::from_secs(120)).await;
+    let bytes = |v: &serde_json::Value| v.as_str().map(|s| Bytes::from(base64::engine::general_purpose::STANDARD.decode(s).expect("base64")));
+    let mut read: BTreeMap<i32, (i64, Vec<(i64, Content)>)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let p = v["partition"].as_i64().expect("partition") as i32;
+        if let Some(committed) = v["committed"].as_i64() {
+            read.entry(p).or_default().0 = committed;
+            continue;
+        }
+        let headers = v["headers"].as_array().expect("headers").iter().map(|h| (h[0].as_str().expect("name").to_string(), bytes(&h[1]))).collect();
+        let content = (bytes(&v["key"]), bytes(&v["value"]), headers, v["timestamp"].as_i64().expect("timestamp"));
+        read.entry(p).or_default().1.push((v["offset"].as_i64().expect("offset"), content));
+    }
+    read
+}
+
+/// Checks that confluent-kafka, joining `group` on the target, resumes each partition at
+/// `committed` (where the group stopped on the source; one mirror run keeps offsets) and reads
+/// exactly `rest`: the source records the group had not consumed yet.
+async fn assert_confluent_resumes(bootstrap: &str, group: &str, remote: &str, committed: &[usize], rest: &[&[Content]]) {
+    let read = confluent_resume(bootstrap, group, remote, committed.len() as i32).await;
+    for (p, (want_from, want)) in committed.iter().zip(rest).enumerate() {
+        let (from, records) = &read[&(p as i32)];
+        assert_eq!(*from, *want_from as i64, "{group} partition {p}: confluent-kafka's committed offset on the target");
+        if let Some((first, content)) = records.first() {
+            assert_eq!((*first, content), (*from, &want[0]), "{group} partition {p}: the first record read is the first one not consumed on the source");
+        }
+        let offsets: Vec<i64> = records.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, (*from..*from + want.len() as i64).collect::<Vec<_>>(), "{group} partition {p}: offsets read");
+        let contents: Vec<&Content> = records.iter().map(|(_, c)| c).collect();
+        assert_eq!(contents, want.iter().collect::<Vec<_>>(), "{group} partition {p}: what confluent-kafka reads on the target");
+        println!("{group} partition {p}: confluent-kafka resumes at {from} and reads the {} records left on the source, content identical", records.len());
+    }
+}
+
 fn failover_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("JSON")
 }
@@ -481,7 +526,8 @@ async fn unplanned_failover_then_failback(kind: Kind) {
     assert!(state.contains("failed-over"), "{state}");
 
     // Consumers started on B from the synced groups read exactly what they had not consumed
-    // on A (the 7 lost records aside), and nothing they had.
+    // on A (the 7 lost records aside), and nothing they had: Tern's own consumer, and
+    // confluent-kafka.
     for (g, committed) in [(&billing, [25usize, 60]), (&audit, [60, 0])] {
         let read = consume(&b_addr, g, &remote).await;
         for p in 0..2 {
@@ -491,6 +537,8 @@ async fn unplanned_failover_then_failback(kind: Kind) {
             assert_eq!(records[..], want[..], "{g} partition {p}: what the consumer reads on B");
             println!("{g} partition {p}: resumes on B at {from}, reads {} records, none it had", records.len());
         }
+        let rest = [&a_before[0][committed[0]..60], &a_before[1][committed[1]..60]];
+        assert_confluent_resumes(&b_addr, g, &remote, &committed, &rest).await;
     }
 
     // Life on B: producers write to the remote topic; billing reads 10 of the 15 new records
@@ -582,6 +630,11 @@ async fn planned_failover_then_failback(kind: Kind) {
     assert_eq!(target.all_committed_offsets(&ledger).await.expect("offsets").get(&(remote.clone(), 0)), Some(&130), "final group offsets synced");
     let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
     assert_eq!(source.describe_group(&tern_mirror::flow::group_id(&flow)).await.expect("group").members, 0, "the workers left the flow's group");
+
+    // confluent-kafka, joining the group on the target, reads exactly the 70 records the group
+    // had not consumed on the source.
+    let on_source = partition_content(&src.bootstrap(), payments, 0).await;
+    assert_confluent_resumes(&dst.bootstrap(), &ledger, &remote, &[130], &[&on_source[130..]]).await;
 
     // Failed over, nothing replicates.
     produce(&mut s, payments, 0, batch("late", 5, now_ms(), Compression::None)).await;
