@@ -530,12 +530,18 @@ fn fail_partition(rt: &Runtime, tp: &Tp, reason: String) {
     rt.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), reason);
 }
 
+/// Batches of one partition in flight at once when the target has an idempotent producer, as
+/// Kafka's producer allows (`max.in.flight.requests.per.connection` 5 with idempotence): the
+/// broker keeps the last five batches of a producer per partition, so a batch resent after a
+/// lost acknowledgement is recognised and answered with its first offsets.
+const MAX_IN_FLIGHT: usize = 5;
+
 /// Produces one partition's prepared record sets in order; a record counts as replicated once
 /// the target acknowledged its batch.
 ///
 /// Kafka takes exactly one record batch per partition in a produce request
 /// (`ProduceRequest.validateRecords`), so a fetched set of several batches goes out one batch
-/// per request, in order, each acknowledged before the next is sent.
+/// per request, in order, up to [`MAX_IN_FLIGHT`] at a time.
 async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
     while let Some(mut set) = rx.recv().await {
@@ -550,23 +556,18 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             let records: Bytes = set.records.freeze();
             // One trace span per replicated record set (exported when OTLP is configured).
             let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, records = set.source_offsets.len(), bytes = records.len());
+            let spans = batch_spans(&records);
+            let batches: Vec<Bytes> = spans.iter().map(|(at, len, _)| records.slice(*at..*at + *len)).collect();
+            let (acks, refused) = produce_in_order(&rt, &tp, &remote, &batches).instrument(span.clone()).await;
             let mut offsets = &set.source_offsets[..];
-            for (at, len, count) in batch_spans(&records) {
-                let (these, rest) = offsets.split_at(count.min(offsets.len()));
+            for ((_, len, count), ack) in spans.iter().zip(acks) {
+                let (these, rest) = offsets.split_at((*count).min(offsets.len()));
                 offsets = rest;
                 // The source offset after this batch: the next batch's first record, or for the
                 // last batch everything the set passed (control batches after it included).
                 let next = match rest.first() {
                     Some(first) => *first,
                     None => set.next_offset,
-                };
-                let produced = produce_batch(&rt, &tp, &remote, records.slice(at..at + len)).instrument(span.clone()).await;
-                let ack = match produced {
-                    Ok(ack) => ack,
-                    Err(e) => {
-                        fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
-                        return;
-                    }
                 };
                 let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(these, ack.base_offset, next);
                 // The map entry must be durable before the position it covers is committed.
@@ -580,13 +581,17 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                 }
                 .instrument(span.clone())
                 .await;
-                let (n, bytes) = (these.len() as u64, len as u64);
+                let (n, bytes) = (these.len() as u64, *len as u64);
                 rt.status.update(&tp.0, tp.1, |s| {
                     s.records += n;
                     s.bytes += bytes;
                     s.replicated_offset = next;
                     s.error = None;
                 });
+            }
+            if let Some(e) = refused {
+                fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
+                return;
             }
             if let Some(next) = next_sequence {
                 rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), next);
@@ -606,6 +611,65 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
         });
         rt.acked.lock().await.insert(tp.clone(), next);
     }
+}
+
+/// Produces `batches` to one partition in order and returns the acknowledgements of the
+/// longest prefix the target took, with the error that stopped the rest, if any.
+///
+/// With an idempotent producer up to [`MAX_IN_FLIGHT`] requests are in flight. When one fails,
+/// whatever else is in flight is awaited and the batches from the failed one on are sent again
+/// one at a time: a resent batch the target already wrote is one of its last five and comes back
+/// as a duplicate with its original offsets, and one it did not write follows the last it did.
+async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]) -> (Vec<tern_kafka::client::ProduceAck>, Option<tern_kafka::Error>) {
+    // One at a time until the partition knows this producer: a partition accepts a producer it
+    // has no state for at any sequence, so a batch sent behind a refused one could be written.
+    // Afterwards a batch behind a refused one is refused too (its sequence leaves a gap).
+    let known = rt.producer.is_some() && rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).contains_key(tp);
+    let mut window = if known { MAX_IN_FLIGHT } else { 1 };
+    let mut acks = Vec::with_capacity(batches.len());
+    let mut in_flight: std::collections::VecDeque<tern_kafka::Result<tern_kafka::client::PendingProduce>> = std::collections::VecDeque::new();
+    let mut sent = 0;
+    while acks.len() < batches.len() {
+        while sent < batches.len() && in_flight.len() < window {
+            let request = rt.target.send_produce(remote, tp.1, batches[sent].clone(), -1, 30_000).await;
+            let stop = request.is_err();
+            in_flight.push_back(request);
+            sent += 1;
+            if stop {
+                break;
+            }
+        }
+        let answer = match in_flight.pop_front() {
+            Some(Ok(request)) => request.ack().await,
+            Some(Err(e)) => Err(e),
+            None => break,
+        };
+        match answer {
+            Ok(ack) => {
+                acks.push(ack);
+                if rt.producer.is_some() {
+                    window = MAX_IN_FLIGHT;
+                }
+            }
+            Err(e) => {
+                for request in in_flight.drain(..).flatten() {
+                    let _ = request.ack().await;
+                }
+                if !e.is_retriable() {
+                    return (acks, Some(e));
+                }
+                tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "produce: {e}; resending from batch {} of {}", acks.len(), batches.len());
+                let resend_until = sent;
+                for batch in &batches[acks.len()..resend_until] {
+                    match produce_batch(rt, tp, remote, batch.clone()).await {
+                        Ok(ack) => acks.push(ack),
+                        Err(e) => return (acks, Some(e)),
+                    }
+                }
+            }
+        }
+    }
+    (acks, None)
 }
 
 /// Produces one batch, retrying what the target may accept later (leadership moves,

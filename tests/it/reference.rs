@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tern_kafka::batch::{BatchHeader, Batches};
 use tern_kafka::client::{Client, LATEST};
+use tern_mirror::status::FlowStatus;
 
 use crate::apache_kafka::kafka_tool_with_input;
 use crate::clusters::*;
@@ -54,15 +55,20 @@ async fn end(c: &Client, topic: &str, partition: i32) -> i64 {
 
 /// Waits until every partition of `remote` on the target holds as many records as `topic` on
 /// the source, then compares them record by record.
-async fn assert_copied(source: &Client, target: &Client, topic: &str, remote: &str, partitions: i32) -> usize {
+async fn assert_copied(source: &Client, target: &Client, topic: &str, remote: &str, partitions: i32, status: &FlowStatus) -> usize {
     let mut compared = 0;
     for p in 0..partitions {
         let want = end(source, topic, p).await;
-        wait_until(Duration::from_secs(120), &format!("{remote}/{p} to reach {want}"), async || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while end(target, remote, p).await != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{remote}/{p} did not reach {want} within 120 s; the mirror's view: {:?}",
+                status.snapshot()
+            );
             let _ = target.refresh_metadata(None).await;
-            (end(target, remote, p).await == want).then_some(())
-        })
-        .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let a = read_partition(source, topic, p).await;
         let b = read_partition(target, remote, p).await;
         assert_eq!(a.len(), b.len(), "{topic}/{p}: record counts differ");
@@ -104,22 +110,23 @@ async fn replicates_every_record_exactly(source_kind: Kind, target_kind: Kind) {
     let aliases = Aliases::unique();
     let config = flow_config(&aliases, &src.bootstrap(), &dst.bootstrap(), &format!("{topics}, \"{late}\""));
     let mirror = TestMirror::start(&config);
+    let status = mirror.status[&aliases.flow()].clone();
     let remote = |t: &str| aliases.remote(t);
 
     // While the mirror runs: a topic created, and a topic grown from 5 to 7 partitions.
     src.create_topic(&late, 3, &[]).await;
     confluent_produce(&src.bootstrap(), &late, 3, 150, &["--codecs", "lz4,none,gzip", "--tag", "l"]).await;
-    assert_copied(&source, &target, &codecs, &remote(&codecs), 5).await;
+    assert_copied(&source, &target, &codecs, &remote(&codecs), 5, &status).await;
     source.create_partitions(&codecs, 7).await.expect("grow the source topic");
     wait_leaders(&source, &codecs, 7).await;
     confluent_produce(&src.bootstrap(), &codecs, 7, 50, &["--tag", "grown"]).await;
 
     let mut compared = 0;
-    compared += assert_copied(&source, &target, &codecs, &remote(&codecs), 7).await;
-    compared += assert_copied(&source, &target, &java, &remote(&java), 2).await;
-    compared += assert_copied(&source, &target, &compacted, &remote(&compacted), 2).await;
-    compared += assert_copied(&source, &target, &appended, &remote(&appended), 1).await;
-    compared += assert_copied(&source, &target, &late, &remote(&late), 3).await;
+    compared += assert_copied(&source, &target, &codecs, &remote(&codecs), 7, &status).await;
+    compared += assert_copied(&source, &target, &java, &remote(&java), 2, &status).await;
+    compared += assert_copied(&source, &target, &compacted, &remote(&compacted), 2, &status).await;
+    compared += assert_copied(&source, &target, &appended, &remote(&appended), 1, &status).await;
+    compared += assert_copied(&source, &target, &late, &remote(&late), 3, &status).await;
 
     // Repeated header keys arrived as two headers, in order, on both paths.
     let on_target = read_partition(&target, &remote(&codecs), 3).await;
@@ -131,7 +138,7 @@ async fn replicates_every_record_exactly(source_kind: Kind, target_kind: Kind) {
     assert!(source_appended.iter().all(|h| h.is_log_append_time()), "the source stamped append times");
     assert!(stored_batches(&target, &remote(&appended), 0).await.iter().all(|h| !h.is_log_append_time()));
 
-    let snap = mirror.status[&aliases.flow()].snapshot();
+    let snap = status.snapshot();
     let errors: Vec<String> = snap.partitions.iter().filter_map(|(tp, s)| s.error.as_ref().map(|e| format!("{tp:?}: {e}"))).collect();
     assert!(errors.is_empty(), "partition errors: {errors:?}");
     println!("{source_kind:?} -> {target_kind:?}: {compared} records identical over 15 partitions of 5 topics");

@@ -26,6 +26,30 @@ fn topic_name(s: &str) -> TopicName {
 pub const LATEST: i64 = -1;
 pub const EARLIEST: i64 = -2;
 
+/// A produce request on its way; [`PendingProduce::ack`] reads the leader's answer.
+pub struct PendingProduce {
+    pending: super::conn::InFlight<ProduceRequest>,
+    topic: String,
+    partition: i32,
+}
+
+impl PendingProduce {
+    pub async fn ack(self) -> Result<ProduceAck> {
+        let (topic, partition) = (&self.topic, self.partition);
+        let resp = self.pending.response().await?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| Error::Protocol(format!("empty produce response for {topic}/{partition}")))?;
+        if p.error_code != 0 {
+            let detail = p.error_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+            return Err(Error::kafka(p.error_code, format!("produce to {topic}/{partition}{detail}")));
+        }
+        Ok(ProduceAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms })
+    }
+}
+
 /// What the leader said about an appended record set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProduceAck {
@@ -39,26 +63,24 @@ impl Client {
     /// first attempt was written but its acknowledgement lost: at-least-once.
     pub async fn produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<ProduceAck> {
         self.with_retries(&format!("produce to {topic}/{partition}"), || async {
-            let (_, conn) = self.leader_connection(topic, partition).await?;
-            let version = conn.version(ApiKey::Produce, (3, 11))?;
-            let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
-                TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
-                    PartitionProduceData::default().with_index(partition).with_records(Some(records.clone())),
-                ]),
-            ]);
-            let resp = conn.call(&req, version).await?;
-            let p = resp
-                .responses
-                .first()
-                .and_then(|t| t.partition_responses.first())
-                .ok_or_else(|| Error::Protocol(format!("empty produce response for {topic}/{partition}")))?;
-            if p.error_code != 0 {
-                let detail = p.error_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
-                return Err(Error::kafka(p.error_code, format!("produce to {topic}/{partition}{detail}")));
-            }
-            Ok(ProduceAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms })
+            self.send_produce(topic, partition, records.clone(), acks, timeout_ms).await?.ack().await
         })
         .await
+    }
+
+    /// Writes one produce request to the partition's leader without waiting for the answer,
+    /// and without retries: [`PendingProduce::ack`] waits for it. Requests sent one after
+    /// another to a partition apply in that order.
+    pub async fn send_produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
+        let (_, conn) = self.leader_connection(topic, partition).await?;
+        let version = conn.version(ApiKey::Produce, (3, 11))?;
+        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
+            TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+            ]),
+        ]);
+        let pending = conn.send(&req, version).await?;
+        Ok(PendingProduce { pending, topic: topic.to_string(), partition })
     }
 
     /// One fetch request to broker `node` for the given `(topic, partition, offset)` list.

@@ -23,6 +23,22 @@ use crate::security::{resolve_secret, BoxStream, Connector, SaslSession, SaslSet
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
 type Writer = WriteHalf<BoxStream>;
 
+/// A request written by [`BrokerConnection::send`] whose response is still to come.
+pub struct InFlight<R: Request> {
+    conn: Arc<BrokerConnection>,
+    id: i32,
+    rx: oneshot::Receiver<Bytes>,
+    version: i16,
+    _response: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> InFlight<R> {
+    /// Waits for the response (bounded by the connection's request timeout).
+    pub async fn response(self) -> Result<R::Response> {
+        self.conn.wait::<R>(self.id, self.rx, self.version).await
+    }
+}
+
 pub struct BrokerConnection {
     addr: String,
     writer: tokio::sync::Mutex<Writer>,
@@ -238,6 +254,33 @@ impl BrokerConnection {
             self.write_locked(&mut w, id, &frame).await?;
         }
         self.wait::<R>(id, rx, version).await
+    }
+
+    /// Writes a request and returns at once; [`InFlight::response`] waits for the answer.
+    /// Requests written one after another on a connection are handled by the broker in that
+    /// order, so a caller can keep several in flight (an idempotent producer's batches of one
+    /// partition, say) and still know the order they apply in.
+    pub async fn send<R: Request>(self: &Arc<Self>, request: &R, version: i16) -> Result<InFlight<R>> {
+        if self.is_closed() {
+            return Err(Error::Disconnected(self.addr.clone()));
+        }
+        let (id, rx) = self.register();
+        let frame = match encode_typed_request(request, version, id, &self.client_id) {
+            Ok(f) => f,
+            Err(e) => {
+                self.unregister(id);
+                return Err(e);
+            }
+        };
+        {
+            let mut w = self.writer.lock().await;
+            if let Err(e) = self.renew_session(&mut w).await {
+                self.unregister(id);
+                return Err(e);
+            }
+            self.write_locked(&mut w, id, &frame).await?;
+        }
+        Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
     }
 
     /// A correlation id and the waiter its response goes to. Registered before writing, so a

@@ -149,11 +149,16 @@ impl Client {
         .await
     }
 
-    /// Commits offsets for `group`; per-partition errors fail the call.
+    /// Commits offsets for `group`; per-partition errors fail the call. Retriable errors (a
+    /// coordinator loading or moving) are retried, as on every other call.
     pub async fn commit_offsets(&self, group: &str, member: &Membership, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
+        self.with_retries(&format!("commit offsets of {group}"), || self.commit_offsets_once(group, member, offsets)).await
+    }
+
+    async fn commit_offsets_once(&self, group: &str, member: &Membership, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
         let conn = self.group_coordinator(group).await?;
         let version = conn.version(ApiKey::OffsetCommit, (2, 8))?;
         let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
