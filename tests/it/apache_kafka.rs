@@ -8,8 +8,9 @@
 //! its own topics and groups); a test that kills nodes starts a cluster of its own.
 //!
 //! Ports: a listener Kafka binds on port 0 would get another port at every restart, and KRaft
-//! voters must be named before they start, so each node gets ports picked by binding
-//! `127.0.0.1:0` and releasing them just before the JVM starts.
+//! voters must be named before they start, so each node gets free ports picked below the
+//! kernel's ephemeral range (see [`free_port`]), and a node counts as started only when it
+//! answers with its cluster's id.
 //!
 //! Nothing outlives the test process: every JVM runs under a watchdog shell that kills it
 //! (and removes the cluster's directory) when the test process is gone, so a cluster held in a
@@ -79,10 +80,39 @@ wait "$child" 2>/dev/null
 kill -0 "$parent" 2>/dev/null || rm -rf "$dir"
 "#;
 
-/// A free port on 127.0.0.1, picked by the kernel.
+/// A free port on 127.0.0.1 below the kernel's ephemeral range. A port the kernel handed out
+/// for `127.0.0.1:0` and that was released again could be handed to another test's listener
+/// (every `tern broker` in the tests binds port 0) in the seconds before the JVM binds it; ports
+/// below the range are never handed out that way.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let (low, high) = ephemeral_range();
+    let below = low.saturating_sub(1).max(10_001);
+    let span = below - 10_000;
+    // Start somewhere that depends on the process, so two test runs side by side rarely probe
+    // the same ports, then walk upwards.
+    let offset = std::process::id() * 7919;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 10_000 + (offset.wrapping_add(n) % span) as u16;
+        if (low..=high).contains(&u32::from(port)) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between 10000 and {below}");
+}
+
+/// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`).
+fn ephemeral_range() -> (u32, u32) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = text.split_whitespace().filter_map(|v| v.parse().ok());
+    match (it.next(), it.next()) {
+        (Some(low), Some(high)) => (low, high),
+        _ => (32_768, 60_999),
+    }
 }
 
 /// One node of a cluster: combined KRaft broker and controller.
@@ -118,6 +148,7 @@ impl KafkaNode {
 pub struct KafkaCluster {
     pub nodes: Vec<KafkaNode>,
     root: PathBuf,
+    cluster_id: String,
     /// How long the start took, for the README's figure.
     pub started_in: Duration,
 }
@@ -134,7 +165,7 @@ impl KafkaCluster {
         std::fs::write(root.join("log4j2.xml"), LOG4J2).expect("log4j2.xml");
         let rf = nodes.min(3);
         let min_isr = if nodes >= 3 { 2 } else { 1 };
-        let mut cluster = KafkaCluster { nodes: Vec::new(), root: root.clone(), started_in: Duration::ZERO };
+        let mut cluster = KafkaCluster { nodes: Vec::new(), root: root.clone(), cluster_id: cluster_id.clone(), started_in: Duration::ZERO };
         for (i, (port, controller_port)) in ports.into_iter().enumerate() {
             let id = i as i32 + 1;
             let dir = root.join(format!("node-{id}"));
@@ -236,9 +267,11 @@ impl KafkaCluster {
         let deadline = Instant::now() + limit;
         let want: Vec<i32> = self.nodes.iter().filter(|n| n.watchdog.is_some()).map(|n| n.id).collect();
         loop {
+            // The node must answer as this cluster (its id), not as whatever else might
+            // listen on the port.
             let ok = want.iter().all(|id| {
                 let n = &self.nodes[(*id - 1) as usize];
-                broker_ids(&n.address()).is_some_and(|ids| want.iter().all(|w| ids.contains(w)))
+                broker_ids(&n.address()).is_some_and(|(cluster, ids)| cluster == self.cluster_id && want.iter().all(|w| ids.contains(w)))
             });
             if ok {
                 return;
@@ -296,14 +329,14 @@ impl Drop for KafkaCluster {
     }
 }
 
-/// Broker ids a node's Metadata lists, or `None` when it does not answer yet.
-fn broker_ids(addr: &str) -> Option<Vec<i32>> {
+/// The cluster id and broker ids a node's Metadata lists, or `None` when it does not answer yet.
+fn broker_ids(addr: &str) -> Option<(String, Vec<i32>)> {
     use kafka_protocol::messages::MetadataRequest;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
     rt.block_on(async {
         let mut c = tokio::time::timeout(Duration::from_secs(2), tern_kafka::client::Connection::connect(addr)).await.ok()?.ok()?;
         let resp = tokio::time::timeout(Duration::from_secs(2), c.call(&MetadataRequest::default().with_topics(Some(vec![])), 9)).await.ok()?.ok()?;
-        Some(resp.brokers.iter().map(|b| b.node_id.0).collect())
+        Some((resp.cluster_id.map(|c| c.to_string()).unwrap_or_default(), resp.brokers.iter().map(|b| b.node_id.0).collect()))
     })
 }
 

@@ -544,8 +544,10 @@ async fn unplanned_failover_then_failback(kind: Kind) {
     // Life on B: producers write to the remote topic; billing reads 10 of the 15 new records
     // on partition 0 and all 5 on partition 1. audit reads nothing.
     let mut bc = Connection::connect(&b_addr).await.expect("connect");
-    produce(&mut bc, &remote, 0, batch("on-b-0", 15, now_ms(), Compression::None)).await;
-    produce(&mut bc, &remote, 1, batch("on-b-1", 5, now_ms(), Compression::None)).await;
+    // Repeated header keys and a null header value must survive the copy home.
+    let headers = [("hop", Some("b")), ("hop", Some("again")), ("empty", None)];
+    produce(&mut bc, &remote, 0, batch_with_headers("on-b-0", 15, now_ms(), Compression::None, &headers)).await;
+    produce(&mut bc, &remote, 1, batch_with_headers("on-b-1", 5, now_ms(), Compression::Zstd, &headers)).await;
     commit(&target, &billing, &[(&remote, 0, 70), (&remote, 1, 65)]).await;
     let written_on_b = [partition_content(&b_addr, &remote, 0).await[60..].to_vec(), partition_content(&b_addr, &remote, 1).await[60..].to_vec()];
 

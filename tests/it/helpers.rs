@@ -109,8 +109,17 @@ pub async fn create_topic(conn: &mut Connection, name: &str, partitions: i32, co
 
 /// One record batch of `count` records whose values are `"{tag}-{i}"`.
 pub fn batch(tag: &str, count: usize, timestamp: i64, compression: Compression) -> Bytes {
-    let records: Vec<PlainRecord> =
-        (0..count).map(|i| PlainRecord::new(format!("k{i}"), Some(Bytes::from(format!("{tag}-{i}"))), timestamp + i as i64)).collect();
+    batch_with_headers(tag, count, timestamp, compression, &[])
+}
+
+/// [`batch`] with the same `headers` on every record, in order (keys may repeat).
+pub fn batch_with_headers(tag: &str, count: usize, timestamp: i64, compression: Compression, headers: &[(&str, Option<&str>)]) -> Bytes {
+    let records: Vec<PlainRecord> = (0..count)
+        .map(|i| PlainRecord {
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.map(|v| Bytes::from(v.to_string())))).collect(),
+            ..PlainRecord::new(format!("k{i}"), Some(Bytes::from(format!("{tag}-{i}"))), timestamp + i as i64)
+        })
+        .collect();
     encode_batch(&records, compression).expect("encode batch")
 }
 

@@ -91,7 +91,11 @@ pub fn varied_batch(partition: i32, batch: usize, count: usize) -> Bytes {
     let records: Vec<PlainRecord> = (0..count)
         .map(|i| {
             let n = batch * count + i;
-            let mut headers = vec![("trace".to_string(), Some(Bytes::from(format!("t{n}"))))];
+            let mut headers = vec![
+                ("trace".to_string(), Some(Bytes::from(format!("t{n}")))),
+                ("hop".to_string(), Some(Bytes::from_static(b"first"))),
+                ("hop".to_string(), Some(Bytes::from_static(b"second"))),
+            ];
             if n % 3 == 0 {
                 headers.push(("empty".to_string(), None));
             }
