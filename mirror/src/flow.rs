@@ -558,10 +558,13 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, records = set.source_offsets.len(), bytes = records.len());
             let spans = batch_spans(&records);
             let batches: Vec<Bytes> = spans.iter().map(|(at, len, _)| records.slice(*at..*at + *len)).collect();
-            let (acks, refused) = produce_in_order(&rt, &tp, &remote, &batches).instrument(span.clone()).await;
+            // Each acknowledgement updates the offset map at once (translation follows the
+            // target closely); new entries are persisted before the position is committed.
+            let mut added = Vec::new();
             let mut offsets = &set.source_offsets[..];
-            for ((_, len, count), ack) in spans.iter().zip(acks) {
-                let (these, rest) = offsets.split_at((*count).min(offsets.len()));
+            let mut on_ack = |i: usize, ack: tern_kafka::client::ProduceAck| {
+                let (_, len, count) = spans[i];
+                let (these, rest) = offsets.split_at(count.min(offsets.len()));
                 offsets = rest;
                 // The source offset after this batch: the next batch's first record, or for the
                 // last batch everything the set passed (control batches after it included).
@@ -569,26 +572,27 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                     Some(first) => *first,
                     None => set.next_offset,
                 };
-                let added = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(these, ack.base_offset, next);
-                // The map entry must be durable before the position it covers is committed.
-                async {
-                    let mut backoff = Duration::from_millis(100);
-                    while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
-                        tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-                .instrument(span.clone())
-                .await;
-                let (n, bytes) = (these.len() as u64, *len as u64);
+                added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(these, ack.base_offset, next));
+                let (n, bytes) = (these.len() as u64, len as u64);
                 rt.status.update(&tp.0, tp.1, |s| {
                     s.records += n;
                     s.bytes += bytes;
                     s.replicated_offset = next;
                     s.error = None;
                 });
+            };
+            let refused = produce_in_order(&rt, &tp, &remote, &batches, &mut on_ack).instrument(span.clone()).await;
+            // The map entries must be durable before the position they cover is committed.
+            async {
+                let mut backoff = Duration::from_millis(100);
+                while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
+                    tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
             }
+            .instrument(span)
+            .await;
             if let Some(e) = refused {
                 fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
                 return;
@@ -613,23 +617,23 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
     }
 }
 
-/// Produces `batches` to one partition in order and returns the acknowledgements of the
-/// longest prefix the target took, with the error that stopped the rest, if any.
+/// Produces `batches` to one partition in order, handing each acknowledgement to `on_ack` (with
+/// the batch's index) as it comes, and returns the error that stopped the rest, if any.
 ///
 /// With an idempotent producer up to [`MAX_IN_FLIGHT`] requests are in flight. When one fails,
 /// whatever else is in flight is awaited and the batches from the failed one on are sent again
 /// one at a time: a resent batch the target already wrote is one of its last five and comes back
 /// as a duplicate with its original offsets, and one it did not write follows the last it did.
-async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]) -> (Vec<tern_kafka::client::ProduceAck>, Option<tern_kafka::Error>) {
+async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes], on_ack: &mut impl FnMut(usize, tern_kafka::client::ProduceAck)) -> Option<tern_kafka::Error> {
     // One at a time until the partition knows this producer: a partition accepts a producer it
     // has no state for at any sequence, so a batch sent behind a refused one could be written.
     // Afterwards a batch behind a refused one is refused too (its sequence leaves a gap).
     let known = rt.producer.is_some() && rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).contains_key(tp);
     let mut window = if known { MAX_IN_FLIGHT } else { 1 };
-    let mut acks = Vec::with_capacity(batches.len());
+    let mut acked = 0;
     let mut in_flight: std::collections::VecDeque<tern_kafka::Result<tern_kafka::client::PendingProduce>> = std::collections::VecDeque::new();
     let mut sent = 0;
-    while acks.len() < batches.len() {
+    while acked < batches.len() {
         while sent < batches.len() && in_flight.len() < window {
             let request = rt.target.send_produce(remote, tp.1, batches[sent].clone(), -1, 30_000).await;
             let stop = request.is_err();
@@ -646,7 +650,8 @@ async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]
         };
         match answer {
             Ok(ack) => {
-                acks.push(ack);
+                on_ack(acked, ack);
+                acked += 1;
                 if rt.producer.is_some() {
                     window = MAX_IN_FLIGHT;
                 }
@@ -656,20 +661,22 @@ async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]
                     let _ = request.ack().await;
                 }
                 if !e.is_retriable() {
-                    return (acks, Some(e));
+                    return Some(e);
                 }
-                tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "produce: {e}; resending from batch {} of {}", acks.len(), batches.len());
-                let resend_until = sent;
-                for batch in &batches[acks.len()..resend_until] {
-                    match produce_batch(rt, tp, remote, batch.clone()).await {
-                        Ok(ack) => acks.push(ack),
-                        Err(e) => return (acks, Some(e)),
+                tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "produce: {e}; resending from batch {acked} of {}", batches.len());
+                while acked < sent {
+                    match produce_batch(rt, tp, remote, batches[acked].clone()).await {
+                        Ok(ack) => {
+                            on_ack(acked, ack);
+                            acked += 1;
+                        }
+                        Err(e) => return Some(e),
                     }
                 }
             }
         }
     }
-    (acks, None)
+    None
 }
 
 /// Produces one batch, retrying what the target may accept later (leadership moves,

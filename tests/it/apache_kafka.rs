@@ -165,6 +165,9 @@ impl KafkaCluster {
         std::fs::write(root.join("log4j2.xml"), LOG4J2).expect("log4j2.xml");
         let rf = nodes.min(3);
         let min_isr = if nodes >= 3 { 2 } else { 1 };
+        // Records are kept forever (`log.retention.ms=-1`): test data carries fixed timestamps
+        // from 2025, which Kafka's default seven-day retention deletes at its first pass, 30 s
+        // after start, under tests that run later.
         let mut cluster = KafkaCluster { nodes: Vec::new(), root: root.clone(), cluster_id: cluster_id.clone(), started_in: Duration::ZERO };
         for (i, (port, controller_port)) in ports.into_iter().enumerate() {
             let id = i as i32 + 1;
@@ -196,6 +199,7 @@ impl KafkaCluster {
                  auto.create.topics.enable=false\n\
                  log.cleaner.backoff.ms=500\n\
                  log.retention.check.interval.ms=1000\n\
+                 log.retention.ms=-1\n\
                  num.network.threads=2\n\
                  num.io.threads=2\n\
                  num.recovery.threads.per.data.dir=1\n\
