@@ -233,26 +233,7 @@ impl BrokerConnection {
 
     /// Sends a request and waits for its response; other calls may be in flight meanwhile.
     pub async fn call<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
-        if self.is_closed() {
-            return Err(Error::Disconnected(self.addr.clone()));
-        }
-        let (id, rx) = self.register();
-        let frame = encode_typed_request(request, version, id, &self.client_id);
-        {
-            let mut w = self.writer.lock().await;
-            if let Err(e) = self.renew_session(&mut w).await {
-                self.unregister(id);
-                return Err(e);
-            }
-            let frame = match frame {
-                Ok(f) => f,
-                Err(e) => {
-                    self.unregister(id);
-                    return Err(e);
-                }
-            };
-            self.write_locked(&mut w, id, &frame).await?;
-        }
+        let (id, rx) = self.write_request(request, version).await?;
         self.wait::<R>(id, rx, version).await
     }
 
@@ -261,6 +242,12 @@ impl BrokerConnection {
     /// order, so a caller can keep several in flight (an idempotent producer's batches of one
     /// partition, say) and still know the order they apply in.
     pub async fn send<R: Request>(self: &Arc<Self>, request: &R, version: i16) -> Result<InFlight<R>> {
+        let (id, rx) = self.write_request(request, version).await?;
+        Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
+    }
+
+    /// Registers a waiter and writes the request; the waiter gets the response frame.
+    async fn write_request<R: Request>(&self, request: &R, version: i16) -> Result<(i32, oneshot::Receiver<Bytes>)> {
         if self.is_closed() {
             return Err(Error::Disconnected(self.addr.clone()));
         }
@@ -272,15 +259,13 @@ impl BrokerConnection {
                 return Err(e);
             }
         };
-        {
-            let mut w = self.writer.lock().await;
-            if let Err(e) = self.renew_session(&mut w).await {
-                self.unregister(id);
-                return Err(e);
-            }
-            self.write_locked(&mut w, id, &frame).await?;
+        let mut w = self.writer.lock().await;
+        if let Err(e) = self.renew_session(&mut w).await {
+            self.unregister(id);
+            return Err(e);
         }
-        Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
+        self.write_locked(&mut w, id, &frame).await?;
+        Ok((id, rx))
     }
 
     /// A correlation id and the waiter its response goes to. Registered before writing, so a
