@@ -113,10 +113,12 @@ async fn replicates_every_record_exactly(source_kind: Kind, target_kind: Kind) {
     let status = mirror.status[&aliases.flow()].clone();
     let remote = |t: &str| aliases.remote(t);
 
-    // While the mirror runs: a topic created, and a topic grown from 5 to 7 partitions.
+    // While the mirror runs (it has copied the first topic): a topic created, and a topic grown
+    // from 5 to 7 partitions.
+    assert_copied(&source, &target, &codecs, &remote(&codecs), 5, &status).await;
+    assert!(target.topic_metadata(&remote(&late)).await.expect("metadata").is_none(), "the late topic does not exist yet");
     src.create_topic(&late, 3, &[]).await;
     confluent_produce(&src.bootstrap(), &late, 3, 150, &["--codecs", "lz4,none,gzip", "--tag", "l"]).await;
-    assert_copied(&source, &target, &codecs, &remote(&codecs), 5, &status).await;
     source.create_partitions(&codecs, 7).await.expect("grow the source topic");
     wait_leaders(&source, &codecs, 7).await;
     confluent_produce(&src.bootstrap(), &codecs, 7, 50, &["--tag", "grown"]).await;
