@@ -374,7 +374,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<()> {
     }
     let mut unreachable = Vec::new();
     for (name, cluster) in &validated.config.clusters {
-        match tokio::time::timeout(std::time::Duration::from_secs(15), tern_mirror::flow::connect(name, cluster)).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(15), tern_mirror::cluster::connect(name, cluster)).await {
             Ok(Ok(client)) => {
                 let md = client.metadata_snapshot();
                 println!("  cluster {name}: reachable ({} brokers, {} topics)", md.brokers.len(), md.topics.len());
@@ -409,8 +409,8 @@ async fn offsets(args: OffsetsArgs) -> anyhow::Result<()> {
         .find(|f| f.name() == args.flow)
         .ok_or_else(|| anyhow::anyhow!("no flow {} in {} (flows: {})", args.flow, args.config.display(), validated.flows.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")))?;
     let clusters = &validated.config.clusters;
-    let source = tern_mirror::flow::connect(&flow.source, &clusters[&flow.source]).await?;
-    let target = tern_mirror::flow::connect(&flow.target, &clusters[&flow.target]).await?;
+    let source = tern_mirror::cluster::connect(&flow.source, &clusters[&flow.source]).await?;
+    let target = tern_mirror::cluster::connect(&flow.target, &clusters[&flow.target]).await?;
     let rows = tern_mirror::checkpoint::translate_group(flow, &source, &target, &args.group).await?;
     if rows.is_empty() {
         println!("group {} has no committed offsets on replicated topics of {}", args.group, flow.name());

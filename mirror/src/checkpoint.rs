@@ -116,7 +116,7 @@ pub async fn persist_entries(flow: &Flow, source: &Client, target: &Client, tp: 
     if added.is_empty() && removed.is_empty() {
         return Ok(());
     }
-    let now = crate::flow::now_ms();
+    let now = crate::clock::now_ms();
     let mut records: Vec<(Bytes, Option<Bytes>)> = added.iter().map(|e| (map_key(&tp.0, tp.1, e.source), Some(Bytes::copy_from_slice(&e.target.to_be_bytes())))).collect();
     records.extend(removed.iter().map(|e| (map_key(&tp.0, tp.1, e.source), None)));
     let batch = encode_records(&records, now)?;
@@ -158,7 +158,7 @@ pub async fn checkpoint_groups(
     maps: &HashMap<Tp, OffsetMap>,
 ) -> Result<BTreeMap<(String, Tp), GroupPartition>> {
     let groups: Vec<String> = source.list_groups().await.map_err(|e| Error::cluster(&flow.source, e))?.into_iter().filter(|g| replicates_group(flow, g)).collect();
-    let now = crate::flow::now_ms();
+    let now = crate::clock::now_ms();
     let mut out = BTreeMap::new();
     let mut checkpoints: Vec<(Bytes, Option<Bytes>)> = Vec::new();
     for group in groups {
@@ -235,7 +235,7 @@ pub async fn translate_group(flow: &Flow, source: &Client, target: &Client, grou
     let mut maps = load_offset_maps(flow, target).await?;
     let committed = source.all_committed_offsets(group).await.map_err(|e| Error::cluster(&flow.source, e))?;
     let tps: Vec<Tp> = committed.keys().filter(|(t, _)| naming::replicates(flow, t)).cloned().collect();
-    let positions = source.committed_offsets(&crate::flow::group_id(flow), &tps).await.map_err(|e| Error::cluster(&flow.source, e))?;
+    let positions = source.committed_offsets(&crate::names::group_id(flow), &tps).await.map_err(|e| Error::cluster(&flow.source, e))?;
     let mut rows = Vec::new();
     for tp in tps {
         let remote = naming::remote_topic(flow, &tp.0);

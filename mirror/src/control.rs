@@ -143,7 +143,7 @@ pub async fn read(client: &Client, cluster: &str, flow: &str) -> Result<Control>
 pub async fn write(client: &Client, cluster: &str, flow: &str, control: &Control) -> Result<()> {
     crate::checkpoint::ensure_compacted(client, cluster, CONTROL_TOPIC).await?;
     let value = serde_json::to_vec(control).map_err(|e| Error::Other(format!("encoding the control record: {e}")))?;
-    let records = crate::checkpoint::encode_records(&[(Bytes::from(flow.to_string()), Some(Bytes::from(value)))], crate::flow::now_ms())?;
+    let records = crate::checkpoint::encode_records(&[(Bytes::from(flow.to_string()), Some(Bytes::from(value)))], crate::clock::now_ms())?;
     client.produce(CONTROL_TOPIC, 0, records, -1, 30_000).await.map_err(|e| Error::cluster(cluster, e))?;
     Ok(())
 }
@@ -152,7 +152,7 @@ pub async fn write(client: &Client, cluster: &str, flow: &str, control: &Control
 pub async fn update(client: &Client, cluster: &str, flow: &str, reason: &str, change: impl FnOnce(&mut Control)) -> Result<Control> {
     let mut c = read(client, cluster, flow).await?;
     change(&mut c);
-    c.updated_at_ms = crate::flow::now_ms();
+    c.updated_at_ms = crate::clock::now_ms();
     c.reason = reason.to_string();
     write(client, cluster, flow, &c).await?;
     Ok(c)

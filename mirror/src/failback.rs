@@ -28,7 +28,7 @@ use crate::control::{self, FailoverState};
 use crate::drill::connect_bounded;
 use crate::error::{Error, Result};
 use crate::failover::{read_state, save_point, wait_workers_gone, MovedGroup, MovedPartition};
-use crate::flow::now_ms;
+use crate::clock::now_ms;
 use crate::offset_map::Entry;
 
 /// Records copied back for one partition.
@@ -104,7 +104,7 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
     // Workers that were members when the source failed are dropped by its coordinator after
     // their session timeout.
     if !wait_workers_gone(flow, &source, deadline).await {
-        return Err(Error::Other(format!("workers of {} still hold group {} on {}: stop them or wait for their session timeout, then run failback again", flow.name(), crate::flow::group_id(flow), flow.source)));
+        return Err(Error::Other(format!("workers of {} still hold group {} on {}: stop them or wait for their session timeout, then run failback again", flow.name(), crate::names::group_id(flow), flow.source)));
     }
 
     // Copy back, pass after pass until the remote topics stop growing.
@@ -134,7 +134,7 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
                 // Idempotent: a retried batch whose first acknowledgement was lost is written once.
                 if let Some((id, epoch)) = producer {
                     let sequence = sequences.entry((topic.clone(), partition)).or_insert(0);
-                    *sequence = crate::flow::stamp_producer(&mut batch, id, epoch, *sequence);
+                    *sequence = crate::producer::stamp_producer(&mut batch, id, epoch, *sequence);
                 }
                 let ack = source.produce(&topic, partition, batch.freeze(), -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
                 let p = &mut point.partitions[i];
@@ -230,7 +230,7 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
             positions.insert(tp, c.source_start - c.stranded_records);
         }
     }
-    source.commit_offsets(&crate::flow::group_id(flow), &Membership::none(), &positions).await.map_err(|e| Error::cluster(&flow.source, e))?;
+    source.commit_offsets(&crate::names::group_id(flow), &Membership::none(), &positions).await.map_err(|e| Error::cluster(&flow.source, e))?;
     let state = control::update(&target, &flow.target, &flow.name(), "tern failback: done", |c| c.state = FailoverState::Active).await?.state;
     progress("state active");
     Ok(FailbackReport {

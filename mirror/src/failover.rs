@@ -25,7 +25,7 @@ use crate::config::{ClusterConfig, Flow};
 use crate::control::{self, FailoverState};
 use crate::drill::{connect_bounded, last_checkpoints, partition_states};
 use crate::error::{Error, Result};
-use crate::flow::now_ms;
+use crate::clock::now_ms;
 use crate::naming;
 use crate::offset_map::Entry;
 
@@ -192,7 +192,7 @@ pub async fn save_point(flow: &Flow, target: &Client, point: &FailoverPoint) -> 
 /// Waits (bounded) until no worker of the flow is a member of its group on the source.
 pub(crate) async fn wait_workers_gone(flow: &Flow, source: &Client, deadline: Instant) -> bool {
     loop {
-        match source.describe_group(&crate::flow::group_id(flow)).await {
+        match source.describe_group(&crate::names::group_id(flow)).await {
             Ok(info) if info.members == 0 => return true,
             Ok(_) | Err(_) => {}
         }

@@ -16,11 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tern_kafka::client::{Client, ClientConfig, GroupMember, HeartbeatOutcome, Membership, EARLIEST, LATEST};
+use tern_kafka::client::{Client, GroupMember, HeartbeatOutcome, Membership, EARLIEST, LATEST};
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::Instrument;
 
+use crate::clock::{now_ms, wait_or_shutdown};
+use crate::cluster::connect;
 use crate::config::{ClusterConfig, Flow, MirrorSettings};
+use crate::names::{group_id, Tp};
+use crate::producer::{batch_spans, encode_one, stamp_producer};
 use crate::error::{Error, Result, RetryHint};
 use crate::mm2::{Heartbeat, HEARTBEATS_TOPIC};
 use crate::checkpoint;
@@ -40,13 +44,6 @@ pub const CONFIG_EXCLUDES: &[&str] = &[
     "unclean.leader.election.enable",
     "min.insync.replicas",
 ];
-
-/// The consumer group the workers of a flow share on the source cluster.
-pub fn group_id(flow: &Flow) -> String {
-    format!("tern.{}.{}", flow.source, flow.target)
-}
-
-type Tp = (String, i32);
 
 /// Shared state of one running flow.
 struct Runtime {
@@ -71,14 +68,6 @@ struct Runtime {
     /// Next sequence number per partition for that producer, kept across rebalances: the
     /// target remembers the last sequence it accepted from this producer.
     sequences: std::sync::Mutex<HashMap<Tp, i32>>,
-}
-
-/// Connects to a cluster, naming it in the error.
-pub async fn connect(name: &str, cluster: &ClusterConfig) -> Result<Client> {
-    let mut config = ClientConfig::new(&cluster.bootstrap);
-    config.client_id = format!("tern-{name}");
-    config.security = crate::cluster_security::resolve(name, cluster)?;
-    Client::connect(config).await.map_err(|e| Error::cluster(name, e))
 }
 
 /// Runs `flow` until `shutdown` turns true.
@@ -329,13 +318,6 @@ impl Assigned {
             rt.status.forget(&tp.0, tp.1);
         }
         self.positions.clear();
-    }
-}
-
-async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *shutdown.borrow(),
-        _ = shutdown.changed() => true,
     }
 }
 
@@ -696,14 +678,6 @@ async fn produce_batch(rt: &Runtime, tp: &Tp, remote: &str, batch: Bytes) -> ter
     }
 }
 
-/// `(position, length, record count)` of every batch of a prepared record set.
-fn batch_spans(records: &[u8]) -> Vec<(usize, usize, usize)> {
-    tern_kafka::batch::Batches::new(records)
-        .filter_map(|b| b.ok())
-        .map(|(at, h)| (at, h.total_len(), h.record_count.max(0) as usize))
-        .collect()
-}
-
 /// Translates the flow's groups for the owned partitions every `checkpoint_interval`, and
 /// trims offset maps below the source's log start.
 async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
@@ -786,18 +760,6 @@ async fn refresh_source_ends(rt: &Runtime, positions: &HashMap<Tp, i64>) {
     }
 }
 
-/// Writes the producer id, epoch and consecutive base sequences into every batch of a record
-/// set (recomputing each CRC); returns the sequence after the last record.
-pub(crate) fn stamp_producer(records: &mut [u8], producer_id: i64, epoch: i16, mut sequence: i32) -> i32 {
-    for (at, len, count) in batch_spans(records) {
-        let count = count as i32;
-        tern_kafka::batch::set_producer(&mut records[at..at + len], producer_id, epoch, sequence);
-        // Kafka's sequences wrap to 0 after i32::MAX.
-        sequence = if sequence > i32::MAX - count { count - (i32::MAX - sequence) - 1 } else { sequence + count };
-    }
-    sequence
-}
-
 async fn committer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
     loop {
         if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
@@ -844,52 +806,5 @@ async fn heartbeats(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
         if wait_or_shutdown(&mut shutdown, rt.settings.heartbeat_interval).await {
             return;
         }
-    }
-}
-
-/// One record as a batch of its own.
-pub fn encode_one(key: Bytes, value: Bytes, timestamp: i64) -> Result<Bytes> {
-    Ok(tern_kafka::records::encode_batch(&[tern_kafka::records::PlainRecord::new(key, Some(value), timestamp)], kafka_protocol::records::Compression::None)?)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tern_kafka::batch::{verify_crc, BatchHeader, Batches};
-    use tern_kafka::records::{encode_batch, PlainRecord};
-
-    fn set_of(counts: &[usize]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (b, n) in counts.iter().enumerate() {
-            let records: Vec<PlainRecord> = (0..*n).map(|i| PlainRecord::new(format!("{b}-{i}"), None, 0)).collect();
-            out.extend_from_slice(&encode_batch(&records, kafka_protocol::records::Compression::Lz4).expect("encode"));
-        }
-        out
-    }
-
-    #[test]
-    fn batches_get_consecutive_sequences_and_valid_crcs() {
-        let mut set = set_of(&[3, 5, 1]);
-        let next = stamp_producer(&mut set, 42, 7, 10);
-        assert_eq!(next, 19);
-        let headers: Vec<BatchHeader> = Batches::new(&set).map(|b| b.expect("batch").1).collect();
-        assert_eq!(headers.iter().map(|h| (h.producer_id, h.producer_epoch, h.base_sequence)).collect::<Vec<_>>(), vec![(42, 7, 10), (42, 7, 13), (42, 7, 18)]);
-        for item in Batches::new(&set) {
-            let (at, h) = item.expect("batch");
-            verify_crc(&set[at..at + h.total_len()]).expect("crc");
-        }
-    }
-
-    #[test]
-    fn sequences_wrap_to_zero_as_in_kafka() {
-        let mut set = set_of(&[3, 2]);
-        let next = stamp_producer(&mut set, 1, 0, i32::MAX - 1);
-        let bases: Vec<i32> = Batches::new(&set).map(|b| b.expect("batch").1.base_sequence).collect();
-        assert_eq!(bases, vec![i32::MAX - 1, 1]);
-        assert_eq!(next, 3);
     }
 }

@@ -4,6 +4,9 @@
 //! - [`cluster_security`]: per-cluster TLS and SASL settings; secrets by reference only.
 //! - [`naming`]: which source topics a flow replicates and what they are called on the target.
 //! - [`flow`]: one flow at work: remote topics, fetch, produce, commit, heartbeats.
+//! - Leaf modules that import nothing of the replication loop: [`clock`] (the one clock),
+//!   [`cluster`] (connecting to a configured cluster), [`names`] (the flow's group, the
+//!   partition type), [`producer`] (stamping batches for the idempotent producer).
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
 //! - [`control`]: pause and failover state, shared by every worker of a flow.
 //! - [`drill`]: disaster-recovery drills (RPO, RTO, per-group verification) and their history.
@@ -26,6 +29,8 @@
 //! ```
 
 pub mod checkpoint;
+pub mod clock;
+pub mod cluster;
 pub mod cluster_security;
 pub mod config;
 pub mod control;
@@ -36,8 +41,10 @@ pub mod failover;
 pub mod flow;
 pub mod import_mm2;
 pub mod mm2;
+pub mod names;
 pub mod naming;
 pub mod offset_map;
+pub mod producer;
 pub mod status;
 pub mod transform;
 

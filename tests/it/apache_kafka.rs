@@ -119,7 +119,6 @@ fn ephemeral_range() -> (u32, u32) {
 pub struct KafkaNode {
     pub id: i32,
     pub port: u16,
-    pub controller_port: u16,
     dir: PathBuf,
     watchdog: Option<std::process::Child>,
 }
@@ -207,7 +206,7 @@ impl KafkaCluster {
                 data = dir.join("data").display(),
             );
             std::fs::write(dir.join("server.properties"), props).expect("server.properties");
-            cluster.nodes.push(KafkaNode { id, port, controller_port, dir, watchdog: None });
+            cluster.nodes.push(KafkaNode { id, port, dir, watchdog: None });
         }
         // Format every node's storage (as kafka-storage.sh format does), in parallel.
         let formats: Vec<_> = cluster
@@ -312,10 +311,6 @@ impl KafkaCluster {
     pub fn restart_node(&mut self, id: i32) {
         self.launch((id - 1) as usize);
         self.wait_ready(Duration::from_secs(120));
-    }
-
-    pub fn node_by_port(&self, port: u16) -> Option<&KafkaNode> {
-        self.nodes.iter().find(|n| n.port == port)
     }
 }
 

@@ -46,13 +46,6 @@ impl TestCluster {
         }
     }
 
-    pub fn kind(&self) -> Kind {
-        match self {
-            TestCluster::Tern(_) => Kind::Tern,
-            TestCluster::Kafka(_) => Kind::Kafka,
-        }
-    }
-
     pub fn bootstrap(&self) -> String {
         match self {
             TestCluster::Tern(b) => b.bootstrap(),

@@ -631,7 +631,7 @@ async fn planned_failover_then_failback(kind: Kind) {
     assert_eq!(end(&target, &remote, 0).await, 200, "drained: everything reached the target");
     assert_eq!(target.all_committed_offsets(&ledger).await.expect("offsets").get(&(remote.clone(), 0)), Some(&130), "final group offsets synced");
     let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
-    assert_eq!(source.describe_group(&tern_mirror::flow::group_id(&flow)).await.expect("group").members, 0, "the workers left the flow's group");
+    assert_eq!(source.describe_group(&tern_mirror::names::group_id(&flow)).await.expect("group").members, 0, "the workers left the flow's group");
 
     // confluent-kafka, joining the group on the target, reads exactly the 70 records the group
     // had not consumed on the source.

@@ -89,7 +89,7 @@ pub fn lag_seconds(p: &tern_mirror::status::PartitionStatus, now: i64) -> Option
     }
 }
 
-pub use tern_mirror::flow::now_ms;
+pub use tern_mirror::clock::now_ms;
 
 impl Collector for FlowCollector {
     fn desc(&self) -> Vec<&Desc> {

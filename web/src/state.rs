@@ -161,7 +161,7 @@ impl AppState {
             return Ok(c.clone());
         }
         // Connect without holding the map: an unreachable cluster must not hold up the others.
-        let c = tokio::time::timeout(POLL_TIMEOUT, tern_mirror::flow::connect(cluster, &info.config))
+        let c = tokio::time::timeout(POLL_TIMEOUT, tern_mirror::cluster::connect(cluster, &info.config))
             .await
             .map_err(|_| format!("cluster {cluster}: no answer within {} s", POLL_TIMEOUT.as_secs()))?
             .map_err(|e| e.to_string())?;
@@ -221,7 +221,7 @@ impl AppState {
             return Ok(FlowProgress { polled_at_ms: crate::metrics::now_ms(), ..Default::default() });
         }
         let client = self.client(&flow.source).await?;
-        let committed = client.committed_offsets(&tern_mirror::flow::group_id(flow), &partitions).await.map_err(|e| e.to_string())?;
+        let committed = client.committed_offsets(&tern_mirror::names::group_id(flow), &partitions).await.map_err(|e| e.to_string())?;
         let ends = client.list_offsets(&partitions, tern_kafka::client::LATEST).await.map_err(|e| e.to_string())?;
         Ok(FlowProgress { committed, ends, polled_at_ms: crate::metrics::now_ms() })
     }

@@ -33,7 +33,7 @@ pub use report::{DrillReport, DrillSummary, GroupPartitionReport, GroupReport, P
 use crate::checkpoint::{self, Tp};
 use crate::config::{ClusterConfig, Flow};
 use crate::error::{Error, Result};
-use crate::flow::now_ms;
+use crate::clock::now_ms;
 use crate::naming;
 use crate::offset_map::{Entry, OffsetMap, Translation};
 
@@ -131,7 +131,7 @@ pub fn drill_group(id: &str, group: &str) -> String {
 
 /// Connects within `timeout`; the error is one line naming the cluster.
 pub async fn connect_bounded(name: &str, cluster: &ClusterConfig, timeout: Duration) -> std::result::Result<Client, String> {
-    match tokio::time::timeout(timeout, crate::flow::connect(name, cluster)).await {
+    match tokio::time::timeout(timeout, crate::cluster::connect(name, cluster)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("cluster {name}: no answer from {} within {timeout:?}", cluster.bootstrap)),
@@ -290,7 +290,7 @@ pub(crate) async fn partition_states(flow: &Flow, source: &Client, target: &Clie
         .collect();
     tps.sort();
     let mut maps = checkpoint::load_offset_maps(flow, target).await?;
-    let positions = source.committed_offsets(&crate::flow::group_id(flow), &tps).await.map_err(|e| Error::cluster(&flow.source, e))?;
+    let positions = source.committed_offsets(&crate::names::group_id(flow), &tps).await.map_err(|e| Error::cluster(&flow.source, e))?;
     let _ = target.refresh_metadata(None).await;
     let mut out = BTreeMap::new();
     for tp in tps {
