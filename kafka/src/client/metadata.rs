@@ -99,7 +99,9 @@ impl Client {
 
     /// The leader's connection for a partition, refreshing metadata once if it is unknown.
     pub async fn leader_connection(&self, topic: &str, partition: i32) -> Result<(i32, std::sync::Arc<super::BrokerConnection>)> {
-        let mut leader = self.metadata_snapshot().leader(topic, partition);
+        // Looked up under the lock, not from a snapshot: a clone of the whole cluster's
+        // metadata per produce request would cost in proportion to the cluster's size.
+        let mut leader = self.metadata.lock().unwrap_or_else(|p| p.into_inner()).leader(topic, partition);
         if leader.is_none() {
             leader = self.refresh_metadata(Some(&[topic.to_string()])).await?.leader(topic, partition);
         }

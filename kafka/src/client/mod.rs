@@ -113,7 +113,7 @@ impl Client {
 
     /// A connection to the broker with id `node`.
     pub async fn broker_connection(&self, node: i32) -> Result<Arc<BrokerConnection>> {
-        let addr = self.metadata_snapshot().brokers.get(&node).cloned();
+        let addr = self.metadata.lock().unwrap_or_else(|p| p.into_inner()).brokers.get(&node).cloned();
         match addr {
             Some(addr) => self.connection(&addr).await,
             None => Err(Error::Protocol(format!("broker {node} is not in the cluster metadata"))),
