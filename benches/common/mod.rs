@@ -1,6 +1,9 @@
-//! Shared by the benchmarks: brokers as child processes, /proc readings, record batches.
+//! Shared by the benchmarks: brokers as child processes (`tern broker` here, Apache Kafka in
+//! [`kafka`]), /proc readings, record batches.
 
 #![allow(dead_code)]
+
+pub mod kafka;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
