@@ -22,3 +22,4 @@ mod security;
 mod dashboard;
 mod drills;
 mod kafka_tools;
+mod mm2;
