@@ -22,6 +22,12 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// The longest prefix of a fetched record set made of whole batches.
+fn whole_batches(records: Bytes) -> Bytes {
+    let end = crate::batch::Batches::new(&records).map_while(|b| b.ok()).last().map_or(0, |(at, h)| at + h.total_len());
+    records.slice(..end)
+}
+
 /// ListOffsets' special timestamps.
 pub const LATEST: i64 = -1;
 pub const EARLIEST: i64 = -2;
@@ -124,7 +130,9 @@ impl Client {
             if p.error_code != 0 {
                 return Err(Error::kafka(p.error_code, format!("reading {topic}/{partition} at {next}")));
             }
-            let mut records = p.records.clone().unwrap_or_default();
+            // A fetch answers with a byte range of the log, which may end inside a batch: only
+            // whole batches are decoded, the rest comes with the next fetch.
+            let mut records = whole_batches(p.records.clone().unwrap_or_default());
             if records.is_empty() {
                 break;
             }
@@ -348,5 +356,20 @@ impl Client {
             Ok(c) => Ok(c),
             Err(_) => self.any_connection().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::Compression;
+
+    #[test]
+    fn a_batch_cut_by_the_fetch_size_is_left_for_the_next_fetch() {
+        let one = crate::records::encode_batch(&[crate::records::PlainRecord::new("k", Some(Bytes::from_static(b"v")), 1)], Compression::Lz4).expect("encode");
+        let mut two = one.to_vec();
+        two.extend_from_slice(&one[..one.len() - 3]);
+        assert_eq!(whole_batches(Bytes::from(two)), one);
+        assert!(whole_batches(one.slice(..10)).is_empty());
     }
 }
