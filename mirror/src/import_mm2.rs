@@ -220,10 +220,26 @@ pub fn import(text: &str) -> Result<Imported, String> {
     if flows == 0 {
         return Err("no flow is enabled (no `A->B.enabled = true`)".into());
     }
+    let mut mirror = String::new();
     if let Some(secs) = get("refresh.topics.interval.seconds", &mut used).and_then(|v| v.parse::<u64>().ok()) {
-        toml += &format!("[mirror]\ntopic_refresh_interval = \"{secs}s\"\n\n");
+        mirror += &format!("topic_refresh_interval = \"{secs}s\"\n");
+    }
+    // The consumer's fetch sizes, set for all clusters (`consumer.`), one (`A.consumer.`) or a
+    // flow (`A->B.consumer.`): Tern has one setting for every flow, so the largest is taken.
+    for (mm2_key, tern_key) in [("consumer.fetch.max.bytes", "fetch_max_bytes"), ("consumer.max.partition.fetch.bytes", "partition_max_bytes")] {
+        let keys: Vec<String> = props.keys().filter(|k| *k == mm2_key || k.ends_with(&format!(".{mm2_key}"))).cloned().collect();
+        let largest = keys.iter().filter_map(|k| props.get(k).and_then(|v| v.trim().parse::<u64>().ok())).max();
+        if let Some(bytes) = largest {
+            used.extend(keys);
+            mirror += &format!("{tern_key} = {bytes}\n");
+        }
+    }
+    if !mirror.is_empty() {
+        toml += &format!("[mirror]\n{mirror}\n");
     }
     let reasons: &[(&str, &str)] = &[
+        ("topic.replication.factor", "Tern's internal topics get the target cluster's default replication factor"),
+        ("storage.replication.factor", "Tern keeps no Kafka Connect topics"),
         ("sync.topic.configs.enabled", "Tern always copies topic configs (minus its documented exclusion list)"),
         ("sync.group.offsets.interval.seconds", "Tern syncs group offsets with every checkpoint (checkpoint_interval)"),
         ("replication.factor", "remote topics get the target cluster's default replication factor"),
@@ -330,5 +346,18 @@ dst.ssl.keystore.type = PEM
     fn refuses_what_it_cannot_convert() {
         assert!(import("a.bootstrap.servers = x:1").is_err());
         assert!(import("clusters = a, b\na.bootstrap.servers = x:1\nb.bootstrap.servers = y:1\n").is_err(), "no flow enabled");
+    }
+
+    #[test]
+    fn consumer_fetch_sizes_become_the_mirror_settings() {
+        let mm2 = "clusters = a, b\na.bootstrap.servers = 127.0.0.1:1\nb.bootstrap.servers = 127.0.0.1:2\na->b.enabled = true\n\
+                   a.consumer.fetch.max.bytes = 104857600\nconsumer.fetch.max.bytes = 1048576\n\
+                   a->b.consumer.max.partition.fetch.bytes = 4194304\ncheckpoints.topic.replication.factor = 1\n";
+        let imported = import(mm2).expect("converts");
+        let v = crate::config::parse(&imported.toml).expect("the converted config validates");
+        assert_eq!(v.config.mirror.fetch_max_bytes, 104_857_600, "{}", imported.toml);
+        assert_eq!(v.config.mirror.partition_max_bytes, 4_194_304);
+        assert!(!imported.not_carried.iter().any(|n| n.contains("fetch")), "{:?}", imported.not_carried);
+        assert!(imported.not_carried.iter().any(|n| n.starts_with("checkpoints.topic.replication.factor: Tern's internal topics")), "{:?}", imported.not_carried);
     }
 }
