@@ -32,7 +32,15 @@ pub(crate) fn check(records: &[u8], config: &LogConfig, log_append_time: bool, n
         // Records are read only where a record rule applies (as Kafka, which skips nothing,
         // but a topic without timestamp limits needs no timestamp pass).
         let ranged = config.timestamp_before_max_ms != i64::MAX || config.timestamp_after_max_ms != i64::MAX;
-        let wants_records = config.cleanup_compact || (!log_append_time && ranged) || h.is_log_append_time();
+        // A compressed batch whose header puts its first and largest timestamp in range is not
+        // decompressed for the timestamp rule: the header is the producer's account of its
+        // records, and decompressing every batch would cost CPU and, unbounded, memory. An
+        // uncompressed batch is read record by record, as Kafka does.
+        let (earliest, latest) = (now_ms.saturating_sub(config.timestamp_before_max_ms), now_ms.saturating_add(config.timestamp_after_max_ms));
+        let header_in_range = [h.base_timestamp, h.max_timestamp].iter().all(|t| *t == -1 || (earliest..=latest).contains(t));
+        let compressed = h.codec() != tern_kafka::batch::Codec::None;
+        let timestamps_to_read = !log_append_time && ranged && !(compressed && header_in_range);
+        let wants_records = config.cleanup_compact || timestamps_to_read || h.is_log_append_time();
         if !wants_records {
             before += h.record_count as usize;
             continue;
@@ -53,7 +61,6 @@ pub(crate) fn check(records: &[u8], config: &LogConfig, log_append_time: bool, n
             }
             let timestamp = if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp.wrapping_add(r.timestamp_delta) };
             if !log_append_time && timestamp != -1 {
-                let (earliest, latest) = (now_ms.saturating_sub(config.timestamp_before_max_ms), now_ms.saturating_add(config.timestamp_after_max_ms));
                 if timestamp < earliest || timestamp > latest {
                     let offset = h.base_offset + i64::from(r.offset_delta);
                     record_errors.push(RecordError {
