@@ -112,11 +112,15 @@ impl Client {
     }
 
     /// A connection to the broker with id `node`.
+    ///
+    /// A broker missing from the metadata is retriable: a killed broker leaves the broker list
+    /// before the controller moves its partitions, so for a few seconds metadata can name a
+    /// leader that no longer answers; a refresh later names the new one.
     pub async fn broker_connection(&self, node: i32) -> Result<Arc<BrokerConnection>> {
         let addr = self.metadata.lock().unwrap_or_else(|p| p.into_inner()).brokers.get(&node).cloned();
         match addr {
             Some(addr) => self.connection(&addr).await,
-            None => Err(Error::Protocol(format!("broker {node} is not in the cluster metadata"))),
+            None => Err(Error::Unreachable(format!("broker {node} is not in the cluster metadata"))),
         }
     }
 
