@@ -27,7 +27,7 @@ pub async fn drill(args: DrillArgs) -> anyhow::Result<i32> {
         DrillProgress::Connected { cluster, error: Some(e) } => eprintln!("  cluster {cluster}: unreachable: {e}"),
         DrillProgress::Groups { groups } => eprintln!("  {} group(s) to check", groups.len()),
         DrillProgress::Applied { group, drill_group, apply_ms, read_through } => {
-            eprintln!("  {group}: applied to {drill_group} and read through in {apply_ms} ms ({})", if read_through { "ok" } else { "FAILED" })
+            eprintln!("  {group}: applied to {drill_group} in {apply_ms} ms; read through: {read_through}")
         }
         _ => {}
     })
@@ -46,7 +46,8 @@ pub async fn drill(args: DrillArgs) -> anyhow::Result<i32> {
 }
 
 fn print_report(r: &DrillReport) {
-    println!("drill {} of {} (flow {}): {}", r.id, r.flow, r.flow_state, r.verdict.to_string().to_uppercase());
+    let flow_state = r.flow_state.map(|s| s.to_string()).unwrap_or_else(|| "state unknown".into());
+    println!("drill {} of {} (flow {flow_state}): {}", r.id, r.flow, r.verdict);
     let rto = r.rto_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "not measured".into());
     println!("RPO {} record(s), {:.1} s   RTO {rto}   re-delivered {}   missed {}", r.rpo_records, r.rpo_seconds, r.redelivered_records, r.missed_records);
     for e in &r.errors {
@@ -61,7 +62,8 @@ fn print_report(r: &DrillReport) {
     }
     for g in &r.groups {
         println!();
-        println!("group {}: {} - {}", g.group, g.verdict.to_string().to_uppercase(), g.reason);
+        let read = g.read_through.map(|r| format!("; read through: {r}")).unwrap_or_default();
+        println!("group {}: {} - {}{read}", g.group, g.verdict, g.reason);
         if g.partitions.is_empty() {
             continue;
         }
@@ -70,11 +72,7 @@ fn print_report(r: &DrillReport) {
             "remote topic", "partition", "committed", "translated", "rpo records", "redelivered", "missed", "read"
         );
         for p in &g.partitions {
-            let read = match p.read_through {
-                Some(true) => "ok",
-                Some(false) => "FAILED",
-                None => "-",
-            };
+            let read = p.read_through.map(|r| r.as_str()).unwrap_or("-");
             println!(
                 "  {:<30} {:>9} {:>10} {:>10} {:>11} {:>11} {:>7} {:>7}  {}",
                 p.remote_topic,

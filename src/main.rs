@@ -418,11 +418,8 @@ async fn offsets(args: OffsetsArgs) -> anyhow::Result<()> {
     }
     println!("{:<30} {:>9} {:>16} {:>17} {:>15}  state", "topic", "partition", "source committed", "translated target", "replicated end");
     for r in rows {
-        let (target, state) = match r.translation {
-            tern_mirror::offset_map::Translation::Exact(t) => (t.to_string(), "exact"),
-            tern_mirror::offset_map::Translation::AheadOfReplication { target } => (target.to_string(), "ahead of replication"),
-            tern_mirror::offset_map::Translation::BeforeMap => ("-".to_string(), "nothing replicated yet"),
-        };
+        let target = r.translation.target().map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+        let state = r.translation.state();
         println!("{:<30} {:>9} {:>16} {:>17} {:>15}  {state}", r.remote_topic, r.partition, r.committed, target, r.replicated_end);
     }
     Ok(())

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::mm2::{checkpoints_topic, offset_syncs_topic, Checkpoint, OffsetSync};
 use crate::naming;
 use crate::offset_map::{Entry, OffsetMap, Translation};
+use crate::states::SyncState;
 
 pub type Tp = (String, i32);
 
@@ -146,8 +147,10 @@ pub struct GroupPartition {
     pub translation: Translation,
     /// When the checkpoint was emitted (ms), -1 if it could not be.
     pub checkpoint_at: i64,
-    /// What happened to the target group: synced, not needed, or why not.
-    pub sync: String,
+    /// What the last sync of the target group did.
+    pub sync: SyncState,
+    /// Why a sync is blocked or failed, as the operator should read it.
+    pub sync_reason: Option<String>,
 }
 
 /// Translates, checkpoints and syncs the flow's groups for the owned partitions.
@@ -181,12 +184,13 @@ pub async fn checkpoint_groups(
                 translated.insert(remote, t);
                 at = now;
             }
-            out.insert((group.clone(), tp), GroupPartition { committed: offset, translation, checkpoint_at: at, sync: String::new() });
+            out.insert((group.clone(), tp), GroupPartition { committed: offset, translation, checkpoint_at: at, sync: SyncState::Off, sync_reason: None });
         }
         if flow.sync_group_offsets && !translated.is_empty() {
-            let outcome = sync_group(target, &group, &translated).await;
+            let (sync, reason) = sync_group(target, &group, &translated).await;
             for (_, gp) in out.iter_mut().filter(|((g, _), _)| *g == group) {
-                gp.sync = outcome.clone();
+                gp.sync = sync;
+                gp.sync_reason = reason.clone();
             }
         }
     }
@@ -199,20 +203,28 @@ pub async fn checkpoint_groups(
 
 /// Commits translated offsets to the same-named group on the target, never moving it
 /// backwards and never touching a group that has active members there.
-pub(crate) async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> String {
+pub(crate) async fn sync_group(target: &Client, group: &str, translated: &BTreeMap<Tp, i64>) -> (SyncState, Option<String>) {
     match target.describe_group(group).await {
-        Ok(info) if info.members > 0 => return format!("not synced: {} active member(s) on the target ({})", info.members, info.state),
+        Ok(info) if info.members > 0 => return (SyncState::Blocked, Some(format!("{} active member(s) on the target ({})", info.members, info.state))),
         Ok(_) => {}
-        Err(e) => return format!("not synced: {e}"),
+        Err(e) => return (SyncState::Failed, Some(e.to_string())),
     }
     let current = target.all_committed_offsets(group).await.unwrap_or_default();
     let forward: BTreeMap<Tp, i64> = translated.iter().filter(|(tp, t)| current.get(*tp).is_none_or(|c| *t > c)).map(|(tp, t)| (tp.clone(), *t)).collect();
     if forward.is_empty() {
-        return "in sync".into();
+        return (SyncState::InSync, None);
     }
     match target.commit_offsets(group, &Membership::none(), &forward).await {
-        Ok(()) => "synced".into(),
-        Err(e) => format!("not synced: {e}"),
+        Ok(()) => (SyncState::Synced, None),
+        Err(e) => (SyncState::Failed, Some(e.to_string())),
+    }
+}
+
+/// A sync's outcome in one line: the state's word, and why when it has a reason.
+pub fn sync_text((state, reason): (SyncState, Option<String>)) -> String {
+    match reason {
+        Some(r) => format!("{state}: {r}"),
+        None => state.to_string(),
     }
 }
 

@@ -28,31 +28,7 @@ pub const CONTROL_TOPIC: &str = "tern-control.internal";
 /// How often workers look for a new decision.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where a flow stands in the failover cycle.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailoverState {
-    /// Replicating source to target.
-    #[default]
-    Active,
-    /// `tern failover` is draining the flow and moving groups to the target.
-    FailingOver,
-    /// Clients use the target; the flow does not replicate.
-    FailedOver,
-    /// `tern failback` is copying back what the target received and moving groups home.
-    FailingBack,
-}
-
-impl std::fmt::Display for FailoverState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FailoverState::Active => "active",
-            FailoverState::FailingOver => "failing-over",
-            FailoverState::FailedOver => "failed-over",
-            FailoverState::FailingBack => "failing-back",
-        })
-    }
-}
+pub use crate::states::FailoverState;
 
 /// The operators' latest decision about one flow.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

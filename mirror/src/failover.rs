@@ -80,7 +80,8 @@ pub struct FailoverPoint {
 pub struct MovedGroup {
     pub group: String,
     pub partitions: Vec<MovedPartition>,
-    /// `synced`, `in sync`, or why not (active members on the target, an error).
+    /// The sync's state word (`synced`, `in-sync`, `blocked`, `failed`), with the reason
+    /// after a colon when there is one.
     pub outcome: String,
 }
 
@@ -346,7 +347,7 @@ async fn planned(
         if translated.is_empty() {
             continue;
         }
-        let outcome = checkpoint::sync_group(target, &group, &translated).await;
+        let outcome = checkpoint::sync_text(checkpoint::sync_group(target, &group, &translated).await);
         groups.push(MovedGroup { group, partitions, outcome });
     }
     Ok((point, groups, drained))
@@ -400,7 +401,7 @@ async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Sen
     }
     let mut groups = Vec::new();
     for (group, (partitions, translated)) in by_group {
-        let outcome = checkpoint::sync_group(target, &group, &translated).await;
+        let outcome = checkpoint::sync_text(checkpoint::sync_group(target, &group, &translated).await);
         groups.push(MovedGroup { group, partitions, outcome });
     }
     Ok((FailoverPoint { flow: flow.name(), mode: "unplanned".into(), at_ms, partitions }, groups))

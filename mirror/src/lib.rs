@@ -11,6 +11,8 @@
 //! - [`control`]: pause and failover state, shared by every worker of a flow.
 //! - [`drill`]: disaster-recovery drills (RPO, RTO, per-group verification) and their history.
 //! - [`failover`], [`failback`]: moving a flow's clients to its target and back.
+//! - [`states`]: every state an operator reads (health, failover, translation, drill checks,
+//!   group sync), each with one spelling.
 //! - [`status`]: per-partition positions, lag and errors, read by metrics and the dashboard.
 //! - [`mm2`]: MirrorMaker 2's internal record formats (heartbeats, checkpoints, offset syncs).
 //!
@@ -45,6 +47,7 @@ pub mod names;
 pub mod naming;
 pub mod offset_map;
 pub mod producer;
+pub mod states;
 pub mod status;
 pub mod transform;
 

@@ -41,6 +41,16 @@ pub enum Translation {
 }
 
 impl Translation {
+    /// The state's one spelling, for reports, pages and metrics.
+    pub fn state(&self) -> crate::states::TranslationState {
+        use crate::states::TranslationState;
+        match self {
+            Translation::Exact(_) => TranslationState::Exact,
+            Translation::AheadOfReplication { .. } => TranslationState::AheadOfReplication,
+            Translation::BeforeMap => TranslationState::NothingReplicated,
+        }
+    }
+
     pub fn target(&self) -> Option<i64> {
         match self {
             Translation::Exact(t) | Translation::AheadOfReplication { target: t } => Some(*t),

@@ -365,6 +365,19 @@ async fn dashboard_api_and_metrics_show_a_running_flow() {
         .collect();
     assert_eq!(lag, (0..4).map(|p| (p.to_string(), 25.0)).collect::<BTreeMap<_, _>>());
     assert!(samples.iter().any(|s| s.name == "tern_group_translated_offset" && s.labels.get("group").map(String::as_str) == Some("billing") && s.value == 40.0));
+    // States carry their one spelling in labels, pages and JSON alike.
+    let state_of = |name: &str, group: Option<&str>| -> Vec<String> {
+        samples.iter().filter(|s| s.name == name && s.labels.get("group").map(String::as_str) == group && s.value == 1.0).map(|s| s.labels["state"].clone()).collect()
+    };
+    assert_eq!(state_of("tern_flow_failover_state", None), ["active"]);
+    assert!(state_of("tern_group_translation_state", Some("billing")).contains(&"exact".to_string()));
+    let flow_json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
+    assert_eq!((flow_json["health"].as_str(), flow_json["failover_state"].as_str()), (Some("paused"), Some("active")));
+    let billing_row = flow_json["groups"].as_array().expect("groups").iter().find(|g| g["group"] == "billing" && g["partition"] == 0).expect("billing").clone();
+    assert_eq!(billing_row["state"], "exact");
+    let sync = billing_row["sync"].as_str().expect("sync word");
+    assert_eq!(state_of("tern_group_sync_state", Some("billing")).first().map(String::as_str), Some(sync));
+    assert!(tern_mirror::states::SyncState::ALL.iter().any(|s| s.as_str() == sync), "{sync}");
 
     // Resume through the API with the bearer token: everything arrives.
     let resumed = web.post_api("/api/v1/flows/src-%3Edst/resume", Some(TOKEN)).await;
@@ -644,11 +657,11 @@ async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
         .map(|tr| tr.select(&sel("td")).map(|c| c.text().collect::<String>()).collect())
         .collect();
     let resume: Vec<Vec<String>> = rows.iter().map(|r| r[1..6].to_vec()).collect();
-    let expected = [["0", "20", "20", "exact", "match"], ["1", "50", "50", "ahead-of-replication", "match"], ["2", "0", "-", "before-map", "nothing-to-compare"]];
+    let expected = [["0", "20", "20", "exact", "match"], ["1", "50", "50", "ahead-of-replication", "match"], ["2", "0", "-", "nothing-replicated", "nothing-to-compare"]];
     assert_eq!(resume, expected.map(|r| r.map(String::from).to_vec()), "{rows:?}");
     let id = report_path.trim_start_matches("/drills/").to_string();
     let json = web.get(&format!("/api/v1/drills/{id}"), None).await.json();
-    assert_eq!((json["verdict"].as_str(), json["rpo_records"].as_i64(), json["schema_version"].as_i64()), (Some("pass"), Some(0), Some(1)));
+    assert_eq!((json["verdict"].as_str(), json["rpo_records"].as_i64(), json["schema_version"].as_i64()), (Some("pass"), Some(0), Some(2)));
     assert_eq!(json["groups"][0]["group"], "payments-app");
     assert!(json["rto_ms"].as_u64().is_some(), "RTO measured");
 

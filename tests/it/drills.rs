@@ -13,6 +13,7 @@ use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use tern_kafka::client::{Client, ClientConfig, Connection, GroupMember, Membership, LATEST};
 use tern_mirror::drill::{DrillReport, Verdict};
+use tern_mirror::states::{Check, ReadThrough};
 
 use crate::apache_kafka::KafkaCluster;
 use crate::clusters::*;
@@ -88,13 +89,19 @@ fn write_config(dir: &Path, aliases: &Aliases, source: &str, target: &str, topic
 }
 
 fn drill_json(config: &Path, json: &Path, flow: &str, groups: &str) -> (i32, DrillReport, serde_json::Value) {
+    let (code, report, value, _) = drill_json_and_text(config, json, flow, groups);
+    (code, report, value)
+}
+
+/// `tern drill` with its JSON report and what it printed.
+fn drill_json_and_text(config: &Path, json: &Path, flow: &str, groups: &str) -> (i32, DrillReport, serde_json::Value, String) {
     // A report left by an earlier run must not stand in for this one.
     let _ = std::fs::remove_file(json);
-    let (code, _) = tern(&["drill", "--config", config.to_str().expect("path"), "--flow", flow, "--groups", groups, "--json", json.to_str().expect("path"), "--timeout", "10s"]);
+    let (code, printed) = tern(&["drill", "--config", config.to_str().expect("path"), "--flow", flow, "--groups", groups, "--json", json.to_str().expect("path"), "--timeout", "10s"]);
     let text = std::fs::read_to_string(json).expect("the JSON report");
     let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let report: DrillReport = serde_json::from_str(&text).expect("a DrillReport");
-    (code, report, value)
+    (code, report, value, printed)
 }
 
 pub fn now_ms() -> i64 {
@@ -170,9 +177,9 @@ async fn a_drill_reports_exact_rpo(kind: Kind) {
     let (code, report, value) = drill_json(&config, &json, &flow_name, &groups);
     println!("{kind:?}: drill took {:?}: RPO {} records / {:.2} s, RTO {:?} ms", started.elapsed(), report.rpo_records, report.rpo_seconds, report.rto_ms);
     assert_eq!(code, 1, "groups would lose the held-back records: exit code 1");
-    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["schema_version"], 2);
     assert_eq!(report.verdict, Verdict::Fail);
-    assert_eq!(report.flow_state, "active");
+    assert_eq!(report.flow_state, Some(tern_mirror::control::FailoverState::Active));
     assert_eq!(report.rpo_records, held0 + held1, "RPO = exactly the records held back");
     let rpo: Vec<(i32, i64, i64)> = report.partitions.iter().map(|p| (p.partition, p.replicated_end, p.rpo_records)).collect();
     assert_eq!(rpo, vec![(0, 100, held0), (1, 100, held1)]);
@@ -191,14 +198,14 @@ async fn a_drill_reports_exact_rpo(kind: Kind) {
     assert_eq!(group(&report, &idle).verdict, Verdict::NoOffsets, "{:?}", group(&report, &idle));
     let drill_prefix = format!("tern-drill.{}.", report.id);
     for (g, committed) in [(billing_report, [40, 100]), (audit_report, [0, 73])] {
-        assert_eq!(g.read_through, Some(true), "{}: {}", g.group, g.reason);
+        assert_eq!(g.read_through, Some(ReadThrough::Read), "{}: {}", g.group, g.reason);
         assert!(g.drill_group.as_ref().is_some_and(|d| d.starts_with(&drill_prefix)));
         for p in &g.partitions {
             let c = committed[p.partition as usize];
             assert_eq!(p.committed, c);
             // One mirror run on a plain topic: target offsets equal source offsets.
             assert_eq!(p.translated, Some(c), "{} {}", g.group, p.partition);
-            assert_eq!(p.check, "match", "{} {}", g.group, p.partition);
+            assert_eq!(p.check, Check::Match, "{} {}", g.group, p.partition);
             assert_eq!((p.redelivered_records, p.missed_records), (0, 0));
         }
     }
@@ -219,13 +226,59 @@ async fn a_drill_reports_exact_rpo(kind: Kind) {
     // Resume; once caught up a drill passes, with nothing to lose.
     tern_mirror::control::update(&target, &aliases.target, &flow_name, "test: resume", |c| c.paused = false).await.expect("resume");
     wait_caught_up(&source, &target, orders, &remote, 2).await;
-    let (code, report2, _) = drill_json(&config, &json, &flow_name, &groups);
+    // Two more groups: `skipped` committed on partition 0 only (partition 1 has nothing of it),
+    // and `at-end` committed at the end of both partitions (nothing to read on either).
+    let at_end = g("at-end");
+    commit(&source, &at_end, &[(orders, 0, 100 + held0), (orders, 1, 100 + held1)]).await;
+    let groups2 = format!("{groups}|{skipped}|{at_end}");
+    wait_until(Duration::from_secs(30), "checkpoints of the new group", async || {
+        let g = mirror.status[&flow_name].snapshot().groups;
+        g.keys().any(|(name, _)| *name == at_end).then_some(())
+    })
+    .await;
+    let (code, report2, value2, printed) = drill_json_and_text(&config, &json, &flow_name, &groups2);
     assert_eq!(code, 0, "{:?}", report2.groups);
     assert_eq!(report2.verdict, Verdict::Pass);
     assert_eq!(report2.rpo_records, 0);
     assert_eq!(group(&report2, &billing).verdict, Verdict::Pass);
-    let resumes: Vec<(i32, Option<i64>, &str, Option<bool>)> = group(&report2, &billing).partitions.iter().map(|p| (p.partition, p.translated, p.check.as_str(), p.read_through)).collect();
-    assert_eq!(resumes, [(0, Some(40), "match", Some(true)), (1, Some(100), "match", Some(true))], "billing resumes where it committed");
+    let resumes: Vec<(i32, Option<i64>, Check, Option<ReadThrough>)> = group(&report2, &billing).partitions.iter().map(|p| (p.partition, p.translated, p.check, p.read_through)).collect();
+    assert_eq!(
+        resumes,
+        [(0, Some(40), Check::Match, Some(ReadThrough::Read)), (1, Some(100), Check::Match, Some(ReadThrough::Read))],
+        "billing resumes where it committed"
+    );
+    // A partition with nothing to read is neutral: the group passes and reads through, and the
+    // CLI's text says what the JSON says.
+    for (name, read) in [(&billing, ReadThrough::Read), (&skipped, ReadThrough::Read), (&at_end, ReadThrough::NothingToRead)] {
+        let g = group(&report2, name);
+        assert_eq!((g.verdict, g.read_through), (Verdict::Pass, Some(read)), "{name}: {}", g.reason);
+        let json_group = value2["groups"].as_array().expect("groups").iter().find(|j| j["group"] == name.as_str()).expect("group in the JSON");
+        assert_eq!(json_group["read_through"], read.as_str());
+        let line = printed.lines().find(|l| l.starts_with(&format!("group {name}:"))).unwrap_or_else(|| panic!("no line for {name} in:\n{printed}"));
+        assert!(line.starts_with(&format!("group {name}: pass - ")) && line.ends_with(&format!("read through: {read}")), "{line}");
+    }
+    assert!(!printed.to_lowercase().contains("fail"), "a passing drill's text never says failed:\n{printed}");
+    // The Drills page renders the same report the same way.
+    let validated = tern_mirror::config::parse(&toml).expect("config");
+    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(dir.path().join("tern-state"));
+    let app = tern_web::router(tern_web::AppState::new(topology, mirror.status.clone(), None));
+    let page = {
+        use tower::ServiceExt;
+        let req = axum::http::Request::get(format!("/drills/{}", report2.id)).body(axum::body::Body::empty()).expect("request");
+        let resp = app.oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 16 << 20).await.expect("body");
+        scraper::Html::parse_document(&String::from_utf8_lossy(&body))
+    };
+    for (name, read) in [(&billing, ReadThrough::Read), (&skipped, ReadThrough::Read), (&at_end, ReadThrough::NothingToRead)] {
+        let section = scraper::Selector::parse(&format!("section.drill-group[data-group=\"{name}\"]")).expect("selector");
+        let section = page.select(&section).next().unwrap_or_else(|| panic!("no section for {name}"));
+        let field = |css: &str| section.select(&scraper::Selector::parse(css).expect("selector")).map(|e| e.text().collect::<String>()).collect::<Vec<_>>();
+        assert_eq!(field(".verdict"), ["pass"], "{name}");
+        assert_eq!(field("[data-field=group-read-through]"), [read.as_str()], "{name}");
+        let parts: Vec<String> = group(&report2, name).partitions.iter().map(|p| p.read_through.map(|r| r.to_string()).unwrap_or("-".into())).collect();
+        assert_eq!(field("[data-field=read-through]"), parts, "{name}");
+    }
     println!("{kind:?}: caught-up drill: RTO {:?} ms", report2.rto_ms);
 
     // Both drills are in the history beside the config, newest first.
@@ -245,7 +298,7 @@ async fn a_drill_reports_exact_rpo(kind: Kind) {
     assert_eq!((bad.rpo_records, bad.redelivered_records, bad.missed_records), (0, 6, 0));
     for g in [&billing, &audit] {
         let p1 = &group(&bad, g).partitions[1];
-        assert_eq!((p1.check.as_str(), p1.redelivered_records, p1.translated), ("repeats", 3, Some(p1.committed - 3)), "{g}");
+        assert_eq!((p1.check, p1.redelivered_records, p1.translated), (Check::Repeats, 3, Some(p1.committed - 3)), "{g}");
         assert!(group(&bad, g).reason.contains("re-read 3"), "{}", group(&bad, g).reason);
     }
 

@@ -231,10 +231,11 @@ async fn translation_is_exact(kind: Kind) {
 
     // The active group is reported, and its target offsets stay untouched.
     let active_status = wait_until(Duration::from_secs(30), "g-active's report", async || {
-        status.snapshot().groups.get(&(g_active.clone(), (plain.to_string(), 0))).filter(|g| !g.sync.is_empty()).cloned()
+        status.snapshot().groups.get(&(g_active.clone(), (plain.to_string(), 0))).filter(|g| g.sync != tern_mirror::states::SyncState::Off).cloned()
     })
     .await;
-    assert!(active_status.sync.contains("active member"), "{active_status:?}");
+    assert_eq!(active_status.sync, tern_mirror::states::SyncState::Blocked, "{active_status:?}");
+    assert!(active_status.sync_reason.as_deref().is_some_and(|r| r.contains("active member")), "{active_status:?}");
     assert!(target.all_committed_offsets(&g_active).await.unwrap_or_default().is_empty(), "an active group's offsets were written");
     hb.abort();
     mirror.stop().await;

@@ -112,7 +112,7 @@ pub fn describe(p: &DrillProgress) -> String {
         DrillProgress::Groups { groups } => format!("{} group(s) to check: {}", groups.len(), groups.join(", ")),
         DrillProgress::Checked { group, verdict } => format!("{group}: translation checked against the data: {verdict}"),
         DrillProgress::Applied { group, drill_group, apply_ms, read_through } => {
-            format!("{group}: applied to {drill_group} and read through in {apply_ms} ms: {}", if *read_through { "ok" } else { "FAILED" })
+            format!("{group}: applied to {drill_group} in {apply_ms} ms; read through: {read_through}")
         }
         DrillProgress::CleanedUp { deleted } => format!("{deleted} drill group(s) deleted from the target"),
         DrillProgress::Finished { verdict } => format!("finished: {verdict}"),

@@ -150,7 +150,8 @@ mod tests {
                 committed: 90,
                 translation: tern_mirror::offset_map::Translation::Exact(70),
                 checkpoint_at: metrics::now_ms(),
-                sync: "synced".into(),
+                sync: tern_mirror::states::SyncState::Synced,
+                sync_reason: None,
             },
         );
         status.set_groups(groups);

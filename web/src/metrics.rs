@@ -38,7 +38,15 @@ const GROUP_FAMILIES: &[Family] = &[
     Family { name: "tern_group_translated_offset", help: "Where the group resumes on the target (-1 before anything was replicated).", kind: MetricType::GAUGE },
     Family { name: "tern_group_checkpoint_age_seconds", help: "Seconds since the group's last checkpoint was written.", kind: MetricType::GAUGE },
     Family { name: "tern_group_ahead_of_replication", help: "1 when the group has read past what was replicated (it resumes at the replicated end).", kind: MetricType::GAUGE },
-    Family { name: "tern_group_sync_blocked", help: "1 when the translated offsets could not be synced onto the target group (for example it has active members there).", kind: MetricType::GAUGE },
+    Family { name: "tern_group_sync_blocked", help: "1 when the translated offsets could not be synced onto the target group (sync state blocked or failed).", kind: MetricType::GAUGE },
+];
+
+/// State sets: one sample per flow or group partition, labelled with its current state's word
+/// (value 1).
+const STATE_FAMILIES: &[Family] = &[
+    Family { name: "tern_flow_failover_state", help: "The flow's failover state (label state: active, failing-over, failed-over, failing-back).", kind: MetricType::GAUGE },
+    Family { name: "tern_group_translation_state", help: "How the group's committed offset translates (label state: exact, ahead-of-replication, nothing-replicated).", kind: MetricType::GAUGE },
+    Family { name: "tern_group_sync_state", help: "What the last sync of the target group did (label state: off, synced, in-sync, blocked, failed).", kind: MetricType::GAUGE },
 ];
 
 impl FlowCollector {
@@ -46,6 +54,7 @@ impl FlowCollector {
         let descs = FAMILIES
             .iter()
             .chain(GROUP_FAMILIES)
+            .chain(STATE_FAMILIES)
             .filter_map(|f| Desc::new(f.name.to_string(), f.help.to_string(), vec![], Default::default()).ok())
             .collect();
         FlowCollector { flows, descs }
@@ -99,6 +108,7 @@ impl Collector for FlowCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let mut samples: Vec<Vec<Metric>> = FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut group_samples: Vec<Vec<Metric>> = GROUP_FAMILIES.iter().map(|_| Vec::new()).collect();
+        let mut state_samples: Vec<Vec<Metric>> = STATE_FAMILIES.iter().map(|_| Vec::new()).collect();
         let now = now_ms();
         for (flow, status) in &self.flows {
             let snap = status.snapshot();
@@ -129,12 +139,18 @@ impl Collector for FlowCollector {
                     g.translation.target().unwrap_or(-1) as f64,
                     if g.checkpoint_at < 0 { -1.0 } else { (now - g.checkpoint_at).max(0) as f64 / 1000.0 },
                     if ahead { 1.0 } else { 0.0 },
-                    if g.sync.starts_with("not synced") { 1.0 } else { 0.0 },
+                    if g.sync.not_synced() { 1.0 } else { 0.0 },
                 ];
                 for (i, v) in values.iter().enumerate() {
                     group_samples[i].push(sample(labels(), GROUP_FAMILIES[i].kind, *v));
                 }
+                for (i, state) in [(1, g.translation.state().as_str()), (2, g.sync.as_str())] {
+                    let mut l = labels();
+                    l.push(label("state", state));
+                    state_samples[i].push(sample(l, MetricType::GAUGE, 1.0));
+                }
             }
+            state_samples[0].push(sample(vec![label("flow", flow), label("state", snap.control.state.as_str())], MetricType::GAUGE, 1.0));
             let last = FAMILIES.len() - 1;
             samples[last].push(sample(vec![label("flow", flow)], MetricType::COUNTER, snap.heartbeats_sent as f64));
         }
@@ -142,6 +158,7 @@ impl Collector for FlowCollector {
             .iter()
             .zip(samples)
             .chain(GROUP_FAMILIES.iter().zip(group_samples))
+            .chain(STATE_FAMILIES.iter().zip(state_samples))
             .filter(|(_, m)| !m.is_empty())
             .map(|(f, metrics)| {
                 let mut mf = MetricFamily::default();

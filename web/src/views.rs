@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use tern_mirror::offset_map::Translation;
 
 use crate::history::{Outlook, Sample, Series, Trend};
 use crate::metrics::{lag_seconds, now_ms};
@@ -14,30 +13,8 @@ use crate::state::AppState;
 /// Above this many seconds of lag a flow shows as lagging.
 pub const LAGGING_SECONDS: f64 = 30.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Ok,
-    Lagging,
-    Paused,
-    FailedOver,
-    Error,
-    Unknown,
-}
-
-impl Health {
-    /// CSS class and legend word.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Health::Ok => "ok",
-            Health::Lagging => "lagging",
-            Health::Paused => "paused",
-            Health::FailedOver => "failed-over",
-            Health::Error => "error",
-            Health::Unknown => "unknown",
-        }
-    }
-}
+pub use tern_mirror::states::Health;
+use tern_mirror::states::{FailoverState, SyncState, TranslationState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterView {
@@ -81,10 +58,11 @@ pub struct GroupView {
     pub partition: i32,
     pub committed_offset: i64,
     pub translated_offset: Option<i64>,
-    /// exact, ahead_of_replication or nothing_replicated.
-    pub state: &'static str,
+    pub state: TranslationState,
     pub checkpoint_age_seconds: Option<f64>,
-    pub sync: String,
+    pub sync: SyncState,
+    /// Why the sync is blocked or failed.
+    pub sync_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,8 +72,7 @@ pub struct FlowView {
     pub target: String,
     pub health: Health,
     pub paused: bool,
-    /// active, failing-over, failed-over or failing-back.
-    pub failover_state: String,
+    pub failover_state: FailoverState,
     pub control_reason: String,
     pub partitions: Vec<PartitionView>,
     pub lag_records: i64,
@@ -148,14 +125,6 @@ impl FlowView {
 /// which keeps counting the same way when the partition moves between workers.
 fn sample_of(p: &PartitionView, now: i64) -> Sample {
     Sample { at_ms: now, lag_records: p.lag_records, lag_seconds: p.lag_seconds.unwrap_or(0.0), records: p.replicated_offset.max(0) as u64, bytes: p.bytes }
-}
-
-fn translation_state(t: &Translation) -> &'static str {
-    match t {
-        Translation::Exact(_) => "exact",
-        Translation::AheadOfReplication { .. } => "ahead_of_replication",
-        Translation::BeforeMap => "nothing_replicated",
-    }
 }
 
 impl AppState {
@@ -280,7 +249,7 @@ impl AppState {
         let control = &snap.control;
         let health = if !errors.is_empty() || partitions.iter().any(|p| p.error.is_some()) {
             Health::Error
-        } else if control.state != tern_mirror::control::FailoverState::Active {
+        } else if control.state != FailoverState::Active {
             Health::FailedOver
         } else if control.paused {
             Health::Paused
@@ -301,9 +270,10 @@ impl AppState {
                 partition: *partition,
                 committed_offset: g.committed,
                 translated_offset: g.translation.target(),
-                state: translation_state(&g.translation),
+                state: g.translation.state(),
                 checkpoint_age_seconds: (g.checkpoint_at >= 0).then(|| (now - g.checkpoint_at).max(0) as f64 / 1000.0),
-                sync: g.sync.clone(),
+                sync: g.sync,
+                sync_reason: g.sync_reason.clone(),
             })
             .collect();
         Some(FlowView {
@@ -312,7 +282,7 @@ impl AppState {
             target: flow.target.clone(),
             health,
             paused: control.paused,
-            failover_state: control.state.to_string(),
+            failover_state: control.state,
             control_reason: control.reason.clone(),
             partitions,
             lag_records,

@@ -83,7 +83,7 @@ mod tests {
             groups_filter: None,
             started_at_ms: at,
             finished_at_ms: at + 5,
-            flow_state: "active".into(),
+            flow_state: Some(crate::states::FailoverState::Active),
             verdict,
             rpo_records: 3,
             rpo_seconds: 1.5,

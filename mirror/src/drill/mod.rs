@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::clock::now_ms;
 use crate::naming;
 use crate::offset_map::{Entry, OffsetMap, Translation};
+use crate::states::{Check, ReadThrough};
 
 /// Prefix of every drill group on the target; the mirror never checkpoints such groups.
 pub const DRILL_GROUP_PREFIX: &str = "tern-drill.";
@@ -82,7 +83,7 @@ pub enum DrillProgress {
     /// One group's translation was verified against the data.
     Checked { group: String, verdict: Verdict },
     /// One group's translation was applied to its drill group and read through.
-    Applied { group: String, drill_group: String, apply_ms: u64, read_through: bool },
+    Applied { group: String, drill_group: String, apply_ms: u64, read_through: ReadThrough },
     /// Drill groups deleted from the target.
     CleanedUp { deleted: usize },
     Finished { verdict: Verdict },
@@ -136,7 +137,7 @@ pub async fn run(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, opts: 
         groups_filter: opts.groups_pattern.clone(),
         started_at_ms: now_ms(),
         finished_at_ms: 0,
-        flow_state: "unknown".into(),
+        flow_state: None,
         verdict: Verdict::Pass,
         rpo_records: 0,
         rpo_seconds: 0.0,
@@ -153,7 +154,7 @@ pub async fn run(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, opts: 
     progress(DrillProgress::Connected { cluster: flow.target.clone(), error: target.as_ref().err().cloned() });
     if let Ok(t) = &target {
         match crate::control::read(t, &flow.target, &flow.name()).await {
-            Ok(c) => report.flow_state = c.state.to_string(),
+            Ok(c) => report.flow_state = Some(c.state),
             Err(e) => report.errors.push(format!("reading the flow's control state: {e}")),
         }
     }
@@ -359,12 +360,12 @@ async fn drill(flow: &Flow, source: &Client, target: &Client, opts: &DrillOption
             match applied_and_read {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    g.read_through = Some(false);
+                    g.read_through = Some(ReadThrough::Failed);
                     g.verdict = g.verdict.max(Verdict::Error);
                     g.reason = format!("{}; applying to drill group {name} failed: {e}", g.reason);
                 }
                 Err(_) => {
-                    g.read_through = Some(false);
+                    g.read_through = Some(ReadThrough::Failed);
                     g.verdict = g.verdict.max(Verdict::Error);
                     g.reason = format!("{}; applying to drill group {name} did not finish within {:?}", g.reason, opts.timeout);
                 }
@@ -373,7 +374,7 @@ async fn drill(flow: &Flow, source: &Client, target: &Client, opts: &DrillOption
             apply_total += ms;
             g.apply_ms = Some(ms);
             g.drill_group = Some(name.clone());
-            progress(DrillProgress::Applied { group: group.clone(), drill_group: name.clone(), apply_ms: ms, read_through: g.read_through == Some(true) });
+            progress(DrillProgress::Applied { group: group.clone(), drill_group: name.clone(), apply_ms: ms, read_through: g.read_through.unwrap_or(ReadThrough::Failed) });
             applied.push(name);
         }
         report.groups.push(g);
@@ -423,7 +424,7 @@ async fn check_group(
     let sum = |f: fn(&GroupPartitionReport) -> i64| partitions.iter().map(f).sum::<i64>();
     let (rpo, redelivered, missed) = (sum(|p| p.rpo_records), sum(|p| p.redelivered_records), sum(|p| p.missed_records));
     let rpo_seconds = partitions.iter().map(|p| p.rpo_seconds).fold(0.0, f64::max);
-    let mismatched: Vec<String> = partitions.iter().filter(|p| p.check == "mismatch").map(|p| format!("{}/{}", p.remote_topic, p.partition)).collect();
+    let mismatched: Vec<String> = partitions.iter().filter(|p| p.check == Check::Mismatch).map(|p| format!("{}/{}", p.remote_topic, p.partition)).collect();
     // Nothing replicated matters only where the group has records left to read: a partition
     // it has read to the end (an empty one, say) loses nothing.
     let nothing: Vec<String> = partitions.iter().filter(|p| p.translated.is_none() && p.committed < p.source_end).map(|p| format!("{}/{}", p.topic, p.partition)).collect();
@@ -474,17 +475,12 @@ async fn verify_partition(source: &Client, target: &Client, window: i64, tp: &Tp
         remote_topic: s.remote.clone(),
         committed,
         translated: translation.target(),
-        translation: match translation {
-            Translation::Exact(_) => "exact",
-            Translation::AheadOfReplication { .. } => "ahead-of-replication",
-            Translation::BeforeMap => "before-map",
-        }
-        .into(),
+        translation: translation.state(),
         source_end: s.source_end,
         replicated_end: s.replicated_end,
         rpo_records,
         rpo_seconds,
-        check: "nothing-to-compare".into(),
+        check: Check::NothingToCompare,
         redelivered_records: 0,
         missed_records: 0,
         read_through_offset: None,
@@ -508,7 +504,7 @@ async fn verify_partition(source: &Client, target: &Client, window: i64, tp: &Tp
     let prev = dst.iter().rev().find(|r| r.offset < t).map(content);
     let next = dst.iter().find(|r| r.offset >= t).map(content);
     let cmp = compare(&src, prev.as_ref(), next.as_ref(), committed);
-    row.check = cmp.check.into();
+    row.check = cmp.check;
     row.redelivered_records = cmp.redelivered;
     row.missed_records = cmp.missed;
     Ok(row)
@@ -517,7 +513,7 @@ async fn verify_partition(source: &Client, target: &Client, window: i64, tp: &Tp
 /// The outcome of comparing the target records at a resume point with the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Comparison {
-    check: &'static str,
+    check: Check,
     redelivered: i64,
     missed: i64,
 }
@@ -530,28 +526,28 @@ struct Comparison {
 fn compare(src: &[(i64, Content)], prev: Option<&Content>, next: Option<&Content>, committed: i64) -> Comparison {
     let find = |c: &Content, near: i64| src.iter().filter(|(_, x)| x == c).min_by_key(|(o, _)| (o - near).abs()).map(|(o, _)| *o);
     let count = |from: i64, to: i64| src.iter().filter(|(o, _)| *o >= from && *o < to).count() as i64;
-    let mut out = Comparison { check: "nothing-to-compare", redelivered: 0, missed: 0 };
+    let mut out = Comparison { check: Check::NothingToCompare, redelivered: 0, missed: 0 };
     if let Some(next) = next {
         out.check = match find(next, committed) {
-            Some(at) if at >= committed && count(committed, at) == 0 => "match",
+            Some(at) if at >= committed && count(committed, at) == 0 => Check::Match,
             Some(at) if at > committed => {
                 out.missed = count(committed, at);
-                "skips"
+                Check::Skips
             }
             Some(at) => {
                 out.redelivered = count(at, committed);
-                "repeats"
+                Check::Repeats
             }
-            None => "mismatch",
+            None => Check::Mismatch,
         };
     }
     if let Some(at) = prev.and_then(|prev| find(prev, committed - 1)) {
         if at >= committed {
             // The record just before the resume point is one the group never consumed.
             out.missed = out.missed.max(count(committed, at + 1));
-            out.check = "skips";
+            out.check = Check::Skips;
         } else if next.is_none() {
-            out.check = "match";
+            out.check = Check::Match;
         }
     }
     out
@@ -566,28 +562,30 @@ async fn apply_and_read(target: &Client, drill_group: &str, states: &BTreeMap<Tp
     let topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let assigned = member.join(target, &topics).await?;
     let got = target.committed_offsets(drill_group, &assigned).await?;
-    let mut all_ok = true;
+    let mut results = Vec::new();
     for p in g.partitions.iter_mut() {
         let Some(t) = p.translated else { continue };
         let tp = (p.remote_topic.clone(), p.partition);
         let offset = got.get(&tp).copied();
         p.read_through_offset = offset;
         let end = states.get(&(p.topic.clone(), p.partition)).map(|s| s.target_end).unwrap_or(0);
-        let ok = match offset {
+        let result = match offset {
             Some(o) if o == t && o < end => {
                 // The consumer's first record is the one the verification compared.
                 let first = target.read_range(&p.remote_topic, p.partition, o, (o + 100).min(end)).await?;
-                !first.is_empty() && p.check != "mismatch"
+                if !first.is_empty() && p.check != Check::Mismatch { ReadThrough::Read } else { ReadThrough::Failed }
             }
             // At the end of what was replicated: nothing to read yet, and nothing to get wrong.
-            Some(o) => o == t,
-            None => false,
+            Some(o) if o == t => ReadThrough::NothingToRead,
+            _ => ReadThrough::Failed,
         };
-        p.read_through = Some(ok);
-        all_ok &= ok;
+        // The drill group's consumer must have been given every partition that got an offset
+        // (partitions of the same topics without one are assigned too, and do not matter).
+        let result = if assigned.contains(&tp) { result } else { ReadThrough::Failed };
+        p.read_through = Some(result);
+        results.push(result);
     }
-    all_ok &= assigned.len() == offsets.len();
-    g.read_through = Some(all_ok);
+    g.read_through = Some(ReadThrough::combine(results));
     Ok(())
 }
 
@@ -617,15 +615,15 @@ mod tests {
         let src: Vec<(i64, Content)> = (10..30).filter(|o| !(15..=17).contains(o)).map(|o| (o, rec(o))).collect();
         let cmp = |prev: Option<i64>, next: Option<i64>, committed| compare(&src, prev.map(rec).as_ref(), next.map(rec).as_ref(), committed);
         let ok = |check| Comparison { check, redelivered: 0, missed: 0 };
-        assert_eq!(cmp(Some(19), Some(20), 20), ok("match"));
-        assert_eq!(cmp(Some(14), Some(18), 15), ok("match"), "committed inside the hole: the next record is the first after it");
-        assert_eq!(cmp(Some(14), Some(18), 20), Comparison { check: "repeats", redelivered: 2, missed: 0 }, "18 and 19; nothing exists at 15..=17");
-        assert_eq!(cmp(Some(19), Some(20), 23), Comparison { check: "repeats", redelivered: 3, missed: 0 });
-        assert_eq!(cmp(Some(24), Some(25), 21), Comparison { check: "skips", redelivered: 0, missed: 4 });
-        assert_eq!(cmp(Some(29), None, 30), ok("match"), "caught up: nothing after the resume point yet");
-        assert_eq!(cmp(Some(29), None, 27), Comparison { check: "skips", redelivered: 0, missed: 3 }, "the end of the target is past the group");
-        assert_eq!(cmp(None, Some(99), 20).check, "mismatch");
-        assert_eq!(cmp(None, None, 20), ok("nothing-to-compare"));
+        assert_eq!(cmp(Some(19), Some(20), 20), ok(Check::Match));
+        assert_eq!(cmp(Some(14), Some(18), 15), ok(Check::Match), "committed inside the hole: the next record is the first after it");
+        assert_eq!(cmp(Some(14), Some(18), 20), Comparison { check: Check::Repeats, redelivered: 2, missed: 0 }, "18 and 19; nothing exists at 15..=17");
+        assert_eq!(cmp(Some(19), Some(20), 23), Comparison { check: Check::Repeats, redelivered: 3, missed: 0 });
+        assert_eq!(cmp(Some(24), Some(25), 21), Comparison { check: Check::Skips, redelivered: 0, missed: 4 });
+        assert_eq!(cmp(Some(29), None, 30), ok(Check::Match), "caught up: nothing after the resume point yet");
+        assert_eq!(cmp(Some(29), None, 27), Comparison { check: Check::Skips, redelivered: 0, missed: 3 }, "the end of the target is past the group");
+        assert_eq!(cmp(None, Some(99), 20).check, Check::Mismatch);
+        assert_eq!(cmp(None, None, 20), ok(Check::NothingToCompare));
     }
 
     #[test]

@@ -5,39 +5,18 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the report's JSON layout.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `read_through` is a word (`read`, `nothing-to-read`, `failed`) instead of a boolean, and
+/// a translation with nothing replicated is `nothing-replicated` (was `before-map`). Reports
+/// written as version 1 still load.
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// The outcome for one group, and for the drill as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// A failover now would neither lose nor repeat a record for this group.
-    Pass,
-    /// The group has no committed offsets on the flow's topics: nothing to move (its
-    /// consumers would start by their `auto.offset.reset`).
-    NoOffsets,
-    /// A failover now would lose records (not replicated yet, or skipped by translation) or
-    /// re-deliver records the group already consumed.
-    Fail,
-    /// The drill could not decide (a cluster unreachable, a read failed).
-    Error,
-}
+pub use crate::states::{Check, ReadThrough, TranslationState, Verdict};
 
 impl Verdict {
     /// Whether the verdict lets a failover go ahead.
     pub fn ok(self) -> bool {
         matches!(self, Verdict::Pass | Verdict::NoOffsets)
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Verdict::Pass => "pass",
-            Verdict::NoOffsets => "no-offsets",
-            Verdict::Fail => "fail",
-            Verdict::Error => "error",
-        })
     }
 }
 
@@ -57,8 +36,9 @@ pub struct DrillReport {
     pub groups_filter: Option<String>,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
-    /// The flow's failover state when the drill ran (`active`, `failed-over`, ...).
-    pub flow_state: String,
+    /// The flow's failover state when the drill ran; `None` when it could not be read.
+    #[serde(default, deserialize_with = "v1::flow_state")]
+    pub flow_state: Option<crate::states::FailoverState>,
     /// Worst group verdict, or `error` when the drill itself failed.
     pub verdict: Verdict,
     /// Records of the flow not yet on the target, summed over its partitions.
@@ -110,9 +90,11 @@ pub struct GroupReport {
     pub missed_records: i64,
     /// Time to commit this group's translation and read through it (ms).
     pub apply_ms: Option<u64>,
-    /// Whether a consumer of the drill group got the applied offsets and read the expected
-    /// records; `None` when not tried.
-    pub read_through: Option<bool>,
+    /// What a consumer of the drill group found: `read` (every partition it could read gave
+    /// the expected record), `nothing-to-read` (every group position is at the end of what was
+    /// replicated), `failed`; `None` when not tried.
+    #[serde(default, deserialize_with = "v1::read_through")]
+    pub read_through: Option<ReadThrough>,
     pub partitions: Vec<GroupPartitionReport>,
 }
 
@@ -126,8 +108,8 @@ pub struct GroupPartitionReport {
     pub committed: i64,
     /// Where the group resumes on the target; `None` when nothing was replicated yet.
     pub translated: Option<i64>,
-    /// `exact`, `ahead-of-replication` or `before-map`.
-    pub translation: String,
+    #[serde(deserialize_with = "v1::translation")]
+    pub translation: TranslationState,
     pub source_end: i64,
     pub replicated_end: i64,
     pub rpo_records: i64,
@@ -135,12 +117,53 @@ pub struct GroupPartitionReport {
     /// How the target record at `translated` compares with the source record at `committed`
     /// (key, value, headers, timestamp): `match`, `skips`, `repeats`, `mismatch`,
     /// `nothing-to-compare` (the group is at the end of what was replicated).
-    pub check: String,
+    pub check: Check,
     pub redelivered_records: i64,
     pub missed_records: i64,
-    /// The offset the drill group's consumer got, and whether what it read was right.
+    /// The offset the drill group's consumer got, and what it read there.
     pub read_through_offset: Option<i64>,
-    pub read_through: Option<bool>,
+    #[serde(default, deserialize_with = "v1::read_through")]
+    pub read_through: Option<ReadThrough>,
+}
+
+/// Reading reports kept from schema version 1.
+mod v1 {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{ReadThrough, TranslationState};
+
+    /// Version 1 wrote a boolean: `true` for a read that succeeded or had nothing to read.
+    pub fn read_through<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ReadThrough>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Word(ReadThrough),
+            Flag(bool),
+        }
+        Ok(Option::<Either>::deserialize(d)?.map(|e| match e {
+            Either::Word(w) => w,
+            Either::Flag(true) => ReadThrough::Read,
+            Either::Flag(false) => ReadThrough::Failed,
+        }))
+    }
+
+    /// Version 1 wrote `unknown` when the state could not be read.
+    pub fn flow_state<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::states::FailoverState>, D::Error> {
+        match Option::<std::borrow::Cow<'de, str>>::deserialize(d)? {
+            None => Ok(None),
+            Some(w) if w == "unknown" => Ok(None),
+            Some(w) => w.parse().map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+
+    /// Version 1 called a translation with nothing replicated `before-map`.
+    pub fn translation<'de, D: Deserializer<'de>>(d: D) -> Result<TranslationState, D::Error> {
+        let word = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        match word.as_ref() {
+            "before-map" => Ok(TranslationState::NothingReplicated),
+            other => other.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// A past drill in one line, for lists.
