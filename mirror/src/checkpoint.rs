@@ -141,7 +141,7 @@ pub async fn persist_entries(flow: &Flow, source: &Client, target: &Client, tp: 
 }
 
 /// One group's translation for one partition, as the dashboard and `tern offsets` show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupPartition {
     pub committed: i64,
     pub translation: Translation,
@@ -151,6 +151,11 @@ pub struct GroupPartition {
     pub sync: SyncState,
     /// Why a sync is blocked or failed, as the operator should read it.
     pub sync_reason: Option<String>,
+    /// Records between the committed offset and the source end.
+    pub lag_records: i64,
+    /// Age of the first record the group has not consumed (0 when caught up); `None` when
+    /// not known.
+    pub lag_seconds: Option<f64>,
 }
 
 /// Translates, checkpoints and syncs the flow's groups for the owned partitions.
@@ -184,7 +189,7 @@ pub async fn checkpoint_groups(
                 translated.insert(remote, t);
                 at = now;
             }
-            out.insert((group.clone(), tp), GroupPartition { committed: offset, translation, checkpoint_at: at, sync: SyncState::Off, sync_reason: None });
+            out.insert((group.clone(), tp), GroupPartition { committed: offset, translation, checkpoint_at: at, sync: SyncState::Off, sync_reason: None, lag_records: 0, lag_seconds: None });
         }
         if flow.sync_group_offsets && !translated.is_empty() {
             let (sync, reason) = sync_group(target, &group, &translated).await;

@@ -141,6 +141,7 @@ pub async fn run(
     background.spawn(committer(rt.clone(), shutdown.clone()));
     background.spawn(checkpointer(rt.clone(), shutdown.clone()));
     background.spawn(control_watcher(rt.clone(), shutdown.clone()));
+    background.spawn(lag_prober(rt.clone(), shutdown.clone()));
 
     let mut member = GroupMember::new(&group_id(&rt.flow), rt.settings.session_timeout, rt.settings.rebalance_timeout);
     let mut work = Assigned::default();
@@ -556,6 +557,10 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                 };
                 added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(these, ack.base_offset, next));
                 let (n, bytes) = (these.len() as u64, len as u64);
+                if let Ok(h) = tern_kafka::batch::BatchHeader::parse(&batches[i]) {
+                    let ts = if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp };
+                    rt.status.observe_latency((crate::clock::now_ms() - ts) as f64 / 1000.0, n);
+                }
                 rt.status.update(&tp.0, tp.1, |s| {
                     s.records += n;
                     s.bytes += bytes;
@@ -707,7 +712,10 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
             owned.iter().filter_map(|tp| all.get(tp).map(|m| (tp.clone(), m.clone()))).collect()
         };
         match checkpoint::checkpoint_groups(&rt.flow, &rt.source, &rt.target, &maps).await {
-            Ok(groups) => rt.status.set_groups(groups),
+            Ok(mut groups) => {
+                group_lag(&rt, &mut groups).await;
+                rt.status.set_groups(groups)
+            }
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "checkpoints: {e}"),
         }
         let snapshot = rt.status.snapshot();
@@ -743,6 +751,60 @@ async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) 
         }
         if wait_or_shutdown(&mut shutdown, crate::control::POLL_INTERVAL).await {
             return;
+        }
+    }
+}
+
+/// Looks up, about once a second, the timestamp of the oldest record not yet on the target
+/// for every owned partition that lags (and whose oldest record changed since the last look),
+/// so lag in seconds is that record's age; paused flows included.
+async fn lag_prober(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+            return;
+        }
+        let owned: Vec<Tp> = rt.owned.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        let snapshot = rt.status.snapshot();
+        let wanted: Vec<(Tp, i64)> = owned
+            .into_iter()
+            .filter_map(|tp| {
+                let s = snapshot.partitions.get(&tp)?;
+                let stale = s.oldest_unreplicated.map(|(offset, _)| offset) != Some(s.replicated_offset);
+                (s.lag_records() > 0 && stale).then(|| (tp, s.replicated_offset))
+            })
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let found = crate::probe::batch_timestamps(&rt.source, &wanted).await;
+        for (tp, offset) in wanted {
+            if let Some(ts) = found.get(&tp).copied() {
+                rt.status.update(&tp.0, tp.1, |s| s.oldest_unreplicated = Some((offset, ts)));
+            }
+        }
+    }
+}
+
+/// Each group's lag on the partitions this worker owns: records between its committed offset
+/// and the source end, and the age of the first of them.
+async fn group_lag(rt: &Runtime, groups: &mut BTreeMap<(String, Tp), checkpoint::GroupPartition>) {
+    let snapshot = rt.status.snapshot();
+    let mut behind: BTreeMap<String, Vec<(Tp, i64)>> = BTreeMap::new();
+    for ((group, tp), g) in groups.iter_mut() {
+        let Some(end) = snapshot.partitions.get(tp).map(|s| s.source_end_offset) else { continue };
+        g.lag_records = (end - g.committed).max(0);
+        g.lag_seconds = (g.lag_records == 0).then_some(0.0);
+        if g.lag_records > 0 {
+            behind.entry(group.clone()).or_default().push((tp.clone(), g.committed));
+        }
+    }
+    let now = crate::clock::now_ms();
+    for (group, at) in behind {
+        let found = crate::probe::batch_timestamps(&rt.source, &at).await;
+        for (tp, ts) in found {
+            if let Some(g) = groups.get_mut(&(group.clone(), tp)) {
+                g.lag_seconds = Some((now - ts).max(0) as f64 / 1000.0);
+            }
         }
     }
 }

@@ -13,6 +13,9 @@ pub struct PartitionStatus {
     pub source_end_offset: i64,
     /// Timestamp of the newest replicated record (ms), -1 before the first.
     pub replicated_timestamp: i64,
+    /// The oldest source record not yet on the target as last looked up: its batch's offset
+    /// and first timestamp (ms). Current while its offset is `replicated_offset`.
+    pub oldest_unreplicated: Option<(i64, i64)>,
     pub records: u64,
     pub bytes: u64,
     pub batches_fast: u64,
@@ -28,6 +31,7 @@ impl Default for PartitionStatus {
             replicated_offset: 0,
             source_end_offset: 0,
             replicated_timestamp: -1,
+            oldest_unreplicated: None,
             records: 0,
             bytes: 0,
             batches_fast: 0,
@@ -40,6 +44,68 @@ impl Default for PartitionStatus {
 impl PartitionStatus {
     pub fn lag_records(&self) -> i64 {
         (self.source_end_offset - self.replicated_offset).max(0)
+    }
+
+    /// How far the target is behind in time: the age of the oldest source record not yet on
+    /// the target, 0 when caught up.
+    ///
+    /// The record at `replicated_offset` is looked up on the source (about once a second);
+    /// between look-ups, once later records were replicated, the oldest one left is at least
+    /// as new as the newest replicated record, so the age is taken from the newer of the two.
+    /// `None` while lagging before the first look-up.
+    pub fn lag_seconds(&self, now_ms: i64) -> Option<f64> {
+        if self.lag_records() == 0 {
+            return Some(0.0);
+        }
+        let looked_up = match self.oldest_unreplicated {
+            Some((offset, ts)) if offset == self.replicated_offset => return Some(age_seconds(now_ms, ts)),
+            Some((offset, ts)) if offset < self.replicated_offset => Some(ts),
+            _ => None,
+        };
+        let newest_replicated = (self.replicated_timestamp >= 0).then_some(self.replicated_timestamp);
+        looked_up.max(newest_replicated).map(|ts| age_seconds(now_ms, ts))
+    }
+}
+
+fn age_seconds(now_ms: i64, ts: i64) -> f64 {
+    (now_ms - ts).max(0) as f64 / 1000.0
+}
+
+/// Seconds from a record's source timestamp to the target's acknowledgement of its batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyHistogram {
+    /// Count per bucket of [`LATENCY_BUCKETS`] (not cumulative), the last for larger values.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// Upper bounds (seconds) of the replication latency histogram's buckets.
+pub const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0];
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram { counts: vec![0; LATENCY_BUCKETS.len() + 1], sum: 0.0, count: 0 }
+    }
+}
+
+impl LatencyHistogram {
+    /// Adds `n` records of one batch, `seconds` old when acknowledged.
+    pub fn observe(&mut self, seconds: f64, n: u64) {
+        let seconds = seconds.max(0.0);
+        let bucket = LATENCY_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[bucket] += n;
+        self.sum += seconds * n as f64;
+        self.count += n;
+    }
+
+    /// (upper bound, cumulative count) per bucket, as Prometheus reports them.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        LATENCY_BUCKETS.iter().zip(&self.counts).map(|(b, c)| {
+            total += c;
+            (*b, total)
+        }).collect()
     }
 }
 
@@ -59,6 +125,8 @@ pub struct FlowSnapshot {
     pub groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>,
     /// The operators' latest decision (paused, failover state) as this worker last read it.
     pub control: crate::control::Control,
+    /// Replication latency of every record this worker replicated.
+    pub latency: LatencyHistogram,
 }
 
 /// A flow's partitions summed up, for one-line status reports.
@@ -118,11 +186,54 @@ impl FlowStatus {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control.clone()
     }
 
+    pub fn observe_latency(&self, seconds: f64, records: u64) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.latency.observe(seconds, records);
+    }
+
     pub fn heartbeat_sent(&self) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.heartbeats_sent += 1;
     }
 
     pub fn snapshot(&self) -> FlowSnapshot {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_in_seconds_is_the_age_of_the_oldest_record_not_on_the_target() {
+        let now = 1_000_000;
+        let mut p = PartitionStatus { replicated_offset: 10, source_end_offset: 10, replicated_timestamp: now - 500_000, ..Default::default() };
+        assert_eq!(p.lag_seconds(now), Some(0.0), "caught up");
+        p.source_end_offset = 20;
+        // Before any look-up the newest replicated record bounds it.
+        assert_eq!(p.lag_seconds(now), Some(500.0));
+        // Looked up: the record at offset 10 is 30 s old, however old the last replicated one.
+        p.oldest_unreplicated = Some((10, now - 30_000));
+        assert_eq!(p.lag_seconds(now), Some(30.0));
+        // Offsets 10..15 replicated since, the newest 20 s old: the oldest left is newer.
+        p.replicated_offset = 15;
+        p.replicated_timestamp = now - 20_000;
+        assert_eq!(p.lag_seconds(now), Some(20.0));
+        let fresh = PartitionStatus { source_end_offset: 5, ..Default::default() };
+        assert_eq!(fresh.lag_seconds(now), None, "lagging, nothing known yet");
+    }
+
+    #[test]
+    fn latency_buckets_count_records() {
+        let mut h = LatencyHistogram::default();
+        h.observe(0.003, 10);
+        h.observe(0.2, 5);
+        h.observe(5000.0, 1);
+        h.observe(-1.0, 1);
+        assert_eq!(h.count, 17);
+        let c = h.cumulative();
+        assert_eq!(c[0], (0.005, 11));
+        assert_eq!(c.iter().find(|(b, _)| *b == 0.25).map(|x| x.1), Some(16));
+        assert_eq!(c.last().map(|x| x.1), Some(16), "5000 s is above the last bound: only in +Inf (count)");
+        assert!((h.sum - (0.03 + 1.0 + 5000.0)).abs() < 1e-9);
     }
 }

@@ -99,17 +99,18 @@ fn records(tag: &str, n: usize) -> Bytes {
 
 /// One sample of the Prometheus text format: `name{labels} value`.
 #[derive(Debug)]
-struct PromSample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
+pub(crate) struct PromSample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
 }
 
 /// Parses the Prometheus text exposition format strictly: comments must be HELP or TYPE,
 /// every sample needs a valid name, well-formed quoted labels and a float value, and every
 /// sample's family must have been declared with TYPE before it.
-fn parse_prometheus(text: &str) -> Vec<PromSample> {
+pub(crate) fn parse_prometheus(text: &str) -> Vec<PromSample> {
     let mut typed = std::collections::BTreeSet::new();
+    let mut histograms = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     let valid_name = |n: &str| !n.is_empty() && n.chars().enumerate().all(|(i, c)| c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -123,6 +124,9 @@ fn parse_prometheus(text: &str) -> Vec<PromSample> {
                 let t = parts.next().unwrap_or_default();
                 assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&t), "bad type in {line}");
                 typed.insert(name.to_string());
+                if t == "histogram" {
+                    histograms.insert(name.to_string());
+                }
             }
             continue;
         }
@@ -179,7 +183,9 @@ fn parse_prometheus(text: &str) -> Vec<PromSample> {
             rest = &body[end + 1..];
         }
         let value: f64 = rest.trim().split(' ').next().unwrap_or_default().parse().unwrap_or_else(|e| panic!("bad value in {line}: {e}"));
-        assert!(typed.contains(name), "sample of an undeclared family: {line}");
+        // A histogram's samples are its family's name with _bucket, _sum or _count.
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|suffix| name.strip_suffix(suffix).filter(|f| histograms.contains(*f))).unwrap_or(name);
+        assert!(typed.contains(family), "sample of an undeclared family: {line}");
         out.push(PromSample { name: name.to_string(), labels, value });
     }
     out

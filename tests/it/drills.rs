@@ -58,7 +58,7 @@ pub async fn commit(client: &Client, group: &str, offsets: &[(&str, i32, i64)]) 
 /// Produces one batch with acks=1 and checks the partition accepted it. Kafka may refuse
 /// with NOT_LEADER_OR_FOLLOWER for a moment after Metadata first shows a new topic's leader
 /// (nothing is written then), so that is retried.
-async fn produce(c: &mut Connection, topic: &str, partition: i32, records: Bytes) {
+pub(crate) async fn produce(c: &mut Connection, topic: &str, partition: i32, records: Bytes) {
     const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     wait_until(Duration::from_secs(30), &format!("a produce to {topic}/{partition}"), async || {
         let resp = c.call(&produce_request(topic, partition, records.clone(), 1), 9).await.expect("produce");
@@ -81,7 +81,7 @@ pub fn tern(args: &[&str]) -> (i32, String) {
 }
 
 /// A flow of `topics` that checkpoints every 500 ms, written beside a state directory.
-fn write_config(dir: &Path, aliases: &Aliases, source: &str, target: &str, topics: &str) -> (String, std::path::PathBuf) {
+pub(crate) fn write_config(dir: &Path, aliases: &Aliases, source: &str, target: &str, topics: &str) -> (String, std::path::PathBuf) {
     let toml = flow_config(aliases, source, target, topics).replace("topics = [", "checkpoint_interval = \"500ms\"\ntopics = [");
     let config = dir.join("tern.toml");
     std::fs::write(&config, &toml).expect("config");
@@ -114,7 +114,7 @@ fn group<'a>(r: &'a DrillReport, name: &str) -> &'a tern_mirror::drill::GroupRep
 
 /// Pauses the flow through its control record and waits until its worker saw it, so that
 /// records produced afterwards are held back from replication.
-async fn hold_back(target: &Client, aliases: &Aliases, mirror: &TestMirror) {
+pub(crate) async fn hold_back(target: &Client, aliases: &Aliases, mirror: &TestMirror) {
     tern_mirror::control::update(target, &aliases.target, &aliases.flow(), "test: hold back", |c| c.paused = true).await.expect("pause");
     let status = mirror.status[&aliases.flow()].clone();
     wait_until(Duration::from_secs(10), "the worker to see the pause", async || status.control().paused.then_some(())).await;

@@ -23,3 +23,4 @@ mod dashboard;
 mod drills;
 mod kafka_tools;
 mod mm2;
+mod lag;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use tern_mirror::status::FlowStatus;
 
 pub struct FlowCollector {
@@ -23,7 +23,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "tern_replicated_records_total", help: "Records replicated to the target, by source partition.", kind: MetricType::COUNTER },
     Family { name: "tern_replicated_bytes_total", help: "Record-set bytes produced to the target, by source partition.", kind: MetricType::COUNTER },
     Family { name: "tern_lag_records", help: "Source end offset minus the replicated position.", kind: MetricType::GAUGE },
-    Family { name: "tern_lag_seconds", help: "How far the target is behind in time: 0 when caught up, else now minus the newest replicated record's timestamp.", kind: MetricType::GAUGE },
+    Family { name: "tern_lag_seconds", help: "Age of the oldest source record not yet on the target (0 when caught up).", kind: MetricType::GAUGE },
     Family { name: "tern_replicated_offset", help: "Next source offset to replicate (everything below is on the target).", kind: MetricType::GAUGE },
     Family { name: "tern_source_end_offset", help: "Source high watermark at the last fetch.", kind: MetricType::GAUGE },
     Family { name: "tern_partition_errors", help: "1 while the partition reports an error, else 0.", kind: MetricType::GAUGE },
@@ -38,8 +38,17 @@ const GROUP_FAMILIES: &[Family] = &[
     Family { name: "tern_group_translated_offset", help: "Where the group resumes on the target (-1 before anything was replicated).", kind: MetricType::GAUGE },
     Family { name: "tern_group_checkpoint_age_seconds", help: "Seconds since the group's last checkpoint was written.", kind: MetricType::GAUGE },
     Family { name: "tern_group_ahead_of_replication", help: "1 when the group has read past what was replicated (it resumes at the replicated end).", kind: MetricType::GAUGE },
+    Family { name: "tern_group_lag_records", help: "Records between the group's committed offset and the source end.", kind: MetricType::GAUGE },
+    Family { name: "tern_group_lag_seconds", help: "Age of the first record the group has not consumed (0 when caught up).", kind: MetricType::GAUGE },
     Family { name: "tern_group_sync_blocked", help: "1 when the translated offsets could not be synced onto the target group (sync state blocked or failed).", kind: MetricType::GAUGE },
 ];
+
+/// By flow: seconds from each record's source timestamp to the target's acknowledgement.
+const LATENCY: Family = Family {
+    name: "tern_replication_latency_seconds",
+    help: "Seconds from a record's source timestamp (its batch's first record's) to the target's acknowledgement, per record this worker replicated.",
+    kind: MetricType::HISTOGRAM,
+};
 
 /// State sets: one sample per flow or group partition, labelled with its current state's word
 /// (value 1).
@@ -55,6 +64,7 @@ impl FlowCollector {
             .iter()
             .chain(GROUP_FAMILIES)
             .chain(STATE_FAMILIES)
+            .chain([&LATENCY])
             .filter_map(|f| Desc::new(f.name.to_string(), f.help.to_string(), vec![], Default::default()).ok())
             .collect();
         FlowCollector { flows, descs }
@@ -83,19 +93,24 @@ fn sample(labels: Vec<LabelPair>, kind: MetricType, value: f64) -> Metric {
     m
 }
 
-/// How far the target is behind in time: 0 when caught up, else now minus the newest
-/// replicated record's timestamp.
-/// How far the target is behind in time: 0 when caught up, else now minus the newest
-/// replicated record's timestamp; `None` while lagging with nothing replicated by this worker
-/// yet (no timestamp to go by).
-pub fn lag_seconds(p: &tern_mirror::status::PartitionStatus, now: i64) -> Option<f64> {
-    if p.lag_records() == 0 {
-        Some(0.0)
-    } else if p.replicated_timestamp < 0 {
-        None
-    } else {
-        Some((now - p.replicated_timestamp).max(0) as f64 / 1000.0)
-    }
+fn histogram(labels: Vec<LabelPair>, h: &tern_mirror::status::LatencyHistogram) -> Metric {
+    let mut out = Histogram::default();
+    out.set_sample_count(h.count);
+    out.set_sample_sum(h.sum);
+    out.set_bucket(h
+        .cumulative()
+        .into_iter()
+        .map(|(bound, count)| {
+            let mut b = Bucket::default();
+            b.set_upper_bound(bound);
+            b.set_cumulative_count(count);
+            b
+        })
+        .collect());
+    let mut m = Metric::default();
+    m.set_label(labels);
+    m.set_histogram(out);
+    m
 }
 
 pub use tern_mirror::clock::now_ms;
@@ -109,13 +124,14 @@ impl Collector for FlowCollector {
         let mut samples: Vec<Vec<Metric>> = FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut group_samples: Vec<Vec<Metric>> = GROUP_FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut state_samples: Vec<Vec<Metric>> = STATE_FAMILIES.iter().map(|_| Vec::new()).collect();
+        let mut latency = Vec::new();
         let now = now_ms();
         for (flow, status) in &self.flows {
             let snap = status.snapshot();
             for ((topic, partition), p) in &snap.partitions {
                 let labels = || vec![label("flow", flow), label("topic", topic), label("partition", &partition.to_string())];
                 // An unknown lag in seconds is left out rather than reported as a number.
-                let lag_seconds = lag_seconds(p, now).unwrap_or(f64::NAN);
+                let lag_seconds = p.lag_seconds(now).unwrap_or(f64::NAN);
                 let values = [
                     p.records as f64,
                     p.bytes as f64,
@@ -139,9 +155,11 @@ impl Collector for FlowCollector {
                     g.translation.target().unwrap_or(-1) as f64,
                     if g.checkpoint_at < 0 { -1.0 } else { (now - g.checkpoint_at).max(0) as f64 / 1000.0 },
                     if ahead { 1.0 } else { 0.0 },
+                    g.lag_records as f64,
+                    g.lag_seconds.unwrap_or(f64::NAN),
                     if g.sync.not_synced() { 1.0 } else { 0.0 },
                 ];
-                for (i, v) in values.iter().enumerate() {
+                for (i, v) in values.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
                     group_samples[i].push(sample(labels(), GROUP_FAMILIES[i].kind, *v));
                 }
                 for (i, state) in [(1, g.translation.state().as_str()), (2, g.sync.as_str())] {
@@ -150,6 +168,7 @@ impl Collector for FlowCollector {
                     state_samples[i].push(sample(l, MetricType::GAUGE, 1.0));
                 }
             }
+            latency.push(histogram(vec![label("flow", flow)], &snap.latency));
             state_samples[0].push(sample(vec![label("flow", flow), label("state", snap.control.state.as_str())], MetricType::GAUGE, 1.0));
             let last = FAMILIES.len() - 1;
             samples[last].push(sample(vec![label("flow", flow)], MetricType::COUNTER, snap.heartbeats_sent as f64));
@@ -159,6 +178,7 @@ impl Collector for FlowCollector {
             .zip(samples)
             .chain(GROUP_FAMILIES.iter().zip(group_samples))
             .chain(STATE_FAMILIES.iter().zip(state_samples))
+            .chain([(&LATENCY, latency)])
             .filter(|(_, m)| !m.is_empty())
             .map(|(f, metrics)| {
                 let mut mf = MetricFamily::default();

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::history::{Outlook, Sample, Series, Trend};
-use crate::metrics::{lag_seconds, now_ms};
+use crate::metrics::now_ms;
 use crate::state::AppState;
 
 /// Above this many seconds of lag a flow shows as lagging.
@@ -60,6 +60,10 @@ pub struct GroupView {
     pub translated_offset: Option<i64>,
     pub state: TranslationState,
     pub checkpoint_age_seconds: Option<f64>,
+    /// Records between the group's committed offset and the source end.
+    pub lag_records: i64,
+    /// Age of the first record the group has not consumed; `None` when not known.
+    pub lag_seconds: Option<f64>,
     pub sync: SyncState,
     /// Why the sync is blocked or failed.
     pub sync_reason: Option<String>,
@@ -171,7 +175,7 @@ impl AppState {
                 replicated_offset: p.replicated_offset,
                 source_end_offset: p.source_end_offset,
                 lag_records: p.lag_records(),
-                lag_seconds: lag_seconds(p, now),
+                lag_seconds: p.lag_seconds(now),
                 records: p.records,
                 bytes: p.bytes,
                 error: p.error.clone(),
@@ -272,6 +276,8 @@ impl AppState {
                 translated_offset: g.translation.target(),
                 state: g.translation.state(),
                 checkpoint_age_seconds: (g.checkpoint_at >= 0).then(|| (now - g.checkpoint_at).max(0) as f64 / 1000.0),
+                lag_records: g.lag_records,
+                lag_seconds: g.lag_seconds,
                 sync: g.sync,
                 sync_reason: g.sync_reason.clone(),
             })
