@@ -57,7 +57,7 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
     println!("config    {}", data.join("tern.toml").display());
     println!("operator token in {} (log in there to pause and resume flows)", token.1.display());
     let state = tern_web::AppState::new(topology, statuses.clone(), Some(token.0));
-    state.spawn_pollers();
+    let _pollers = state.spawn_pollers();
     let app = tern_web::router(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -329,7 +329,7 @@ async fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let mode = if token.is_some() { "changes need the operator token" } else { "read-only: no [web] token configured" };
     tracing::info!("dashboard, API and metrics on http://{} ({mode})", listener.local_addr()?);
     let state = tern_web::AppState::new(topology, statuses.clone(), token);
-    state.spawn_pollers();
+    let _pollers = state.spawn_pollers();
     let app = tern_web::router(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

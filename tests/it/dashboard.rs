@@ -220,7 +220,7 @@ async fn dashboard_api_and_metrics_show_a_running_flow() {
     let topology = tern_web::Topology::from_validated(&validated);
     let mirror = TestMirror::start(&toml);
     let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into()));
-    state.spawn_pollers_every(Duration::from_millis(200));
+    let _pollers = state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     let flow_path = "/flows/src-%3Edst";
 
@@ -608,7 +608,7 @@ async fn drills_from_the_dashboard_and_failover_state_on_the_topology() {
     let topology = tern_web::Topology::from_validated(&validated).with_state_dir(state_dir.path().to_path_buf());
     let mirror = TestMirror::start(&toml);
     let state = tern_web::AppState::new(topology, mirror.status.clone(), Some(TOKEN.into()));
-    state.spawn_pollers_every(Duration::from_millis(200));
+    let _pollers = state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     wait_until(Duration::from_secs(30), "100 records replicated", async || {
         let json = web.get("/api/v1/flows/src-%3Edst", None).await.json();
@@ -730,7 +730,7 @@ async fn each_workers_dashboard_shows_the_whole_flow() {
     }
     let validated = tern_mirror::config::parse(&toml).expect("config");
     let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), first.status.clone(), None);
-    state.spawn_pollers_every(Duration::from_millis(200));
+    let _pollers = state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     // The first worker's page lists all four partitions, the other worker's too, caught up.
     let doc = wait_until(Duration::from_secs(30), "all partitions replicated on the first worker's page", async || {
@@ -784,7 +784,7 @@ async fn an_unreachable_cluster_shows_as_such_and_holds_up_nothing_else() {
     let validated = tern_mirror::config::parse(&toml).expect("config");
     let mirror = TestMirror::start(&toml);
     let state = tern_web::AppState::new(tern_web::Topology::from_validated(&validated), mirror.status.clone(), Some(TOKEN.into()));
-    state.spawn_pollers_every(Duration::from_millis(200));
+    let _pollers = state.spawn_pollers_every(Duration::from_millis(200));
     let web = Web { app: tern_web::router(state) };
     let doc = wait_until(Duration::from_secs(30), "the unreachable cluster marked on the topology", async || {
         let doc = web.get("/", None).await.html();

@@ -24,3 +24,4 @@ mod drills;
 mod kafka_tools;
 mod mm2;
 mod lag;
+mod history;

@@ -78,7 +78,13 @@ pub async fn flow_history_get(State(state): State<AppState>, Path(name): Path<St
         .filter(|((f, _, _), _)| *f == name)
         .map(|((_, topic, partition), s)| json!({ "topic": topic, "partition": partition, "samples": pick(s) }))
         .collect();
-    Ok(Json(json!({ "flow": name, "minutes": minutes, "samples": flow, "partitions": partitions })).into_response())
+    drop(history);
+    let stored = state.0.stored.lock().unwrap_or_else(|p| p.into_inner());
+    let kept = json!({
+        "fine": stored.points(&name, crate::stored::Resolution::Fine),
+        "coarse": stored.points(&name, crate::stored::Resolution::Coarse),
+    });
+    Ok(Json(json!({ "flow": name, "minutes": minutes, "samples": flow, "partitions": partitions, "stored": kept })).into_response())
 }
 
 pub async fn topics_get(State(state): State<AppState>) -> Response {

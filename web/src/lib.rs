@@ -24,6 +24,7 @@ pub mod history;
 pub mod metrics;
 pub mod pages;
 pub mod state;
+pub mod stored;
 pub mod telemetry;
 pub mod topology;
 pub mod views;
@@ -152,6 +153,8 @@ mod tests {
                 checkpoint_at: metrics::now_ms(),
                 sync: tern_mirror::states::SyncState::Synced,
                 sync_reason: None,
+                lag_records: 0,
+                lag_seconds: Some(0.0),
             },
         );
         status.set_groups(groups);

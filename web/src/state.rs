@@ -86,11 +86,26 @@ pub(crate) struct Inner {
     pub statuses: BTreeMap<String, Arc<FlowStatus>>,
     pub registry: prometheus::Registry,
     pub history: Mutex<History>,
+    /// Every flow's history as kept on its target cluster.
+    pub stored: Mutex<crate::stored::Stored>,
+    pub resolutions: Mutex<crate::stored::Resolutions>,
     pub health: Mutex<BTreeMap<String, ClusterHealth>>,
     pub progress: Mutex<BTreeMap<String, FlowProgress>>,
     clients: Mutex<BTreeMap<String, Arc<Client>>>,
     pub auth: Auth,
     pub drills: crate::drills::Runs,
+}
+
+/// The background tasks of [`AppState::spawn_pollers`]; they keep running when this is
+/// dropped.
+pub struct Pollers(Vec<tokio::task::AbortHandle>);
+
+impl Pollers {
+    pub fn stop(&self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// Shared by every handler.
@@ -116,6 +131,8 @@ impl AppState {
             statuses,
             registry,
             history: Mutex::default(),
+            stored: Mutex::default(),
+            resolutions: Mutex::default(),
             health: Mutex::default(),
             progress: Mutex::default(),
             clients: Mutex::default(),
@@ -124,34 +141,83 @@ impl AppState {
         }))
     }
 
-    /// Starts the background work: lag sampling and cluster polling every 2 s. Runs until the
-    /// runtime shuts down.
-    pub fn spawn_pollers(&self) {
-        self.spawn_pollers_every(SAMPLE_INTERVAL);
+    /// Starts the background work: lag sampling and cluster polling every 2 s, the stored
+    /// history every 10 s. Runs until the runtime shuts down or [`Pollers::stop`].
+    pub fn spawn_pollers(&self) -> Pollers {
+        self.spawn_pollers_every(SAMPLE_INTERVAL)
     }
 
     /// [`AppState::spawn_pollers`] at another pace (tests sample faster).
-    pub fn spawn_pollers_every(&self, interval: Duration) {
+    pub fn spawn_pollers_every(&self, interval: Duration) -> Pollers {
+        let mut tasks = Vec::new();
         let state = self.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
                 state.sample();
             }
-        });
+        }));
         let state = self.clone();
-        tokio::spawn(async move {
+        // The stored history is written and read back every five samples (10 s by default).
+        let every = (interval * 5).max(Duration::from_secs(1));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                state.sync_history().await;
+            }
+        }));
+        let state = self.clone();
+        tasks.push(tokio::spawn(async move {
             loop {
                 state.poll_clusters().await;
                 tokio::time::sleep(interval.max(Duration::from_secs(2))).await;
             }
-        });
+        }));
+        Pollers(tasks.iter().map(|t| t.abort_handle()).collect())
     }
 
     /// Takes one history sample of every flow.
     pub fn sample(&self) {
         self.record_history(crate::metrics::now_ms());
+    }
+
+    /// Bucket widths of the stored history (tests use short ones).
+    pub fn set_history_resolutions(&self, r: crate::stored::Resolutions) {
+        *self.0.resolutions.lock().unwrap_or_else(|p| p.into_inner()) = r;
+    }
+
+    /// Writes each flow's newest sample to the history topic on its target and reads back what
+    /// every worker wrote. An unreachable target only delays its own flows' history.
+    pub async fn sync_history(&self) {
+        let now = crate::metrics::now_ms();
+        let res = *self.0.resolutions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_target: BTreeMap<String, Vec<(String, crate::history::Sample)>> = BTreeMap::new();
+        {
+            let history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
+            for f in &self.0.topology.flows {
+                let latest = history.flows.get(&f.name()).and_then(|s| s.samples().last().copied());
+                let entry = by_target.entry(f.target.clone()).or_default();
+                if let Some(sample) = latest {
+                    entry.push((f.name(), sample));
+                }
+            }
+        }
+        for (cluster, latest) in by_target {
+            let client = match self.client(&cluster).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(cluster, "history: {e}");
+                    continue;
+                }
+            };
+            let synced = tokio::time::timeout(POLL_TIMEOUT, crate::stored::sync(&self.0.stored, &cluster, &client, &latest, &res, now)).await;
+            match synced {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(cluster, "history on {cluster}: {e}"),
+                Err(_) => tracing::debug!(cluster, "history on {cluster}: no answer in time"),
+            }
+        }
     }
 
     /// A connected client for a configured cluster (connections are kept).

@@ -12,6 +12,7 @@ use super::{error_page, respond, Chrome};
 use crate::error::WebError;
 use crate::state::AppState;
 use crate::topology::encode_segment;
+use crate::stored::Resolution;
 use crate::views::FlowView;
 
 #[derive(Template)]
@@ -26,6 +27,9 @@ struct FlowsPage {
 struct FlowPage {
     chrome: Chrome,
     flow: FlowView,
+    /// Lag over the last 24 hours and the last hour, from the stored history.
+    day_chart: String,
+    hour_chart: String,
 }
 
 pub async fn flows_get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -34,7 +38,16 @@ pub async fn flows_get(State(state): State<AppState>, headers: HeaderMap, uri: U
 
 pub async fn flow_get(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(name): Path<String>) -> Response {
     match state.flow_view(&name) {
-        Some(flow) => respond!(headers, FlowPage { chrome: Chrome::new(&state, &headers, &uri, "flows"), flow }),
+        Some(flow) => {
+            let (day, hour) = {
+                let stored = state.0.stored.lock().unwrap_or_else(|p| p.into_inner());
+                (stored.points(&name, Resolution::Coarse), stored.points(&name, Resolution::Fine))
+            };
+            let now = crate::metrics::now_ms();
+            let day_chart = crate::stored::chart("history-24h", &day, now, 24 * 3_600_000);
+            let hour_chart = crate::stored::chart("history-1h", &hour, now, 3_600_000);
+            respond!(headers, FlowPage { chrome: Chrome::new(&state, &headers, &uri, "flows"), flow, day_chart, hour_chart })
+        }
         None => error_page(&state, &headers, &uri, WebError::NotFound(format!("There is no flow named {name:?}. Flows are named source->target."))),
     }
 }
