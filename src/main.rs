@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 mod demo;
 mod drills;
+mod run;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -22,7 +23,10 @@ enum Command {
     /// Three regional brokers, flows between them, a load generator and the dashboard, in
     /// one process.
     Demo(DemoArgs),
-    /// Run the mirror workers of every flow in the configuration.
+    /// Run the mirror workers of every flow in the configuration. The file is read again on
+    /// SIGHUP and when it changes: flows added, removed or changed start and stop without
+    /// touching the others; a file that does not validate is refused and the running
+    /// configuration kept.
     Run(ConfigArgs),
     /// Validate the configuration and reach every cluster it names.
     Check(CheckArgs),
@@ -254,7 +258,7 @@ fn main() -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Broker(args) => runtime.block_on(broker(args)),
         Command::Demo(args) => runtime.block_on(demo::run(args.web, args.data, args.rate)),
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run::run(args.config)),
         Command::Check(args) => runtime.block_on(check(args)),
         Command::Offsets(args) => runtime.block_on(offsets(args)),
         Command::Failover(args) => runtime.block_on(drills::failover(args)),
@@ -311,56 +315,6 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("broker on {addr} with data in {}", args.data.display()))?;
     tracing::info!("broker stopped");
     Ok(())
-}
-
-async fn run(args: ConfigArgs) -> anyhow::Result<()> {
-    let validated = tern_mirror::config::load(&args.config)?;
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let flows: Vec<String> = validated.flows.iter().map(|f| f.name()).collect();
-    tracing::info!(flows = %flows.join(", "), "starting");
-    let listen = validated.config.web.listen.clone();
-    let token = validated.config.web.token()?;
-    if token.as_ref().is_some_and(|t| t.len() < 16) {
-        tracing::warn!("the [web] token is shorter than 16 characters: use a long random one (for example `openssl rand -hex 32`)");
-    }
-    let topology = tern_web::Topology::from_validated(&validated).with_state_dir(validated.config.state_dir(&args.config));
-    let (statuses, mut tasks) = tern_mirror::start(validated, rx);
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding [web] listen = {listen}"))?;
-    let mode = if token.is_some() { "changes need the operator token" } else { "read-only: no [web] token configured" };
-    tracing::info!("dashboard, API and metrics on http://{} ({mode})", listener.local_addr()?);
-    let state = tern_web::AppState::new(topology, statuses.clone(), token);
-    let _pollers = state.spawn_pollers();
-    let app = tern_web::router(state);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("web server: {e}");
-        }
-    });
-    let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    let mut failed = None;
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = report.tick() => {
-                for (name, status) in &statuses {
-                    let t = status.snapshot().totals();
-                    tracing::info!(flow = %name, partitions = t.partitions, records = t.records, lag = t.lag_records, errors = t.errors, "status");
-                }
-            }
-            Some(done) = tasks.join_next() => {
-                if let Ok((name, Err(e))) = done {
-                    tracing::error!(flow = %name, "flow stopped: {e}");
-                    failed = Some(anyhow::anyhow!("flow {name}: {e}"));
-                    break;
-                }
-            }
-        }
-    }
-    let _ = tx.send(true);
-    while tasks.join_next().await.is_some() {}
-    failed.map_or(Ok(()), Err)
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<()> {
@@ -425,7 +379,7 @@ async fn offsets(args: OffsetsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -14,6 +14,8 @@
 //! - [`failover`], [`failback`]: moving a flow's clients to its target and back.
 //! - [`states`]: every state an operator reads (health, failover, translation, drill checks,
 //!   group sync), each with one spelling.
+//! - [`workers`]: the flows of one `tern run`, started, stopped and restarted as the
+//!   configuration changes, each without touching the others.
 //! - [`status`]: per-partition positions, lag and errors, read by metrics and the dashboard.
 //! - [`mm2`]: MirrorMaker 2's internal record formats (heartbeats, checkpoints, offset syncs).
 //!
@@ -52,6 +54,7 @@ pub mod producer;
 pub mod states;
 pub mod status;
 pub mod transform;
+pub mod workers;
 
 pub use error::{Error, Result, RetryHint};
 

@@ -198,3 +198,14 @@ pub async fn wait_until<T>(limit: Duration, what: &str, mut check: impl AsyncFnM
 pub fn tern_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tern"))
 }
+
+/// A `GET` over plain HTTP/1.1, as text (status line, headers and body).
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect web");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await.expect("response in time").expect("read");
+    String::from_utf8_lossy(&out).to_string()
+}
+

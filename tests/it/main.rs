@@ -25,3 +25,4 @@ mod kafka_tools;
 mod mm2;
 mod lag;
 mod history;
+mod reload;

@@ -43,7 +43,7 @@ pub async fn topology_get(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "clusters": clusters, "flows": edges })).into_response()
+    Json(json!({ "clusters": clusters, "flows": edges, "config": state.config_info() })).into_response()
 }
 
 pub async fn flows_get(State(state): State<AppState>) -> Response {
@@ -65,7 +65,7 @@ pub async fn flow_history_get(State(state): State<AppState>, Path(name): Path<St
     if let Some(unknown) = q.keys().find(|k| k.as_str() != "minutes") {
         return Err(WebError::BadRequest(format!("unknown parameter {unknown:?}; the only one is minutes")));
     }
-    if state.0.topology.flow(&name).is_none() {
+    if state.topology().flow(&name).is_none() {
         return Err(no_such_flow(&name));
     }
     let since = crate::metrics::now_ms() - minutes * 60_000;
@@ -111,7 +111,8 @@ pub async fn apply_control(state: &AppState, name: &str, action: &str, via: &str
         "resume" => false,
         other => return Err(WebError::NotFound(format!("unknown action {other:?}; use pause or resume"))),
     };
-    let flow = state.0.topology.flow(name).ok_or_else(|| no_such_flow(name))?;
+    let topology = state.topology();
+    let flow = topology.flow(name).ok_or_else(|| no_such_flow(name))?;
     let target = flow.target.clone();
     let client = state.client(&target).await.map_err(|e| WebError::Unavailable(format!("{e}; the flow was not changed")))?;
     let reason = format!("{via}: {action}");
@@ -121,7 +122,7 @@ pub async fn apply_control(state: &AppState, name: &str, action: &str, via: &str
         .map_err(|e| WebError::Unavailable(format!("{e}; the flow was not changed")))?;
     tracing::info!(flow = %name, paused, via, "flow {}", if paused { "paused" } else { "resumed" });
     // This worker follows at once; the others within a second.
-    if let Some(status) = state.0.statuses.get(name) {
+    if let Some(status) = state.status(name) {
         status.set_control(written.clone());
     }
     Ok(written)

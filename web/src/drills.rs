@@ -36,20 +36,21 @@ pub struct StartDrill {
 }
 
 pub(crate) fn history(state: &AppState) -> Result<Vec<DrillSummary>, String> {
-    match &state.0.topology.state_dir {
+    match &state.topology().state_dir {
         None => Ok(Vec::new()),
         Some(dir) => drill::history::list(&drill::history_dir(dir)).map_err(|e| e.to_string()),
     }
 }
 
 pub(crate) fn load(state: &AppState, id: &str) -> Result<DrillReport, WebError> {
-    let dir = state.0.topology.state_dir.as_ref().ok_or_else(|| WebError::NotFound("this Tern keeps no drill history (no state directory)".to_string()))?;
+    let topology = state.topology();
+    let dir = topology.state_dir.as_ref().ok_or_else(|| WebError::NotFound("this Tern keeps no drill history (no state directory)".to_string()))?;
     drill::history::load(&drill::history_dir(dir), id).map_err(|e| WebError::NotFound(format!("no drill {id:?} in the history: {e}")))
 }
 
 /// Starts a drill in the background; returns the run's id.
 pub(crate) fn start(state: &AppState, req: &StartDrill) -> Result<String, WebError> {
-    let flow = state.0.topology.flow(&req.flow).cloned().ok_or_else(|| WebError::NotFound(format!("no flow named {:?}", req.flow)))?;
+    let flow = state.topology().flow(&req.flow).cloned().ok_or_else(|| WebError::NotFound(format!("no flow named {:?}", req.flow)))?;
     let opts = match req.groups.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
         Some(g) => DrillOptions::with_groups(g).map_err(|e| WebError::BadRequest(format!("groups: {e}")))?,
         None => DrillOptions::default(),
@@ -65,7 +66,7 @@ pub(crate) fn start(state: &AppState, req: &StartDrill) -> Result<String, WebErr
             DrillRun { run: run_id.clone(), flow: req.flow.clone(), started_at_ms: crate::metrics::now_ms(), events: vec![], report_id: None, verdict: None, error: None, done: false },
         );
     }
-    let clusters: BTreeMap<String, tern_mirror::config::ClusterConfig> = state.0.topology.clusters.iter().map(|(n, c)| (n.clone(), c.config().clone())).collect();
+    let clusters: BTreeMap<String, tern_mirror::config::ClusterConfig> = state.topology().clusters.iter().map(|(n, c)| (n.clone(), c.config().clone())).collect();
     let (state, run) = (state.clone(), run_id.clone());
     tracing::info!(flow = %flow.name(), run = %run, "drill started from the web");
     tokio::spawn(async move {
@@ -77,7 +78,7 @@ pub(crate) fn start(state: &AppState, req: &StartDrill) -> Result<String, WebErr
             }
         })
         .await;
-        let saved = match (&result, &state.0.topology.state_dir) {
+        let saved = match (&result, &state.topology().state_dir) {
             (Ok(report), Some(dir)) => drill::history::save(&drill::history_dir(dir), report).map(|_| ()).map_err(|e| e.to_string()),
             _ => Ok(()),
         };

@@ -114,8 +114,7 @@ async fn metrics_get(State(state): State<AppState>) -> Response {
 /// 200 while every flow runs without flow-level errors, 503 with the reasons otherwise.
 async fn healthz_get(State(state): State<AppState>) -> Response {
     let problems: Vec<String> = state
-        .0
-        .statuses
+        .statuses()
         .iter()
         .flat_map(|(name, s)| s.snapshot().errors.into_iter().map(move |e| format!("{name}: {e}")))
         .collect();

@@ -9,7 +9,7 @@ use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, Me
 use tern_mirror::status::FlowStatus;
 
 pub struct FlowCollector {
-    flows: BTreeMap<String, Arc<FlowStatus>>,
+    flows: Arc<std::sync::Mutex<BTreeMap<String, Arc<FlowStatus>>>>,
     descs: Vec<Desc>,
 }
 
@@ -59,7 +59,7 @@ const STATE_FAMILIES: &[Family] = &[
 ];
 
 impl FlowCollector {
-    pub fn new(flows: BTreeMap<String, Arc<FlowStatus>>) -> FlowCollector {
+    pub fn new(flows: Arc<std::sync::Mutex<BTreeMap<String, Arc<FlowStatus>>>>) -> FlowCollector {
         let descs = FAMILIES
             .iter()
             .chain(GROUP_FAMILIES)
@@ -126,7 +126,8 @@ impl Collector for FlowCollector {
         let mut state_samples: Vec<Vec<Metric>> = STATE_FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut latency = Vec::new();
         let now = now_ms();
-        for (flow, status) in &self.flows {
+        let flows = self.flows.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (flow, status) in &flows {
             let snap = status.snapshot();
             for ((topic, partition), p) in &snap.partitions {
                 let labels = || vec![label("flow", flow), label("topic", topic), label("partition", &partition.to_string())];

@@ -81,9 +81,25 @@ pub struct FlowProgress {
     pub polled_at_ms: i64,
 }
 
+/// Which configuration is running, and what became of the last attempt to load another.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConfigInfo {
+    /// The configuration file, when there is one (not served: a path says more than needed).
+    #[serde(skip)]
+    pub path: Option<String>,
+    /// When the running configuration was loaded (ms).
+    pub loaded_at_ms: i64,
+    /// What the last load or reload did (flows started, stopped, restarted).
+    pub summary: String,
+    /// Why the newest version of the file was refused; the running configuration was kept.
+    pub error: Option<String>,
+    pub error_at_ms: Option<i64>,
+}
+
 pub(crate) struct Inner {
-    pub topology: Topology,
-    pub statuses: BTreeMap<String, Arc<FlowStatus>>,
+    topology: Mutex<Arc<Topology>>,
+    statuses: Arc<Mutex<BTreeMap<String, Arc<FlowStatus>>>>,
+    pub config: Mutex<ConfigInfo>,
     pub registry: prometheus::Registry,
     pub history: Mutex<History>,
     /// Every flow's history as kept on its target cluster.
@@ -122,13 +138,20 @@ impl AppState {
     /// `token` enables the mutating endpoints (pause, resume); without it the service is
     /// read-only.
     pub fn new(topology: Topology, statuses: BTreeMap<String, Arc<FlowStatus>>, token: Option<String>) -> AppState {
+        AppState::with_shared_statuses(topology, Arc::new(Mutex::new(statuses)), token)
+    }
+
+    /// Like [`AppState::new`], over a status map that the running flows change as flows are
+    /// added and removed (`tern run` with live configuration).
+    pub fn with_shared_statuses(topology: Topology, statuses: Arc<Mutex<BTreeMap<String, Arc<FlowStatus>>>>, token: Option<String>) -> AppState {
         let registry = prometheus::Registry::new();
         if let Err(e) = registry.register(Box::new(crate::metrics::FlowCollector::new(statuses.clone()))) {
             tracing::error!("registering flow metrics: {e}");
         }
         AppState(Arc::new(Inner {
-            topology,
+            topology: Mutex::new(Arc::new(topology)),
             statuses,
+            config: Mutex::default(),
             registry,
             history: Mutex::default(),
             stored: Mutex::default(),
@@ -182,6 +205,44 @@ impl AppState {
         self.record_history(crate::metrics::now_ms());
     }
 
+    /// The configured clusters and flows (replaced when the configuration is reloaded).
+    pub fn topology(&self) -> Arc<Topology> {
+        self.0.topology.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// One flow's status, if it runs here.
+    pub fn status(&self, flow: &str) -> Option<Arc<FlowStatus>> {
+        self.0.statuses.lock().unwrap_or_else(|p| p.into_inner()).get(flow).cloned()
+    }
+
+    /// Every running flow's status.
+    pub fn statuses(&self) -> BTreeMap<String, Arc<FlowStatus>> {
+        self.0.statuses.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A reloaded configuration's clusters and flows; connections are made afresh.
+    pub fn set_topology(&self, topology: Topology) {
+        *self.0.topology.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(topology);
+        self.0.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Records that a configuration was loaded: `summary` says what changed.
+    pub fn config_loaded(&self, path: Option<String>, summary: String) {
+        let mut c = self.0.config.lock().unwrap_or_else(|p| p.into_inner());
+        *c = ConfigInfo { path, loaded_at_ms: crate::metrics::now_ms(), summary, error: None, error_at_ms: None };
+    }
+
+    /// Records that a new version of the configuration was refused.
+    pub fn config_refused(&self, error: String) {
+        let mut c = self.0.config.lock().unwrap_or_else(|p| p.into_inner());
+        c.error = Some(error);
+        c.error_at_ms = Some(crate::metrics::now_ms());
+    }
+
+    pub fn config_info(&self) -> ConfigInfo {
+        self.0.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Bucket widths of the stored history (tests use short ones).
     pub fn set_history_resolutions(&self, r: crate::stored::Resolutions) {
         *self.0.resolutions.lock().unwrap_or_else(|p| p.into_inner()) = r;
@@ -195,7 +256,7 @@ impl AppState {
         let mut by_target: BTreeMap<String, Vec<(String, crate::history::Sample)>> = BTreeMap::new();
         {
             let history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
-            for f in &self.0.topology.flows {
+            for f in &self.topology().flows {
                 let latest = history.flows.get(&f.name()).and_then(|s| s.samples().last().copied());
                 let entry = by_target.entry(f.target.clone()).or_default();
                 if let Some(sample) = latest {
@@ -222,7 +283,8 @@ impl AppState {
 
     /// A connected client for a configured cluster (connections are kept).
     pub(crate) async fn client(&self, cluster: &str) -> Result<Arc<Client>, String> {
-        let info = self.0.topology.clusters.get(cluster).ok_or_else(|| format!("unknown cluster {cluster}"))?;
+        let topology = self.topology();
+        let info = topology.clusters.get(cluster).ok_or_else(|| format!("unknown cluster {cluster}"))?;
         if let Some(c) = self.0.clients.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
             return Ok(c.clone());
         }
@@ -238,7 +300,7 @@ impl AppState {
     /// Polls every cluster at once: brokers, topics and the configs of replicated topics.
     pub async fn poll_clusters(&self) {
         let mut polls = tokio::task::JoinSet::new();
-        for name in self.0.topology.clusters.keys().cloned() {
+        for name in self.topology().clusters.keys().cloned() {
             let state = self.clone();
             polls.spawn(async move {
                 let result = tokio::time::timeout(POLL_TIMEOUT, state.poll_cluster(&name)).await;
@@ -263,7 +325,7 @@ impl AppState {
             }
             self.0.health.lock().unwrap_or_else(|p| p.into_inner()).insert(name, health);
         }
-        for flow in &self.0.topology.flows {
+        for flow in &self.topology().flows {
             match tokio::time::timeout(POLL_TIMEOUT, self.poll_flow(flow)).await {
                 Ok(Ok(p)) => {
                     self.0.progress.lock().unwrap_or_else(|p| p.into_inner()).insert(flow.name(), p);
@@ -299,14 +361,14 @@ impl AppState {
         // The topics whose configs the Topics page compares: sources of flows from this
         // cluster and remote topics of flows into it.
         let mut wanted = BTreeSet::new();
-        for f in &self.0.topology.flows {
+        for f in &self.topology().flows {
             for t in md.topics.values().filter(|t| !t.internal) {
                 if f.source == name && tern_mirror::naming::replicates(f, &t.name) {
                     wanted.insert(t.name.clone());
                 }
             }
         }
-        for f in self.0.topology.flows.iter().filter(|f| f.target == name) {
+        for f in self.topology().flows.iter().filter(|f| f.target == name) {
             let source_topics: Vec<String> = self.0.health.lock().unwrap_or_else(|p| p.into_inner()).get(&f.source).map(|h| h.partitions.keys().cloned().collect()).unwrap_or_default();
             for t in source_topics.iter().filter(|t| tern_mirror::naming::replicates(f, t)) {
                 let remote = tern_mirror::naming::remote_topic(f, t);

@@ -134,8 +134,7 @@ fn sample_of(p: &PartitionView, now: i64) -> Sample {
 impl AppState {
     pub fn cluster_views(&self) -> Vec<ClusterView> {
         let health = self.0.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.0
-            .topology
+        self.topology()
             .clusters
             .iter()
             .map(|(name, info)| {
@@ -158,7 +157,7 @@ impl AppState {
     }
 
     pub fn flow_views(&self) -> Vec<FlowView> {
-        self.0.topology.flows.iter().filter_map(|f| self.flow_view(&f.name())).collect()
+        self.topology().flows.iter().filter_map(|f| self.flow_view(&f.name())).collect()
     }
 
     /// The rows of a flow's partitions without their history: this worker's partitions from
@@ -214,12 +213,11 @@ impl AppState {
     /// Samples every flow's partitions into the lag history (the sampler calls this).
     pub(crate) fn record_history(&self, now: i64) {
         let rows: Vec<(String, Vec<PartitionView>)> = self
-            .0
-            .topology
+            .topology()
             .flows
             .iter()
             .map(|f| {
-                let snap = self.0.statuses.get(&f.name()).map(|s| s.snapshot()).unwrap_or_default();
+                let snap = self.status(&f.name()).map(|s| s.snapshot()).unwrap_or_default();
                 (f.name(), self.partition_rows(f, &snap, now))
             })
             .collect();
@@ -231,8 +229,9 @@ impl AppState {
 
     /// One flow, `None` if no such flow is configured.
     pub fn flow_view(&self, name: &str) -> Option<FlowView> {
-        let flow = self.0.topology.flow(name)?;
-        let snap = self.0.statuses.get(name).map(|s| s.snapshot()).unwrap_or_default();
+        let topology = self.topology();
+        let flow = topology.flow(name)?;
+        let snap = self.status(name).map(|s| s.snapshot()).unwrap_or_default();
         let now = now_ms();
         let mut partitions = self.partition_rows(flow, &snap, now);
         let history = self.0.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -306,7 +305,7 @@ impl AppState {
         let health = self.0.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let none = crate::state::ClusterHealth::default();
         let mut out = Vec::new();
-        for f in &self.0.topology.flows {
+        for f in &self.topology().flows {
             let source = health.get(&f.source).unwrap_or(&none);
             let target = health.get(&f.target).unwrap_or(&none);
             for (topic, count) in source.partitions.iter().filter(|(t, _)| tern_mirror::naming::replicates(f, t)) {

@@ -49,12 +49,12 @@ pub async fn drills_get(State(state): State<AppState>, headers: HeaderMap, uri: 
     running.sort_by_key(|r| std::cmp::Reverse(r.started_at_ms));
     respond!(headers, DrillsPage {
         chrome: Chrome::new(&state, &headers, &uri, "drills"),
-        flows: state.0.topology.flows.iter().map(|f| f.name()).collect(),
+        flows: state.topology().flows.iter().map(|f| f.name()).collect(),
         running,
         trends: crate::drills::trends(&history),
         history,
         history_error,
-        keeps_history: state.0.topology.state_dir.is_some(),
+        keeps_history: state.topology().state_dir.is_some(),
     })
 }
 

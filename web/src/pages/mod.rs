@@ -25,12 +25,21 @@ pub struct Chrome {
     pub logged_in: bool,
     pub csrf: String,
     pub updated: String,
+    /// When the running configuration was loaded (UTC), empty when not known.
+    pub config_loaded: String,
+    pub config_summary: String,
+    /// Why the newest version of the configuration file was refused.
+    pub config_error: Option<String>,
 }
 
 impl Chrome {
     pub(crate) fn new(state: &AppState, headers: &HeaderMap, uri: &Uri, section: &'static str) -> Chrome {
         let csrf = state.0.auth.csrf_for(headers);
+        let config = state.config_info();
         Chrome {
+            config_loaded: if config.loaded_at_ms > 0 { tern_mirror::drill::format_utc(config.loaded_at_ms) } else { String::new() },
+            config_summary: config.summary,
+            config_error: config.error,
             section,
             path: uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
             auth_enabled: state.0.auth.enabled(),
