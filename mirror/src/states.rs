@@ -115,6 +115,18 @@ spelled! {
 }
 
 spelled! {
+    /// Which way a flow's or partition's lag is going over the last minute.
+    pub enum Trend {
+        CaughtUp = "caught-up",
+        Shrinking = "shrinking",
+        Steady = "steady",
+        Growing = "growing",
+        /// Not enough samples yet.
+        Unknown = "unknown",
+    }
+}
+
+spelled! {
     /// How a group's committed source offset translates to the target.
     pub enum TranslationState {
         /// The target offset of the first replicated record at or after the committed one.
@@ -222,6 +234,7 @@ mod tests {
         check(Health::ALL, &["ok", "lagging", "paused", "failed-over", "error", "unknown"]);
         check(FailoverState::ALL, &["active", "failing-over", "failed-over", "failing-back"]);
         check(Verdict::ALL, &["pass", "no-offsets", "fail", "error"]);
+        check(Trend::ALL, &["caught-up", "shrinking", "steady", "growing", "unknown"]);
         check(TranslationState::ALL, &["exact", "ahead-of-replication", "nothing-replicated"]);
         check(Check::ALL, &["match", "skips", "repeats", "mismatch", "nothing-to-compare"]);
         check(ReadThrough::ALL, &["read", "nothing-to-read", "failed"]);
@@ -262,6 +275,7 @@ mod readme {
         assert_eq!(words("failover"), all(FailoverState::ALL));
         assert_eq!(words("verdict"), all(Verdict::ALL));
         assert_eq!(words("translation"), all(TranslationState::ALL));
+        assert_eq!(words("trend"), all(Trend::ALL));
         assert_eq!(words("check"), all(Check::ALL));
         assert_eq!(words("read-through"), all(ReadThrough::ALL));
         assert_eq!(words("sync"), all(SyncState::ALL));

@@ -22,29 +22,7 @@ pub struct Sample {
     pub bytes: u64,
 }
 
-/// Which way the lag is going over the recent past.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trend {
-    CaughtUp,
-    Shrinking,
-    Steady,
-    Growing,
-    /// Not enough samples yet.
-    Unknown,
-}
-
-impl std::fmt::Display for Trend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Trend::CaughtUp => "caught up",
-            Trend::Shrinking => "shrinking",
-            Trend::Steady => "steady",
-            Trend::Growing => "growing",
-            Trend::Unknown => "-",
-        })
-    }
-}
+pub use tern_mirror::states::Trend;
 
 /// What the samples say about the present.
 #[derive(Debug, Clone, PartialEq, Serialize)]
