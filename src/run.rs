@@ -78,6 +78,7 @@ pub async fn run(config: PathBuf) -> anyhow::Result<()> {
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
     let mut failed = None;
+    let mut died: Vec<String> = Vec::new();
     loop {
         let reload = tokio::select! {
             _ = &mut shutdown => break,
@@ -93,11 +94,16 @@ pub async fn run(config: PathBuf) -> anyhow::Result<()> {
             (name, result) = workers.ended() => {
                 match result {
                     Err(e) => {
+                        // The others go on; the dashboard, /metrics and /readyz show this one.
                         tracing::error!(flow = %name, "flow stopped: {e}");
-                        failed = Some(anyhow::anyhow!("flow {name}: {e}"));
-                        break;
+                        died.push(format!("flow {name}: {e}"));
                     }
                     Ok(()) => tracing::info!(flow = %name, "flow ended"),
+                }
+                if workers.names().is_empty() {
+                    tracing::error!("every flow stopped; exiting");
+                    failed = Some(anyhow::anyhow!("every flow stopped: {}", died.join("; ")));
+                    break;
                 }
                 None
             }

@@ -78,6 +78,9 @@ pub async fn run(
     status: Arc<FlowStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    if crate::failpoint::hit("flow-panic", &flow.name()) {
+        panic!("failpoint flow-panic: flow {} panics on purpose", flow.name());
+    }
     let (source, target) = loop {
         let attempt = async {
             let s = connect(&flow.source, clusters.get(&flow.source).ok_or_else(|| Error::Config(format!("unknown cluster {}", flow.source)))?).await?;

@@ -41,6 +41,7 @@ pub mod config;
 pub mod control;
 pub mod drill;
 pub mod error;
+pub mod failpoint;
 pub mod failback;
 pub mod failover;
 pub mod flow;

@@ -127,6 +127,9 @@ pub struct FlowSnapshot {
     pub control: crate::control::Control,
     /// Replication latency of every record this worker replicated.
     pub latency: LatencyHistogram,
+    /// Why the flow stopped on this worker (an error it could not ride out, a panic); `None`
+    /// while it runs.
+    pub stopped: Option<String>,
 }
 
 /// A flow's partitions summed up, for one-line status reports.
@@ -145,7 +148,7 @@ impl FlowSnapshot {
             partitions: self.partitions.len(),
             records: self.partitions.values().map(|p| p.records).sum(),
             lag_records: self.partitions.values().map(|p| p.lag_records()).sum(),
-            errors: self.partitions.values().filter(|p| p.error.is_some()).count() + self.errors.len(),
+            errors: self.partitions.values().filter(|p| p.error.is_some()).count() + self.errors.len() + usize::from(self.stopped.is_some()),
         }
     }
 }
@@ -184,6 +187,10 @@ impl FlowStatus {
 
     pub fn control(&self) -> crate::control::Control {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control.clone()
+    }
+
+    pub fn set_stopped(&self, reason: String) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.stopped = Some(reason);
     }
 
     pub fn observe_latency(&self, seconds: f64, records: u64) {

@@ -22,6 +22,7 @@ struct Running {
     fingerprint: String,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
+    status: Arc<FlowStatus>,
 }
 
 /// What applying a configuration did, by flow name.
@@ -85,6 +86,8 @@ impl Workers {
                 }
             }
         }
+        // Flows that stopped by themselves and are no longer configured leave the dashboard.
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner()).retain(|name, _| wanted.contains_key(name));
         let clusters = Arc::new(v.config.clusters.clone());
         for (name, (f, fp)) in wanted {
             if self.running.contains_key(&name) {
@@ -94,8 +97,11 @@ impl Workers {
             self.statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), status.clone());
             let (stop, rx) = watch::channel(false);
             let (f, clusters, settings) = (f.clone(), clusters.clone(), v.config.mirror.clone());
-            let task = tokio::spawn(async move { flow::run(f, &clusters, settings, status, rx).await });
-            self.running.insert(name.clone(), Running { fingerprint: fp, stop, task });
+            let task = {
+                let status = status.clone();
+                tokio::spawn(async move { flow::run(f, &clusters, settings, status, rx).await })
+            };
+            self.running.insert(name.clone(), Running { fingerprint: fp, stop, task, status });
             if !applied.restarted.contains(&name) {
                 applied.started.push(name);
             }
@@ -117,16 +123,26 @@ impl Workers {
         }
     }
 
-    /// A flow that ended by itself (an error it could not ride out), with how it ended; waits
-    /// until there is one. Never returns while every flow runs.
+    /// A flow that ended by itself (an error it could not ride out, a panic), with how it
+    /// ended; waits until there is one. A flow that failed keeps its status, marked stopped
+    /// with the reason, so the dashboard, `/metrics` and `/readyz` show it; a reloaded
+    /// configuration that still has the flow starts it again.
     pub async fn ended(&mut self) -> (String, Result<()>) {
         loop {
             if let Some(name) = self.running.iter().find(|(_, r)| r.task.is_finished()).map(|(n, _)| n.clone()) {
                 let Some(r) = self.running.remove(&name) else { continue };
                 let result = match r.task.await {
                     Ok(result) => result,
+                    Err(e) if e.is_panic() => {
+                        let payload = e.into_panic();
+                        let message = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                        Err(crate::Error::Other(format!("the flow panicked: {message}")))
+                    }
                     Err(e) => Err(crate::Error::Other(format!("the flow's task failed: {e}"))),
                 };
+                if let Err(e) = &result {
+                    r.status.set_stopped(e.to_string());
+                }
                 return (name, result);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

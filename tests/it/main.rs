@@ -26,3 +26,4 @@ mod mm2;
 mod lag;
 mod history;
 mod reload;
+mod stopped;

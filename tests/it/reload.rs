@@ -15,16 +15,21 @@ use crate::helpers::*;
 use crate::mirror::Aliases;
 
 /// A `tern run` process with its log lines.
-struct Run {
-    child: std::process::Child,
+pub(crate) struct Run {
+    pub child: std::process::Child,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Run {
-    fn start(config: &std::path::Path) -> Run {
+    pub fn start(config: &std::path::Path) -> Run {
+        Run::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Run {
         let mut child = std::process::Command::new(tern_bin())
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,tern_kafka=warn")
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
@@ -42,12 +47,23 @@ impl Run {
         Run { child, log }
     }
 
-    fn lines(&self, containing: &str) -> Vec<String> {
+    pub fn lines(&self, containing: &str) -> Vec<String> {
         self.log.lock().expect("log").iter().filter(|l| l.contains(containing)).cloned().collect()
     }
 
-    fn all(&self) -> String {
+    pub fn all(&self) -> String {
         self.log.lock().expect("log").join("\n")
+    }
+}
+
+impl Run {
+    /// The dashboard's address, from the log.
+    pub async fn dashboard(&self) -> String {
+        wait_until(Duration::from_secs(30), "the dashboard address", async || {
+            let line = self.lines("dashboard, API and metrics on http://").pop()?;
+            Some(line.split("http://").nth(1)?.split([' ', '/']).next()?.to_string())
+        })
+        .await
     }
 }
 
@@ -58,16 +74,16 @@ impl Drop for Run {
     }
 }
 
-fn body(response: &str) -> &str {
+pub(crate) fn body(response: &str) -> &str {
     response.split("\r\n\r\n").nth(1).unwrap_or_default()
 }
 
-async fn json(web: &str, path: &str) -> serde_json::Value {
+pub(crate) async fn json(web: &str, path: &str) -> serde_json::Value {
     let r = http_get(web, path).await;
     serde_json::from_str(body(&r)).unwrap_or_else(|e| panic!("{path}: {e}: {r}"))
 }
 
-fn config(a: &str, a_bootstrap: &str, b: &str, b_bootstrap: &str, flows: &[(&str, &str, &str)]) -> String {
+pub(crate) fn config(a: &str, a_bootstrap: &str, b: &str, b_bootstrap: &str, flows: &[(&str, &str, &str)]) -> String {
     let mut t = format!("[clusters.{a}]\nbootstrap = \"{a_bootstrap}\"\n[clusters.{b}]\nbootstrap = \"{b_bootstrap}\"\n\n");
     for (s, d, topic) in flows {
         t += &format!("[[flows]]\nsource = \"{s}\"\ntarget = \"{d}\"\ntopics = [\"{topic}\"]\ncheckpoint_interval = \"1s\"\n\n");
@@ -94,11 +110,7 @@ async fn a_changed_file_applies_flow_by_flow(kind: Kind) {
     let two = config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &steady), (&b, &a, &added)]);
     std::fs::write(&path, &one).expect("config");
     let run = Run::start(&path);
-    let web = wait_until(Duration::from_secs(30), "the dashboard address", async || {
-        let line = run.lines("dashboard, API and metrics on http://").pop()?;
-        Some(line.split("http://").nth(1)?.split([' ', '/']).next()?.to_string())
-    })
-    .await;
+    let web = run.dashboard().await;
 
     // A steady producer on the running flow's topic: ten records a second per partition.
     let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));

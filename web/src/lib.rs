@@ -4,7 +4,8 @@
 //!   with askama; htmx refreshes the live parts. Works without JavaScript.
 //! - Drills ([`drills`]): start one, watch it, read its report and the history.
 //! - The REST API ([`api`]) under `/api/v1/`: the same data as JSON, plus pause and resume.
-//! - `/metrics` (Prometheus text, [`metrics`]) and `/healthz`.
+//! - `/metrics` (Prometheus text, [`metrics`]), `/livez` (the process serves) and `/readyz`
+//!   (every flow runs without errors; `/healthz` is the same).
 //! - Changes need the operator token ([`auth`]); reading does not.
 //!
 //! ```no_run
@@ -68,7 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/drills/runs/{run}", get(api::drill_run_get))
         .route("/api/v1/drills/{id}", get(api::drill_get))
         .route("/metrics", get(metrics_get))
-        .route("/healthz", get(healthz_get))
+        .route("/livez", get(livez_get))
+        .route("/readyz", get(readyz_get))
+        .route("/healthz", get(readyz_get))
         .route(HTMX_PATH, get(|| async { static_file("text/javascript; charset=utf-8", HTMX) }))
         .route("/static/tern.css", get(|| async { static_file("text/css; charset=utf-8", CSS) }))
         .fallback(not_found)
@@ -111,12 +114,23 @@ async fn metrics_get(State(state): State<AppState>) -> Response {
     }
 }
 
-/// 200 while every flow runs without flow-level errors, 503 with the reasons otherwise.
-async fn healthz_get(State(state): State<AppState>) -> Response {
+/// Liveness: 200 while the process serves. Restart a worker only when this fails: a remote
+/// cluster's outage is not cured by a restart.
+async fn livez_get() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Readiness: 200 while every flow runs without flow-level errors, 503 with the reasons
+/// otherwise (a flow that stopped, a cluster unreachable). `/healthz` answers the same.
+async fn readyz_get(State(state): State<AppState>) -> Response {
     let problems: Vec<String> = state
         .statuses()
         .iter()
-        .flat_map(|(name, s)| s.snapshot().errors.into_iter().map(move |e| format!("{name}: {e}")))
+        .flat_map(|(name, s)| {
+            let snap = s.snapshot();
+            let stopped = snap.stopped.map(|r| format!("{name}: stopped: {r}"));
+            stopped.into_iter().chain(snap.errors.into_iter().map(move |e| format!("{name}: {e}"))).collect::<Vec<_>>()
+        })
         .collect();
     if problems.is_empty() {
         (StatusCode::OK, "ok\n").into_response()

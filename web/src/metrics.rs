@@ -53,6 +53,7 @@ const LATENCY: Family = Family {
 /// State sets: one sample per flow or group partition, labelled with its current state's word
 /// (value 1).
 const STATE_FAMILIES: &[Family] = &[
+    Family { name: "tern_flow_up", help: "1 while the flow runs on this worker, 0 once it stopped by itself (an error it could not ride out, a panic).", kind: MetricType::GAUGE },
     Family { name: "tern_flow_failover_state", help: "The flow's failover state (label state: active, failing-over, failed-over, failing-back).", kind: MetricType::GAUGE },
     Family { name: "tern_group_translation_state", help: "How the group's committed offset translates (label state: exact, ahead-of-replication, nothing-replicated).", kind: MetricType::GAUGE },
     Family { name: "tern_group_sync_state", help: "What the last sync of the target group did (label state: off, synced, in-sync, blocked, failed).", kind: MetricType::GAUGE },
@@ -163,14 +164,15 @@ impl Collector for FlowCollector {
                 for (i, v) in values.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
                     group_samples[i].push(sample(labels(), GROUP_FAMILIES[i].kind, *v));
                 }
-                for (i, state) in [(1, g.translation.state().as_str()), (2, g.sync.as_str())] {
+                for (i, state) in [(2, g.translation.state().as_str()), (3, g.sync.as_str())] {
                     let mut l = labels();
                     l.push(label("state", state));
                     state_samples[i].push(sample(l, MetricType::GAUGE, 1.0));
                 }
             }
             latency.push(histogram(vec![label("flow", flow)], &snap.latency));
-            state_samples[0].push(sample(vec![label("flow", flow), label("state", snap.control.state.as_str())], MetricType::GAUGE, 1.0));
+            state_samples[0].push(sample(vec![label("flow", flow)], MetricType::GAUGE, if snap.stopped.is_some() { 0.0 } else { 1.0 }));
+            state_samples[1].push(sample(vec![label("flow", flow), label("state", snap.control.state.as_str())], MetricType::GAUGE, 1.0));
             let last = FAMILIES.len() - 1;
             samples[last].push(sample(vec![label("flow", flow)], MetricType::COUNTER, snap.heartbeats_sent as f64));
         }

@@ -248,7 +248,10 @@ impl AppState {
             outlook.trend = Trend::Unknown;
         }
         let lag_secs = partitions.iter().filter_map(|p| p.lag_seconds).fold(0.0, f64::max);
-        let errors: Vec<String> = snap.errors.clone();
+        let mut errors: Vec<String> = snap.errors.clone();
+        if let Some(reason) = &snap.stopped {
+            errors.insert(0, format!("the flow stopped on this worker: {reason}"));
+        }
         let control = &snap.control;
         let health = if !errors.is_empty() || partitions.iter().any(|p| p.error.is_some()) {
             Health::Error

@@ -1,0 +1,18 @@
+//! Test-only failpoints: named places where a test makes the process fail on purpose (a
+//! panic, an abort) to prove what happens then. Off unless the environment variable
+//! `TERN_FAILPOINTS` lists them, comma-separated, as `name` or `name=argument`.
+
+/// The argument of failpoint `name` if it is set (`Some("")` for a bare name).
+pub fn arg(name: &str) -> Option<String> {
+    let list = std::env::var("TERN_FAILPOINTS").ok()?;
+    list.split(',').map(str::trim).find_map(|item| match item.split_once('=') {
+        Some((n, a)) if n == name => Some(a.to_string()),
+        None if item == name => Some(String::new()),
+        _ => None,
+    })
+}
+
+/// Whether failpoint `name` is set with argument `value` (or with none).
+pub fn hit(name: &str, value: &str) -> bool {
+    arg(name).is_some_and(|a| a.is_empty() || a == value)
+}
