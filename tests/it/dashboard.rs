@@ -780,6 +780,9 @@ async fn an_unreachable_cluster_shows_as_such_and_holds_up_nothing_else() {
     let gone = cluster["clusters"].as_array().expect("clusters").iter().find(|c| c["name"] == "gone").expect("gone").clone();
     assert_eq!(gone["reachable"], false);
     assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()), "{gone}");
+    // Errors are shown without a login; the address they name is not.
+    let topology = web.get("/api/v1/topology", None).await;
+    assert!(topology.body.contains("<address>") && !topology.body.contains(&dead.to_string()), "{}", topology.body);
     // The healthy flow can still be paused and resumed; the flow into the lost cluster says why not.
     let paused = web.post_api("/api/v1/flows/src-%3Edst/pause", Some(TOKEN)).await;
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
@@ -788,11 +791,14 @@ async fn an_unreachable_cluster_shows_as_such_and_holds_up_nothing_else() {
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     let message = refused.json()["error"].as_str().unwrap_or_default().to_string();
     assert!(message.contains("cluster gone") && message.ends_with("the flow was not changed"), "{message}");
-    // The flow into the lost cluster reports it.
+    // The flow into the lost cluster reports it, without the address.
     wait_until(Duration::from_secs(30), "the flow's error on its page", async || {
         let doc = web.get("/flows/src-%3Egone", None).await.html();
         doc.select(&sel("p.flow-error")).next().map(|_| ())
     })
     .await;
+    let flow = web.get("/api/v1/flows/src-%3Egone", None).await;
+    assert!(flow.body.contains("<address>") && !flow.body.contains(&dead.to_string()), "{}", flow.body);
+    assert!(!web.get("/healthz", None).await.body.contains(&dead.to_string()));
     mirror.stop().await;
 }

@@ -116,7 +116,8 @@ async fn healthz_get(State(state): State<AppState>) -> Response {
         .0
         .statuses
         .iter()
-        .flat_map(|(name, s)| s.snapshot().errors.into_iter().map(move |e| format!("{name}: {e}")))
+        .flat_map(|(name, s)| s.snapshot().errors.into_iter().map(move |e| (name, e)))
+        .map(|(name, e)| format!("{name}: {}", state.redact(&e)))
         .collect();
     if problems.is_empty() {
         (StatusCode::OK, "ok\n").into_response()

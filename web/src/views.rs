@@ -47,6 +47,7 @@ pub struct ClusterView {
     /// `None` until the first poll finished.
     pub reachable: Option<bool>,
     pub brokers: usize,
+    /// Why the last poll failed, without addresses.
     pub error: Option<String>,
     pub health: Health,
 }
@@ -205,7 +206,7 @@ impl AppState {
                 lag_seconds: lag_seconds(p, now),
                 records: p.records,
                 bytes: p.bytes,
-                error: p.error.clone(),
+                error: p.error.as_deref().map(|e| self.redact(e)),
                 owned_here: true,
                 outlook: unknown.clone(),
                 lag_history: Vec::new(),
@@ -276,7 +277,7 @@ impl AppState {
             outlook.trend = Trend::Unknown;
         }
         let lag_secs = partitions.iter().filter_map(|p| p.lag_seconds).fold(0.0, f64::max);
-        let errors: Vec<String> = snap.errors.clone();
+        let errors: Vec<String> = snap.errors.iter().map(|e| self.redact(e)).collect();
         let control = &snap.control;
         let health = if !errors.is_empty() || partitions.iter().any(|p| p.error.is_some()) {
             Health::Error
@@ -303,7 +304,7 @@ impl AppState {
                 translated_offset: g.translation.target(),
                 state: translation_state(&g.translation),
                 checkpoint_age_seconds: (g.checkpoint_at >= 0).then(|| (now - g.checkpoint_at).max(0) as f64 / 1000.0),
-                sync: g.sync.clone(),
+                sync: self.redact(&g.sync),
             })
             .collect();
         Some(FlowView {
