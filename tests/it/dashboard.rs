@@ -781,8 +781,8 @@ async fn an_unreachable_cluster_shows_as_such_and_holds_up_nothing_else() {
     assert_eq!(gone["reachable"], false);
     assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()), "{gone}");
     // Errors are shown without a login; the address they name is not.
-    let topology = web.get("/api/v1/topology", None).await;
-    assert!(topology.body.contains("<address>") && !topology.body.contains(&dead.to_string()), "{}", topology.body);
+    let clusters = web.get("/api/v1/clusters", None).await;
+    assert!(clusters.body.contains("<address>") && !clusters.body.contains(&dead.to_string()), "{}", clusters.body);
     // The healthy flow can still be paused and resumed; the flow into the lost cluster says why not.
     let paused = web.post_api("/api/v1/flows/src-%3Edst/pause", Some(TOKEN)).await;
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);

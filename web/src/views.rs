@@ -50,6 +50,9 @@ pub struct ClusterView {
     /// Why the last poll failed, without addresses.
     pub error: Option<String>,
     pub health: Health,
+    /// The flows that replicate from this cluster, and into it.
+    pub source_of: Vec<String>,
+    pub target_of: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +171,7 @@ impl AppState {
             .iter()
             .map(|(name, info)| {
                 let h = health.get(name).cloned().unwrap_or_default();
+                let flows = |side: fn(&tern_mirror::config::Flow) -> &String| self.0.topology.flows.iter().filter(|f| side(f) == name).map(|f| f.name()).collect();
                 ClusterView {
                     name: name.clone(),
                     region: info.region.clone(),
@@ -180,6 +184,8 @@ impl AppState {
                         Some(true) => Health::Ok,
                         Some(false) => Health::Error,
                     },
+                    source_of: flows(|f| &f.source),
+                    target_of: flows(|f| &f.target),
                 }
             })
             .collect()
