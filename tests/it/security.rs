@@ -537,12 +537,7 @@ async fn mirror_replicates_and_translates_offsets_between_sasl_ssl_clusters() {
 
 /// A `GET` over plain HTTP/1.1, as text (status line, headers and body).
 async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect web");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.expect("response in time").expect("read");
-    String::from_utf8_lossy(&out).to_string()
+    http_request(addr, "GET", path, &[], "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
