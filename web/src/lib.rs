@@ -3,7 +3,8 @@
 //! - The dashboard ([`pages`]): topology, flows, topics and consumer groups, server-rendered
 //!   with askama; htmx refreshes the live parts. Works without JavaScript.
 //! - Drills ([`drills`]): start one, watch it, read its report and the history.
-//! - The REST API ([`api`]) under `/api/v1/`: the same data as JSON, plus pause and resume.
+//! - The REST API ([`api`]) under `/api/v1/`: the same data as JSON, plus pause, resume and
+//!   drills, described by OpenAPI at `/api/v1/openapi.json`.
 //! - `/metrics` (Prometheus text, [`metrics`]), `/livez` (the process serves) and `/readyz`
 //!   (every flow runs without errors; `/healthz` is the same).
 //! - Changes need the operator token ([`auth`]); reading does not.
@@ -34,7 +35,7 @@ pub use error::WebError;
 pub use state::{AppState, Topology};
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -58,7 +59,9 @@ pub fn router(state: AppState) -> Router {
         .route("/drills/{id}", get(pages::drills::drill_get))
         .route("/login", get(pages::login::login_get).post(pages::login::login_post))
         .route("/logout", post(pages::login::logout_post))
+        .route("/api/v1/openapi.json", get(api::openapi_get))
         .route("/api/v1/topology", get(api::topology_get))
+        .route("/api/v1/clusters", get(api::clusters_get))
         .route("/api/v1/flows", get(api::flows_get))
         .route("/api/v1/flows/{name}", get(api::flow_get))
         .route("/api/v1/flows/{name}/history", get(api::flow_history_get))
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route(HTMX_PATH, get(|| async { static_file("text/javascript; charset=utf-8", HTMX) }))
         .route("/static/tern.css", get(|| async { static_file("text/css; charset=utf-8", CSS) }))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(security_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO)))
         .with_state(state)
@@ -106,6 +110,15 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
     pages::error_page(&state, &headers, &uri, WebError::NotFound(format!("There is no page at {}.", uri.path())))
 }
 
+/// A known path asked with another method (axum adds the `Allow` header).
+async fn method_not_allowed(State(state): State<AppState>, headers: HeaderMap, method: Method, uri: Uri) -> Response {
+    let error = WebError::MethodNotAllowed(format!("{} does not answer {method}", uri.path()));
+    if uri.path().starts_with("/api/") {
+        return error.into_response();
+    }
+    pages::error_page(&state, &headers, &uri, error)
+}
+
 async fn metrics_get(State(state): State<AppState>) -> Response {
     let families = state.0.registry.gather();
     match prometheus::TextEncoder::new().encode_to_string(&families) {
@@ -131,6 +144,7 @@ async fn readyz_get(State(state): State<AppState>) -> Response {
             let stopped = snap.stopped.map(|r| format!("{name}: stopped: {r}"));
             stopped.into_iter().chain(snap.errors.into_iter().map(move |e| format!("{name}: {e}"))).collect::<Vec<_>>()
         })
+        .map(|line| state.redact(&line))
         .collect();
     if problems.is_empty() {
         (StatusCode::OK, "ok\n").into_response()

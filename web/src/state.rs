@@ -108,6 +108,10 @@ pub(crate) struct Inner {
     pub health: Mutex<BTreeMap<String, ClusterHealth>>,
     pub progress: Mutex<BTreeMap<String, FlowProgress>>,
     clients: Mutex<BTreeMap<String, Arc<Client>>>,
+    /// Every address the clusters' errors may name: the configured bootstrap addresses and the
+    /// brokers the polls found. Errors are shown to anyone who can read the dashboard;
+    /// addresses are not (see [`AppState::redact`]).
+    addresses: Mutex<BTreeSet<String>>,
     pub auth: Auth,
     pub drills: crate::drills::Runs,
 }
@@ -148,6 +152,7 @@ impl AppState {
         if let Err(e) = registry.register(Box::new(crate::metrics::FlowCollector::new(statuses.clone()))) {
             tracing::error!("registering flow metrics: {e}");
         }
+        let addresses = bootstrap_addresses(&topology);
         AppState(Arc::new(Inner {
             topology: Mutex::new(Arc::new(topology)),
             statuses,
@@ -159,6 +164,7 @@ impl AppState {
             health: Mutex::default(),
             progress: Mutex::default(),
             clients: Mutex::default(),
+            addresses: Mutex::new(addresses),
             auth: Auth::new(token),
             drills: Default::default(),
         }))
@@ -222,6 +228,7 @@ impl AppState {
 
     /// A reloaded configuration's clusters and flows; connections are made afresh.
     pub fn set_topology(&self, topology: Topology) {
+        self.0.addresses.lock().unwrap_or_else(|p| p.into_inner()).extend(bootstrap_addresses(&topology));
         *self.0.topology.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(topology);
         self.0.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
@@ -281,6 +288,12 @@ impl AppState {
         }
     }
 
+    /// `message` with every known cluster address replaced by `<address>`: errors name the
+    /// broker that failed, and they are shown without a login.
+    pub(crate) fn redact(&self, message: &str) -> String {
+        redact(message, &self.0.addresses.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// A connected client for a configured cluster (connections are kept).
     pub(crate) async fn client(&self, cluster: &str) -> Result<Arc<Client>, String> {
         let topology = self.topology();
@@ -311,7 +324,7 @@ impl AppState {
             let Ok((name, result)) = joined else { continue };
             let health = match result {
                 Ok(Ok(h)) => h,
-                Ok(Err(e)) => ClusterHealth { reachable: Some(false), error: Some(e), polled_at_ms: crate::metrics::now_ms(), ..Default::default() },
+                Ok(Err(e)) => ClusterHealth { reachable: Some(false), error: Some(self.redact(&e)), polled_at_ms: crate::metrics::now_ms(), ..Default::default() },
                 Err(_) => ClusterHealth {
                     reachable: Some(false),
                     error: Some(format!("no answer within {} s", POLL_TIMEOUT.as_secs())),
@@ -357,6 +370,7 @@ impl AppState {
     async fn poll_cluster(&self, name: &str) -> Result<ClusterHealth, String> {
         let client = self.client(name).await?;
         let md = client.refresh_metadata(None).await.map_err(|e| e.to_string())?;
+        self.0.addresses.lock().unwrap_or_else(|p| p.into_inner()).extend(md.brokers.values().cloned());
         let partitions: BTreeMap<String, usize> = md.topics.values().map(|t| (t.name.clone(), t.partitions.len())).collect();
         // The topics whose configs the Topics page compares: sources of flows from this
         // cluster and remote topics of flows into it.
@@ -384,5 +398,51 @@ impl AppState {
             client.describe_topic_configs(&wanted).await.map_err(|e| e.to_string())?
         };
         Ok(ClusterHealth { reachable: Some(true), brokers: md.brokers.len(), error: None, partitions, configs, polled_at_ms: crate::metrics::now_ms() })
+    }
+}
+
+/// The configured bootstrap addresses of every cluster.
+fn bootstrap_addresses(topology: &Topology) -> BTreeSet<String> {
+    topology.clusters.values().flat_map(|c| c.config.bootstrap.split(',').map(|a| a.trim().to_string())).filter(|a| !a.is_empty()).collect()
+}
+
+/// Replaces each of `addresses` in `message` where it stands as a whole address (not inside a
+/// longer host name or port).
+fn redact(message: &str, addresses: &BTreeSet<String>) -> String {
+    let part_of_address = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let mut out = message.to_string();
+    // Longest first: an address that is a prefix of another must not cut it in two.
+    let mut by_length: Vec<&String> = addresses.iter().collect();
+    by_length.sort_by_key(|a| std::cmp::Reverse(a.len()));
+    for address in by_length {
+        let mut from = 0;
+        while let Some(at) = out[from..].find(address.as_str()).map(|i| i + from) {
+            let end = at + address.len();
+            let whole = !out[..at].ends_with(part_of_address) && !out[end..].starts_with(part_of_address);
+            if whole {
+                out.replace_range(at..end, "<address>");
+                from = at + "<address>".len();
+            } else {
+                from = end;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_lose_their_addresses() {
+        let known: BTreeSet<String> = ["10.0.0.1:9092", "10.0.0.1:90", "kafka-1.internal:9093"].into_iter().map(String::from).collect();
+        assert_eq!(
+            redact("cluster a: unreachable: 10.0.0.1:9092: connection refused; kafka-1.internal:9093: timed out", &known),
+            "cluster a: unreachable: <address>: connection refused; <address>: timed out"
+        );
+        // Only whole addresses: a longer port or host name is not a known address.
+        assert_eq!(redact("210.0.0.1:90 and 10.0.0.1:901", &known), "210.0.0.1:90 and 10.0.0.1:901");
+        assert_eq!(redact("10.0.0.1:90", &known), "<address>");
     }
 }

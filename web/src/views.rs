@@ -24,8 +24,12 @@ pub struct ClusterView {
     /// `None` until the first poll finished.
     pub reachable: Option<bool>,
     pub brokers: usize,
+    /// Why the last poll failed, without addresses.
     pub error: Option<String>,
     pub health: Health,
+    /// The flows that replicate from this cluster, and into it.
+    pub source_of: Vec<String>,
+    pub target_of: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,11 +138,13 @@ fn sample_of(p: &PartitionView, now: i64) -> Sample {
 impl AppState {
     pub fn cluster_views(&self) -> Vec<ClusterView> {
         let health = self.0.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.topology()
+        let topology = self.topology();
+        topology
             .clusters
             .iter()
             .map(|(name, info)| {
                 let h = health.get(name).cloned().unwrap_or_default();
+                let flows = |side: fn(&tern_mirror::config::Flow) -> &String| topology.flows.iter().filter(|f| side(f) == name).map(|f| f.name()).collect();
                 ClusterView {
                     name: name.clone(),
                     region: info.region.clone(),
@@ -151,6 +157,8 @@ impl AppState {
                         Some(true) => Health::Ok,
                         Some(false) => Health::Error,
                     },
+                    source_of: flows(|f| &f.source),
+                    target_of: flows(|f| &f.target),
                 }
             })
             .collect()
@@ -177,7 +185,7 @@ impl AppState {
                 lag_seconds: p.lag_seconds(now),
                 records: p.records,
                 bytes: p.bytes,
-                error: p.error.clone(),
+                error: p.error.as_deref().map(|e| self.redact(e)),
                 owned_here: true,
                 outlook: unknown.clone(),
                 lag_history: Vec::new(),
@@ -248,9 +256,9 @@ impl AppState {
             outlook.trend = Trend::Unknown;
         }
         let lag_secs = partitions.iter().filter_map(|p| p.lag_seconds).fold(0.0, f64::max);
-        let mut errors: Vec<String> = snap.errors.clone();
+        let mut errors: Vec<String> = snap.errors.iter().map(|e| self.redact(e)).collect();
         if let Some(reason) = &snap.stopped {
-            errors.insert(0, format!("the flow stopped on this worker: {reason}"));
+            errors.insert(0, format!("the flow stopped on this worker: {}", self.redact(reason)));
         }
         let control = &snap.control;
         let health = if !errors.is_empty() || partitions.iter().any(|p| p.error.is_some()) {
@@ -281,7 +289,7 @@ impl AppState {
                 lag_records: g.lag_records,
                 lag_seconds: g.lag_seconds,
                 sync: g.sync,
-                sync_reason: g.sync_reason.clone(),
+                sync_reason: g.sync_reason.as_deref().map(|r| self.redact(r)),
             })
             .collect();
         Some(FlowView {
