@@ -6,7 +6,8 @@
 //! - [`flow`]: one flow at work: remote topics, fetch, produce, commit, heartbeats.
 //! - Leaf modules that import nothing of the replication loop: [`clock`] (the one clock),
 //!   [`cluster`] (connecting to a configured cluster), [`names`] (the flow's group, the
-//!   partition type), [`producer`] (stamping batches for the idempotent producer).
+//!   partition type), [`producer`] (stamping batches for the idempotent producer),
+//!   [`throttle`] (a flow's bandwidth limit).
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
 //! - [`control`]: pause and failover state, shared by every worker of a flow.
 //! - [`drill`]: disaster-recovery drills (RPO, RTO, per-group verification) and their history.
@@ -46,6 +47,7 @@ pub mod naming;
 pub mod offset_map;
 pub mod producer;
 pub mod status;
+pub mod throttle;
 pub mod transform;
 
 pub use error::{Error, Result, RetryHint};
