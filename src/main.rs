@@ -130,7 +130,8 @@ struct DemoArgs {
     /// Data directory for the three brokers (a fresh temporary one by default).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Records per second the load generator writes in each active region.
+    /// Records per second the load generator writes in each source region (us-east, eu-west),
+    /// spread over every partition of `orders` and `payments`.
     #[arg(long, default_value_t = 200)]
     rate: u32,
 }
@@ -253,7 +254,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = match cli.command {
         Command::Broker(args) => runtime.block_on(broker(args)),
-        Command::Demo(args) => runtime.block_on(demo::run(args.web, args.data, args.rate)),
+        Command::Demo(args) => runtime.block_on(demo::run(demo::Options { web: args.web, data: args.data, rate: args.rate })),
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Check(args) => runtime.block_on(check(args)),
         Command::Offsets(args) => runtime.block_on(offsets(args)),

@@ -2,9 +2,10 @@
 
 usage: dashboard_browser.py BASE_URL SCREENSHOT_DIR   (the operator token in TERN_WEB_TOKEN)
 
-Checks, in a real browser: the topology shows the three clusters and their flows; changes are
-refused without the token; after logging in, Pause stops the flow and its lag numbers grow on
-the page without a reload; Resume brings the lag back down. Screenshots go to SCREENSHOT_DIR.
+Checks, in a real browser: the topology shows the three clusters with their cloud regions and
+their flows; changes are refused without the token; after logging in, Pause stops the flow and
+its lag numbers grow on the page without a reload; Resume brings the lag back down. Screenshots
+go to SCREENSHOT_DIR.
 """
 import os
 import sys
@@ -71,6 +72,9 @@ try:
     flows = sorted(e.get_attribute("data-flow") for e in driver.find_elements(By.CSS_SELECTOR, "svg#topology a.flow-edge"))
     assert flows == ["eu-west->us-east", "us-east->ap-south", "us-east->eu-west"], flows
     wait.until(lambda d: all("rec/s" in t for t in texts("svg#topology a.flow-edge text.edge-label")))
+    places = {e.get_attribute("data-cluster"): e.find_element(By.CSS_SELECTOR, "text.node-detail").text
+              for e in driver.find_elements(By.CSS_SELECTOR, "svg#topology g.cluster")}
+    assert places == {"us-east": "us-east-1 · aws", "eu-west": "europe-west1 · gcp", "ap-south": "centralindia · azure"}, places
     shot("topology.png")
 
     # Without the token nothing can be changed.
