@@ -1,5 +1,5 @@
 //! The demo's producers: orders and payments keyed by customer, spread over every partition
-//! by Kafka's default partitioner, at a steady rate.
+//! by Kafka's default partitioner, at a steady rate with a burst now and then.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use tern_kafka::client::{Client, ClientConfig};
 use tern_kafka::records::{encode_batch, PlainRecord};
+use tokio::sync::watch;
 
 use super::{PARTITIONS, TOPICS};
 
@@ -16,9 +17,30 @@ const TICKS_PER_SECOND: u32 = 10;
 /// Distinct customers: enough that every partition gets some of them.
 const CUSTOMERS: u64 = 5_000;
 
+/// Now and then one source writes many times its steady rate for a while, so a flow falls
+/// behind and catches up again.
+#[derive(Debug, Clone, Copy)]
+pub struct Bursts {
+    pub every: Duration,
+    pub length: Duration,
+    /// Records per second during a burst.
+    pub rate: u32,
+}
+
+/// Which source is bursting now, if any: every `every`, the next of `sources` in turn.
+pub async fn schedule(bursts: Bursts, sources: Vec<&'static str>, now_bursting: watch::Sender<Option<&'static str>>) {
+    for source in sources.iter().cycle() {
+        tokio::time::sleep(bursts.every).await;
+        println!("burst     {source}: {} records/s for {}", bursts.rate, humantime::format_duration(bursts.length));
+        let _ = now_bursting.send(Some(source));
+        tokio::time::sleep(bursts.length).await;
+        let _ = now_bursting.send(None);
+    }
+}
+
 /// Writes `rate` records a second to `orders` and `payments` on the cluster `region` (three
-/// orders to one payment).
-pub async fn produce(bootstrap: String, region: &'static str, rate: u32) {
+/// orders to one payment), or the burst rate while `now_bursting` names this region.
+pub async fn produce(bootstrap: String, region: &'static str, rate: u32, burst_rate: u32, now_bursting: watch::Receiver<Option<&'static str>>) {
     let client = match Client::connect(ClientConfig::new(&bootstrap)).await {
         Ok(c) => c,
         Err(e) => return tracing::error!("load generator for {region}: {e}"),
@@ -30,7 +52,8 @@ pub async fn produce(bootstrap: String, region: &'static str, rate: u32) {
     let mut order = 0u64;
     loop {
         tick.tick().await;
-        owed += f64::from(rate) / f64::from(TICKS_PER_SECOND);
+        let bursting = *now_bursting.borrow() == Some(region);
+        owed += f64::from(if bursting { burst_rate } else { rate }) / f64::from(TICKS_PER_SECOND);
         let due = owed.floor() as u64;
         owed -= due as f64;
         let now = tern_mirror::clock::now_ms();

@@ -1,8 +1,8 @@
 //! `tern demo`: three regional brokers in this process, active/active flows between two of
-//! them and a one-way flow to the third, load on every partition, a consumer group in every
-//! region, and the dashboard.
+//! them and a one-way flow to the third, load on every partition with a burst now and then, a
+//! consumer group in every region, and the dashboard.
 //!
-//! - [`load`]: the producers (keyed records, Kafka's default partitioner).
+//! - [`load`]: the producers (keyed records, Kafka's default partitioner, bursts).
 //! - [`consumers`]: one consumer group per region that reads and commits.
 
 mod consumers;
@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tern_kafka::client::{Client, ClientConfig};
+
+pub use load::Bursts;
 
 /// One demo cluster: the cloud region and cloud it stands for, and the consumer group that
 /// reads there.
@@ -36,17 +38,29 @@ const FLOWS: [(&str, &str); 3] = [("us-east", "eu-west"), ("eu-west", "us-east")
 const SOURCES: [&str; 2] = ["us-east", "eu-west"];
 const TOPICS: [&str; 2] = ["orders", "payments"];
 const PARTITIONS: i32 = 4;
+/// Bytes a record of the steady load takes on the wire, in its small lz4 batches (measured).
+const WIRE_BYTES_PER_RECORD: u64 = 80;
+/// Every flow's link (`max_bytes_per_second`) carries this many times the steady load, as a
+/// link between regions has a bandwidth: a burst above it makes the flow fall behind.
+const LINK_HEADROOM: u64 = 4;
+
+/// The bandwidth of each flow's link for a steady `rate` of records per second.
+fn link_bytes_per_second(rate: u32) -> u64 {
+    u64::from(rate.max(50)) * WIRE_BYTES_PER_RECORD * LINK_HEADROOM
+}
 
 /// What `tern demo` runs.
 pub struct Options {
     pub web: String,
     pub data: Option<PathBuf>,
-    /// Records per second in each source region.
+    /// Steady records per second in each source region.
     pub rate: u32,
+    /// `None`: no bursts.
+    pub bursts: Option<Bursts>,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let Options { web, data, rate } = options;
+    let Options { web, data, rate, bursts } = options;
     let temp;
     let data = match data {
         Some(d) => d,
@@ -67,13 +81,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for site in &SITES {
         println!("group  {:<9} {}", site.cluster, site.group);
     }
+    println!("links     {} KB/s per flow (max_bytes_per_second)", link_bytes_per_second(rate) / 1000);
     let mut toml = String::new();
     for Site { cluster, region, cloud, .. } in &SITES {
         toml += &format!("[clusters.{cluster}]\nbootstrap = \"{}\"\nregion = \"{region}\"\ncloud = \"{cloud}\"\n\n", brokers[cluster].bootstrap());
     }
     let topics = TOPICS.map(|t| format!("\"{t}\"")).join(", ");
+    let link = link_bytes_per_second(rate);
     for (s, t) in FLOWS {
-        toml += &format!("[[flows]]\nsource = \"{s}\"\ntarget = \"{t}\"\ntopics = [{topics}]\n\n");
+        toml += &format!("[[flows]]\nsource = \"{s}\"\ntarget = \"{t}\"\ntopics = [{topics}]\nmax_bytes_per_second = {link}\n\n");
     }
     toml += &format!("[web]\nlisten = \"{web}\"\n");
     std::fs::write(data.join("tern.toml"), &toml)?;
@@ -105,8 +121,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for site in &SITES {
         tokio::spawn(consumers::run(brokers[site.cluster].bootstrap(), site.cluster, site.group));
     }
+    let (bursting, now_bursting) = tokio::sync::watch::channel(None);
     for region in SOURCES {
-        tokio::spawn(load::produce(brokers[region].bootstrap(), region, rate));
+        let burst_rate = bursts.map_or(rate, |b| b.rate);
+        tokio::spawn(load::produce(brokers[region].bootstrap(), region, rate, burst_rate, now_bursting.clone()));
+    }
+    if let Some(bursts) = bursts {
+        tokio::spawn(load::schedule(bursts, SOURCES.to_vec(), bursting));
     }
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let ctrl_c = tokio::signal::ctrl_c();

@@ -489,12 +489,12 @@ impl Drop for Demo {
 async fn dashboard_in_chromium_against_tern_demo() {
     let data = tempfile::tempdir().expect("tempdir");
     let token = format!("tok-{}", std::process::id());
-    let demo = Demo::start(data.path(), &[], &[("TERN_WEB_TOKEN", &token)]);
+    let demo = Demo::start(data.path(), &["--burst-every", "15s", "--burst-for", "3s"], &[("TERN_WEB_TOKEN", &token)]);
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let mut cmd = std::process::Command::new(python());
     cmd.arg(compat_script("dashboard_browser.py")).arg(&demo.url).arg(&shots).env("TERN_WEB_TOKEN", &token);
-    run_client(cmd, Duration::from_secs(240)).await;
-    for name in ["topology.png", "flow-paused.png", "topology-paused.png", "flow-resumed.png", "drill-progress.png", "drill-report.png"] {
+    run_client(cmd, Duration::from_secs(360)).await;
+    for name in ["topology.png", "flows-burst.png", "flows-caught-up.png", "flow-paused.png", "topology-paused.png", "flow-resumed.png", "drill-progress.png", "drill-report.png"] {
         let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name} is a real screenshot");
     }
@@ -512,7 +512,7 @@ async fn dashboard_in_chromium_against_tern_demo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tern_demo_loads_every_partition_and_consumes_in_every_region() {
     let data = tempfile::tempdir().expect("tempdir");
-    let demo = Demo::start(data.path(), &[], &[]);
+    let demo = Demo::start(data.path(), &["--burst-every", "0s"], &[]);
     let (brokers, groups) = (demo.listed("broker"), demo.listed("group"));
     let clusters = ["ap-south", "eu-west", "us-east"];
     assert!(brokers.keys().eq(clusters.iter()), "a broker per region:\n{}", demo.output());
