@@ -20,8 +20,8 @@ struct Cli {
 enum Command {
     /// Run the embedded Kafka-compatible broker.
     Broker(BrokerArgs),
-    /// Three regional brokers, flows between them, a load generator and the dashboard, in
-    /// one process.
+    /// Three regional brokers, flows between them, load with bursts, a consumer group per
+    /// region and the dashboard, in one process.
     Demo(DemoArgs),
     /// Run the mirror workers of every flow in the configuration. The file is read again on
     /// SIGHUP and when it changes: flows added, removed or changed start and stop without
@@ -134,9 +134,21 @@ struct DemoArgs {
     /// Data directory for the three brokers (a fresh temporary one by default).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Records per second the load generator writes in each active region.
+    /// Records per second the load generator writes in each source region (us-east, eu-west),
+    /// spread over every partition of `orders` and `payments`.
     #[arg(long, default_value_t = 200)]
     rate: u32,
+    /// How often one source region bursts (us-east and eu-west take turns). By default a burst is
+    /// more than each flow's link carries (four times the steady load), so its flows fall behind
+    /// and catch up on the dashboard. 0s for never.
+    #[arg(long, default_value = "50s", value_parser = humantime::parse_duration)]
+    burst_every: std::time::Duration,
+    /// How long a burst lasts.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    burst_for: std::time::Duration,
+    /// Records per second during a burst (25 times --rate unless set).
+    #[arg(long)]
+    burst_rate: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -257,7 +269,14 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = match cli.command {
         Command::Broker(args) => runtime.block_on(broker(args)),
-        Command::Demo(args) => runtime.block_on(demo::run(args.web, args.data, args.rate)),
+        Command::Demo(args) => {
+            let bursts = (!args.burst_every.is_zero() && !args.burst_for.is_zero()).then(|| demo::Bursts {
+                every: args.burst_every,
+                length: args.burst_for,
+                rate: args.burst_rate.unwrap_or(args.rate.saturating_mul(25)),
+            });
+            runtime.block_on(demo::run(demo::Options { web: args.web, data: args.data, rate: args.rate, bursts }))
+        }
         Command::Run(args) => runtime.block_on(run::run(args.config)),
         Command::Check(args) => runtime.block_on(check(args)),
         Command::Offsets(args) => runtime.block_on(offsets(args)),

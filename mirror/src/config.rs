@@ -102,6 +102,10 @@ pub struct FlowConfig {
     pub emit_heartbeats: bool,
     #[serde(default = "five_seconds", with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// Bytes of records each worker of the flow fetches from the source per second at most;
+    /// no limit when absent.
+    #[serde(default)]
+    pub max_bytes_per_second: Option<Spanned<u64>>,
 }
 
 fn all() -> Vec<Spanned<String>> {
@@ -214,6 +218,7 @@ pub struct Flow {
     pub sync_group_offsets: bool,
     pub emit_heartbeats: bool,
     pub checkpoint_interval: Duration,
+    pub max_bytes_per_second: Option<u64>,
 }
 
 impl Flow {
@@ -300,7 +305,11 @@ pub fn parse(text: &str) -> Result<Validated> {
             sync_group_offsets: f.sync_group_offsets,
             emit_heartbeats: f.emit_heartbeats,
             checkpoint_interval: f.checkpoint_interval,
+            max_bytes_per_second: f.max_bytes_per_second.as_ref().map(|m| *m.get_ref()),
         };
+        if let Some(limit) = f.max_bytes_per_second.as_ref().filter(|m| *m.get_ref() == 0) {
+            return Err(at(limit.span(), &format!("{key}.max_bytes_per_second"), "must be positive; leave it out for no limit".into()));
+        }
         if flows.iter().any(|g: &Flow| g.source == flow.source && g.target == flow.target) {
             return Err(at(f.source.span(), &key, format!("a second flow {} (one flow per source and target)", flow.name())));
         }
@@ -361,6 +370,7 @@ source = "eu-west"
 target = "us-east"
 topics = [".*"]
 checkpoint_interval = "2s"
+max_bytes_per_second = 1048576
 "#;
 
     #[test]
@@ -373,6 +383,7 @@ checkpoint_interval = "2s"
         assert!(f.topics[0].is_match("orders.v2"));
         assert!(!f.topics[1].is_match("payments-eu"), "patterns are anchored");
         assert_eq!(v.flows[1].checkpoint_interval, Duration::from_secs(2));
+        assert_eq!((f.max_bytes_per_second, v.flows[1].max_bytes_per_second), (None, Some(1 << 20)));
         assert_eq!(v.config.web.listen, "127.0.0.1:8080");
         assert_eq!(v.config.state_dir(Path::new("/etc/tern/tern.toml")), Path::new("/etc/tern/tern-state"));
     }
@@ -399,6 +410,12 @@ checkpoint_interval = "2s"
         let bad = GOOD.replace("\"payments\"", "\"pay(ments\"");
         let e = parse(&bad).expect_err("bad regex").to_string();
         assert!(e.contains("line 12") && e.contains("flows[0].topics[1]") && e.contains("pay(ments"), "{e}");
+    }
+
+    #[test]
+    fn a_zero_bandwidth_limit_is_refused() {
+        let e = parse(&GOOD.replace("max_bytes_per_second = 1048576", "max_bytes_per_second = 0")).expect_err("zero").to_string();
+        assert!(e.contains("line 19") && e.contains("flows[1].max_bytes_per_second"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::checkpoint;
 use crate::naming;
 use crate::offset_map::{Entry, OffsetMap};
 use crate::status::FlowStatus;
+use crate::throttle::Throttle;
 use crate::transform::{prepare, Prepared};
 
 /// Topic configs never copied to the target. As in MirrorMaker 2: replication throttles and
@@ -148,6 +149,7 @@ pub async fn run(
 
     let mut member = GroupMember::new(&group_id(&rt.flow), rt.settings.session_timeout, rt.settings.rebalance_timeout);
     let mut work = Assigned::default();
+    let mut throttle = rt.flow.max_bytes_per_second.map(|limit| Throttle::new(limit, std::time::Instant::now()));
     // The replicated source partitions as last seen, and whether the group must rebalance.
     let mut subscribed: Vec<Tp> = Vec::new();
     let mut rejoin = true;
@@ -254,7 +256,7 @@ pub async fn run(
             continue;
         }
         let fetched = tokio::select! {
-            r = fetch_round(&rt, &work.queues, &mut work.positions) => r,
+            r = fetch_round(&rt, &work.queues, &mut work.positions, throttle.as_mut()) => r,
             _ = shutdown.changed() => break,
         };
         if let Err(e) = fetched {
@@ -419,8 +421,14 @@ async fn start_positions(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
     out
 }
 
-/// One fetch request per source leader for every partition with room in its queue.
-async fn fetch_round(rt: &Arc<Runtime>, queues: &HashMap<Tp, mpsc::Sender<Prepared>>, positions: &mut HashMap<Tp, i64>) -> Result<()> {
+/// One fetch request per source leader for every partition with room in its queue, within
+/// the flow's bandwidth limit when it has one.
+async fn fetch_round(
+    rt: &Arc<Runtime>,
+    queues: &HashMap<Tp, mpsc::Sender<Prepared>>,
+    positions: &mut HashMap<Tp, i64>,
+    mut throttle: Option<&mut Throttle>,
+) -> Result<()> {
     let md = rt.source.metadata_snapshot();
     let failed: HashSet<Tp> = rt.failed.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
     let mut by_leader: BTreeMap<i32, Vec<(String, i32, i64)>> = BTreeMap::new();
@@ -436,12 +444,35 @@ async fn fetch_round(rt: &Arc<Runtime>, queues: &HashMap<Tp, mpsc::Sender<Prepar
         tokio::time::sleep(Duration::from_millis(20)).await;
         return Ok(());
     }
+    let (mut max_bytes, mut partition_max_bytes) = (rt.settings.fetch_max_bytes, rt.settings.partition_max_bytes);
+    if let Some(throttle) = throttle.as_deref_mut() {
+        match throttle.allowance(std::time::Instant::now()) {
+            Ok(allowed) => {
+                // Each leader's fetch gets the whole allowance: with several leaders a round
+                // may take more, and the next one waits for it.
+                max_bytes = max_bytes.min(allowed);
+                partition_max_bytes = partition_max_bytes.min(allowed);
+                let turn = throttle.next_turn();
+                for parts in by_leader.values_mut() {
+                    parts.sort();
+                    let len = parts.len();
+                    parts.rotate_left(turn % len);
+                }
+            }
+            Err(wait) => {
+                // In short steps: a batch far over the limit can mean a long wait, and the
+                // worker must keep heartbeating its group meanwhile.
+                tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
+                return Ok(());
+            }
+        }
+    }
     // Leaders are fetched concurrently: a long poll on a quiet broker must not hold back a busy one.
     let wait = rt.settings.fetch_max_wait.as_millis() as i32;
     let mut fetches = tokio::task::JoinSet::new();
     for (leader, parts) in by_leader {
         let rt = rt.clone();
-        fetches.spawn(async move { rt.source.fetch(leader, &parts, wait, rt.settings.fetch_max_bytes, rt.settings.partition_max_bytes).await });
+        fetches.spawn(async move { rt.source.fetch(leader, &parts, wait, max_bytes, partition_max_bytes).await });
     }
     let mut refresh = false;
     while let Some(joined) = fetches.join_next().await {
@@ -485,6 +516,9 @@ async fn fetch_round(rt: &Arc<Runtime>, queues: &HashMap<Tp, mpsc::Sender<Prepar
                 let records = p.records.unwrap_or_default();
                 if records.is_empty() {
                     continue;
+                }
+                if let Some(throttle) = throttle.as_deref_mut() {
+                    throttle.spend(records.len());
                 }
                 let prepared = match prepare(&records, pos) {
                     Ok(prepared) => prepared,

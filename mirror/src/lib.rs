@@ -7,7 +7,7 @@
 //! - Leaf modules that import nothing of the replication loop: [`clock`] (the one clock),
 //!   [`cluster`] (connecting to a configured cluster), [`names`] (the flow's group, the
 //!   partition type), [`producer`] (stamping batches for the idempotent producer), [`probe`]
-//!   (the timestamp at an offset, for lag in seconds).
+//!   (the timestamp at an offset, for lag in seconds), [`throttle`] (a flow's bandwidth limit).
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
 //! - [`control`]: pause and failover state, shared by every worker of a flow.
 //! - [`drill`]: disaster-recovery drills (RPO, RTO, per-group verification) and their history.
@@ -54,6 +54,7 @@ pub mod probe;
 pub mod producer;
 pub mod states;
 pub mod status;
+pub mod throttle;
 pub mod transform;
 pub mod workers;
 

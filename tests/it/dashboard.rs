@@ -434,10 +434,10 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(data: &std::path::Path, envs: &[(&str, &str)]) -> Demo {
+    fn start(data: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Demo {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(tern_bin());
-        cmd.args(["demo", "--web", "127.0.0.1:0", "--data"]).arg(data).env("RUST_LOG", "info").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.args(["demo", "--web", "127.0.0.1:0", "--data"]).arg(data).args(args).env("RUST_LOG", "info").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -468,6 +468,33 @@ impl Demo {
     fn output(&self) -> String {
         self.output.lock().expect("output").clone()
     }
+
+    /// `(first word, second word)` of every stdout line that starts with `kind`: the demo
+    /// prints `broker <cluster> <address>` and `group <cluster> <group>` before the dashboard.
+    fn listed(&self, kind: &str) -> BTreeMap<String, String> {
+        self.output()
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some(kind)).then_some(())?;
+                Some((words.next()?.to_string(), words.next()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// GET of a dashboard API path, parsed as JSON.
+    async fn api(&self, path: &str) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.url.trim_start_matches("http://");
+        let mut http = tokio::net::TcpStream::connect(addr).await.expect("connect to the dashboard");
+        http.write_all(format!("GET {path} HTTP/1.0\r\nHost: tern\r\n\r\n").as_bytes()).await.expect("request");
+        let mut reply = Vec::new();
+        http.read_to_end(&mut reply).await.expect("response");
+        let reply = String::from_utf8_lossy(&reply);
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP body: {reply}"));
+        assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    }
 }
 
 impl Drop for Demo {
@@ -481,12 +508,12 @@ impl Drop for Demo {
 async fn dashboard_in_chromium_against_tern_demo() {
     let data = tempfile::tempdir().expect("tempdir");
     let token = format!("tok-{}", std::process::id());
-    let demo = Demo::start(data.path(), &[("TERN_WEB_TOKEN", &token)]);
+    let demo = Demo::start(data.path(), &["--burst-every", "15s", "--burst-for", "3s"], &[("TERN_WEB_TOKEN", &token)]);
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let mut cmd = std::process::Command::new(python());
     cmd.arg(compat_script("dashboard_browser.py")).arg(&demo.url).arg(&shots).env("TERN_WEB_TOKEN", &token);
-    run_client(cmd, Duration::from_secs(240)).await;
-    for name in ["topology.png", "flow-paused.png", "topology-paused.png", "flow-resumed.png", "drill-progress.png", "drill-report.png"] {
+    run_client(cmd, Duration::from_secs(360)).await;
+    for name in ["topology.png", "flows-burst.png", "flows-caught-up.png", "flow-paused.png", "topology-paused.png", "flow-resumed.png", "drill-progress.png", "drill-report.png"] {
         let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name} is a real screenshot");
     }
@@ -496,6 +523,119 @@ async fn dashboard_in_chromium_against_tern_demo() {
     assert!(output.contains("flow paused"), "the pause is logged:\n{output}");
     assert!(!output.contains(&token), "the operator token appeared in the demo's output");
     assert!(!output.contains("exporting traces"), "no OTLP endpoint set, so no trace export");
+}
+
+/// `tern demo` as a user runs it: load on every partition of every topic in every region, a
+/// consumer group in every region that reads and commits, clusters labelled with the cloud
+/// regions their names say, and the groups translated onto the flows out of their region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tern_demo_loads_every_partition_and_consumes_in_every_region() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let demo = Demo::start(data.path(), &["--burst-every", "0s"], &[]);
+    let (brokers, groups) = (demo.listed("broker"), demo.listed("group"));
+    let clusters = ["ap-south", "eu-west", "us-east"];
+    assert!(brokers.keys().eq(clusters.iter()), "a broker per region:\n{}", demo.output());
+    assert!(groups.keys().eq(clusters.iter()), "a consumer group per region:\n{}", demo.output());
+    assert_eq!(groups.values().collect::<std::collections::BTreeSet<_>>().len(), 3, "a group of its own in each region: {groups:?}");
+
+    // Region labels: the cloud region each cluster's name stands for, on the topology.
+    let topology = demo.api("/api/v1/topology").await;
+    let labels: BTreeMap<String, (String, String)> = topology["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap_or_default().to_string(), (c["region"].as_str().unwrap_or_default().to_string(), c["cloud"].as_str().unwrap_or_default().to_string())))
+        .collect();
+    let want: BTreeMap<String, (String, String)> = [("ap-south", "centralindia", "azure"), ("eu-west", "europe-west1", "gcp"), ("us-east", "us-east-1", "aws")]
+        .into_iter()
+        .map(|(c, r, k)| (c.to_string(), (r.to_string(), k.to_string())))
+        .collect();
+    assert_eq!(labels, want);
+
+    // The topics each region must have: its own where applications write, and the remote
+    // copies every flow into it creates.
+    let expected: BTreeMap<&str, [&str; 2]> =
+        [("us-east", ["orders", "payments"]), ("eu-west", ["orders", "payments"]), ("ap-south", ["us-east.orders", "us-east.payments"])].into_iter().collect();
+    let remote: BTreeMap<&str, [&str; 2]> = [("us-east", ["eu-west.orders", "eu-west.payments"]), ("eu-west", ["us-east.orders", "us-east.payments"])].into_iter().collect();
+    let mut clients = BTreeMap::new();
+    for (cluster, addr) in &brokers {
+        clients.insert(cluster.clone(), Client::connect(ClientConfig::new(addr)).await.expect("connect"));
+    }
+    // Every partition of every topic but the internal ones (heartbeats included).
+    let partitions: Vec<(String, String, i32)> = wait_until(Duration::from_secs(90), "every region's topics", async || {
+        let mut all = Vec::new();
+        for (cluster, client) in &clients {
+            let md = client.refresh_metadata(None).await.ok()?;
+            let needed = expected[cluster.as_str()].iter().chain(remote.get(cluster.as_str()).into_iter().flatten());
+            for topic in needed {
+                if md.topics.get(*topic).map(|t| t.partitions.len()) != Some(4) {
+                    return None;
+                }
+            }
+            for (topic, t) in &md.topics {
+                if !tern_mirror::naming::is_internal(topic) {
+                    all.extend(t.partitions.iter().map(|p| (cluster.clone(), topic.clone(), p.partition)));
+                }
+            }
+        }
+        Some(all)
+    })
+    .await;
+    let ends = async || {
+        let mut out = BTreeMap::new();
+        for (cluster, topic, partition) in &partitions {
+            let (end, _) = clients[cluster].list_offset(topic, *partition, tern_kafka::client::LATEST).await.expect("end offset");
+            out.insert((cluster.clone(), topic.clone(), *partition), end);
+        }
+        out
+    };
+    let (before, since) = (ends().await, std::time::Instant::now());
+    let after = wait_until(Duration::from_secs(60), "every partition of every topic to grow", async || {
+        let now = ends().await;
+        (since.elapsed() >= Duration::from_secs(5) && now.iter().all(|(k, end)| *end > before[k])).then_some(now)
+    })
+    .await;
+    let secs = since.elapsed().as_secs_f64();
+    for (k, end) in &after {
+        println!("{:<9} {:<28} {}  {:>6.1} records/s", k.0, k.1, k.2, (end - before[k]) as f64 / secs);
+    }
+
+    // A member in each region's group reads every orders and payments topic there and commits
+    // as it goes.
+    for (cluster, group) in &groups {
+        let client = &clients[cluster];
+        let consumed: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|(c, t, _)| c == cluster && (t.ends_with("orders") || t.ends_with("payments")))
+            .map(|(_, t, p)| (t.clone(), *p))
+            .collect();
+        assert_eq!(consumed.len(), if cluster == "ap-south" { 8 } else { 16 }, "{cluster}: {consumed:?}");
+        let first = wait_until(Duration::from_secs(60), &format!("{group} in {cluster} to commit on every partition it reads"), async || {
+            let info = client.describe_group(group).await.ok()?;
+            let committed = client.all_committed_offsets(group).await.ok()?;
+            (info.state == "Stable" && info.members == 1 && consumed.iter().all(|tp| committed.get(tp).is_some_and(|o| *o > 0))).then_some(committed)
+        })
+        .await;
+        wait_until(Duration::from_secs(30), &format!("{group} in {cluster} to commit further on every partition"), async || {
+            let committed = client.all_committed_offsets(group).await.ok()?;
+            consumed.iter().all(|tp| committed.get(tp) > first.get(tp)).then_some(())
+        })
+        .await;
+    }
+
+    // The groups of both source regions are translated onto every flow out of their region,
+    // on every partition.
+    let translated = [("us-east->eu-west", "us-east"), ("us-east->ap-south", "us-east"), ("eu-west->us-east", "eu-west")];
+    wait_until(Duration::from_secs(60), "translated offsets of every source region's group", async || {
+        let rows = demo.api("/api/v1/groups").await;
+        let rows = rows["groups"].as_array()?.clone();
+        translated.iter().all(|(flow, cluster)| {
+            let mine: Vec<&serde_json::Value> = rows.iter().filter(|r| r["flow"] == *flow && r["group"] == groups[*cluster].as_str()).collect();
+            mine.len() == 8 && mine.iter().all(|r| r["translated_offset"].as_i64().is_some_and(|o| o > 0)) && mine.iter().any(|r| r["state"] == "exact")
+        })
+        .then_some(())
+    })
+    .await;
 }
 
 /// A stand-in OTLP/HTTP collector: accepts every POST, keeps (path, body).
@@ -554,6 +694,7 @@ async fn traces_reach_an_otlp_receiver_when_the_endpoint_is_set() {
     let data = tempfile::tempdir().expect("tempdir");
     let demo = Demo::start(
         data.path(),
+        &[],
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_SERVICE_NAME", "tern-trace-test"), ("OTEL_BSP_SCHEDULE_DELAY", "500")],
     );
     // One dashboard request, for an HTTP span.
@@ -855,7 +996,7 @@ fn describes_error(doc: &serde_json::Value, method: &str, path: &str, status: St
 async fn the_api_answers_as_its_openapi_description_says() {
     let data = tempfile::tempdir().expect("tempdir");
     let token = format!("tok-{}", std::process::id());
-    let demo = Demo::start(data.path(), &[("TERN_WEB_TOKEN", &token)]);
+    let demo = Demo::start(data.path(), &[], &[("TERN_WEB_TOKEN", &token)]);
     let addr = demo.url.trim_start_matches("http://").to_string();
     let bearer = format!("Bearer {token}");
     let call = async |method: &str, path: &str, auth: Option<&str>, body: &str| {

@@ -247,6 +247,67 @@ async fn new_topics_replicate_and_refused_records_stop_only_their_partition() {
     mirror.stop().await;
 }
 
+/// `max_bytes_per_second`: 600 KB waiting on the source cross at the flow's 100 KB/s (one
+/// second's worth at once, then the rate), every partition moves along the way, the
+/// dashboard's lag shows the backlog, and everything arrives identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bandwidth_limit_holds_replication_to_its_rate() {
+    const LIMIT: u64 = 100_000;
+    let src = TestBroker::start().await;
+    let dst = TestBroker::start().await;
+    let mut s = src.connect().await;
+    create_topic(&mut s, "backlog", 4, &[]).await;
+    // 4 partitions x 15 batches x 10 records of 1 KB, uncompressed: 600 KB on the wire.
+    for p in 0..4 {
+        for b in 0..15 {
+            let records: Vec<PlainRecord> =
+                (0..10).map(|i| PlainRecord::new(format!("k{p}-{b}-{i}"), Some(Bytes::from(format!("{p}-{b}-{i}-{}", "x".repeat(1000)))), now())).collect();
+            s.call(&produce_request("backlog", p, encode_batch(&records, Compression::None).expect("encode"), 1), 9).await.expect("produce");
+        }
+    }
+    let config = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"backlog\"").replace("topics = [", &format!("max_bytes_per_second = {LIMIT}\ntopics = ["));
+    let mirror = TestMirror::start(&config);
+    let status = mirror.status["src->dst"].clone();
+    let target = client(&dst.bootstrap()).await;
+    // Sampled every 100 ms: seconds since the first record arrived, records per partition.
+    let mut samples: Vec<(f64, [i64; 4], i64)> = Vec::new();
+    let mut first: Option<std::time::Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tick.tick().await;
+        assert!(std::time::Instant::now() < deadline, "not replicated within 60 s: {:?}", samples.last());
+        let _ = target.refresh_metadata(None).await;
+        let mut ends = [0i64; 4];
+        for (p, end) in ends.iter_mut().enumerate() {
+            *end = end_offset(&target, "src.backlog", p as i32).await.max(0);
+        }
+        if ends.iter().sum::<i64>() == 0 {
+            continue;
+        }
+        let at = first.get_or_insert_with(std::time::Instant::now).elapsed().as_secs_f64();
+        samples.push((at, ends, status.snapshot().totals().lag_records));
+        if ends.iter().all(|e| *e == 150) {
+            break;
+        }
+    }
+    let (took, _, _) = *samples.last().expect("samples");
+    println!("600 KB at a {LIMIT} B/s limit: {took:.1} s after the first record");
+    // 100 KB at once, then 100 KB/s for the other 500 KB, less one batch of overshoot.
+    assert!((4.0..15.0).contains(&took), "{took:.1} s: {samples:?}");
+    for (at, ends, _) in &samples {
+        let bytes = ends.iter().sum::<i64>() as f64 * 1_000.0;
+        // Sampling adds up to a fifth of a second before the first record was seen.
+        assert!(bytes <= LIMIT as f64 * (1.2 + at) + 10_000.0, "{bytes} B replicated {at:.1} s after the first record");
+    }
+    assert!(samples.iter().any(|(_, ends, _)| ends.iter().all(|e| *e > 0) && ends.iter().sum::<i64>() <= 300), "every partition moves before half is across: {samples:?}");
+    assert!(samples.iter().any(|(_, _, lag)| *lag >= 200), "the backlog shows as lag: {samples:?}");
+    for p in 0..4 {
+        assert_eq!(partition_content(&dst.bootstrap(), "src.backlog", p).await, partition_content(&src.bootstrap(), "backlog", p).await);
+    }
+    mirror.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mirror_rides_out_target_and_source_restarts() {
     let mut src = TestBroker::start().await;

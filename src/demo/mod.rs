@@ -1,19 +1,66 @@
 //! `tern demo`: three regional brokers in this process, active/active flows between two of
-//! them and a one-way flow to the third, a steady load generator and the dashboard.
+//! them and a one-way flow to the third, load on every partition with a burst now and then, a
+//! consumer group in every region, and the dashboard.
+//!
+//! - [`load`]: the producers (keyed records, Kafka's default partitioner, bursts).
+//! - [`consumers`]: one consumer group per region that reads and commits.
+
+mod consumers;
+mod load;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use kafka_protocol::records::Compression;
-use tern_kafka::records::{encode_batch, PlainRecord};
 use tern_kafka::client::{Client, ClientConfig};
 
-const REGIONS: [(&str, &str, &str); 3] = [("us-east", "us-east-1", "aws"), ("eu-west", "europe-west1", "gcp"), ("ap-south", "westeurope", "azure")];
+pub use load::Bursts;
 
-pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) -> anyhow::Result<()> {
+/// One demo cluster: the cloud region and cloud it stands for, and the consumer group that
+/// reads there.
+struct Site {
+    cluster: &'static str,
+    region: &'static str,
+    cloud: &'static str,
+    group: &'static str,
+}
+
+const SITES: [Site; 3] = [
+    Site { cluster: "us-east", region: "us-east-1", cloud: "aws", group: "billing" },
+    Site { cluster: "eu-west", region: "europe-west1", cloud: "gcp", group: "shipping" },
+    Site { cluster: "ap-south", region: "centralindia", cloud: "azure", group: "analytics" },
+];
+
+/// Active/active between us-east and eu-west, one way from us-east to ap-south.
+const FLOWS: [(&str, &str); 3] = [("us-east", "eu-west"), ("eu-west", "us-east"), ("us-east", "ap-south")];
+/// The clusters where applications write: every flow's source.
+const SOURCES: [&str; 2] = ["us-east", "eu-west"];
+const TOPICS: [&str; 2] = ["orders", "payments"];
+const PARTITIONS: i32 = 4;
+/// Bytes a record of the steady load takes on the wire, in its small lz4 batches (measured).
+const WIRE_BYTES_PER_RECORD: u64 = 80;
+/// Every flow's link (`max_bytes_per_second`) carries this many times the steady load, as a
+/// link between regions has a bandwidth: a burst above it makes the flow fall behind.
+const LINK_HEADROOM: u64 = 4;
+
+/// The bandwidth of each flow's link for a steady `rate` of records per second.
+fn link_bytes_per_second(rate: u32) -> u64 {
+    u64::from(rate.max(50)) * WIRE_BYTES_PER_RECORD * LINK_HEADROOM
+}
+
+/// What `tern demo` runs.
+pub struct Options {
+    pub web: String,
+    pub data: Option<PathBuf>,
+    /// Steady records per second in each source region.
+    pub rate: u32,
+    /// `None`: no bursts.
+    pub bursts: Option<Bursts>,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let Options { web, data, rate, bursts } = options;
     let temp;
     let data = match data {
         Some(d) => d,
@@ -23,28 +70,35 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
         }
     };
     let mut brokers = BTreeMap::new();
-    for (name, _, _) in REGIONS {
+    for site in &SITES {
+        let name = site.cluster;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let config = tern_broker::BrokerConfig::with_data_dir(data.join(name));
         let broker = tern_broker::RunningBroker::start(config, listener).await.with_context(|| format!("starting broker {name}"))?;
         println!("broker {name:<9} {}", broker.bootstrap());
         brokers.insert(name, broker);
     }
-    let mut toml = String::new();
-    for (name, region, cloud) in REGIONS {
-        toml += &format!("[clusters.{name}]\nbootstrap = \"{}\"\nregion = \"{region}\"\ncloud = \"{cloud}\"\n\n", brokers[name].bootstrap());
+    for site in &SITES {
+        println!("group  {:<9} {}", site.cluster, site.group);
     }
-    for (s, t) in [("us-east", "eu-west"), ("eu-west", "us-east"), ("us-east", "ap-south")] {
-        toml += &format!("[[flows]]\nsource = \"{s}\"\ntarget = \"{t}\"\ntopics = [\"orders\", \"payments\"]\n\n");
+    println!("links     {} KB/s per flow (max_bytes_per_second)", link_bytes_per_second(rate) / 1000);
+    let mut toml = String::new();
+    for Site { cluster, region, cloud, .. } in &SITES {
+        toml += &format!("[clusters.{cluster}]\nbootstrap = \"{}\"\nregion = \"{region}\"\ncloud = \"{cloud}\"\n\n", brokers[cluster].bootstrap());
+    }
+    let topics = TOPICS.map(|t| format!("\"{t}\"")).join(", ");
+    let link = link_bytes_per_second(rate);
+    for (s, t) in FLOWS {
+        toml += &format!("[[flows]]\nsource = \"{s}\"\ntarget = \"{t}\"\ntopics = [{topics}]\nmax_bytes_per_second = {link}\n\n");
     }
     toml += &format!("[web]\nlisten = \"{web}\"\n");
     std::fs::write(data.join("tern.toml"), &toml)?;
     let validated = tern_mirror::config::parse(&toml)?;
 
-    for region in ["us-east", "eu-west"] {
+    for region in SOURCES {
         let client = Client::connect(ClientConfig::new(&brokers[region].bootstrap())).await?;
-        for topic in ["orders", "payments"] {
-            client.create_topic(topic, 4, &BTreeMap::new()).await?;
+        for topic in TOPICS {
+            client.create_topic(topic, PARTITIONS, &BTreeMap::new()).await?;
         }
     }
     let token = demo_token(&data)?;
@@ -64,10 +118,16 @@ pub async fn run(web: String, data: Option<PathBuf>, records_per_second: u32) ->
             tracing::error!("dashboard: {e}");
         }
     });
-    for region in ["us-east", "eu-west"] {
-        let bootstrap = brokers[region].bootstrap();
-        tokio::spawn(load(bootstrap.clone(), region, records_per_second));
-        tokio::spawn(consumer_group(bootstrap, region));
+    for site in &SITES {
+        tokio::spawn(consumers::run(brokers[site.cluster].bootstrap(), site.cluster, site.group));
+    }
+    let (bursting, now_bursting) = tokio::sync::watch::channel(None);
+    for region in SOURCES {
+        let burst_rate = bursts.map_or(rate, |b| b.rate);
+        tokio::spawn(load::produce(brokers[region].bootstrap(), region, rate, burst_rate, now_bursting.clone()));
+    }
+    if let Some(bursts) = bursts {
+        tokio::spawn(load::schedule(bursts, SOURCES.to_vec(), bursting));
     }
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let ctrl_c = tokio::signal::ctrl_c();
@@ -119,52 +179,4 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("tern-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-/// A consumer group per active region ("billing") that keeps a little behind the end of
-/// `orders`, committing every second, so the dashboard has group translations to show.
-async fn consumer_group(bootstrap: String, region: &'static str) {
-    let client = match Client::connect(ClientConfig::new(&bootstrap)).await {
-        Ok(c) => c,
-        Err(e) => return tracing::error!("demo consumer group in {region}: {e}"),
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let mut offsets = BTreeMap::new();
-        for partition in 0..4 {
-            if let Ok((end, _)) = client.list_offset("orders", partition, tern_kafka::client::LATEST).await {
-                offsets.insert(("orders".to_string(), partition), (end - 25).max(0));
-            }
-        }
-        if let Err(e) = client.commit_offsets("billing", &tern_kafka::client::Membership::none(), &offsets).await {
-            tracing::debug!("demo consumer group in {region}: {e}");
-        }
-    }
-}
-
-/// Produces `rate` records a second to `orders` and `payments`, in 10 batches a second.
-async fn load(bootstrap: String, region: &'static str, rate: u32) {
-    let client = match Client::connect(ClientConfig::new(&bootstrap)).await {
-        Ok(c) => c,
-        Err(e) => return tracing::error!("load generator for {region}: {e}"),
-    };
-    let per_tick = (rate / 10).max(1) as usize;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    for n in 0u64.. {
-        tick.tick().await;
-        let topic = if n % 4 == 0 { "payments" } else { "orders" };
-        let partition = (n % 4) as i32;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        let records: Vec<PlainRecord> = (0..per_tick)
-            .map(|i| {
-                let value = format!("{{\"region\":\"{region}\",\"order\":{n},\"line\":{i},\"amount\":{}}}", (n * 7 + i as u64) % 1000);
-                PlainRecord::new(format!("{region}-{n}-{i}"), Some(Bytes::from(value)), now)
-            })
-            .collect();
-        let Ok(batch) = encode_batch(&records, Compression::Lz4) else { continue };
-        if let Err(e) = client.produce(topic, partition, batch, -1, 10_000).await {
-            tracing::warn!("load generator for {region}: {e}");
-        }
-    }
 }
