@@ -250,24 +250,27 @@ async fn new_topics_replicate_and_refused_records_stop_only_their_partition() {
 /// `max_bytes_per_second`: 600 KB waiting on the source cross at the flow's 100 KB/s (one
 /// second's worth at once, then the rate), every partition moves along the way, the
 /// dashboard's lag shows the backlog, and everything arrives identical.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bandwidth_limit_holds_replication_to_its_rate() {
+async fn a_bandwidth_limit_holds(kind: crate::clusters::Kind) {
+    use crate::clusters::{Side, TestCluster};
     const LIMIT: u64 = 100_000;
-    let src = TestBroker::start().await;
-    let dst = TestBroker::start().await;
-    let mut s = src.connect().await;
-    create_topic(&mut s, "backlog", 4, &[]).await;
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let topic = unique_topic("backlog");
+    src.create_topic(&topic, 4, &[]).await;
+    let source = src.client().await;
     // 4 partitions x 15 batches x 10 records of 1 KB, uncompressed: 600 KB on the wire.
     for p in 0..4 {
         for b in 0..15 {
             let records: Vec<PlainRecord> =
                 (0..10).map(|i| PlainRecord::new(format!("k{p}-{b}-{i}"), Some(Bytes::from(format!("{p}-{b}-{i}-{}", "x".repeat(1000)))), now())).collect();
-            s.call(&produce_request("backlog", p, encode_batch(&records, Compression::None).expect("encode"), 1), 9).await.expect("produce");
+            source.produce(&topic, p, encode_batch(&records, Compression::None).expect("encode"), -1, 5000).await.expect("produce");
         }
     }
-    let config = two_cluster_config(&src.bootstrap(), &dst.bootstrap(), "\"backlog\"").replace("topics = [", &format!("max_bytes_per_second = {LIMIT}\ntopics = ["));
+    let aliases = Aliases::unique();
+    let remote = aliases.remote(&topic);
+    let config = flow_config(&aliases, &src.bootstrap(), &dst.bootstrap(), &format!("\"{topic}\"")).replace("topics = [", &format!("max_bytes_per_second = {LIMIT}\ntopics = ["));
     let mirror = TestMirror::start(&config);
-    let status = mirror.status["src->dst"].clone();
+    let status = mirror.status[&aliases.flow()].clone();
     let target = client(&dst.bootstrap()).await;
     // Sampled every 100 ms: seconds since the first record arrived, records per partition.
     let mut samples: Vec<(f64, [i64; 4], i64)> = Vec::new();
@@ -280,7 +283,7 @@ async fn a_bandwidth_limit_holds_replication_to_its_rate() {
         let _ = target.refresh_metadata(None).await;
         let mut ends = [0i64; 4];
         for (p, end) in ends.iter_mut().enumerate() {
-            *end = end_offset(&target, "src.backlog", p as i32).await.max(0);
+            *end = end_offset(&target, &remote, p as i32).await.max(0);
         }
         if ends.iter().sum::<i64>() == 0 {
             continue;
@@ -292,7 +295,7 @@ async fn a_bandwidth_limit_holds_replication_to_its_rate() {
         }
     }
     let (took, _, _) = *samples.last().expect("samples");
-    println!("600 KB at a {LIMIT} B/s limit: {took:.1} s after the first record");
+    println!("{kind:?}: 600 KB at a {LIMIT} B/s limit: {took:.1} s after the first record");
     // 100 KB at once, then 100 KB/s for the other 500 KB, less one batch of overshoot.
     assert!((4.0..15.0).contains(&took), "{took:.1} s: {samples:?}");
     for (at, ends, _) in &samples {
@@ -303,10 +306,15 @@ async fn a_bandwidth_limit_holds_replication_to_its_rate() {
     assert!(samples.iter().any(|(_, ends, _)| ends.iter().all(|e| *e > 0) && ends.iter().sum::<i64>() <= 300), "every partition moves before half is across: {samples:?}");
     assert!(samples.iter().any(|(_, _, lag)| *lag >= 200), "the backlog shows as lag: {samples:?}");
     for p in 0..4 {
-        assert_eq!(partition_content(&dst.bootstrap(), "src.backlog", p).await, partition_content(&src.bootstrap(), "backlog", p).await);
+        assert_eq!(partition_content(&dst.bootstrap(), &remote, p).await, partition_content(&src.bootstrap(), &topic, p).await);
     }
     mirror.stop().await;
 }
+
+crate::clusters::over_kinds!(a_bandwidth_limit_holds {
+    tern_a_bandwidth_limit_holds_replication_to_its_rate: (Tern);
+    kafka_a_bandwidth_limit_holds_replication_to_its_rate: (Kafka);
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mirror_rides_out_target_and_source_restarts() {
