@@ -61,6 +61,7 @@ pub async fn run(config: PathBuf) -> anyhow::Result<()> {
     let mode = if token.is_some() { "changes need the operator token" } else { "read-only: no [web] token configured" };
     tracing::info!("dashboard, API and metrics on http://{} ({mode})", listener.local_addr()?);
     let state = tern_web::AppState::with_shared_statuses(topology(&validated, &config), workers.statuses(), token);
+    state.set_secure_cookies(validated.config.web.secure_cookies);
     state.config_loaded(Some(config.display().to_string()), format!("started {}", started.join(", ")));
     let _pollers = state.spawn_pollers();
     let app = tern_web::router(state.clone());

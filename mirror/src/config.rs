@@ -134,11 +134,15 @@ pub struct WebConfig {
     /// A file holding the operator token (its first line), as an alternative to `token_env`.
     #[serde(default)]
     pub token_file: Option<std::path::PathBuf>,
+    /// Session cookies carry `Secure`: set it when the dashboard is reached over HTTPS (a
+    /// proxy that sends `X-Forwarded-Proto: https` turns it on per request anyway).
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { listen: default_listen(), token_env: None, token_file: None }
+        WebConfig { listen: default_listen(), token_env: None, token_file: None, secure_cookies: false }
     }
 }
 

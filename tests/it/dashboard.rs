@@ -1103,3 +1103,39 @@ async fn the_api_answers_as_its_openapi_description_says() {
     assert!(!output.contains("panicked"), "{output}");
     assert!(!output.contains(&token), "the operator token appeared in the demo's output");
 }
+
+/// Wrong tokens are throttled across the API and the login page (the right token waits too),
+/// and session cookies carry `Secure` behind a TLS-terminating proxy or when configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_are_throttled_and_cookies_can_be_secure() {
+    let state = tern_web::AppState::new(tern_web::Topology::default(), BTreeMap::new(), Some(TOKEN.into()));
+    let web = Web { app: tern_web::router(state.clone()) };
+    // Without the header nothing is guessed, and nothing counts.
+    for _ in 0..20 {
+        assert_eq!(web.post_api("/api/v1/drills", None).await.status, StatusCode::UNAUTHORIZED);
+    }
+    for i in 0..tern_web::auth::GUESSES_PER_WINDOW {
+        let guess = if i % 2 == 0 { web.post_api("/api/v1/drills", Some("guess")).await } else { web.post_form("/login", None, "token=guess&next=%2F").await };
+        assert_eq!(guess.status, StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let throttled = web.post_api("/api/v1/flows/a-%3Eb/pause", Some(TOKEN)).await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS, "{}", throttled.body);
+    assert_eq!(throttled.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("60"));
+    assert!(throttled.json()["error"].as_str().is_some_and(|e| e.contains("too many wrong tokens")));
+    let login = web.post_form("/login", None, &format!("token={TOKEN}&next=%2F")).await;
+    assert_eq!(login.status, StatusCode::TOO_MANY_REQUESTS, "the right token waits too");
+    assert!(login.headers.get(header::SET_COOKIE).is_none());
+
+    // Secure cookies: behind a proxy that terminated TLS, or when configured.
+    let state = tern_web::AppState::new(tern_web::Topology::default(), BTreeMap::new(), Some(TOKEN.into()));
+    let web = Web { app: tern_web::router(state.clone()) };
+    let cookie = |r: &Reply| r.headers.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let plain = web.post_form("/login", None, &format!("token={TOKEN}&next=%2F")).await;
+    assert!(cookie(&plain).contains("HttpOnly") && !cookie(&plain).contains("Secure"), "{}", cookie(&plain));
+    let req = Request::post("/login").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").header("x-forwarded-proto", "https");
+    let proxied = web.send(req.body(Body::from(format!("token={TOKEN}&next=%2F"))).expect("request")).await;
+    assert!(cookie(&proxied).ends_with("; Secure"), "{}", cookie(&proxied));
+    state.set_secure_cookies(true);
+    let configured = web.post_form("/login", None, &format!("token={TOKEN}&next=%2F")).await;
+    assert!(cookie(&configured).ends_with("; Secure"), "{}", cookie(&configured));
+}

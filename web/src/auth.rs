@@ -19,9 +19,21 @@ use tern_kafka::sasl::scram::constant_time_eq;
 pub const SESSION_COOKIE: &str = "tern_session";
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
+/// Wrong tokens (logins and bearer tokens together) allowed per [`GUESS_WINDOW`]; past that
+/// every token is refused with 429 until the window has room again, so guessing runs at a few
+/// attempts a minute whoever tries.
+pub const GUESSES_PER_WINDOW: usize = 10;
+pub const GUESS_WINDOW: Duration = Duration::from_secs(60);
+
 pub struct Auth {
     token: Option<String>,
     sessions: Mutex<HashMap<String, Session>>,
+    /// When recent wrong tokens came, oldest first.
+    misses: Mutex<std::collections::VecDeque<Instant>>,
+    limit: (usize, Duration),
+    /// Session cookies carry `Secure` (the dashboard is served over TLS, or behind a proxy
+    /// that terminates it).
+    secure_cookies: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -39,6 +51,8 @@ pub enum Refusal {
     Unauthenticated,
     /// A session, but the form's CSRF token is missing or wrong.
     BadCsrf,
+    /// Too many wrong tokens lately: no token is checked until the window has room again.
+    TooManyAttempts,
 }
 
 impl Refusal {
@@ -47,6 +61,7 @@ impl Refusal {
             Refusal::ReadOnly => "this Tern is read-only: start it with a web token ([web] token_env or token_file) to allow changes",
             Refusal::Unauthenticated => "log in with the operator token (or send Authorization: Bearer <token>) to change anything",
             Refusal::BadCsrf => "the form's CSRF token is missing or stale: reload the page and try again",
+            Refusal::TooManyAttempts => "too many wrong tokens in the last minute: wait a minute and try again",
         }
     }
 }
@@ -57,7 +72,59 @@ fn random_token() -> String {
 
 impl Auth {
     pub fn new(token: Option<String>) -> Auth {
-        Auth { token: token.filter(|t| !t.is_empty()), sessions: Mutex::default() }
+        Auth::with_limit(token, GUESSES_PER_WINDOW, GUESS_WINDOW)
+    }
+
+    /// [`Auth::new`] allowing `misses` wrong tokens per `window` (tests use short windows).
+    pub fn with_limit(token: Option<String>, misses: usize, window: Duration) -> Auth {
+        Auth {
+            token: token.filter(|t| !t.is_empty()),
+            sessions: Mutex::default(),
+            misses: Mutex::default(),
+            limit: (misses, window),
+            secure_cookies: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_secure_cookies(&self, on: bool) {
+        self.secure_cookies.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the session cookie for this request carries `Secure`: configured so, or the
+    /// request came through a proxy that terminated TLS (`X-Forwarded-Proto: https`).
+    pub fn secure_for(&self, headers: &HeaderMap) -> bool {
+        self.secure_cookies.load(std::sync::atomic::Ordering::Relaxed)
+            || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+    }
+
+    /// Checks `given` against the token, counting wrong ones; refuses without checking while
+    /// the window is full.
+    fn check_token(&self, given: &str) -> Result<(), Refusal> {
+        let (allowed, window) = self.limit;
+        let now = Instant::now();
+        let mut misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+        while misses.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            misses.pop_front();
+        }
+        if misses.len() >= allowed {
+            return Err(Refusal::TooManyAttempts);
+        }
+        if self.token_matches(given) {
+            Ok(())
+        } else {
+            misses.push_back(now);
+            Err(Refusal::Unauthenticated)
+        }
+    }
+
+    /// Seconds until a token will be checked again (0 when it would be now).
+    pub fn retry_after(&self) -> u64 {
+        let (allowed, window) = self.limit;
+        let misses = self.misses.lock().unwrap_or_else(|p| p.into_inner());
+        if misses.len() < allowed {
+            return 0;
+        }
+        misses.front().map(|t| window.saturating_sub(t.elapsed()).as_secs() + 1).unwrap_or(0)
     }
 
     pub fn enabled(&self) -> bool {
@@ -73,9 +140,7 @@ impl Auth {
         if !self.enabled() {
             return Err(Refusal::ReadOnly);
         }
-        if !self.token_matches(given) {
-            return Err(Refusal::Unauthenticated);
-        }
+        self.check_token(given)?;
         let id = random_token();
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -107,11 +172,7 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(Refusal::Unauthenticated)?;
-        if self.token_matches(given.trim()) {
-            Ok(())
-        } else {
-            Err(Refusal::Unauthenticated)
-        }
+        self.check_token(given.trim())
     }
 
     /// A form submission: a live session and its CSRF token.
@@ -140,8 +201,9 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The `Set-Cookie` value that starts a session.
-pub fn session_cookie(id: &str) -> String {
-    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_LIFETIME.as_secs())
+pub fn session_cookie(id: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", SESSION_LIFETIME.as_secs())
 }
 
 /// The `Set-Cookie` value that ends one.
@@ -187,5 +249,29 @@ mod tests {
         let open = Auth::new(None);
         assert_eq!(open.check_bearer(&h), Err(Refusal::ReadOnly));
         assert_eq!(open.login(""), Err(Refusal::ReadOnly));
+    }
+
+    #[test]
+    fn wrong_tokens_are_throttled_and_cookies_can_be_secure() {
+        let auth = Auth::with_limit(Some("s3cret".into()), 3, Duration::from_millis(300));
+        let mut bearer = HeaderMap::new();
+        bearer.insert(axum::http::header::AUTHORIZATION, HeaderValue::from_static("Bearer guess"));
+        assert_eq!(auth.login("guess-1"), Err(Refusal::Unauthenticated));
+        assert_eq!(auth.check_bearer(&bearer), Err(Refusal::Unauthenticated));
+        assert_eq!(auth.login("guess-2"), Err(Refusal::Unauthenticated));
+        // Logins and bearer tokens share the limit; even the right token waits now.
+        assert_eq!(auth.login("s3cret"), Err(Refusal::TooManyAttempts));
+        assert_eq!(auth.check_bearer(&bearer), Err(Refusal::TooManyAttempts));
+        assert!(auth.retry_after() >= 1);
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(auth.login("s3cret").is_ok(), "the window has room again");
+        assert!(!session_cookie("x", false).contains("Secure"));
+        assert!(session_cookie("x", true).ends_with("; Secure"));
+        let mut proxied = HeaderMap::new();
+        assert!(!auth.secure_for(&proxied));
+        proxied.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(auth.secure_for(&proxied));
+        auth.set_secure_cookies(true);
+        assert!(auth.secure_for(&HeaderMap::new()));
     }
 }

@@ -31,6 +31,7 @@ impl WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Refused(Refusal::Unauthenticated) => StatusCode::UNAUTHORIZED,
             WebError::Refused(Refusal::ReadOnly | Refusal::BadCsrf) => StatusCode::FORBIDDEN,
+            WebError::Refused(Refusal::TooManyAttempts) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -78,7 +79,11 @@ impl From<axum::extract::rejection::QueryRejection> for WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(serde_json::json!({ "error": self.message() }))).into_response()
+        let mut resp = (self.status(), axum::Json(serde_json::json!({ "error": self.message() }))).into_response();
+        if matches!(self, WebError::Refused(Refusal::TooManyAttempts)) {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(crate::auth::GUESS_WINDOW.as_secs()));
+        }
+        resp
     }
 }
 

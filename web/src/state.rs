@@ -250,6 +250,11 @@ impl AppState {
         self.0.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Session cookies carry `Secure` (`[web] secure_cookies`).
+    pub fn set_secure_cookies(&self, on: bool) {
+        self.0.auth.set_secure_cookies(on);
+    }
+
     /// Bucket widths of the stored history (tests use short ones).
     pub fn set_history_resolutions(&self, r: crate::stored::Resolutions) {
         *self.0.resolutions.lock().unwrap_or_else(|p| p.into_inner()) = r;

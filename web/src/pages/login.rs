@@ -53,7 +53,7 @@ pub async fn login_post(State(state): State<AppState>, headers: HeaderMap, uri: 
     match state.0.auth.login(&form.token) {
         Ok(id) => {
             tracing::info!("operator logged in to the dashboard");
-            ([(header::SET_COOKIE, auth::session_cookie(&id))], Redirect::to(&next)).into_response()
+            ([(header::SET_COOKIE, auth::session_cookie(&id, state.0.auth.secure_for(&headers)))], Redirect::to(&next)).into_response()
         }
         Err(refusal) => {
             tracing::warn!("dashboard login refused");
