@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 use tern_kafka::client::{Client, ClientConfig, LATEST};
 
 use common::*;
@@ -132,36 +132,13 @@ fn main() -> anyhow::Result<()> {
         for p in 0..PARTITIONS {
             positions.insert(p, target.list_offset("src.bench", p, LATEST).await?.0);
         }
-        let mut lat = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while lat.len() < 50_000 && Instant::now() < deadline {
-            let parts: Vec<(String, i32, i64)> = positions.iter().map(|(p, o)| ("src.bench".to_string(), *p, *o)).collect();
-            let resp = target.fetch(1, &parts, 100, 64 << 20, 8 << 20).await?;
-            let now = now_ms();
-            for t in resp.responses {
-                for p in t.partitions {
-                    let mut records = p.records.unwrap_or_default();
-                    if records.is_empty() {
-                        continue;
-                    }
-                    for set in RecordBatchDecoder::decode_all(&mut records)? {
-                        for r in set.records {
-                            if r.offset >= positions[&p.partition_index] {
-                                lat.push(now - r.timestamp);
-                                positions.insert(p.partition_index, r.offset + 1);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let lat = target_latencies(&target, 1, "src.bench", &mut positions, 50_000, Instant::now() + Duration::from_secs(20), 0).await?;
         producer.await?;
         anyhow::Ok(lat)
     })?;
     let mut lat = latencies;
     lat.sort_unstable();
-    let pct = |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(-1);
-    println!("\nend-to-end latency at 5,000 records/s ({} records): p50 {} ms, p99 {} ms, max {} ms", lat.len(), pct(0.5), pct(0.99), lat.last().copied().unwrap_or(-1));
+    println!("\nend-to-end latency at 5,000 records/s ({} records): p50 {} ms, p99 {} ms, max {} ms", lat.len(), percentile(&lat, 0.5), percentile(&lat, 0.99), lat.last().copied().unwrap_or(-1));
 
     let _ = mirror.kill();
     let _ = mirror.wait();

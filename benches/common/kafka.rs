@@ -37,62 +37,17 @@ pub const CONNECT_JVM: &[&str] = &[
     "-Djava.awt.headless=true",
 ];
 
-/// Log4j 2: `level` and up, to the process's stderr (which goes to its log file).
-pub fn log4j2_xml(level: &str) -> String {
-    format!(
-        r#"<Configuration status="WARN">
-  <Appenders>
-    <Console name="STDERR" target="SYSTEM_ERR"><PatternLayout pattern="[%d] %p %m (%c)%n"/></Console>
-  </Appenders>
-  <Loggers>
-    <Logger name="org.apache.kafka.clients.NetworkClient" level="ERROR"/>
-    <Root level="{level}"><AppenderRef ref="STDERR"/></Root>
-  </Loggers>
-</Configuration>
-"#
-    )
-}
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "../../tests/shared/kafka_jars.rs"]
+mod jars;
+// Each benchmark (and the tests' tiny MM2 run) uses a different part of this module.
+#[allow(unused_imports)]
+pub use jars::{java, kafka_version, log4j2_xml};
+use jars::WATCHDOG;
 
 /// Where the jars are: `TERN_KAFKA_LIBS`, or `.kafka/libs` in the checkout.
 pub fn kafka_libs() -> anyhow::Result<PathBuf> {
-    if let Ok(p) = std::env::var("TERN_KAFKA_LIBS") {
-        return Ok(PathBuf::from(p));
-    }
-    let p = repo_root().join(".kafka/libs");
-    anyhow::ensure!(
-        p.join(format!("kafka_2.13-{}.jar", kafka_version())).exists(),
-        "Apache Kafka's jars are missing from {}: run scripts/install-kafka.sh",
-        p.display()
-    );
-    Ok(p)
+    jars::kafka_libs().map_err(anyhow::Error::msg)
 }
-
-/// The Apache Kafka version of `.kafka/libs` (written by the install script).
-pub fn kafka_version() -> String {
-    std::fs::read_to_string(repo_root().join(".kafka/VERSION")).map(|v| v.trim().to_string()).unwrap_or_else(|_| "unknown".into())
-}
-
-pub fn java() -> PathBuf {
-    match std::env::var_os("JAVA_HOME") {
-        Some(home) if Path::new(&home).join("bin/java").exists() => Path::new(&home).join("bin/java"),
-        _ => PathBuf::from("java"),
-    }
-}
-
-/// Kills the child (`"$@"`) when the benchmark process (`$1`) is gone, then removes `$2`
-/// (unless it is empty). The child's pid goes to `$3`.
-const WATCHDOG: &str = r#"parent=$1; dir=$2; pidfile=$3; shift 3
-"$@" & child=$!
-echo "$child" > "$pidfile"
-while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-kill -9 "$child" 2>/dev/null
-wait "$child" 2>/dev/null
-if [ -n "$dir" ] && ! kill -0 "$parent" 2>/dev/null; then rm -rf "$dir"; fi
-"#;
 
 /// A process under the watchdog. Its pid is the program's own (not the shell's), so
 /// `/proc/<pid>` readings are the program's.

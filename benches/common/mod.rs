@@ -137,3 +137,48 @@ pub async fn produce_pipelined(addr: &str, topic: &str, partitions: i32, records
     Ok(t.elapsed())
 }
 
+
+/// Reads `remote` on the target (partition leader `leader`) from `positions` on until `want`
+/// records arrived or `deadline` passed, and returns each record's end-to-end latency in ms
+/// (arrival minus its timestamp), in arrival order. Only records stamped at or after
+/// `since_ms` count (heartbeats and leftovers carry older timestamps).
+pub async fn target_latencies(
+    target: &tern_kafka::client::Client,
+    leader: i32,
+    remote: &str,
+    positions: &mut std::collections::BTreeMap<i32, i64>,
+    want: usize,
+    deadline: Instant,
+    since_ms: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let mut lat = Vec::with_capacity(want);
+    while lat.len() < want && Instant::now() < deadline {
+        let parts: Vec<(String, i32, i64)> = positions.iter().map(|(p, o)| (remote.to_string(), *p, *o)).collect();
+        let resp = target.fetch(leader, &parts, 100, 64 << 20, 8 << 20).await?;
+        let now = now_ms();
+        for t in resp.responses {
+            for p in t.partitions {
+                let mut records = p.records.unwrap_or_default();
+                if records.is_empty() {
+                    continue;
+                }
+                for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)? {
+                    for r in set.records {
+                        if r.offset >= positions.get(&p.partition_index).copied().unwrap_or(0) {
+                            if r.timestamp >= since_ms {
+                                lat.push(now - r.timestamp);
+                            }
+                            positions.insert(p.partition_index, r.offset + 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(lat)
+}
+
+/// The `q` quantile of sorted values, -1 when there are none.
+pub fn percentile(sorted: &[i64], q: f64) -> i64 {
+    sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(-1)
+}

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 use tern_kafka::client::{Client, ClientConfig, LATEST};
 
-use super::super::common::{cpu_seconds, encoded_batch, now_ms, peak_rss_kib};
+use super::super::common::{cpu_seconds, encoded_batch, now_ms, peak_rss_kib, percentile, target_latencies};
 use super::data::RECORD_BYTES;
 use super::replicators::{self, Run};
 use super::{Replicator, Row, Setup};
@@ -160,34 +160,8 @@ pub async fn latency(setup: &Setup, rep: Replicator, topic: &str, remote: &str, 
     });
     let leader = target.metadata_snapshot().leader(remote, 0).ok_or_else(|| anyhow::anyhow!("no leader for {remote}"))?;
     let want = ticks * 50;
-    let mut lat = Vec::with_capacity(want);
-    let deadline = Instant::now() + phase + Duration::from_secs(30);
-    while lat.len() < want && Instant::now() < deadline {
-        let parts: Vec<(String, i32, i64)> = positions.iter().map(|(p, o)| (remote.to_string(), *p, *o)).collect();
-        let resp = target.fetch(leader, &parts, 100, 64 << 20, 8 << 20).await?;
-        let now = now_ms();
-        for t in resp.responses {
-            for p in t.partitions {
-                let mut records = p.records.unwrap_or_default();
-                if records.is_empty() {
-                    continue;
-                }
-                for set in RecordBatchDecoder::decode_all(&mut records)? {
-                    for r in set.records {
-                        if r.offset >= positions[&p.partition_index] {
-                            // Heartbeats or leftovers would carry older timestamps: only the phase's records count.
-                            if r.timestamp >= started {
-                                lat.push(now - r.timestamp);
-                            }
-                            positions.insert(p.partition_index, r.offset + 1);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut lat = target_latencies(&target, leader, remote, &mut positions, want, Instant::now() + phase + Duration::from_secs(30), started).await?;
     let sent = producer.await??;
     lat.sort_unstable();
-    let pct = |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(-1);
-    Ok(LatencyResult { replicator: rep, records: lat.len(), sent, p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: lat.last().copied().unwrap_or(-1) })
+    Ok(LatencyResult { replicator: rep, records: lat.len(), sent, p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99), max_ms: lat.last().copied().unwrap_or(-1) })
 }

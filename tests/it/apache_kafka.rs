@@ -21,64 +21,24 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::helpers::repo_root;
 
-/// Where the jars are: `TERN_KAFKA_LIBS`, or `.kafka/libs` in the checkout.
+#[path = "../shared/kafka_jars.rs"]
+mod jars;
+pub use jars::{java, kafka_version};
+use jars::{log4j2_xml, WATCHDOG};
+
+/// Where the jars are (see [`jars::kafka_libs`]); a test without them cannot run.
 pub fn kafka_libs() -> PathBuf {
-    if let Ok(p) = std::env::var("TERN_KAFKA_LIBS") {
-        return PathBuf::from(p);
-    }
-    let p = repo_root().join(".kafka/libs");
-    assert!(
-        p.join(format!("kafka_2.13-{}.jar", kafka_version())).exists(),
-        "Apache Kafka's jars are missing from {}: run the README's test command (scripts/test.sh), which installs them",
-        p.display()
-    );
-    p
-}
-
-/// The Apache Kafka version the suite runs (written by the install script).
-pub fn kafka_version() -> String {
-    std::fs::read_to_string(repo_root().join(".kafka/VERSION")).map(|v| v.trim().to_string()).unwrap_or_else(|_| "unknown".into())
-}
-
-pub fn java() -> PathBuf {
-    match std::env::var_os("JAVA_HOME") {
-        Some(home) if Path::new(&home).join("bin/java").exists() => Path::new(&home).join("bin/java"),
-        _ => PathBuf::from("java"),
-    }
+    jars::kafka_libs().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn classpath() -> String {
     format!("{}/*", kafka_libs().display())
 }
 
-/// Log4j 2 configuration: warnings and errors only, to stderr (a node's `server.log`).
-const LOG4J2: &str = r#"<Configuration status="WARN">
-  <Appenders>
-    <Console name="STDERR" target="SYSTEM_ERR"><PatternLayout pattern="[%d] %p %m (%c)%n"/></Console>
-  </Appenders>
-  <Loggers>
-    <Logger name="org.apache.kafka.clients.NetworkClient" level="ERROR"/>
-    <Root level="WARN"><AppenderRef ref="STDERR"/></Root>
-  </Loggers>
-</Configuration>
-"#;
-
 /// JVM flags for test nodes and tools: a small heap, one GC thread and the quick JIT tier, so
 /// several JVMs share two cores without spending them on start-up compilation.
 const JVM_FLAGS: &[&str] = &["-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-Djava.awt.headless=true"];
-
-/// Kills the JVM when the test process (`$1`) is gone, and removes `$2` after it stopped.
-/// The JVM's pid goes to `$3`, so a test can kill -9 the JVM itself.
-const WATCHDOG: &str = r#"parent=$1; dir=$2; pidfile=$3; shift 3
-"$@" & child=$!
-echo "$child" > "$pidfile"
-while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-kill -9 "$child" 2>/dev/null
-wait "$child" 2>/dev/null
-kill -0 "$parent" 2>/dev/null || rm -rf "$dir"
-"#;
 
 /// A free port on 127.0.0.1 below the kernel's ephemeral range. A port the kernel handed out
 /// for `127.0.0.1:0` and that was released again could be handed to another test's listener
@@ -161,7 +121,7 @@ impl KafkaCluster {
         let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
         let voters = ports.iter().enumerate().map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1)).collect::<Vec<_>>().join(",");
         let cluster_id = random_cluster_id();
-        std::fs::write(root.join("log4j2.xml"), LOG4J2).expect("log4j2.xml");
+        std::fs::write(root.join("log4j2.xml"), log4j2_xml("WARN")).expect("log4j2.xml");
         let rf = nodes.min(3);
         let min_isr = if nodes >= 3 { 2 } else { 1 };
         // Records are kept forever (`log.retention.ms=-1`): test data carries fixed timestamps
@@ -414,7 +374,7 @@ fn log4j2_file() -> PathBuf {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
         let p = std::env::temp_dir().join(format!("tern-kafka-tools-log4j2-{}.xml", std::process::id()));
-        std::fs::write(&p, LOG4J2).expect("log4j2.xml");
+        std::fs::write(&p, log4j2_xml("WARN")).expect("log4j2.xml");
         p
     })
     .clone()
