@@ -13,6 +13,15 @@ use crate::state::AppState;
 /// Above this many seconds of lag a flow shows as lagging.
 pub const LAGGING_SECONDS: f64 = 30.0;
 
+/// A growing lag makes a flow lagging only once its oldest waiting record is this old: under a
+/// steady load the lag in records wobbles by a batch or two, and that is not news.
+pub const GROWING_FLOOR_SECONDS: f64 = 5.0;
+
+/// Whether a flow's lag is worth an operator's look: old, or growing and no longer fresh.
+pub fn is_lagging(lag_seconds: f64, trend: Trend) -> bool {
+    lag_seconds > LAGGING_SECONDS || (trend == Trend::Growing && lag_seconds >= GROWING_FLOOR_SECONDS)
+}
+
 pub use tern_mirror::states::Health;
 use tern_mirror::states::{FailoverState, SyncState, TranslationState};
 
@@ -269,7 +278,7 @@ impl AppState {
             Health::Paused
         } else if partitions.is_empty() {
             Health::Unknown
-        } else if lag_secs > LAGGING_SECONDS || outlook.trend == Trend::Growing {
+        } else if is_lagging(lag_secs, outlook.trend) {
             Health::Lagging
         } else {
             Health::Ok
@@ -347,5 +356,18 @@ impl AppState {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wobble_is_not_lagging_an_old_or_growing_old_lag_is() {
+        assert!(!is_lagging(0.4, Trend::Growing), "a batch in flight under steady load");
+        assert!(is_lagging(6.0, Trend::Growing));
+        assert!(!is_lagging(20.0, Trend::Steady));
+        assert!(is_lagging(31.0, Trend::Shrinking));
     }
 }
