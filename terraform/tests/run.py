@@ -10,15 +10,20 @@
    failing run is planned again on its own and its message must name the culprit.
 4. The examples' topology: terraform/tests/render is applied with each example's
    regions.auto.tfvars, and each region's tern.toml is written to DIR/<example>/<region>.toml
-   (for `tern check --offline`, run here when --tern is given and by tests/it/terraform.rs).
+   (for `tern check --offline`, run here when --tern is given and by tests/it/terraform.rs),
+   and all of the harness's outputs (flows, workers, secret references, probe paths) to
+   DIR/<example>.json.
    add-region must be three-region plus one region, and add exactly that region's flows.
 5. Structure of the cloud modules and examples, parsed with python-hcl2: standard files, every
    variable typed and described, pinned versions, the same inputs and outputs on every cloud,
    READMEs that list every input and output, modules consumed by relative path.
-6. checkov (offline, --skip-download) over terraform/ with Tern's own policies
+6. Probes and secrets: every cloud restarts workers on liveness (/livez) and routes on readiness
+   (/readyz), routes Tern serves, and nothing probes /healthz; each cloud's workers may read
+   exactly the secrets they name (Azure: a role assignment per secret, not the vault).
+7. checkov (offline, --skip-download) over terraform/ with Tern's own policies
    (terraform/tests/checkov) and over docker/Dockerfile: any failed check or parse error fails.
 
-Cloud modules cannot be planned here (providers cannot be downloaded): steps 5 and 6 cover them.
+Cloud modules cannot be planned here (providers cannot be downloaded): steps 5 to 7 cover them.
 Exits non-zero when anything fails, after running every step it can.
 """
 import argparse
@@ -195,6 +200,9 @@ def render_examples(c, out_dir):
         for region, text in outputs["configs"].items():
             with open(os.path.join(target, f"{region}.toml"), "w") as f:
                 f.write(text)
+        # Everything the harness gave, for tests/it/terraform.rs (which runs a worker on it).
+        with open(os.path.join(out_dir, f"{example}.json"), "w") as f:
+            json.dump(outputs, f, indent=1, sort_keys=True)
         print(f"{example}: {len(outputs['flows'])} flows, tern.toml for {', '.join(sorted(outputs['configs']))} in {target}", flush=True)
     return rendered
 
@@ -334,6 +342,65 @@ def check_structure(c):
     c.check('CMD ["run", "--config", "/etc/tern/tern.toml"]' in text, "the image runs `tern run --config /etc/tern/tern.toml`")
 
 
+
+def check_probes_and_secrets(c):
+    """Restarts follow liveness and traffic follows readiness on every cloud, the paths are
+    routes Tern serves, and each cloud lets its workers read exactly the secrets they name."""
+    step("liveness, readiness and secret scopes")
+    outputs = blocks(load_hcl(os.path.join(TF_ROOT, "modules", "worker-config", "outputs.tf")), "output")
+    paths = {k: unquote(outputs.get(f"{k}_path", {}).get("value")) for k in ("liveness", "readiness")}
+    c.check(paths == {"liveness": "/livez", "readiness": "/readyz"}, "worker-config gives liveness /livez and readiness /readyz", str(paths))
+    routes = open(os.path.join(REPO, "web", "src", "lib.rs")).read()
+    for kind, path in paths.items():
+        c.check(f'.route("{path}", get(' in routes, f"Tern's web server routes the {kind} path {path} (web/src/lib.rs)")
+    mentions = []
+    for root in (os.path.join(TF_ROOT, "modules"), os.path.join(TF_ROOT, "examples"), os.path.join(REPO, "docker")):
+        for d, _, files in os.walk(root):
+            for f in files:
+                text = open(os.path.join(d, f), errors="replace").read()
+                if "/healthz" in text or "health_check_path" in text:
+                    mentions.append(os.path.relpath(os.path.join(d, f), REPO))
+    c.check(not mentions, "no module, example or image probes /healthz, which fails on a remote cluster's outage", str(mentions))
+
+    def main_tf(cloud):
+        return open(os.path.join(TF_ROOT, "modules", f"{cloud}-region", "main.tf")).read()
+
+    def block(text, header):
+        """The body of the first block opening with header (brace-matched)."""
+        start = text.find(header)
+        if start < 0:
+            return ""
+        i = text.index("{", start)
+        depth = 0
+        for j in range(i, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                return text[i:j + 1]
+        return ""
+
+    aws, gcp, azure = main_tf("aws"), main_tf("gcp"), main_tf("azure")
+    health = block(aws, "healthCheck =")
+    c.check("module.worker.liveness_path" in health, "AWS: the ECS container health check (task replacement, deployment rollback) probes liveness", health)
+    check = block(gcp, 'resource "google_compute_health_check" "workers"')
+    c.check(re.search(r"request_path\s*=\s*module\.worker\.liveness_path", check) is not None, "GCP: autohealing probes liveness", check)
+    c.check("google_compute_health_check.workers.id" in block(gcp, "auto_healing_policies"), "GCP: the group autoheals on that check")
+    for probe, kind in (("liveness_probe", "liveness"), ("readiness_probe", "readiness")):
+        body = block(azure, probe)
+        c.check(re.search(rf"path\s*=\s*module\.worker\.{kind}_path", body) is not None, f"Azure: the {probe} probes {kind}", body)
+    dockerfile = open(os.path.join(REPO, "docker", "Dockerfile")).read()
+    c.check(re.search(r"HEALTHCHECK[^\n]*\\\n[^\n]*/livez", dockerfile) is not None, "the image's HEALTHCHECK probes /livez")
+
+    # Secrets: AWS lists the secrets' ARNs, GCP binds per secret, Azure assigns per secret.
+    policy = block(aws, 'data "aws_iam_policy_document" "read_secrets"')
+    c.check("aws_secretsmanager_secret.env" in policy and '"*"' not in policy, "AWS: the execution role reads the named secrets' ARNs only", policy)
+    binding = block(gcp, 'resource "google_secret_manager_secret_iam_member" "workers"')
+    c.check("for_each = toset(values(var.secret_env))" in binding, "GCP: one binding per named secret", binding)
+    roles = [block(azure, m.group(0)) for m in re.finditer(r'resource "azurerm_role_assignment" "[^"]+"', azure)]
+    vault_wide = [r for r in roles if re.search(r"scope\s*=\s*(var\.secret_store|data\.azurerm_key_vault\.secrets\[0\]\.id)\s*$", r, re.M)]
+    per_secret = [r for r in roles if "for_each = toset(values(var.secret_env))" in r and re.search(r'scope\s*=\s*"\$\{data\.azurerm_key_vault\.secrets\[0\]\.id\}/secrets/\$\{each\.value\}"', r)]
+    c.check(not vault_wide and len(per_secret) == 1, "Azure: the identity reads each named secret (a role assignment scoped to <vault>/secrets/<name>), not the whole vault", "\n".join(roles))
+
+
 def check_versions(c, where, terraform_blocks, provider_free):
     required = [unquote(b.get("required_version")) for b in terraform_blocks if b.get("required_version")]
     c.check(len(required) == 1 and re.search(r">=\s*\d", required[0] or "") and re.search(r"<\s*\d", required[0] or ""),
@@ -418,6 +485,7 @@ def main():
     rendered = run(render_examples, args.out) or {}
     run(check_examples, rendered)
     run(check_structure)
+    run(check_probes_and_secrets)
     run(checkov, args.checkov)
     if args.tern:
         run(tern_check, args.tern, args.out)

@@ -38,7 +38,7 @@ variable "flow_defaults" {
 }
 
 variable "web_port" {
-  description = "Port of the workers' dashboard, /metrics and /healthz."
+  description = "Port of the workers' dashboard, /metrics, /livez and /readyz."
   type        = number
   default     = 8080
 }

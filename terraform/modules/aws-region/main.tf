@@ -115,7 +115,7 @@ resource "aws_vpc_security_group_ingress_rule" "dashboard" {
 
   region            = var.cloud_region
   security_group_id = aws_security_group.workers.id
-  description       = "Tern dashboard, /metrics and /healthz"
+  description       = "Tern dashboard, /metrics, /livez and /readyz"
   ip_protocol       = "tcp"
   from_port         = var.web_port
   to_port           = var.web_port
@@ -156,13 +156,14 @@ resource "aws_ecs_task_definition" "workers" {
     portMappings = [{ containerPort = var.web_port, protocol = "tcp" }]
     environment  = [for k in sort(keys(module.worker.environment)) : { name = k, value = module.worker.environment[k] }]
     secrets      = [for k in sort(keys(var.secret_env)) : { name = k, valueFrom = data.aws_secretsmanager_secret.env[k].arn }]
-    # /healthz answers 503 while a flow reports errors. Ten failures 30 s apart (five minutes)
-    # replace the task, which a transient error on a remote cluster does not reach.
+    # Liveness: three failures 30 s apart replace the task, and a deployment whose tasks never
+    # turn healthy is rolled back. /livez answers while the process serves, so an outage of a
+    # remote cluster (which /readyz reports) neither replaces tasks nor rolls deployments back.
     healthCheck = {
-      command     = ["CMD-SHELL", "curl -fsS http://127.0.0.1:${var.web_port}${module.worker.health_check_path} || exit 1"]
+      command     = ["CMD-SHELL", "curl -fsS http://127.0.0.1:${var.web_port}${module.worker.liveness_path} || exit 1"]
       interval    = 30
       timeout     = 5
-      retries     = 10
+      retries     = 3
       startPeriod = 60
     }
     logConfiguration = {

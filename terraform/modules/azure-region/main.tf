@@ -1,6 +1,6 @@
 # Tern workers on Azure: a Container App (fixed replica count) in its own environment on the
-# given subnet, with an internal load balancer. Ingress allows only the given CIDRs, probes
-# check /healthz, secrets are Key Vault references resolved with a user-assigned identity when
+# given subnet, with an internal load balancer. Ingress allows only the given CIDRs, liveness
+# probes /livez and readiness /readyz, secrets are Key Vault references resolved with a user-assigned identity when
 # a replica starts, and logs and metrics go to a Log Analytics workspace and Azure Monitor.
 
 module "worker" {
@@ -67,10 +67,12 @@ resource "azurerm_user_assigned_identity" "workers" {
   tags                = local.tags
 }
 
+# One role assignment per secret, scoped to that secret: the workers' identity may read the
+# secrets this module names and nothing else in the vault.
 resource "azurerm_role_assignment" "read_secrets" {
-  count = length(var.secret_env) > 0 ? 1 : 0
+  for_each = toset(values(var.secret_env))
 
-  scope                = var.secret_store
+  scope                = "${data.azurerm_key_vault.secrets[0].id}/secrets/${each.value}"
   role_definition_name = "Key Vault Secrets User"
   principal_id         = azurerm_user_assigned_identity.workers.principal_id
   principal_type       = "ServicePrincipal"
@@ -156,22 +158,23 @@ resource "azurerm_container_app" "workers" {
         }
       }
 
-      # /healthz answers 503 while a flow reports errors. Ten failures 30 s apart (five
-      # minutes) restart the replica, which a transient error on a remote cluster does not reach.
+      # Liveness restarts a replica after three failures 30 s apart: /livez answers while the
+      # process serves, so an outage of a remote cluster restarts nothing.
       liveness_probe {
         transport               = "HTTP"
         port                    = var.web_port
-        path                    = module.worker.health_check_path
+        path                    = module.worker.liveness_path
         initial_delay           = 30
         interval_seconds        = 30
         timeout                 = 5
-        failure_count_threshold = 10
+        failure_count_threshold = 3
       }
 
+      # Readiness takes a replica whose flows report errors out of the ingress's traffic.
       readiness_probe {
         transport               = "HTTP"
         port                    = var.web_port
-        path                    = module.worker.health_check_path
+        path                    = module.worker.readiness_path
         interval_seconds        = 10
         timeout                 = 5
         failure_count_threshold = 3
@@ -202,7 +205,7 @@ resource "azurerm_container_app" "workers" {
       for_each = var.dashboard_allowed_cidrs
       content {
         name             = "dashboard-${ip_security_restriction.key}"
-        description      = "Tern dashboard, /metrics and /healthz"
+        description      = "Tern dashboard, /metrics, /livez and /readyz"
         action           = "Allow"
         ip_address_range = ip_security_restriction.value
       }

@@ -14,7 +14,7 @@ output "logs" {
 }
 
 output "dashboard" {
-  description = "How to reach the dashboard, /metrics and /healthz."
+  description = "How to reach the dashboard, /metrics, /livez and /readyz."
   value       = "https://${azurerm_container_app.workers.ingress[0].fqdn}/ from ${join(", ", var.dashboard_allowed_cidrs)}"
 }
 

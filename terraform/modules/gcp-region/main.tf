@@ -1,5 +1,5 @@
 # Tern workers on GCP: a regional managed instance group of Container-Optimized OS VMs running
-# the tern image. The group's autohealing probes /healthz, firewall rules let only the given
+# the tern image. The group's autohealing probes /livez, firewall rules let only the given
 # CIDRs and Google's health checkers reach the dashboard port, secrets come from Secret Manager
 # when the container starts, container logs go to Cloud Logging (into a log bucket with the
 # requested retention) and VM metrics to Cloud Monitoring.
@@ -121,18 +121,19 @@ resource "google_compute_instance_template" "workers" {
 }
 
 resource "google_compute_health_check" "workers" {
-  name = "${var.name}-healthz"
+  name = "${var.name}-livez"
 
-  # /healthz answers 503 while a flow reports errors. Ten failures 30 s apart (five minutes)
-  # recreate the VM, which a transient error on a remote cluster does not reach.
+  # Liveness for autohealing and rollouts: three failures 30 s apart recreate the VM. /livez
+  # answers while the process serves, so an outage of a remote cluster (which /readyz reports)
+  # recreates nothing.
   check_interval_sec  = 30
   timeout_sec         = 5
   healthy_threshold   = 1
-  unhealthy_threshold = 10
+  unhealthy_threshold = 3
 
   http_health_check {
     port         = var.web_port
-    request_path = module.worker.health_check_path
+    request_path = module.worker.liveness_path
   }
 
   log_config {

@@ -14,7 +14,7 @@ output "logs" {
 }
 
 output "dashboard" {
-  description = "How to reach the dashboard, /metrics and /healthz."
+  description = "How to reach the dashboard, /metrics, /livez and /readyz."
   value       = "http://<VM internal IP>:${var.web_port}/ from ${length(var.dashboard_allowed_cidrs) == 0 ? "nowhere (dashboard_allowed_cidrs is empty)" : join(", ", var.dashboard_allowed_cidrs)}; named port \"dashboard\" of ${google_compute_region_instance_group_manager.workers.instance_group}"
 }
 

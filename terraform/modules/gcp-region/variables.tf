@@ -74,7 +74,7 @@ variable "memory_mib" {
 }
 
 variable "web_port" {
-  description = "Port of the dashboard, /metrics and /healthz in the container; health checks probe /healthz there. Use the topology module's web_port."
+  description = "Port of the dashboard, /metrics, /livez and /readyz in the container; the platform restarts workers on /livez and routes traffic on /readyz. Use the topology module's web_port."
   type        = number
   default     = 8080
 

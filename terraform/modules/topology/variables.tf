@@ -199,7 +199,7 @@ variable "flows" {
 }
 
 variable "web_port" {
-  description = "Port of Tern's dashboard, /metrics and /healthz. Workers run in containers, so [web] listens on 0.0.0.0 (the cloud modules restrict who may reach it)."
+  description = "Port of Tern's dashboard, /metrics, /livez and /readyz. Workers run in containers, so [web] listens on 0.0.0.0 (the cloud modules restrict who may reach it)."
   type        = number
   default     = 8080
 

@@ -22,7 +22,12 @@ output "secret_env" {
   value       = var.secret_env
 }
 
-output "health_check_path" {
-  description = "HTTP path the platform's health checks probe: 200 while every flow runs, 503 with the reasons otherwise."
-  value       = "/healthz"
+output "liveness_path" {
+  description = "HTTP path that restarts a worker when it fails: 200 while the process serves, whatever the clusters do (an outage of a remote cluster is not cured by a restart)."
+  value       = "/livez"
+}
+
+output "readiness_path" {
+  description = "HTTP path for traffic and rollouts: 200 while every flow runs without flow-level errors, 503 naming them otherwise."
+  value       = "/readyz"
 }

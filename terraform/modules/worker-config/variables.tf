@@ -13,7 +13,7 @@ variable "tern_config" {
 }
 
 variable "web_port" {
-  description = "Port of the dashboard, /metrics and /healthz inside the container."
+  description = "Port of the dashboard, /metrics, /livez and /readyz inside the container."
   type        = number
 }
 

@@ -74,3 +74,8 @@ output "secret_env" {
   description = "The topology's secret references per region."
   value       = module.topology.secret_env
 }
+
+output "probes" {
+  description = "Per region, the paths its platform probes: liveness (restarts) and readiness (traffic)."
+  value       = { for alias, w in module.worker : alias => { liveness = w.liveness_path, readiness = w.readiness_path } }
+}
