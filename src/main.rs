@@ -220,6 +220,18 @@ struct BrokerArgs {
     /// milliseconds (0: sessions do not expire).
     #[arg(long, default_value_t = 0)]
     sasl_session_lifetime_ms: u64,
+    /// Most client connections open at once (Kafka's max.connections); a connection beyond it
+    /// is closed as soon as it is accepted.
+    #[arg(long, default_value_t = tern_broker::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Close a connection that sends no complete request for this long (Kafka's
+    /// connections.max.idle.ms): `600s`, `10m`, `500ms`.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    connections_max_idle: std::time::Duration,
+    /// Most bytes of records in one Fetch response (Kafka's fetch.max.bytes); the first batch
+    /// is returned even when it is larger.
+    #[arg(long, default_value_t = 55 * 1024 * 1024)]
+    fetch_max_bytes: usize,
 }
 
 /// The listener security of `tern broker`, checked for consistency.
@@ -307,6 +319,15 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let security = listener_security(&args)?;
+    if args.max_connections == 0 {
+        anyhow::bail!("--max-connections must be at least 1");
+    }
+    if args.connections_max_idle.is_zero() {
+        anyhow::bail!("--connections-max-idle must be longer than 0");
+    }
+    if args.fetch_max_bytes == 0 || args.fetch_max_bytes > i32::MAX as usize {
+        anyhow::bail!("--fetch-max-bytes must be 1 to {}, got {}", i32::MAX, args.fetch_max_bytes);
+    }
     let protocol = match (&security.tls, &security.sasl) {
         (None, None) => "PLAINTEXT",
         (Some(_), None) => "SSL",
@@ -320,6 +341,9 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         auto_create_topics: args.auto_create_topics,
         default_partitions: args.default_partitions,
         maintenance_interval: std::time::Duration::from_secs(args.maintenance_interval_secs.max(1)),
+        max_connections: args.max_connections,
+        connections_max_idle: args.connections_max_idle,
+        fetch_max_bytes: args.fetch_max_bytes,
         ..tern_broker::BrokerConfig::with_data_dir(&args.data).with_fsync(fsync)
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)

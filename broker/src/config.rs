@@ -22,6 +22,15 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Largest request frame accepted (`socket.request.max.bytes`).
     pub max_frame_bytes: usize,
+    /// Most client connections open at once (`max.connections`); a connection beyond it is
+    /// closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A connection that sends no complete request for this long is closed
+    /// (`connections.max.idle.ms`; a request trickled in more slowly counts as idle).
+    pub connections_max_idle: Duration,
+    /// Most bytes of records in one Fetch response (`fetch.max.bytes`), whatever the request
+    /// asks; the first batch is returned even when it is larger (KIP-74).
+    pub fetch_max_bytes: usize,
     /// How often retention, time-based segment rolls and interval fsync run
     /// (`log.retention.check.interval.ms`).
     pub maintenance_interval: Duration,
@@ -69,6 +78,10 @@ impl Default for SaslListener {
     }
 }
 
+/// Default of `max_connections`: Kafka sets no limit; a broker in a laptop's or a test's
+/// process should not run out of file descriptors before it refuses a connection.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -79,6 +92,9 @@ impl Default for BrokerConfig {
             default_partitions: 1,
             log: LogConfig::default(),
             max_frame_bytes: tern_kafka::frame::DEFAULT_MAX_FRAME,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            connections_max_idle: Duration::from_millis(600_000),
+            fetch_max_bytes: 55 * 1024 * 1024,
             maintenance_interval: Duration::from_secs(30),
             cluster_id: None,
             groups: Default::default(),

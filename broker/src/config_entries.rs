@@ -106,6 +106,9 @@ pub fn broker_entries(state: &BrokerState) -> Vec<ConfigEntry> {
         core("log.retention.check.interval.ms", &c.maintenance_interval.as_millis().to_string(), Some("300000"), TYPE_LONG, "How often retention, segment rolls and log cleaning run."),
         core("node.id", &node, None, TYPE_INT, "The node's id."),
         core("num.partitions", &c.default_partitions.to_string(), Some("1"), TYPE_INT, "Partition count of automatically created topics."),
+        core("connections.max.idle.ms", &c.connections_max_idle.as_millis().to_string(), Some("600000"), TYPE_LONG, "Close a connection that sends no complete request for this long."),
+        core("fetch.max.bytes", &c.fetch_max_bytes.to_string(), Some("57671680"), TYPE_INT, "Most bytes of records in one fetch response (the first batch is returned even when larger)."),
+        core("max.connections", &c.max_connections.to_string(), Some("2147483647"), TYPE_INT, "Most client connections open at once; more are closed when accepted."),
         core("socket.request.max.bytes", &c.max_frame_bytes.to_string(), Some("104857600"), TYPE_INT, "Largest request the broker accepts."),
     ];
     for d in TOPIC_CONFIGS {

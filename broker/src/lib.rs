@@ -40,7 +40,7 @@ pub mod topic_config;
 pub mod topics;
 
 pub use apis::SUPPORTED;
-pub use config::{BrokerConfig, ListenerSecurity, SaslListener, TlsListener};
+pub use config::{BrokerConfig, ListenerSecurity, SaslListener, TlsListener, DEFAULT_MAX_CONNECTIONS};
 pub use error::{Error, Result};
 pub use server::{run, RunningBroker};
 pub use storage::{FsyncPolicy, LogConfig};

@@ -88,6 +88,41 @@ impl RunningBroker {
     }
 }
 
+/// Connections closed at the limit, logged at most every ten seconds with how many.
+#[derive(Default)]
+struct Refusals {
+    since_logged: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl Refusals {
+    fn count(&mut self, peer: SocketAddr, limit: usize) {
+        self.since_logged += 1;
+        if self.logged_at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+            tracing::warn!(%peer, limit, closed = self.since_logged, "connection limit reached (max.connections): closing new connections");
+            self.since_logged = 0;
+            self.logged_at = Some(std::time::Instant::now());
+        }
+    }
+}
+
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Dropped without [`RunningBroker::shutdown`], a broker stops as if killed: it serves no more
+/// and flushes nothing (what was acknowledged is on disk by the flush policy, as after a crash).
+/// A flush after the drop could run after the data directory is gone.
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<BrokerState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let topics = Topics::open(&config.data_dir, config.log.clone())?;
@@ -131,20 +166,33 @@ fn load_or_create_cluster_id(data_dir: &std::path::Path) -> Result<String> {
 
 async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut connections = JoinSet::new();
-    let maintenance = tokio::spawn(crate::maintenance::run(state.clone()));
+    // Aborted with this task too, when a dropped broker aborts it.
+    let maintenance = AbortOnDrop(tokio::spawn(crate::maintenance::run(state.clone())));
     let group_timers = {
         let state = state.clone();
-        tokio::spawn(async move { state.groups.run_timers().await })
+        AbortOnDrop(tokio::spawn(async move { state.groups.run_timers().await }))
     };
+    // One permit per open client connection (max.connections).
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
+    let mut refused = Refusals::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let state = state.clone();
-                    connections.spawn(async move { serve_connection(state, stream, peer).await });
-                }
+                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let state = state.clone();
+                        connections.spawn(async move {
+                            serve_connection(state, stream, peer).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        drop(stream);
+                        refused.count(peer, state.config.max_connections);
+                    }
+                },
                 // Running out of file descriptors and the like: keep serving the others.
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -156,8 +204,7 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
         }
     }
     connections.shutdown().await;
-    maintenance.abort();
-    group_timers.abort();
+    drop((maintenance, group_timers));
     for topic in state.topics.all() {
         for p in &topic.partitions {
             if let Err(e) = p.log().flush() {
@@ -199,7 +246,17 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Arc<BrokerState>
             reader.set_limit(state.config.max_frame_bytes);
             limited = false;
         }
-        let frame = match reader.read_frame(&mut rd).await {
+        // connections.max.idle.ms: a client must complete a request within it, so neither an
+        // idle connection nor one that trickles a frame in holds its slot forever.
+        let idle = state.config.connections_max_idle;
+        let read = match tokio::time::timeout(idle, reader.read_frame(&mut rd)).await {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::debug!(%peer, "closing connection: no complete request in {idle:?} (connections.max.idle.ms)");
+                return;
+            }
+        };
+        let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             // TLS clients often just close the socket without a close_notify alert.

@@ -25,9 +25,15 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     pub fn start(data: &std::path::Path) -> BrokerProcess {
+        Self::start_with(data, &[])
+    }
+
+    /// With more `tern broker` flags.
+    pub fn start_with(data: &std::path::Path, flags: &[&str]) -> BrokerProcess {
         let mut child = Command::new(tern_bin())
             .args(["broker", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -38,6 +44,10 @@ impl BrokerProcess {
         let addr = line.trim().rsplit(' ').next().expect("address").to_string();
         assert!(addr.starts_with("127.0.0.1:"), "unexpected first line {line:?}");
         BrokerProcess { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn kill_9(&mut self) {
@@ -218,6 +228,6 @@ pub async fn read_partition_from(c: &mut Connection, topic: &str, partition: i32
     }
 }
 
-fn tern_now_ms() -> i64 {
+pub fn tern_now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
 }

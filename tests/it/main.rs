@@ -27,3 +27,4 @@ mod lag;
 mod history;
 mod reload;
 mod stopped;
+mod limits;

@@ -26,7 +26,9 @@ pub async fn handle(state: &BrokerState, req: FetchRequest) -> FetchResponse {
     let read_committed = req.isolation_level == 1;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    // As Kafka: the request's max_bytes, never more than fetch.max.bytes; 0 or less still
+    // returns the first batch (KIP-74).
+    let max_bytes = (req.max_bytes.max(0) as usize).min(state.config.fetch_max_bytes);
     let mut appends = state.topics.subscribe_appends();
     loop {
         appends.borrow_and_update();
