@@ -67,6 +67,40 @@ mod tests {
     use super::*;
     use crate::batch::{verify_crc, BatchHeader};
 
+    /// Every codec stops at the decompression bound: a batch body of zeros a little past it,
+    /// compressed, is refused with the bound named, and one just under it decompresses.
+    #[test]
+    fn decompression_stops_at_the_bound() {
+        use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd, MAX_DECOMPRESSED_BYTES};
+        use bytes::BytesMut;
+        fn compress<C: Compressor<BytesMut, BufMut = BytesMut>>(len: usize) -> Bytes {
+            let mut out = BytesMut::new();
+            C::compress(&mut out, |b| {
+                b.resize(len, 0);
+                Ok(())
+            })
+            .expect("compress");
+            out.freeze()
+        }
+        fn decompress<D: Decompressor<Bytes, Buf = Bytes>>(mut data: Bytes) -> Result<usize, String> {
+            D::decompress(&mut data, |b| Ok(b.len())).map_err(|e| format!("{e:#}"))
+        }
+        let (over, under) = (MAX_DECOMPRESSED_BYTES + 1, MAX_DECOMPRESSED_BYTES - 4096);
+        let started = std::time::Instant::now();
+        let results = [
+            ("gzip", decompress::<Gzip>(compress::<Gzip>(over)), decompress::<Gzip>(compress::<Gzip>(under))),
+            ("lz4", decompress::<Lz4>(compress::<Lz4>(over)), decompress::<Lz4>(compress::<Lz4>(under))),
+            ("snappy", decompress::<Snappy>(compress::<Snappy>(over)), decompress::<Snappy>(compress::<Snappy>(under))),
+            ("zstd", decompress::<Zstd>(compress::<Zstd>(over)), decompress::<Zstd>(compress::<Zstd>(under))),
+        ];
+        eprintln!("took {:?}", started.elapsed());
+        for (codec, over, under) in results {
+            let refused = over.expect_err(codec);
+            assert!(refused.contains(&format!("{codec} batch decompresses to more than 64 MiB")), "{codec}: {refused}");
+            assert_eq!(under, Ok(MAX_DECOMPRESSED_BYTES - 4096), "{codec}");
+        }
+    }
+
     #[test]
     fn one_batch_with_everything_kept() {
         let mut r = PlainRecord::new("k", Some(Bytes::from_static(b"v")), 1_700_000_000_000);

@@ -581,19 +581,15 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             // Each acknowledgement updates the offset map at once (translation follows the
             // target closely); new entries are persisted before the position is committed.
             let mut added = Vec::new();
-            let mut offsets = &set.source_offsets[..];
+            let mut offsets = std::mem::take(&mut set.source_offsets);
             let mut on_ack = |i: usize, ack: tern_kafka::client::ProduceAck| {
                 let (_, len, count) = spans[i];
-                let (these, rest) = offsets.split_at(count.min(offsets.len()));
-                offsets = rest;
+                let these = offsets.split_front(count as u64);
                 // The source offset after this batch: the next batch's first record, or for the
                 // last batch everything the set passed (control batches after it included).
-                let next = match rest.first() {
-                    Some(first) => *first,
-                    None => set.next_offset,
-                };
-                added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(these, ack.base_offset, next));
-                let (n, bytes) = (these.len() as u64, len as u64);
+                let next = offsets.first().unwrap_or(set.next_offset);
+                added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record_runs(&these, ack.base_offset, next));
+                let (n, bytes) = (these.len(), len as u64);
                 if let Ok(h) = tern_kafka::batch::BatchHeader::parse(&batches[i]) {
                     let ts = if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp };
                     rt.status.observe_latency((crate::clock::now_ms() - ts) as f64 / 1000.0, n);

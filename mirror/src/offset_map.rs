@@ -18,6 +18,79 @@ pub struct Entry {
     pub target: i64,
 }
 
+/// Ascending source offsets as runs of consecutive offsets `(first, count)`: a batch costs one
+/// run whatever record count its header claims, so a header claiming 2^31 records costs no
+/// more than one claiming one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetRuns {
+    runs: std::collections::VecDeque<(i64, u64)>,
+    len: u64,
+}
+
+impl OffsetRuns {
+    /// Appends `count` consecutive offsets from `first` (above every offset held).
+    pub fn push_run(&mut self, first: i64, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.len += count;
+        if let Some((start, n)) = self.runs.back_mut() {
+            if start.saturating_add(*n as i64) == first {
+                *n += count;
+                return;
+            }
+        }
+        self.runs.push_back((first, count));
+    }
+
+    pub fn push(&mut self, offset: i64) {
+        self.push_run(offset, 1);
+    }
+
+    /// How many offsets.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn first(&self) -> Option<i64> {
+        self.runs.front().map(|(s, _)| *s)
+    }
+
+    /// Takes the first `n` offsets (all of them when there are fewer).
+    pub fn split_front(&mut self, mut n: u64) -> OffsetRuns {
+        let mut out = OffsetRuns::default();
+        while n > 0 {
+            let Some((s, count)) = self.runs.pop_front() else { break };
+            let take = count.min(n);
+            out.push_run(s, take);
+            if take < count {
+                self.runs.push_front((s + take as i64, count - take));
+            }
+            self.len -= take;
+            n -= take;
+        }
+        out
+    }
+
+    pub fn runs(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
+        self.runs.iter().copied()
+    }
+}
+
+impl From<&[i64]> for OffsetRuns {
+    fn from(offsets: &[i64]) -> Self {
+        let mut out = OffsetRuns::default();
+        for &o in offsets {
+            out.push(o);
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OffsetMap {
     /// Runs by source offset.
@@ -64,19 +137,35 @@ impl OffsetMap {
     /// target from `target_base` on, followed by nothing else up to source `next_source`.
     /// Returns the entries this added (to persist them).
     pub fn record(&mut self, source_offsets: &[i64], target_base: i64, next_source: i64) -> Vec<Entry> {
+        self.record_runs(&OffsetRuns::from(source_offsets), target_base, next_source)
+    }
+
+    /// [`OffsetMap::record`] for runs of consecutive source offsets: the work is per run (and
+    /// per stale entry a run overwrites), not per record.
+    pub fn record_runs(&mut self, source_offsets: &OffsetRuns, target_base: i64, next_source: i64) -> Vec<Entry> {
         let mut added = Vec::new();
-        for (i, &s) in source_offsets.iter().enumerate() {
-            let t = target_base + i as i64;
-            // The record continues the current run only if it directly follows the last one
-            // on both sides; otherwise (a gap on the source, a restart that replicates some
-            // records again) a new run starts here.
+        let mut t = target_base;
+        for (s, n) in source_offsets.runs() {
+            // The run continues the current one only if its first record directly follows the
+            // last one on both sides; otherwise (a gap on the source, a restart that replicates
+            // some records again) a new run starts here.
             let continues = self.end == Some(Entry { source: s, target: t }) && self.delta_at(s) == Some(t - s);
             if !continues {
                 self.entries.insert(s, t);
                 added.push(Entry { source: s, target: t });
             }
-            self.end = Some(Entry { source: s + 1, target: t + 1 });
-            self.last_source = Some(s);
+            // Inside the run every record follows the one before on both sides; an older entry
+            // there with another delta (records replicated before) is replaced.
+            let end = s.saturating_add(n as i64);
+            let stale: Vec<i64> = self.entries.range(s + 1..end).filter(|(es, et)| *et - *es != t - s).map(|(es, _)| *es).collect();
+            for es in stale {
+                let et = t + (es - s);
+                self.entries.insert(es, et);
+                added.push(Entry { source: es, target: et });
+            }
+            self.end = Some(Entry { source: end, target: t + n as i64 });
+            self.last_source = Some(end - 1);
+            t += n as i64;
         }
         // Source offsets after the last record that hold nothing to replicate (control
         // batches) are passed: a group committed there resumes at the next target record.
@@ -215,6 +304,66 @@ mod tests {
         assert_eq!(m.translate(6), Translation::Exact(3));
         assert_eq!(m.translate(1), Translation::Exact(2), "below the map: its first record");
         assert_eq!(OffsetMap::default().translate(0), Translation::BeforeMap);
+    }
+
+    /// The per-record rule `record_runs` implements per run.
+    fn record_each(m: &mut OffsetMap, offsets: &[i64], target_base: i64, next_source: i64) -> Vec<Entry> {
+        let mut added = Vec::new();
+        for (i, &s) in offsets.iter().enumerate() {
+            let t = target_base + i as i64;
+            let continues = m.end == Some(Entry { source: s, target: t }) && m.delta_at(s) == Some(t - s);
+            if !continues {
+                m.entries.insert(s, t);
+                added.push(Entry { source: s, target: t });
+            }
+            m.end = Some(Entry { source: s + 1, target: t + 1 });
+            m.last_source = Some(s);
+        }
+        if let Some(e) = &mut m.end {
+            e.source = e.source.max(next_source);
+        }
+        added
+    }
+
+    #[test]
+    fn a_batch_claiming_two_billion_records_costs_one_run() {
+        let mut runs = OffsetRuns::default();
+        runs.push_run(0, i32::MAX as u64);
+        let mut m = OffsetMap::default();
+        let added = m.record_runs(&runs, 0, i32::MAX as i64);
+        assert_eq!(added, vec![Entry { source: 0, target: 0 }]);
+        assert_eq!(m.translate(1_000_000_000), Translation::Exact(1_000_000_000));
+        let first = runs.split_front(5);
+        assert_eq!((first.len(), first.first(), runs.len(), runs.first()), (5, Some(0), i32::MAX as u64 - 5, Some(5)));
+    }
+
+    proptest::proptest! {
+        /// Runs give the same map, entries and persisted additions as records one by one,
+        /// including records replicated again after a restart (source offsets going back).
+        #[test]
+        fn runs_record_as_records_do(
+            steps in proptest::collection::vec((-6i64..4, 1usize..8, 0i64..3, 0usize..3), 1..30),
+        ) {
+            let (mut by_runs, mut by_records) = (OffsetMap::default(), OffsetMap::default());
+            let (mut next_source, mut next_target) = (10i64, 0i64);
+            for (shift, count, trailing, holes) in steps {
+                let first = (next_source + shift).max(0);
+                // Offsets with up to `holes` gaps of one inside.
+                let mut offsets = Vec::new();
+                let mut o = first;
+                for i in 0..count {
+                    offsets.push(o);
+                    o += if i < holes { 2 } else { 1 };
+                }
+                let after = o + trailing;
+                let a = by_runs.record_runs(&OffsetRuns::from(&offsets[..]), next_target, after);
+                let b = record_each(&mut by_records, &offsets, next_target, after);
+                proptest::prop_assert_eq!(a, b);
+                proptest::prop_assert_eq!(&by_runs, &by_records);
+                next_source = after;
+                next_target += count as i64;
+            }
+        }
     }
 
     proptest::proptest! {

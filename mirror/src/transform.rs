@@ -23,8 +23,9 @@ pub struct Prepared {
     /// Batches to produce, concatenated.
     pub records: BytesMut,
     /// Source offset of each record produced, in order (the target assigns them consecutive
-    /// offsets from the produce response's base offset).
-    pub source_offsets: Vec<i64>,
+    /// offsets from the produce response's base offset), as runs: memory per batch, not per
+    /// record a header claims.
+    pub source_offsets: crate::offset_map::OffsetRuns,
     /// The next source offset after everything consumed here (skipped control batches and
     /// records below `from` included).
     pub next_offset: i64,
@@ -54,12 +55,12 @@ pub fn prepare(data: &[u8], from: i64) -> Result<Prepared> {
             continue;
         }
         tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Other(format!("source batch at offset {}: {e}", h.base_offset)))?;
-        let dense = h.record_count as i64 == h.last_offset_delta as i64 + 1;
+        let dense = h.record_count > 0 && h.record_count as i64 == h.last_offset_delta as i64 + 1;
         if h.base_offset >= out.next_offset && dense && !h.is_log_append_time() {
             let start = out.records.len();
             out.records.extend_from_slice(bytes);
             make_plain(&mut out.records[start..]);
-            out.source_offsets.extend(h.base_offset..=h.last_offset());
+            out.source_offsets.push_run(h.base_offset, h.record_count as u64);
             out.batches_fast += 1;
         } else {
             rewrite(bytes, &h, &mut out)?;
@@ -106,6 +107,7 @@ fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offset_map::OffsetRuns;
     use kafka_protocol::records::Record;
 
     fn batch(base: i64, offsets: &[i64], compression: Compression) -> Vec<u8> {
@@ -134,6 +136,21 @@ mod tests {
         v
     }
 
+    /// A CRC-valid header claiming 2^31 - 1 records and holding none is one run, not a vector
+    /// of two billion offsets; the target then refuses it (Kafka's record count check).
+    #[test]
+    fn a_header_claiming_two_billion_records_costs_one_run() {
+        let mut b = batch(0, &[0], Compression::None)[..tern_kafka::batch::HEADER_LEN].to_vec();
+        b[8..12].copy_from_slice(&((tern_kafka::batch::HEADER_LEN - 12) as i32).to_be_bytes());
+        b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        tern_kafka::batch::rewrite_crc(&mut b);
+        let p = prepare(&b, 0).expect("prepared");
+        assert_eq!(p.source_offsets.len(), i32::MAX as u64);
+        assert_eq!(p.source_offsets.runs().count(), 1);
+        assert_eq!(p.next_offset, i32::MAX as i64);
+    }
+
     fn decode(records: &[u8]) -> Vec<(i64, String, i64)> {
         let mut b = Bytes::copy_from_slice(records);
         RecordBatchDecoder::decode_all(&mut b)
@@ -150,7 +167,7 @@ mod tests {
         data.extend(batch(13, &[13, 14], Compression::Zstd));
         let p = prepare(&data, 10).expect("prepare");
         assert_eq!((p.batches_fast, p.batches_rewritten), (2, 0));
-        assert_eq!(p.source_offsets, vec![10, 11, 12, 13, 14]);
+        assert_eq!(p.source_offsets, OffsetRuns::from(&[10, 11, 12, 13, 14][..]));
         assert_eq!(p.next_offset, 15);
         let got = decode(&p.records);
         assert!(got.iter().all(|(pid, _, _)| *pid == -1));
@@ -168,7 +185,7 @@ mod tests {
         let data = batch(0, &[0, 1, 2, 3], Compression::Gzip);
         let p = prepare(&data, 2).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
-        assert_eq!(p.source_offsets, vec![2, 3]);
+        assert_eq!(p.source_offsets, OffsetRuns::from(&[2, 3][..]));
         assert_eq!(decode(&p.records).iter().map(|g| g.1.clone()).collect::<Vec<_>>(), vec!["v2", "v3"]);
     }
 
@@ -181,7 +198,7 @@ mod tests {
         assert_eq!(h.last_offset_delta, 4);
         let p = prepare(&data, 0).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
-        assert_eq!(p.source_offsets, vec![0, 3, 4]);
+        assert_eq!(p.source_offsets, OffsetRuns::from(&[0, 3, 4][..]));
         let out = BatchHeader::parse(&p.records).expect("out header");
         assert_eq!(out.record_count as i64, out.last_offset_delta as i64 + 1, "dense on the target");
         assert_eq!(out.base_offset, 0, "as a producer sends it");

@@ -28,3 +28,4 @@ mod history;
 mod reload;
 mod stopped;
 mod limits;
+mod crafted;

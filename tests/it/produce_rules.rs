@@ -39,6 +39,23 @@ fn with(mut b: Vec<u8>, change: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     Bytes::from(b)
 }
 
+/// The batch's header with `count` records claimed (and a consistent lastOffsetDelta), and
+/// its records section dropped.
+fn claims(batch: &[u8], count: i32) -> Bytes {
+    let mut b = batch[..tern_kafka::batch::HEADER_LEN].to_vec();
+    b[8..12].copy_from_slice(&((tern_kafka::batch::HEADER_LEN - 12) as i32).to_be_bytes());
+    recount(&b, count)
+}
+
+/// The batch with `count` records claimed and a consistent lastOffsetDelta, records kept.
+fn recount(batch: &[u8], count: i32) -> Bytes {
+    with(batch.to_vec(), |b| {
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        rewrite_crc(b)
+    })
+}
+
 async fn produce(c: &mut Connection, topic: &str, batch: Bytes, version: i16) -> Answer {
     let resp = c.call(&produce_request(topic, 0, batch, -1), version).await.expect("produce");
     let p = &resp.responses[0].partition_responses[0];
@@ -71,11 +88,26 @@ async fn cases(cluster: &TestCluster) -> Vec<(&'static str, Answer)> {
         "count disagrees with lastOffsetDelta",
         produce(&mut c, &plain, with(none.clone(), |b| { b[57..61].copy_from_slice(&3i32.to_be_bytes()); rewrite_crc(b) }), 9).await,
     ));
+    // A CRC-valid 61-byte batch, records section empty, claiming 2^31 - 1 records.
+    out.push(("a header alone claiming 2^31 - 1 records", produce(&mut c, &plain, claims(&none, i32::MAX), 9).await));
+    // Two records each, claiming three (compressed) and one (uncompressed).
+    out.push(("fewer records than claimed, compressed", produce(&mut c, &plain, recount(&ok, 3), 9).await));
+    out.push(("more records than claimed, uncompressed", produce(&mut c, &plain, recount(&none, 1), 9).await));
     out.push(("a control batch", produce(&mut c, &plain, with(none.clone(), |b| { b[22] |= ATTR_CONTROL as u8; rewrite_crc(b) }), 9).await));
     out.push(("a producer id without a sequence", produce(&mut c, &plain, with(none.clone(), |b| set_producer(b, 1234, 0, -1)), 9).await));
     out.push(("magic 1", produce(&mut c, &plain, with(none.clone(), |b| b[16] = 1), 9).await));
     out.push(("zstd before produce v7", produce(&mut c, &plain, Bytes::from(records(&[Some("a")], now, Compression::Zstd)), 6).await));
     out.push(("a timestamp two hours ahead", produce(&mut c, &plain, Bytes::from(records(&[Some("a"), Some("b")], now + 7_200_000, Compression::Gzip)), 9).await));
+    // Record 1 is two hours ahead; the header's max timestamp says it is not.
+    let ahead: Vec<PlainRecord> = [(now, "a"), (now + 7_200_000, "b")]
+        .iter()
+        .map(|(ts, k)| PlainRecord { key: Some(Bytes::from(k.to_string())), value: Some(Bytes::from("v")), headers: vec![], timestamp: *ts })
+        .collect();
+    let understated = with(encode_batch(&ahead, Compression::Gzip).expect("encode").to_vec(), |b| {
+        b[35..43].copy_from_slice(&now.to_be_bytes());
+        rewrite_crc(b)
+    });
+    out.push(("a compressed header that understates a record's timestamp", produce(&mut c, &plain, understated, 9).await));
     out.push(("a timestamp from 1970", produce(&mut c, &plain, Bytes::from(records(&[Some("a")], 1, Compression::None)), 9).await));
     out.push(("a keyless record in a compacted topic", produce(&mut c, &compacted, Bytes::from(records(&[Some("a"), None, Some("c"), None], now, Compression::Snappy)), 9).await));
     out.push((
@@ -102,11 +134,15 @@ async fn tern_broker_refuses_what_apache_kafka_refuses() {
         ("base offset 5, compressed", code(ResponseError::InvalidRecord), &[]),
         ("base offset 5, uncompressed", code(ResponseError::InvalidRecord), &[]),
         ("count disagrees with lastOffsetDelta", code(ResponseError::InvalidRecord), &[]),
+        ("a header alone claiming 2^31 - 1 records", code(ResponseError::InvalidRecord), &[]),
+        ("fewer records than claimed, compressed", code(ResponseError::InvalidRecord), &[]),
+        ("more records than claimed, uncompressed", code(ResponseError::InvalidRecord), &[]),
         ("a control batch", code(ResponseError::InvalidRecord), &[]),
         ("a producer id without a sequence", code(ResponseError::InvalidRecord), &[]),
         ("magic 1", code(ResponseError::InvalidRecord), &[]),
         ("zstd before produce v7", code(ResponseError::UnsupportedCompressionType), &[]),
         ("a timestamp two hours ahead", code(ResponseError::InvalidTimestamp), &[0, 1]),
+        ("a compressed header that understates a record's timestamp", code(ResponseError::InvalidTimestamp), &[1]),
         ("a timestamp from 1970", 0, &[]),
         ("a keyless record in a compacted topic", code(ResponseError::InvalidRecord), &[1, 3]),
         ("a LogAppendTime batch into a LogAppendTime topic", code(ResponseError::InvalidTimestamp), &[0, 1]),

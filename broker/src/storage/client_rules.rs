@@ -32,24 +32,30 @@ pub(crate) fn check(records: &[u8], config: &LogConfig, log_append_time: bool, n
         // Records are read only where a record rule applies (as Kafka, which skips nothing,
         // but a topic without timestamp limits needs no timestamp pass).
         let ranged = config.timestamp_before_max_ms != i64::MAX || config.timestamp_after_max_ms != i64::MAX;
-        // A compressed batch whose header puts its first and largest timestamp in range is not
-        // decompressed for the timestamp rule: the header is the producer's account of its
-        // records, and decompressing every batch would cost CPU and, unbounded, memory. An
-        // uncompressed batch is read record by record, as Kafka does.
+        // Every record's timestamp is checked, as Kafka does, whatever the header says.
         let (earliest, latest) = (now_ms.saturating_sub(config.timestamp_before_max_ms), now_ms.saturating_add(config.timestamp_after_max_ms));
-        let header_in_range = [h.base_timestamp, h.max_timestamp].iter().all(|t| *t == -1 || (earliest..=latest).contains(t));
         let compressed = h.codec() != tern_kafka::batch::Codec::None;
-        let timestamps_to_read = !log_append_time && ranged && !(compressed && header_in_range);
+        let timestamps_to_read = !log_append_time && ranged;
         let wants_records = config.cleanup_compact || timestamps_to_read || h.is_log_append_time();
+        // Every batch's records are counted, as Kafka's validation iterates them: a header may
+        // claim neither more nor fewer records than the batch holds. A compressed batch is
+        // decompressed for it, within kafka-protocol's bound (MAX_DECOMPRESSED_BYTES).
+        let decompressed;
+        let body: &[u8] = if compressed {
+            decompressed = batch_body(batch, &h).map_err(|e| Error::InvalidRecordBatch(format!("Failed to decompress record stream: {e}")))?;
+            &decompressed
+        } else {
+            &batch[tern_kafka::batch::HEADER_LEN..]
+        };
+        count_records(body, h.record_count)?;
         if !wants_records {
             before += h.record_count as usize;
             continue;
         }
-        let body = batch_body(batch, &h).map_err(|e| Error::InvalidRecordBatch(format!("Failed to decompress record stream: {e}")))?;
-        let views = parse_records(&body, h.record_count).map_err(|e| {
+        let views = parse_records(body, h.record_count).map_err(|e| {
             Error::InvalidRecordBatch(if e.starts_with("batch holds") { "Incorrect declared batch size, premature EOF reached".into() } else { format!("Found invalid record structure: {e}") })
         })?;
-        let used: usize = record_bytes(&body, h.record_count);
+        let used: usize = record_bytes(body, h.record_count);
         if used < body.len() {
             return Err(Error::InvalidRecordBatch("Incorrect declared batch size, records still remaining in file".into()));
         }
@@ -110,6 +116,30 @@ fn check_batch(h: &BatchHeader, tp: &str) -> Result<()> {
     }
     if h.producer_id >= 0 && h.base_sequence < 0 {
         return refuse(format!("Invalid sequence number {} in record batch with producerId {} in topic partition {tp}", h.base_sequence, h.producer_id));
+    }
+    Ok(())
+}
+
+/// Walks the records of a decompressed body by their lengths alone and checks there are exactly
+/// `count`, with Kafka's messages (`DefaultRecordBatch`'s record iterator).
+fn count_records(body: &[u8], count: i32) -> Result<()> {
+    let refuse = |m: &str| Err(Error::InvalidRecordBatch(m.to_string()));
+    let mut p = 0usize;
+    for _ in 0..count.max(0) {
+        if p >= body.len() {
+            return refuse("Incorrect declared batch size, premature EOF reached");
+        }
+        let len = super::records::read_varint(body, &mut p).map_err(|e| Error::InvalidRecordBatch(format!("Found invalid record structure: {e}")))?;
+        if len <= 0 {
+            return refuse("Found invalid record structure: a record of no bytes");
+        }
+        p = match p.checked_add(len as usize) {
+            Some(end) if end <= body.len() => end,
+            _ => return refuse("Incorrect declared batch size, premature EOF reached"),
+        };
+    }
+    if p < body.len() {
+        return refuse("Incorrect declared batch size, records still remaining in file");
     }
     Ok(())
 }

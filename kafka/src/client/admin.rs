@@ -119,7 +119,9 @@ impl Client {
     }
 
     /// Every record of one partition in `[from, until)`, decoded, in offset order (control
-    /// batches are skipped). For internal topics and spot checks, not for bulk data.
+    /// batches are skipped). For internal topics and spot checks, not for bulk data. A batch
+    /// that cannot be decoded (malformed, or decompressing past kafka-protocol's bound) is
+    /// skipped with a warning, so one crafted batch cannot hide every record after it.
     pub async fn read_range(&self, topic: &str, partition: i32, from: i64, until: i64) -> Result<Vec<kafka_protocol::records::Record>> {
         let mut out = Vec::new();
         let mut next = from;
@@ -132,20 +134,33 @@ impl Client {
             }
             // A fetch answers with a byte range of the log, which may end inside a batch: only
             // whole batches are decoded, the rest comes with the next fetch.
-            let mut records = whole_batches(p.records.clone().unwrap_or_default());
+            let records = whole_batches(p.records.clone().unwrap_or_default());
             if records.is_empty() {
                 break;
             }
-            let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
-                .map_err(|e| Error::Protocol(format!("reading {topic}/{partition} at {next}: {e}")))?;
             let before = next;
-            for r in sets.into_iter().flat_map(|s| s.records) {
-                if r.offset < next || r.offset >= until {
+            for item in crate::batch::Batches::new(&records) {
+                let (at, h) = item.map_err(|e| Error::Protocol(format!("reading {topic}/{partition} at {next}: {e}")))?;
+                if h.last_offset() < next {
                     continue;
                 }
-                next = r.offset + 1;
-                if !r.control {
-                    out.push(r);
+                let mut batch = records.slice(at..at + h.total_len());
+                let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut batch) {
+                    Ok(set) => set,
+                    Err(e) => {
+                        tracing::warn!(topic, partition, offset = h.base_offset, "skipping a record batch that cannot be read: {e:#}");
+                        next = next.max(h.last_offset().saturating_add(1));
+                        continue;
+                    }
+                };
+                for r in set.records {
+                    if r.offset < next || r.offset >= until {
+                        continue;
+                    }
+                    next = r.offset + 1;
+                    if !r.control {
+                        out.push(r);
+                    }
                 }
             }
             if next == before {

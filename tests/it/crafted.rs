@@ -1,0 +1,172 @@
+//! Crafted record batches cost bounded memory and stop nothing. The batch: zstd, a few
+//! kilobytes, 40 records of 32 MiB of zeros each, so 1.25 GiB to decompress. Apache Kafka
+//! accepts it (its validation reads records as a stream); `tern broker` refuses it with
+//! INVALID_RECORD naming kafka-protocol's bound. The mirror copies it from an Apache Kafka
+//! source without decompressing it where the target takes it, and stops only that partition,
+//! with the target's refusal, where the target does not; written to the control topic, it is
+//! skipped with a warning and the decision written after it applies. `tern run`'s peak RSS
+//! stays under 1 GiB throughout. The source is Apache Kafka (a `tern broker` source refuses the
+//! batch at produce, see `produce_rules`); the target is each kind.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Zstd};
+use kafka_protocol::records::Compression;
+use tern_kafka::batch::{rewrite_crc, HEADER_LEN};
+use tern_kafka::records::{encode_batch, PlainRecord};
+
+use crate::clusters::*;
+use crate::drills::{end, now_ms};
+use crate::helpers::*;
+use crate::mirror::Aliases;
+use crate::reload::{config, json, Run};
+
+const CONTROL_TOPIC: &str = "tern-control.internal";
+
+fn varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    <Zstd as Compressor<BytesMut>>::compress(&mut out, |b| {
+        b.extend_from_slice(data);
+        Ok(())
+    })
+    .expect("zstd");
+    out.to_vec()
+}
+
+/// A zstd batch of `records` records with `key` and a `value_len`-byte value of zeros, built of
+/// zstd frames (one per record header, one shared by every value): quick to build, and
+/// `records * value_len` bytes to decompress.
+fn zstd_bomb(records: usize, value_len: usize, key: Option<&[u8]>) -> Bytes {
+    let zeros = zstd(&vec![0u8; value_len]);
+    let mut body = Vec::new();
+    for i in 0..records {
+        let mut fields = vec![0u8]; // attributes
+        varint(&mut fields, 0); // timestamp delta
+        varint(&mut fields, i as i64); // offset delta
+        match key {
+            Some(k) => {
+                varint(&mut fields, k.len() as i64);
+                fields.extend_from_slice(k);
+            }
+            None => varint(&mut fields, -1),
+        }
+        varint(&mut fields, value_len as i64);
+        let mut head = Vec::new();
+        if i > 0 {
+            head.push(0); // the header count that ends the record before
+        }
+        varint(&mut head, (fields.len() + value_len + 1) as i64);
+        head.extend_from_slice(&fields);
+        body.extend_from_slice(&zstd(&head));
+        body.extend_from_slice(&zeros);
+    }
+    body.extend_from_slice(&zstd(&[0]));
+    // The header of a real zstd batch with as many records, then this body.
+    let template: Vec<PlainRecord> = (0..records).map(|_| PlainRecord::new("k", None, now_ms())).collect();
+    let mut b = encode_batch(&template, Compression::Zstd).expect("template")[..HEADER_LEN].to_vec();
+    b.extend_from_slice(&body);
+    let batch_length = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    rewrite_crc(&mut b);
+    Bytes::from(b)
+}
+
+/// Peak RSS of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).expect("VmHWM");
+    kb * 1024
+}
+
+async fn crafted_batches_cost_bounded_memory(target_kind: Kind) {
+    const RECORDS: usize = 40;
+    const VALUE: usize = 32 << 20;
+    let src = TestCluster::start(Kind::Kafka, Side::A).await;
+    let dst = TestCluster::start(target_kind, Side::B).await;
+    let (source, target) = (src.client().await, dst.client().await);
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let flow = format!("{a}->{b}");
+    let topic = unique_topic("crafted");
+    src.create_topic(&topic, 1, &[]).await;
+
+    let bomb = zstd_bomb(RECORDS, VALUE, None);
+    println!("a zstd batch of {} bytes holding {} MiB", bomb.len(), (RECORDS * VALUE) >> 20);
+    source.produce(&topic, 0, batch("before", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    source.produce(&topic, 0, bomb.clone(), -1, 60_000).await.expect("Apache Kafka accepts the batch: it reads records as a stream");
+    source.produce(&topic, 0, batch("after", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
+    let run = Run::start(&path);
+    let web = run.dashboard().await;
+    let remote = format!("{a}.{topic}");
+    let flow_path = format!("/api/v1/flows/{}", flow.replace('>', "%3E"));
+    match target_kind {
+        Kind::Kafka => {
+            // Copied as fetched: never decompressed by the mirror.
+            let want = (5 + RECORDS + 5) as i64;
+            wait_until(Duration::from_secs(120), "every record on the target", async || (end(&target, &remote, 0).await == want).then_some(())).await;
+        }
+        Kind::Tern => {
+            // The target refuses the batch: that partition stops there, saying why, and what
+            // follows stays on the source.
+            let refused = wait_until(Duration::from_secs(60), "the partition to show the target's refusal", async || {
+                let f = json(&web, &flow_path).await;
+                f["partitions"].as_array()?.iter().find_map(|p| p["error"].as_str().filter(|e| e.contains("decompresses to more than 64 MiB")).map(String::from))
+            })
+            .await;
+            assert!(refused.contains("refused") && refused.contains(&remote), "{refused}");
+            assert_eq!(end(&target, &remote, 0).await, 5, "the records before the refused batch, and nothing after it");
+            assert_eq!(end(&source, &topic, 0).await, (5 + RECORDS + 5) as i64, "nothing is lost on the source");
+        }
+    }
+
+    // The control topic: a decision, the batch (keyed, as a compacted topic requires), then
+    // another decision, which must apply.
+    let decide = async |paused: bool, reason: &str| {
+        let c = tern_mirror::control::Control { paused, reason: reason.to_string(), updated_at_ms: now_ms(), ..Default::default() };
+        tern_mirror::control::write(&target, &b, &flow, &c).await.expect("a decision");
+    };
+    decide(false, "written before the crafted batch").await;
+    let keyed = zstd_bomb(RECORDS, VALUE, Some(flow.as_bytes()));
+    let written = target.produce(CONTROL_TOPIC, 0, keyed, -1, 60_000).await;
+    match target_kind {
+        Kind::Kafka => {
+            written.expect("Apache Kafka accepts the batch in the control topic");
+        }
+        Kind::Tern => {
+            let refused = written.expect_err("tern broker refuses the batch").to_string();
+            assert!(refused.contains("InvalidRecord") && refused.contains("decompresses to more than 64 MiB"), "{refused}");
+        }
+    }
+    decide(true, "written after the crafted batch").await;
+    wait_until(Duration::from_secs(60), "the decision after the crafted batch to apply", async || {
+        let f = json(&web, &flow_path).await;
+        (f["paused"] == true && f["control_reason"] == "written after the crafted batch").then_some(())
+    })
+    .await;
+    let peak = peak_rss(run.child.id());
+    println!("tern run's peak RSS: {} MiB", peak >> 20);
+    assert!(peak < 1 << 30, "tern run's peak RSS was {} MiB", peak >> 20);
+    if target_kind == Kind::Kafka {
+        assert!(!run.lines("skipping a record batch that cannot be read").is_empty(), "the skipped batch is logged:\n{}", run.all());
+    }
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+}
+
+over_kinds!(crafted_batches_cost_bounded_memory {
+    kafka_a_crafted_batch_costs_bounded_memory_and_stops_nothing: (Kafka);
+    tern_a_crafted_batch_costs_bounded_memory_and_stops_nothing: (Tern);
+});
