@@ -30,7 +30,8 @@ use crate::mm2::{Heartbeat, HEARTBEATS_TOPIC};
 use crate::checkpoint;
 use crate::naming;
 use crate::offset_map::{Entry, OffsetMap};
-use crate::status::FlowStatus;
+use crate::states::SourceEvent;
+use crate::status::{FlowStatus, SourceEventRecord};
 use crate::throttle::Throttle;
 use crate::transform::{prepare, Prepared};
 
@@ -69,6 +70,54 @@ struct Runtime {
     /// Next sequence number per partition for that producer, kept across rebalances: the
     /// target remembers the last sequence it accepted from this producer.
     sequences: std::sync::Mutex<HashMap<Tp, i32>>,
+    /// The id of every replicated source topic as last seen: a new id means the topic was
+    /// deleted and created again.
+    topic_ids: std::sync::Mutex<HashMap<String, uuid::Uuid>>,
+    /// Topics seen recreated whose partitions start over at the next assignment.
+    recreated: std::sync::Mutex<HashSet<String>>,
+    /// Partitions whose source log ended below the position, and since when: acted on only
+    /// once it lasts (a new leader's high watermark can trail for a moment).
+    truncated_since: std::sync::Mutex<HashMap<Tp, std::time::Instant>>,
+}
+
+/// How long a source log must end below the replicated position before replication goes on
+/// from its new end.
+const TRUNCATION_CONFIRMED_AFTER: Duration = Duration::from_secs(10);
+
+/// Compares the ids of the replicated source topics in the client's metadata with the ids last
+/// seen. A topic whose id changed was deleted and created again: the event is recorded for the
+/// partitions this worker owns (what the old topic held past the replicated position is lost),
+/// and the topic is marked so that the next assignment starts its partitions over from the new
+/// log start. Returns whether a topic was found recreated.
+fn note_recreated(rt: &Runtime) -> bool {
+    let md = rt.source.metadata_snapshot();
+    let mut found = false;
+    let mut ids = rt.topic_ids.lock().unwrap_or_else(|p| p.into_inner());
+    for t in md.topics.values().filter(|t| !t.internal && naming::replicates(&rt.flow, &t.name) && !t.id.is_nil()) {
+        match ids.insert(t.name.clone(), t.id) {
+            Some(old) if old != t.id => {
+                found = true;
+                rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).insert(t.name.clone());
+                let snap = rt.status.snapshot();
+                for ((topic, partition), s) in snap.partitions.iter().filter(|((topic, _), _)| *topic == t.name) {
+                    rt.status.source_event(SourceEventRecord {
+                        kind: SourceEvent::Recreated,
+                        topic: topic.clone(),
+                        partition: *partition,
+                        at_ms: crate::clock::now_ms(),
+                        lost: Some((s.source_end_peak.max(s.source_end_offset) - s.replicated_offset).max(0)),
+                        from: s.replicated_offset,
+                        resumed_at: 0,
+                    });
+                }
+                if !snap.partitions.keys().any(|(topic, _)| *topic == t.name) {
+                    tracing::warn!(flow = %rt.flow.name(), topic = %t.name, "source topic recreated; its partitions start over from the new log start");
+                }
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Runs `flow` until `shutdown` turns true.
@@ -137,6 +186,9 @@ pub async fn run(
         owned: std::sync::Mutex::new(HashSet::new()),
         producer,
         sequences: std::sync::Mutex::new(HashMap::new()),
+        topic_ids: std::sync::Mutex::new(HashMap::new()),
+        recreated: std::sync::Mutex::new(HashSet::new()),
+        truncated_since: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
     if rt.flow.emit_heartbeats {
@@ -205,6 +257,9 @@ pub async fn run(
                         subscribed = partitions;
                         rejoin = true;
                     }
+                    if note_recreated(&rt) {
+                        rejoin = true;
+                    }
                     rt.status.set_errors(vec![]);
                 }
                 Err(e) => {
@@ -212,6 +267,10 @@ pub async fn run(
                     rt.status.set_errors(vec![e.to_string()]);
                 }
             }
+        }
+        if !rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            // A recreated topic seen by a fetch: its partitions start over at the rejoin.
+            rejoin = true;
         }
         if !rejoin && last_heartbeat.elapsed() >= rt.settings.heartbeat_interval {
             last_heartbeat = tokio::time::Instant::now();
@@ -285,9 +344,21 @@ struct Assigned {
 impl Assigned {
     async fn assign(&mut self, rt: &Arc<Runtime>, partitions: Vec<Tp>) {
         let starts = start_positions(rt, &partitions).await;
+        // Partitions of a topic recreated on the source start over from the new log start,
+        // whatever position was committed for the old topic, with an offset map of their own.
+        let recreated = std::mem::take(&mut *rt.recreated.lock().unwrap_or_else(|p| p.into_inner()));
         for tp in partitions {
             let (tx, rx) = mpsc::channel(4);
-            let start = starts.get(&tp).copied().unwrap_or(0);
+            let mut start = starts.get(&tp).copied().unwrap_or(0);
+            if recreated.contains(&tp.0) {
+                start = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await.map(|(o, _)| o).unwrap_or(0);
+                let dropped: Vec<Entry> = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).remove(&tp).map(|m| m.entries().collect()).unwrap_or_default();
+                if let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &[], &dropped).await {
+                    tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "removing the old topic's offset map: {e}");
+                }
+                rt.acked.lock().await.insert(tp.clone(), start);
+                tracing::info!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, start, "recreated source topic: replicating from its log start");
+            }
             // The next record replicated lands at the remote partition's end. Asked once: a
             // remote partition not created yet (the source just grew) must not hold up the
             // others; its map then starts with the first record replicated.
@@ -498,12 +569,8 @@ async fn fetch_round(
                 match p.error_code {
                     0 => {}
                     1 => {
-                        // OFFSET_OUT_OF_RANGE: the source deleted what we were about to read.
-                        let (start, _) = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await.map_err(|e| Error::cluster(&rt.flow.source, e))?;
-                        if start > pos {
-                            tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, from = pos, to = start, "source log start moved past the replication position; records in between were deleted before replication");
-                            positions.insert(tp, start);
-                        }
+                        // OFFSET_OUT_OF_RANGE: the source no longer has the position.
+                        out_of_range(rt, &tp, pos, positions).await?;
                         continue;
                     }
                     code => {
@@ -512,7 +579,10 @@ async fn fetch_round(
                         continue;
                     }
                 }
-                rt.status.update(&tp.0, tp.1, |s| s.source_end_offset = p.high_watermark);
+                rt.status.update(&tp.0, tp.1, |s| {
+                    s.source_end_offset = p.high_watermark;
+                    s.source_end_peak = s.source_end_peak.max(p.high_watermark);
+                });
                 let records = p.records.unwrap_or_default();
                 if records.is_empty() {
                     continue;
@@ -540,6 +610,53 @@ async fn fetch_round(
     }
     if refresh {
         let _ = rt.source.refresh_metadata(None).await;
+    }
+    Ok(())
+}
+
+/// The source answered that `pos` is out of range for `tp`. The rule, in order:
+/// - the log start moved past it (retention, DeleteRecords): go on from the log start; the
+///   records in between were lost before replication;
+/// - the topic was recreated (its id changed): its partitions start over at the rejoin;
+/// - the log ends below it for [`TRUNCATION_CONFIRMED_AFTER`] (an unclean leader election):
+///   go on from the new end.
+async fn out_of_range(rt: &Runtime, tp: &Tp, pos: i64, positions: &mut HashMap<Tp, i64>) -> Result<()> {
+    let (start, _) = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await.map_err(|e| Error::cluster(&rt.flow.source, e))?;
+    if start > pos {
+        rt.status.source_event(SourceEventRecord {
+            kind: SourceEvent::LogStartMoved,
+            topic: tp.0.clone(),
+            partition: tp.1,
+            at_ms: crate::clock::now_ms(),
+            lost: Some(start - pos),
+            from: pos,
+            resumed_at: start,
+        });
+        positions.insert(tp.clone(), start);
+        return Ok(());
+    }
+    let (end, _) = rt.source.list_offset(&tp.0, tp.1, LATEST).await.map_err(|e| Error::cluster(&rt.flow.source, e))?;
+    if end >= pos {
+        rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
+        return Ok(());
+    }
+    let _ = rt.source.refresh_metadata(Some(std::slice::from_ref(&tp.0))).await;
+    if note_recreated(rt) {
+        return Ok(());
+    }
+    let since = *rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_insert_with(std::time::Instant::now);
+    if since.elapsed() >= TRUNCATION_CONFIRMED_AFTER {
+        rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
+        rt.status.source_event(SourceEventRecord {
+            kind: SourceEvent::Truncated,
+            topic: tp.0.clone(),
+            partition: tp.1,
+            at_ms: crate::clock::now_ms(),
+            lost: Some(0),
+            from: pos,
+            resumed_at: end,
+        });
+        positions.insert(tp.clone(), end);
     }
     Ok(())
 }
@@ -848,7 +965,10 @@ async fn refresh_source_ends(rt: &Runtime, positions: &HashMap<Tp, i64>) {
     match rt.source.list_offsets(&partitions, LATEST).await {
         Ok(ends) => {
             for ((topic, partition), end) in ends {
-                rt.status.update(&topic, partition, |s| s.source_end_offset = end);
+                rt.status.update(&topic, partition, |s| {
+                    s.source_end_offset = end;
+                    s.source_end_peak = s.source_end_peak.max(end);
+                });
             }
         }
         Err(e) => tracing::debug!(flow = %rt.flow.name(), "source ends while not replicating: {e}"),

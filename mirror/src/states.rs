@@ -203,6 +203,22 @@ spelled! {
     }
 }
 
+spelled! {
+    /// Something the source did under a running flow that cost records or moved replication.
+    pub enum SourceEvent {
+        /// The topic was deleted and created again (its topic id changed): replication starts
+        /// over from the new topic's log start; what the old one held past the replicated
+        /// position is lost.
+        Recreated = "recreated",
+        /// The log start moved past the replicated position (retention, DeleteRecords): the
+        /// records in between were deleted before they were replicated.
+        LogStartMoved = "log-start-moved",
+        /// The log now ends below the replicated position (an unclean leader election):
+        /// replication goes on from the new end; the target keeps records the source lost.
+        Truncated = "truncated",
+    }
+}
+
 impl SyncState {
     /// Whether the target group is missing offsets it should have.
     pub fn not_synced(self) -> bool {
@@ -239,6 +255,7 @@ mod tests {
         check(Check::ALL, &["match", "skips", "repeats", "mismatch", "nothing-to-compare"]);
         check(ReadThrough::ALL, &["read", "nothing-to-read", "failed"]);
         check(SyncState::ALL, &["off", "synced", "in-sync", "blocked", "failed"]);
+        check(SourceEvent::ALL, &["recreated", "log-start-moved", "truncated"]);
         assert!("ahead_of_replication".parse::<TranslationState>().is_err());
         assert!(serde_json::from_str::<Health>("\"failed_over\"").is_err());
     }
@@ -279,5 +296,6 @@ mod readme {
         assert_eq!(words("check"), all(Check::ALL));
         assert_eq!(words("read-through"), all(ReadThrough::ALL));
         assert_eq!(words("sync"), all(SyncState::ALL));
+        assert_eq!(words("source event"), all(SourceEvent::ALL));
     }
 }

@@ -11,6 +11,9 @@ pub struct PartitionStatus {
     pub replicated_offset: i64,
     /// Source high watermark at the last fetch.
     pub source_end_offset: i64,
+    /// The largest source high watermark seen since this worker took the partition: what a
+    /// recreated topic held, even once the new topic's end is known.
+    pub source_end_peak: i64,
     /// Timestamp of the newest replicated record (ms), -1 before the first.
     pub replicated_timestamp: i64,
     /// The oldest source record not yet on the target as last looked up: its batch's offset
@@ -30,6 +33,7 @@ impl Default for PartitionStatus {
             remote_topic: String::new(),
             replicated_offset: 0,
             source_end_offset: 0,
+            source_end_peak: 0,
             replicated_timestamp: -1,
             oldest_unreplicated: None,
             records: 0,
@@ -130,6 +134,60 @@ pub struct FlowSnapshot {
     /// Why the flow stopped on this worker (an error it could not ride out, a panic); `None`
     /// while it runs.
     pub stopped: Option<String>,
+    /// What the source did under the flow (a topic recreated, records deleted before they were
+    /// replicated, a truncated log), newest last, the last [`SOURCE_EVENTS_KEPT`].
+    pub source_events: Vec<SourceEventRecord>,
+    /// Records lost on the source before replication, per partition, since the worker started.
+    pub lost_records: BTreeMap<(String, i32), i64>,
+    /// Source events per kind since the worker started.
+    pub source_event_counts: BTreeMap<crate::states::SourceEvent, u64>,
+}
+
+/// How many source events a flow's status keeps.
+pub const SOURCE_EVENTS_KEPT: usize = 20;
+
+/// How long a source event keeps the flow in error (dashboard) and not ready (`/readyz`), so
+/// that an alert on either fires: ten minutes.
+pub const SOURCE_EVENT_SHOWN_MS: i64 = 10 * 60 * 1000;
+
+/// One thing the source did under the flow, for the dashboard, `/readyz` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEventRecord {
+    pub kind: crate::states::SourceEvent,
+    pub topic: String,
+    pub partition: i32,
+    pub at_ms: i64,
+    /// Records known lost: deleted before replication, or held by a recreated topic past the
+    /// replicated position. `None` when this worker cannot know (it did not own the partition
+    /// when the old topic went away).
+    pub lost: Option<i64>,
+    /// The replication position before and after.
+    pub from: i64,
+    pub resumed_at: i64,
+}
+
+impl SourceEventRecord {
+    /// One line for the dashboard, `/readyz` and the log.
+    pub fn describe(&self) -> String {
+        use crate::states::SourceEvent::*;
+        let lost = match self.lost {
+            Some(n) => format!("{n} record(s) lost"),
+            None => "an unknown number of records lost".to_string(),
+        };
+        let what = match self.kind {
+            Recreated => format!("source topic recreated: {lost} (the old topic's past offset {}); replicating the new topic from offset {}", self.from, self.resumed_at),
+            LogStartMoved => format!("source log start moved past the replicated position: {lost} (offsets {} to {} deleted before replication)", self.from, self.resumed_at - 1),
+            Truncated => format!("source log truncated below the replicated position {}: replicating from its new end {}; the target keeps the records the source lost", self.from, self.resumed_at),
+        };
+        format!("{}/{}: {} ({})", self.topic, self.partition, what, self.kind)
+    }
+}
+
+impl FlowSnapshot {
+    /// Source events of the last [`SOURCE_EVENT_SHOWN_MS`].
+    pub fn recent_source_events(&self, now_ms: i64) -> impl Iterator<Item = &SourceEventRecord> {
+        self.source_events.iter().filter(move |e| now_ms - e.at_ms < SOURCE_EVENT_SHOWN_MS)
+    }
 }
 
 /// A flow's partitions summed up, for one-line status reports.
@@ -191,6 +249,18 @@ impl FlowStatus {
 
     pub fn set_stopped(&self, reason: String) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.stopped = Some(reason);
+    }
+
+    /// Records what the source did; keeps the last [`SOURCE_EVENTS_KEPT`] events.
+    pub fn source_event(&self, event: SourceEventRecord) {
+        tracing::warn!(flow = %self.name, "{}", event.describe());
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let snap = &mut inner.snapshot;
+        *snap.lost_records.entry((event.topic.clone(), event.partition)).or_default() += event.lost.unwrap_or(0);
+        *snap.source_event_counts.entry(event.kind).or_default() += 1;
+        snap.source_events.push(event);
+        let excess = snap.source_events.len().saturating_sub(SOURCE_EVENTS_KEPT);
+        snap.source_events.drain(..excess);
     }
 
     pub fn observe_latency(&self, seconds: f64, records: u64) {

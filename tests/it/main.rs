@@ -29,3 +29,4 @@ mod reload;
 mod stopped;
 mod limits;
 mod crafted;
+mod recreated;

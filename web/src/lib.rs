@@ -141,8 +141,9 @@ async fn readyz_get(State(state): State<AppState>) -> Response {
         .iter()
         .flat_map(|(name, s)| {
             let snap = s.snapshot();
-            let stopped = snap.stopped.map(|r| format!("{name}: stopped: {r}"));
-            stopped.into_iter().chain(snap.errors.into_iter().map(move |e| format!("{name}: {e}"))).collect::<Vec<_>>()
+            let stopped = snap.stopped.as_ref().map(|r| format!("{name}: stopped: {r}"));
+            let events: Vec<String> = snap.recent_source_events(tern_mirror::clock::now_ms()).map(|e| format!("{name}: {}", e.describe())).collect();
+            stopped.into_iter().chain(snap.errors.iter().map(|e| format!("{name}: {e}"))).chain(events).collect::<Vec<_>>()
         })
         .map(|line| state.redact(&line))
         .collect();

@@ -43,6 +43,13 @@ const GROUP_FAMILIES: &[Family] = &[
     Family { name: "tern_group_sync_blocked", help: "1 when the translated offsets could not be synced onto the target group (sync state blocked or failed).", kind: MetricType::GAUGE },
 ];
 
+/// What the source did under the flows: records lost before replication, by source partition,
+/// and events by kind (label event: recreated, log-start-moved, truncated).
+const SOURCE_FAMILIES: &[Family] = &[
+    Family { name: "tern_source_lost_records_total", help: "Records the source lost before they were replicated (deleted past the replicated position, or held by a recreated topic), by source partition.", kind: MetricType::COUNTER },
+    Family { name: "tern_source_events_total", help: "Source topics recreated, log starts moved past the replicated position and truncated logs, by flow (label event).", kind: MetricType::COUNTER },
+];
+
 /// By flow: seconds from each record's source timestamp to the target's acknowledgement.
 const LATENCY: Family = Family {
     name: "tern_replication_latency_seconds",
@@ -65,6 +72,7 @@ impl FlowCollector {
             .iter()
             .chain(GROUP_FAMILIES)
             .chain(STATE_FAMILIES)
+            .chain(SOURCE_FAMILIES)
             .chain([&LATENCY])
             .filter_map(|f| Desc::new(f.name.to_string(), f.help.to_string(), vec![], Default::default()).ok())
             .collect();
@@ -125,6 +133,7 @@ impl Collector for FlowCollector {
         let mut samples: Vec<Vec<Metric>> = FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut group_samples: Vec<Vec<Metric>> = GROUP_FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut state_samples: Vec<Vec<Metric>> = STATE_FAMILIES.iter().map(|_| Vec::new()).collect();
+        let mut source_samples: Vec<Vec<Metric>> = SOURCE_FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut latency = Vec::new();
         let now = now_ms();
         let flows = self.flows.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -170,6 +179,12 @@ impl Collector for FlowCollector {
                     state_samples[i].push(sample(l, MetricType::GAUGE, 1.0));
                 }
             }
+            for ((topic, partition), lost) in &snap.lost_records {
+                source_samples[0].push(sample(vec![label("flow", flow), label("topic", topic), label("partition", &partition.to_string())], MetricType::COUNTER, *lost as f64));
+            }
+            for (event, n) in &snap.source_event_counts {
+                source_samples[1].push(sample(vec![label("flow", flow), label("event", event.as_str())], MetricType::COUNTER, *n as f64));
+            }
             latency.push(histogram(vec![label("flow", flow)], &snap.latency));
             state_samples[0].push(sample(vec![label("flow", flow)], MetricType::GAUGE, if snap.stopped.is_some() { 0.0 } else { 1.0 }));
             state_samples[1].push(sample(vec![label("flow", flow), label("state", snap.control.state.as_str())], MetricType::GAUGE, 1.0));
@@ -181,6 +196,7 @@ impl Collector for FlowCollector {
             .zip(samples)
             .chain(GROUP_FAMILIES.iter().zip(group_samples))
             .chain(STATE_FAMILIES.iter().zip(state_samples))
+            .chain(SOURCE_FAMILIES.iter().zip(source_samples))
             .chain([(&LATENCY, latency)])
             .filter(|(_, m)| !m.is_empty())
             .map(|(f, metrics)| {

@@ -266,6 +266,8 @@ impl AppState {
         }
         let lag_secs = partitions.iter().filter_map(|p| p.lag_seconds).fold(0.0, f64::max);
         let mut errors: Vec<String> = snap.errors.iter().map(|e| self.redact(e)).collect();
+        // What the source did under the flow stays an error for a while, so that it is seen.
+        errors.extend(snap.recent_source_events(now).map(|e| self.redact(&e.describe())));
         if let Some(reason) = &snap.stopped {
             errors.insert(0, format!("the flow stopped on this worker: {}", self.redact(reason)));
         }
