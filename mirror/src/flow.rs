@@ -75,6 +75,10 @@ struct Runtime {
     topic_ids: std::sync::Mutex<HashMap<String, uuid::Uuid>>,
     /// Topics seen recreated whose partitions start over at the next assignment.
     recreated: std::sync::Mutex<HashSet<String>>,
+    /// For each partition this worker gave up: the largest source end it saw and the replicated
+    /// position, so that a topic deleted (its partitions revoked) and then created again is
+    /// counted with what the old one held.
+    last_owned: std::sync::Mutex<HashMap<Tp, (i64, i64)>>,
     /// Partitions whose source log ended below the position, and since when: acted on only
     /// once it lasts (a new leader's high watermark can trail for a moment).
     truncated_since: std::sync::Mutex<HashMap<Tp, std::time::Instant>>,
@@ -98,19 +102,34 @@ fn note_recreated(rt: &Runtime) -> bool {
             Some(old) if old != t.id => {
                 found = true;
                 rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).insert(t.name.clone());
-                let snap = rt.status.snapshot();
-                for ((topic, partition), s) in snap.partitions.iter().filter(|((topic, _), _)| *topic == t.name) {
+                // What the old topic held, from the partitions this worker owns or gave up
+                // (the deletion may have been seen first, revoking them).
+                let mut known: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+                {
+                    let mut last = rt.last_owned.lock().unwrap_or_else(|p| p.into_inner());
+                    last.retain(|(topic, partition), seen| {
+                        if *topic != t.name {
+                            return true;
+                        }
+                        known.insert(*partition, *seen);
+                        false
+                    });
+                }
+                for ((_, partition), s) in rt.status.snapshot().partitions.into_iter().filter(|((topic, _), _)| *topic == t.name) {
+                    known.insert(partition, (s.source_end_peak.max(s.source_end_offset), s.replicated_offset));
+                }
+                for (partition, (end, replicated)) in &known {
                     rt.status.source_event(SourceEventRecord {
                         kind: SourceEvent::Recreated,
-                        topic: topic.clone(),
+                        topic: t.name.clone(),
                         partition: *partition,
                         at_ms: crate::clock::now_ms(),
-                        lost: Some((s.source_end_peak.max(s.source_end_offset) - s.replicated_offset).max(0)),
-                        from: s.replicated_offset,
+                        lost: Some((end - replicated).max(0)),
+                        from: *replicated,
                         resumed_at: 0,
                     });
                 }
-                if !snap.partitions.keys().any(|(topic, _)| *topic == t.name) {
+                if known.is_empty() {
                     tracing::warn!(flow = %rt.flow.name(), topic = %t.name, "source topic recreated; its partitions start over from the new log start");
                 }
             }
@@ -188,6 +207,7 @@ pub async fn run(
         sequences: std::sync::Mutex::new(HashMap::new()),
         topic_ids: std::sync::Mutex::new(HashMap::new()),
         recreated: std::sync::Mutex::new(HashSet::new()),
+        last_owned: std::sync::Mutex::new(HashMap::new()),
         truncated_since: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
@@ -367,6 +387,7 @@ impl Assigned {
                 rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().set_end(Entry { source: start, target: target_end });
             }
             rt.owned.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone());
+            rt.last_owned.lock().unwrap_or_else(|p| p.into_inner()).remove(&tp);
             self.positions.insert(tp.clone(), start);
             rt.status.update(&tp.0, tp.1, |s| {
                 s.remote_topic = naming::remote_topic(&rt.flow, &tp.0);
@@ -391,9 +412,15 @@ impl Assigned {
             self.producers.abort_all();
         }
         commit_now(rt).await;
+        let snap = rt.status.snapshot();
+        let mut last = rt.last_owned.lock().unwrap_or_else(|p| p.into_inner());
         for tp in self.positions.keys() {
+            if let Some(s) = snap.partitions.get(tp) {
+                last.insert(tp.clone(), (s.source_end_peak.max(s.source_end_offset), s.replicated_offset));
+            }
             rt.status.forget(&tp.0, tp.1);
         }
+        drop(last);
         self.positions.clear();
     }
 }

@@ -57,12 +57,16 @@ async fn a_recreated_source_topic_is_seen(kind: Kind) {
     for p in 0..2 {
         source.produce(&topic, p, batch(&format!("unreplicated-{p}"), 10, now_ms(), Compression::None), -1, 5000).await.expect("produce");
     }
-    wait_until(Duration::from_secs(30), "the flow to see the source end", async || {
-        let f = json(&web, &flow_path).await;
-        let ends: Vec<i64> = f["partitions"].as_array()?.iter().filter_map(|p| p["source_end_offset"].as_i64()).collect();
-        (ends == [25, 25]).then_some(())
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = json(&web, &flow_path).await;
+        let ends: Vec<i64> = last["partitions"].as_array().into_iter().flatten().filter_map(|p| p["source_end_offset"].as_i64()).collect();
+        if ends == [25, 25] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the flow did not see the source ends of 25 within 60 s: {last}\n{}", run.all());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     topic_ops(&src.bootstrap(), &topic, &["recreate", "--partitions", "2"]).await;
     for p in 0..2 {
         source.produce(&topic, p, batch(&format!("new-{p}"), 7, now_ms(), Compression::None), -1, 5000).await.expect("produce to the new topic");
@@ -70,12 +74,16 @@ async fn a_recreated_source_topic_is_seen(kind: Kind) {
     decide(false).await;
 
     // Seen within seconds, with what was lost, everywhere an operator looks.
-    let errors = wait_until(Duration::from_secs(30), "the flow to show the recreated topic", async || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let errors = loop {
         let f = json(&web, &flow_path).await;
-        let errors: Vec<String> = f["errors"].as_array()?.iter().filter_map(|e| e.as_str().map(String::from)).filter(|e| e.contains("recreated")).collect();
-        (errors.len() == 2).then_some(errors)
-    })
-    .await;
+        let errors: Vec<String> = f["errors"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)).filter(|e| e.contains("recreated")).collect();
+        if errors.len() == 2 {
+            break errors;
+        }
+        assert!(std::time::Instant::now() < deadline, "the flow did not show the recreated topic within 30 s: {f}\n{}", run.all());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     for p in 0..2 {
         let line = errors.iter().find(|e| e.starts_with(&format!("{topic}/{p}:"))).unwrap_or_else(|| panic!("partition {p} in {errors:?}"));
         assert!(line.contains("10 record(s) lost") && line.contains("past offset 15"), "{line}");
