@@ -30,6 +30,8 @@ pub mod auth;
 pub mod config;
 mod config_entries;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod groups;
 mod maintenance;
 mod producer_ids;

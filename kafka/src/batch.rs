@@ -96,6 +96,10 @@ impl BatchHeader {
         if h.last_offset_delta < 0 || h.record_count < 0 {
             return Err(Error::MalformedBatch(BatchFault::BadCounts));
         }
+        // The last offset, and the one after it, must be offsets.
+        if h.base_offset.checked_add(i64::from(h.last_offset_delta) + 1).is_none() {
+            return Err(Error::MalformedBatch(BatchFault::OffsetOverflow));
+        }
         Ok(h)
     }
 

@@ -77,6 +77,8 @@ pub enum BatchFault {
     UnsupportedMagic(i8),
     /// The header's record count or offset delta contradicts itself.
     BadCounts,
+    /// The base offset plus the last offset delta is past the largest offset.
+    OffsetOverflow,
 }
 
 impl fmt::Display for BatchFault {
@@ -87,6 +89,7 @@ impl fmt::Display for BatchFault {
             BatchFault::BadLength => write!(f, "batch length too small for a v2 header"),
             BatchFault::UnsupportedMagic(m) => write!(f, "magic {m} (only v2 record batches are accepted)"),
             BatchFault::BadCounts => write!(f, "record count and last offset delta disagree"),
+            BatchFault::OffsetOverflow => write!(f, "base offset plus last offset delta is past the largest offset"),
         }
     }
 }

@@ -45,6 +45,8 @@ pub mod failpoint;
 pub mod failback;
 pub mod failover;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import_mm2;
 pub mod mm2;
 pub mod names;

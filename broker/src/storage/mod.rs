@@ -211,3 +211,24 @@ fn record_errors_summary(timestamp: bool, errors: &[client_rules::RecordError]) 
         shown.join(", ")
     )
 }
+
+/// What the broker does with a client's record set before it touches a log, for fuzzing:
+/// Kafka's client rules (for a plain, a compacted and a LogAppendTime topic) and the
+/// record-level reads of each batch (ListOffsets by timestamp, the cleaner's parse). Returns;
+/// never panics, whatever the bytes.
+#[doc(hidden)]
+pub fn fuzz_client_records(records: &[u8]) {
+    let now = 1_800_000_000_000;
+    let compacted = LogConfig { cleanup_compact: true, ..LogConfig::default() };
+    for (config, append_time) in [(LogConfig::default(), false), (compacted, false), (LogConfig::default(), true)] {
+        let _ = client_rules::check(records, &config, append_time, now, "fuzz-0");
+    }
+    for item in tern_kafka::batch::Batches::new(records) {
+        let Ok((at, h)) = item else { break };
+        let batch = &records[at..at + h.total_len()];
+        let _ = records::record_times(batch, &h);
+        if let Ok(body) = records::batch_body(batch, &h) {
+            let _ = records::parse_records(&body, h.record_count);
+        }
+    }
+}
