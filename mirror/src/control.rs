@@ -40,6 +40,11 @@ pub struct Control {
     pub updated_at_ms: i64,
     /// Who or what made it and why, e.g. "dashboard: pause" or "tern failover --planned".
     pub reason: String,
+    /// The decision's place in the flow's history: each [`update`] writes the epoch after the
+    /// one it read, and of two decisions the higher epoch stands, whatever the writers' clocks
+    /// say (of two with the same epoch, the first written; 0 for records that predate epochs,
+    /// which follow log order).
+    pub epoch: u64,
 }
 
 impl Control {
@@ -99,7 +104,9 @@ impl Follower {
                 }
                 Some(v) => match serde_json::from_slice::<Control>(&v) {
                     Ok(c) => {
-                        decisions.insert(key, c);
+                        if decisions.get(&key).is_none_or(|current| supersedes(&c, current)) {
+                            decisions.insert(key, c);
+                        }
                     }
                     Err(e) => tracing::warn!(topic = CONTROL_TOPIC, flow = %key, "ignoring an unreadable control record: {e}"),
                 },
@@ -108,6 +115,23 @@ impl Follower {
         (self.end, self.decisions) = (Some(end), decisions);
         Ok(())
     }
+}
+
+/// Whether `next`, read after `current` in the topic, replaces it: a higher epoch does; of the
+/// same epoch the first written stays (a writer that lost the race retries on top of it);
+/// records without epochs follow log order.
+pub fn supersedes(next: &Control, current: &Control) -> bool {
+    next.epoch > current.epoch || (next.epoch == 0 && current.epoch == 0)
+}
+
+/// The first decision about `flow` written with `epoch`: the one that stands for it.
+async fn epoch_winner(client: &Client, cluster: &str, flow: &str, epoch: u64) -> Result<Option<Control>> {
+    let records = client.read_all(CONTROL_TOPIC, 0).await.map_err(|e| Error::cluster(cluster, e))?;
+    Ok(records
+        .into_iter()
+        .filter(|r| r.key.as_deref() == Some(flow.as_bytes()))
+        .filter_map(|r| serde_json::from_slice::<Control>(r.value.as_deref()?).ok())
+        .find(|c| c.epoch == epoch))
 }
 
 /// The latest decision about `flow` (the default, active and running, if there is none).
@@ -124,14 +148,32 @@ pub async fn write(client: &Client, cluster: &str, flow: &str, control: &Control
     Ok(())
 }
 
-/// Reads the current decision, applies `change`, stamps it and writes it back; returns it.
-pub async fn update(client: &Client, cluster: &str, flow: &str, reason: &str, change: impl FnOnce(&mut Control)) -> Result<Control> {
-    let mut c = read(client, cluster, flow).await?;
-    change(&mut c);
-    c.updated_at_ms = crate::clock::now_ms();
-    c.reason = reason.to_string();
-    write(client, cluster, flow, &c).await?;
-    Ok(c)
+/// Compare-and-set on the flow's decision: reads it, applies `change`, writes it with the next
+/// epoch, and reads the topic again. Another writer that took the same epoch first wins; the
+/// change is then applied again on top of what it wrote. So concurrent updates (a dashboard
+/// resume racing `tern failover`) each take effect once, in some order: none is lost. Returns the
+/// decision as written.
+pub async fn update(client: &Client, cluster: &str, flow: &str, reason: &str, change: impl Fn(&mut Control)) -> Result<Control> {
+    const ATTEMPTS: u32 = 20;
+    for attempt in 1..=ATTEMPTS {
+        let current = read(client, cluster, flow).await?;
+        let mut c = current.clone();
+        change(&mut c);
+        c.epoch = current.epoch + 1;
+        c.updated_at_ms = crate::clock::now_ms();
+        c.reason = reason.to_string();
+        write(client, cluster, flow, &c).await?;
+        // The write stands if it is the first of its epoch (a later epoch may already be
+        // built on top of it).
+        let first = epoch_winner(client, cluster, flow, c.epoch).await?;
+        if first.as_ref() == Some(&c) {
+            return Ok(c);
+        }
+        tracing::debug!(flow, attempt, "another decision took epoch {} first; applying this one on top of it", c.epoch);
+        // Apart, so that racing writers do not keep colliding.
+        tokio::time::sleep(Duration::from_millis(u64::from(attempt) * (5 + (crate::clock::now_ms() as u64 % 20)))).await;
+    }
+    Err(Error::Other(format!("the decision about {flow} on {cluster} kept changing under this update ({ATTEMPTS} attempts); nothing was changed by it")))
 }
 
 #[cfg(test)]
@@ -140,9 +182,9 @@ mod tests {
 
     #[test]
     fn records_are_stable_json_and_tolerate_missing_fields() {
-        let c = Control { paused: true, state: FailoverState::FailingBack, updated_at_ms: 5, reason: "x".into() };
+        let c = Control { paused: true, state: FailoverState::FailingBack, updated_at_ms: 5, reason: "x".into(), epoch: 3 };
         let json = serde_json::to_string(&c).expect("json");
-        assert_eq!(json, r#"{"paused":true,"state":"failing-back","updated_at_ms":5,"reason":"x"}"#);
+        assert_eq!(json, r#"{"paused":true,"state":"failing-back","updated_at_ms":5,"reason":"x","epoch":3}"#);
         let partial: Control = serde_json::from_str(r#"{"state":"failed-over"}"#).expect("parse");
         assert_eq!(partial.state, FailoverState::FailedOver);
         assert!(!partial.paused && !partial.replicating());

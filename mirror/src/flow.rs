@@ -233,6 +233,14 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
+        if !rt.status.control_read() {
+            // Fail closed: nothing (not even joining the flow's group) before the operators'
+            // decision is known; the control watcher keeps trying.
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(100)).await {
+                break;
+            }
+            continue;
+        }
         if rt.status.control().failed_over() {
             // Clients moved to the target: give the partitions up and leave the group, so
             // that `tern failback` can set where replication resumes.
@@ -325,7 +333,7 @@ pub async fn run(
                 }
             }
         }
-        if !rt.status.control().replicating() {
+        if !rt.status.replicating() {
             // Paused or failed over: hold the partitions (and the group) but copy nothing;
             // keep the source ends fresh so the dashboard shows the lag growing.
             refresh_source_ends(&rt, &work.positions).await;
@@ -574,7 +582,7 @@ async fn fetch_round(
     }
     let mut refresh = false;
     while let Some(joined) = fetches.join_next().await {
-        if !rt.status.control().replicating() {
+        if !rt.status.replicating() {
             // Paused while the fetch was in flight: drop what came back, positions unchanged.
             fetches.abort_all();
             return Ok(());
@@ -915,14 +923,17 @@ async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) 
     loop {
         match follower.poll(&rt.target, &rt.flow.target).await.map(|()| follower.decision(&rt.flow.name())) {
             // A read that started before a newer decision was applied here (the dashboard
-            // sets it at once) must not undo it.
-            Ok(c) if c.updated_at_ms < rt.status.control().updated_at_ms => {}
+            // sets it at once) must not undo it: epochs order decisions, not clocks.
+            Ok(c) if rt.status.control_read() && c.epoch < rt.status.control().epoch => {}
             Ok(c) => {
                 let before = rt.status.control();
                 if c != before {
                     tracing::info!(flow = %rt.flow.name(), paused = c.paused, state = %c.state, reason = %c.reason, "flow control changed");
                 }
                 rt.status.set_control(c);
+            }
+            Err(e) if !rt.status.control_read() => {
+                tracing::warn!(flow = %rt.flow.name(), "cannot read the flow's decisions on {} ({e}); replicating nothing until they are read", rt.flow.target);
             }
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "reading flow control: {e}"),
         }

@@ -129,6 +129,9 @@ pub struct FlowSnapshot {
     pub groups: BTreeMap<(String, (String, i32)), crate::checkpoint::GroupPartition>,
     /// The operators' latest decision (paused, failover state) as this worker last read it.
     pub control: crate::control::Control,
+    /// Whether this worker has read the decisions at all: until then it replicates nothing
+    /// (a flow failed over must not restart copying because its decision is not known yet).
+    pub control_read: bool,
     /// Replication latency of every record this worker replicated.
     pub latency: LatencyHistogram,
     /// Why the flow stopped on this worker (an error it could not ride out, a panic); `None`
@@ -240,7 +243,21 @@ impl FlowStatus {
     }
 
     pub fn set_control(&self, control: crate::control::Control) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control = control;
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.snapshot.control = control;
+        inner.snapshot.control_read = true;
+    }
+
+    /// Whether this worker has read the operators' decisions yet.
+    pub fn control_read(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control_read
+    }
+
+    /// Whether the worker should copy records: it has read the operators' decision, and the
+    /// decision lets it.
+    pub fn replicating(&self) -> bool {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.snapshot.control_read && inner.snapshot.control.replicating()
     }
 
     pub fn control(&self) -> crate::control::Control {

@@ -136,8 +136,7 @@ async fn crafted_batches_cost_bounded_memory(target_kind: Kind) {
     // The control topic: a decision, the batch (keyed, as a compacted topic requires), then
     // another decision, which must apply.
     let decide = async |paused: bool, reason: &str| {
-        let c = tern_mirror::control::Control { paused, reason: reason.to_string(), updated_at_ms: now_ms(), ..Default::default() };
-        tern_mirror::control::write(&target, &b, &flow, &c).await.expect("a decision");
+        tern_mirror::control::update(&target, &b, &flow, reason, |c| c.paused = paused).await.expect("a decision");
     };
     decide(false, "written before the crafted batch").await;
     let keyed = zstd_bomb(RECORDS, VALUE, Some(flow.as_bytes()));

@@ -30,3 +30,4 @@ mod stopped;
 mod limits;
 mod crafted;
 mod recreated;
+mod control;

@@ -49,8 +49,7 @@ async fn a_recreated_source_topic_is_seen(kind: Kind) {
     // Paused, ten more records per partition stay on the source; then the topic goes away.
     let flow_path = format!("/api/v1/flows/{}", flow.replace('>', "%3E"));
     let decide = async |paused: bool| {
-        let c = tern_mirror::control::Control { paused, reason: "test".into(), updated_at_ms: now_ms(), ..Default::default() };
-        tern_mirror::control::write(&target, &b, &flow, &c).await.expect("decision");
+        tern_mirror::control::update(&target, &b, &flow, "test", |c| c.paused = paused).await.expect("decision");
         wait_until(Duration::from_secs(30), "the decision to apply", async || (json(&web, &flow_path).await["paused"] == paused).then_some(())).await;
     };
     decide(true).await;

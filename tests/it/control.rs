@@ -1,0 +1,85 @@
+//! The operators' decisions about a flow cannot be lost or reordered. Concurrent changes (a
+//! dashboard resume racing `tern failover`, each from its own connection) all take effect,
+//! each once, by compare-and-set on the decision's epoch; and a worker applies a later decision
+//! even when an earlier writer's clock ran an hour ahead. On both cluster kinds.
+
+use std::time::Duration;
+
+use tern_mirror::control::{self, Control, FailoverState};
+
+use crate::clusters::*;
+use crate::drills::now_ms;
+use crate::helpers::*;
+use crate::mirror::Aliases;
+use crate::reload::{config, json, Run};
+
+async fn decisions_are_never_lost_or_reordered(kind: Kind) {
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let target = dst.client().await;
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let flow = format!("{a}->{b}");
+
+    // Nine writers at once, each with a client of its own: eight pause or resume, one fails
+    // the flow over. Without compare-and-set a resume that read the decision before the
+    // failover wrote it puts the flow back to active.
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..9 {
+        let (client, b, flow) = (dst.client().await, b.clone(), flow.clone());
+        writers.spawn(async move {
+            if i == 4 {
+                control::update(&client, &b, &flow, "test: failover", |c| c.state = FailoverState::FailedOver).await
+            } else {
+                control::update(&client, &b, &flow, &format!("test: writer {i}"), move |c| c.paused = i % 2 == 0).await
+            }
+        });
+    }
+    let mut epochs = Vec::new();
+    while let Some(done) = writers.join_next().await {
+        epochs.push(done.expect("writer").expect("update").epoch);
+    }
+    epochs.sort();
+    assert_eq!(epochs, (1..=9).collect::<Vec<u64>>(), "each change took one epoch of its own");
+    let decided = control::read(&target, &b, &flow).await.expect("read");
+    assert_eq!((decided.state, decided.epoch), (FailoverState::FailedOver, 9), "the failover survives the resumes racing it: {decided:?}");
+
+    // A worker follows the decisions by epoch, not by the writers' clocks.
+    control::update(&target, &b, &flow, "test: active again", |c| {
+        c.state = FailoverState::Active;
+        c.paused = false;
+    })
+    .await
+    .expect("update");
+    let topic = unique_topic("control");
+    src.create_topic(&topic, 1, &[]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
+    let run = Run::start(&path);
+    let web = run.dashboard().await;
+    let flow_path = format!("/api/v1/flows/{}", flow.replace('>', "%3E"));
+    let shows = async |paused: bool, reason: &str| {
+        wait_until(Duration::from_secs(30), &format!("the worker to show {reason:?}"), async || {
+            let f = json(&web, &flow_path).await;
+            (f["paused"] == paused && f["control_reason"] == reason).then_some(())
+        })
+        .await
+    };
+    shows(false, "test: active again").await;
+    // A writer whose clock runs an hour ahead pauses the flow...
+    let current = control::read(&target, &b, &flow).await.expect("read");
+    let skewed = Control { paused: true, updated_at_ms: now_ms() + 3_600_000, reason: "test: a writer an hour ahead".into(), epoch: current.epoch + 1, ..current };
+    control::write(&target, &b, &flow, &skewed).await.expect("write");
+    shows(true, "test: a writer an hour ahead").await;
+    // ...and a resume written after it, by a clock that is right, applies.
+    let resumed = control::update(&target, &b, &flow, "test: resume by the right clock", |c| c.paused = false).await.expect("resume");
+    assert!(resumed.updated_at_ms < skewed.updated_at_ms && resumed.epoch == skewed.epoch + 1, "{resumed:?}");
+    shows(false, "test: resume by the right clock").await;
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+}
+
+over_kinds!(decisions_are_never_lost_or_reordered {
+    tern_decisions_are_never_lost_or_reordered: (Tern);
+    kafka_decisions_are_never_lost_or_reordered: (Kafka);
+});
