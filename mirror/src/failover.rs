@@ -293,8 +293,15 @@ async fn planned(
     }
     // Stop the workers: failed over, they leave their group on the source.
     control::update(target, &flow.target, &flow.name(), "tern failover --planned: stopping the flow", |c| c.state = FailoverState::FailedOver).await?;
+    // A worker that still holds the group may still be producing: a failover point taken now
+    // could miss its last records. Refused (the flow goes back to active).
     if !wait_workers_gone(flow, source, deadline.max(Instant::now() + Duration::from_secs(5))).await {
-        errors.push(format!("workers of {} still hold their group on {}", flow.name(), flow.source));
+        return Err(Error::Other(format!(
+            "workers of {} still hold their group {} on {} (a worker that cannot read the flow's decisions, or one killed without leaving until its session ends): planned failover refused; stop them, or wait for the session timeout, and run it again",
+            flow.name(),
+            crate::names::group_id(flow),
+            flow.source
+        )));
     }
     progress("flow stopped");
     let (states, maps) = partition_states(flow, source, target).await?;

@@ -83,3 +83,51 @@ over_kinds!(decisions_are_never_lost_or_reordered {
     tern_decisions_are_never_lost_or_reordered: (Tern);
     kafka_decisions_are_never_lost_or_reordered: (Kafka);
 });
+
+/// A planned failover while a worker still holds the flow's group (here one killed with -9,
+/// whose member stays until its session ends) is refused and leaves the flow active; once the
+/// group is empty it goes through.
+async fn a_planned_failover_waits_for_the_workers(kind: Kind) {
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let (source, target) = (src.client().await, dst.client().await);
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let flow = format!("{a}->{b}");
+    let topic = unique_topic("held");
+    src.create_topic(&topic, 1, &[]).await;
+    source.produce(&topic, 0, batch("held", 10, now_ms(), kafka_protocol::records::Compression::None), -1, 5000).await.expect("produce");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
+    let run = Run::start(&path);
+    let remote = format!("{a}.{topic}");
+    wait_until(Duration::from_secs(60), "the records on the target", async || (crate::drills::end(&target, &remote, 0).await == 10).then_some(())).await;
+    let group = format!("tern.{a}.{b}");
+    wait_until(Duration::from_secs(30), "the worker in the flow's group", async || (source.describe_group(&group).await.ok()?.members == 1).then_some(())).await;
+    drop(run); // kill -9: the worker does not leave its group
+
+    let failover = || {
+        let out = std::process::Command::new(tern_bin())
+            .args(["failover", "--config"])
+            .arg(&path)
+            .args(["--flow", &flow, "--planned", "--timeout", "3s"])
+            .output()
+            .expect("tern failover");
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, said) = failover();
+    assert!(!ok && said.contains("still hold their group") && said.contains("refused"), "{said}");
+    assert_eq!(control::read(&target, &b, &flow).await.expect("read").state, FailoverState::Active, "a refused failover leaves the flow active");
+
+    // The killed worker's session (10 s) ends; then the failover goes through.
+    wait_until(Duration::from_secs(60), "the group to empty", async || (source.describe_group(&group).await.ok()?.members == 0).then_some(())).await;
+    let (ok, said) = failover();
+    assert!(ok, "{said}");
+    assert_eq!(control::read(&target, &b, &flow).await.expect("read").state, FailoverState::FailedOver);
+}
+
+over_kinds!(a_planned_failover_waits_for_the_workers {
+    tern_a_planned_failover_waits_for_the_workers: (Tern);
+    kafka_a_planned_failover_waits_for_the_workers: (Kafka);
+});
