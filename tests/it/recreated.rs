@@ -59,7 +59,9 @@ async fn a_recreated_source_topic_is_seen(kind: Kind) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let last = json(&web, &flow_path).await;
-        let ends: Vec<i64> = last["partitions"].as_array().into_iter().flatten().filter_map(|p| p["source_end_offset"].as_i64()).collect();
+        // Only this topic's partitions: a flow also replicates the source's `heartbeats` topic,
+        // which another test may have written on a shared Kafka cluster.
+        let ends: Vec<i64> = last["partitions"].as_array().into_iter().flatten().filter(|p| p["topic"] == topic.as_str()).filter_map(|p| p["source_end_offset"].as_i64()).collect();
         if ends == [25, 25] {
             break;
         }
