@@ -10,16 +10,11 @@ use tern_mirror::control::{self, Control, FailoverState};
 use crate::clusters::*;
 use crate::drills::now_ms;
 use crate::helpers::*;
-use crate::mirror::Aliases;
-use crate::reload::{config, json, Run};
+use crate::reload::{json, OneFlow, Run};
 
 async fn decisions_are_never_lost_or_reordered(kind: Kind) {
-    let src = TestCluster::start(kind, Side::A).await;
-    let dst = TestCluster::start(kind, Side::B).await;
-    let target = dst.client().await;
-    let aliases = Aliases::unique();
-    let (a, b) = (aliases.source.clone(), aliases.target.clone());
-    let flow = format!("{a}->{b}");
+    let one = OneFlow::start(kind, kind, "control", 1).await;
+    let (dst, target, b, flow) = (&one.dst, &one.target, one.b.clone(), one.flow.clone());
 
     // Nine writers at once, each with a client of its own: eight pause or resume, one fails
     // the flow over. Without compare-and-set a resume that read the decision before the
@@ -41,39 +36,34 @@ async fn decisions_are_never_lost_or_reordered(kind: Kind) {
     }
     epochs.sort();
     assert_eq!(epochs, (1..=9).collect::<Vec<u64>>(), "each change took one epoch of its own");
-    let decided = control::read(&target, &b, &flow).await.expect("read");
+    let decided = control::read(target, &b, &flow).await.expect("read");
     assert_eq!((decided.state, decided.epoch), (FailoverState::FailedOver, 9), "the failover survives the resumes racing it: {decided:?}");
 
     // A worker follows the decisions by epoch, not by the writers' clocks.
-    control::update(&target, &b, &flow, "test: active again", |c| {
+    control::update(target, &b, &flow, "test: active again", |c| {
         c.state = FailoverState::Active;
         c.paused = false;
     })
     .await
     .expect("update");
-    let topic = unique_topic("control");
-    src.create_topic(&topic, 1, &[]).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("tern.toml");
-    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
-    let run = Run::start(&path);
+    let run = Run::start(&one.path);
     let web = run.dashboard().await;
-    let flow_path = format!("/api/v1/flows/{}", flow.replace('>', "%3E"));
+    let flow_path = &one.api_path;
     let shows = async |paused: bool, reason: &str| {
         wait_until(Duration::from_secs(30), &format!("the worker to show {reason:?}"), async || {
-            let f = json(&web, &flow_path).await;
+            let f = json(&web, flow_path).await;
             (f["paused"] == paused && f["control_reason"] == reason).then_some(())
         })
         .await
     };
     shows(false, "test: active again").await;
     // A writer whose clock runs an hour ahead pauses the flow...
-    let current = control::read(&target, &b, &flow).await.expect("read");
+    let current = control::read(target, &b, &flow).await.expect("read");
     let skewed = Control { paused: true, updated_at_ms: now_ms() + 3_600_000, reason: "test: a writer an hour ahead".into(), epoch: current.epoch + 1, ..current };
-    control::write(&target, &b, &flow, &skewed).await.expect("write");
+    control::write(target, &b, &flow, &skewed).await.expect("write");
     shows(true, "test: a writer an hour ahead").await;
     // ...and a resume written after it, by a clock that is right, applies.
-    let resumed = control::update(&target, &b, &flow, "test: resume by the right clock", |c| c.paused = false).await.expect("resume");
+    let resumed = control::update(target, &b, &flow, "test: resume by the right clock", |c| c.paused = false).await.expect("resume");
     assert!(resumed.updated_at_ms < skewed.updated_at_ms && resumed.epoch == skewed.epoch + 1, "{resumed:?}");
     shows(false, "test: resume by the right clock").await;
     assert!(!run.all().contains("panicked"), "{}", run.all());
@@ -88,21 +78,11 @@ over_kinds!(decisions_are_never_lost_or_reordered {
 /// whose member stays until its session ends) is refused and leaves the flow active; once the
 /// group is empty it goes through.
 async fn a_planned_failover_waits_for_the_workers(kind: Kind) {
-    let src = TestCluster::start(kind, Side::A).await;
-    let dst = TestCluster::start(kind, Side::B).await;
-    let (source, target) = (src.client().await, dst.client().await);
-    let aliases = Aliases::unique();
-    let (a, b) = (aliases.source.clone(), aliases.target.clone());
-    let flow = format!("{a}->{b}");
-    let topic = unique_topic("held");
-    src.create_topic(&topic, 1, &[]).await;
-    source.produce(&topic, 0, batch("held", 10, now_ms(), kafka_protocol::records::Compression::None), -1, 5000).await.expect("produce");
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("tern.toml");
-    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
-    let run = Run::start(&path);
-    let remote = format!("{a}.{topic}");
-    wait_until(Duration::from_secs(60), "the records on the target", async || (crate::drills::end(&target, &remote, 0).await == 10).then_some(())).await;
+    let one = OneFlow::start(kind, kind, "held", 1).await;
+    let (source, target, a, b, flow, topic, remote, path) = (&one.source, &one.target, &one.a, &one.b, &one.flow, &one.topic, &one.remote, &one.path);
+    source.produce(topic, 0, batch("held", 10, now_ms(), kafka_protocol::records::Compression::None), -1, 5000).await.expect("produce");
+    let run = Run::start(path);
+    wait_until(Duration::from_secs(60), "the records on the target", async || (crate::drills::end(target, remote, 0).await == 10).then_some(())).await;
     let group = format!("tern.{a}.{b}");
     wait_until(Duration::from_secs(30), "the worker in the flow's group", async || (source.describe_group(&group).await.ok()?.members == 1).then_some(())).await;
     drop(run); // kill -9: the worker does not leave its group
@@ -110,21 +90,21 @@ async fn a_planned_failover_waits_for_the_workers(kind: Kind) {
     let failover = || {
         let out = std::process::Command::new(tern_bin())
             .args(["failover", "--config"])
-            .arg(&path)
-            .args(["--flow", &flow, "--planned", "--timeout", "3s"])
+            .arg(path)
+            .args(["--flow", flow, "--planned", "--timeout", "3s"])
             .output()
             .expect("tern failover");
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     };
     let (ok, said) = failover();
     assert!(!ok && said.contains("still hold their group") && said.contains("refused"), "{said}");
-    assert_eq!(control::read(&target, &b, &flow).await.expect("read").state, FailoverState::Active, "a refused failover leaves the flow active");
+    assert_eq!(control::read(target, b, flow).await.expect("read").state, FailoverState::Active, "a refused failover leaves the flow active");
 
     // The killed worker's session (10 s) ends; then the failover goes through.
     wait_until(Duration::from_secs(60), "the group to empty", async || (source.describe_group(&group).await.ok()?.members == 0).then_some(())).await;
     let (ok, said) = failover();
     assert!(ok, "{said}");
-    assert_eq!(control::read(&target, &b, &flow).await.expect("read").state, FailoverState::FailedOver);
+    assert_eq!(control::read(target, b, flow).await.expect("read").state, FailoverState::FailedOver);
 }
 
 over_kinds!(a_planned_failover_waits_for_the_workers {

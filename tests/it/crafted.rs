@@ -19,8 +19,7 @@ use tern_kafka::records::{encode_batch, PlainRecord};
 use crate::clusters::*;
 use crate::drills::{end, now_ms};
 use crate::helpers::*;
-use crate::mirror::Aliases;
-use crate::reload::{config, json, Run};
+use crate::reload::{json, OneFlow, Run};
 
 const CONTROL_TOPIC: &str = "tern-control.internal";
 
@@ -91,52 +90,42 @@ fn peak_rss(pid: u32) -> u64 {
 async fn crafted_batches_cost_bounded_memory(target_kind: Kind) {
     const RECORDS: usize = 40;
     const VALUE: usize = 32 << 20;
-    let src = TestCluster::start(Kind::Kafka, Side::A).await;
-    let dst = TestCluster::start(target_kind, Side::B).await;
-    let (source, target) = (src.client().await, dst.client().await);
-    let aliases = Aliases::unique();
-    let (a, b) = (aliases.source.clone(), aliases.target.clone());
-    let flow = format!("{a}->{b}");
-    let topic = unique_topic("crafted");
-    src.create_topic(&topic, 1, &[]).await;
+    let one = OneFlow::start(Kind::Kafka, target_kind, "crafted", 1).await;
+    let (source, target, b, flow, topic, remote) = (&one.source, &one.target, &one.b, &one.flow, &one.topic, &one.remote);
 
     let bomb = zstd_bomb(RECORDS, VALUE, None);
     println!("a zstd batch of {} bytes holding {} MiB", bomb.len(), (RECORDS * VALUE) >> 20);
-    source.produce(&topic, 0, batch("before", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
-    source.produce(&topic, 0, bomb.clone(), -1, 60_000).await.expect("Apache Kafka accepts the batch: it reads records as a stream");
-    source.produce(&topic, 0, batch("after", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    source.produce(topic, 0, batch("before", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    source.produce(topic, 0, bomb.clone(), -1, 60_000).await.expect("Apache Kafka accepts the batch: it reads records as a stream");
+    source.produce(topic, 0, batch("after", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
 
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("tern.toml");
-    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
-    let run = Run::start(&path);
+    let run = Run::start(&one.path);
     let web = run.dashboard().await;
-    let remote = format!("{a}.{topic}");
-    let flow_path = format!("/api/v1/flows/{}", flow.replace('>', "%3E"));
+    let flow_path = &one.api_path;
     match target_kind {
         Kind::Kafka => {
             // Copied as fetched: never decompressed by the mirror.
             let want = (5 + RECORDS + 5) as i64;
-            wait_until(Duration::from_secs(120), "every record on the target", async || (end(&target, &remote, 0).await == want).then_some(())).await;
+            wait_until(Duration::from_secs(120), "every record on the target", async || (end(target, remote, 0).await == want).then_some(())).await;
         }
         Kind::Tern => {
             // The target refuses the batch: that partition stops there, saying why, and what
             // follows stays on the source.
             let refused = wait_until(Duration::from_secs(60), "the partition to show the target's refusal", async || {
-                let f = json(&web, &flow_path).await;
+                let f = json(&web, flow_path).await;
                 f["partitions"].as_array()?.iter().find_map(|p| p["error"].as_str().filter(|e| e.contains("decompresses to more than 64 MiB")).map(String::from))
             })
             .await;
-            assert!(refused.contains("refused") && refused.contains(&remote), "{refused}");
-            assert_eq!(end(&target, &remote, 0).await, 5, "the records before the refused batch, and nothing after it");
-            assert_eq!(end(&source, &topic, 0).await, (5 + RECORDS + 5) as i64, "nothing is lost on the source");
+            assert!(refused.contains("refused") && refused.contains(remote.as_str()), "{refused}");
+            assert_eq!(end(target, remote, 0).await, 5, "the records before the refused batch, and nothing after it");
+            assert_eq!(end(source, topic, 0).await, (5 + RECORDS + 5) as i64, "nothing is lost on the source");
         }
     }
 
     // The control topic: a decision, the batch (keyed, as a compacted topic requires), then
     // another decision, which must apply.
     let decide = async |paused: bool, reason: &str| {
-        tern_mirror::control::update(&target, &b, &flow, reason, |c| c.paused = paused).await.expect("a decision");
+        tern_mirror::control::update(target, b, flow, reason, |c| c.paused = paused).await.expect("a decision");
     };
     decide(false, "written before the crafted batch").await;
     let keyed = zstd_bomb(RECORDS, VALUE, Some(flow.as_bytes()));
@@ -152,7 +141,7 @@ async fn crafted_batches_cost_bounded_memory(target_kind: Kind) {
     }
     decide(true, "written after the crafted batch").await;
     wait_until(Duration::from_secs(60), "the decision after the crafted batch to apply", async || {
-        let f = json(&web, &flow_path).await;
+        let f = json(&web, flow_path).await;
         (f["paused"] == true && f["control_reason"] == "written after the crafted batch").then_some(())
     })
     .await;

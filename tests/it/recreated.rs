@@ -14,8 +14,7 @@ use crate::clusters::*;
 use crate::dashboard::parse_prometheus;
 use crate::drills::{end, now_ms};
 use crate::helpers::*;
-use crate::mirror::Aliases;
-use crate::reload::{body, config, json, Run};
+use crate::reload::{body, json, OneFlow, Run};
 
 /// tests/compat/topic_ops.py with `args` on `topic`.
 async fn topic_ops(bootstrap: &str, topic: &str, args: &[&str]) {
@@ -25,40 +24,30 @@ async fn topic_ops(bootstrap: &str, topic: &str, args: &[&str]) {
 }
 
 async fn a_recreated_source_topic_is_seen(kind: Kind) {
-    let src = TestCluster::start(kind, Side::A).await;
-    let dst = TestCluster::start(kind, Side::B).await;
-    let (source, target) = (src.client().await, dst.client().await);
-    let aliases = Aliases::unique();
-    let (a, b) = (aliases.source.clone(), aliases.target.clone());
-    let flow = format!("{a}->{b}");
-    let topic = unique_topic("recreated");
-    src.create_topic(&topic, 2, &[]).await;
+    let one = OneFlow::start(kind, kind, "recreated", 2).await;
+    let (src, source, target, b, flow, topic, remote) = (&one.src, &one.source, &one.target, &one.b, &one.flow, &one.topic, &one.remote);
     for p in 0..2 {
-        source.produce(&topic, p, batch(&format!("old-{p}"), 15, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+        source.produce(topic, p, batch(&format!("old-{p}"), 15, now_ms(), Compression::None), -1, 5000).await.expect("produce");
     }
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("tern.toml");
-    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
-    let run = Run::start(&path);
+    let run = Run::start(&one.path);
     let web = run.dashboard().await;
-    let remote = format!("{a}.{topic}");
     for p in 0..2 {
-        wait_until(Duration::from_secs(60), "the old topic replicated", async || (end(&target, &remote, p).await == 15).then_some(())).await;
+        wait_until(Duration::from_secs(60), "the old topic replicated", async || (end(target, remote, p).await == 15).then_some(())).await;
     }
 
     // Paused, ten more records per partition stay on the source; then the topic goes away.
-    let flow_path = format!("/api/v1/flows/{}", flow.replace('>', "%3E"));
+    let flow_path = &one.api_path;
     let decide = async |paused: bool| {
-        tern_mirror::control::update(&target, &b, &flow, "test", |c| c.paused = paused).await.expect("decision");
-        wait_until(Duration::from_secs(30), "the decision to apply", async || (json(&web, &flow_path).await["paused"] == paused).then_some(())).await;
+        tern_mirror::control::update(target, b, flow, "test", |c| c.paused = paused).await.expect("decision");
+        wait_until(Duration::from_secs(30), "the decision to apply", async || (json(&web, flow_path).await["paused"] == paused).then_some(())).await;
     };
     decide(true).await;
     for p in 0..2 {
-        source.produce(&topic, p, batch(&format!("unreplicated-{p}"), 10, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+        source.produce(topic, p, batch(&format!("unreplicated-{p}"), 10, now_ms(), Compression::None), -1, 5000).await.expect("produce");
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let last = json(&web, &flow_path).await;
+        let last = json(&web, flow_path).await;
         // Only this topic's partitions: a flow also replicates the source's `heartbeats` topic,
         // which another test may have written on a shared Kafka cluster.
         let ends: Vec<i64> = last["partitions"].as_array().into_iter().flatten().filter(|p| p["topic"] == topic.as_str()).filter_map(|p| p["source_end_offset"].as_i64()).collect();
@@ -68,16 +57,16 @@ async fn a_recreated_source_topic_is_seen(kind: Kind) {
         assert!(std::time::Instant::now() < deadline, "the flow did not see the source ends of 25 within 60 s: {last}\n{}", run.all());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    topic_ops(&src.bootstrap(), &topic, &["recreate", "--partitions", "2"]).await;
+    topic_ops(&src.bootstrap(), topic, &["recreate", "--partitions", "2"]).await;
     for p in 0..2 {
-        source.produce(&topic, p, batch(&format!("new-{p}"), 7, now_ms(), Compression::None), -1, 5000).await.expect("produce to the new topic");
+        source.produce(topic, p, batch(&format!("new-{p}"), 7, now_ms(), Compression::None), -1, 5000).await.expect("produce to the new topic");
     }
     decide(false).await;
 
     // Seen within seconds, with what was lost, everywhere an operator looks.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let errors = loop {
-        let f = json(&web, &flow_path).await;
+        let f = json(&web, flow_path).await;
         let errors: Vec<String> = f["errors"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)).filter(|e| e.contains("recreated")).collect();
         if errors.len() == 2 {
             break errors;
@@ -89,7 +78,7 @@ async fn a_recreated_source_topic_is_seen(kind: Kind) {
         let line = errors.iter().find(|e| e.starts_with(&format!("{topic}/{p}:"))).unwrap_or_else(|| panic!("partition {p} in {errors:?}"));
         assert!(line.contains("10 record(s) lost") && line.contains("past offset 15"), "{line}");
     }
-    assert_eq!(json(&web, &flow_path).await["health"], "error");
+    assert_eq!(json(&web, flow_path).await["health"], "error");
     let ready = http_get(&web, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 503") && body(&ready).contains("source topic recreated"), "{ready}");
     let metrics = parse_prometheus(body(&http_get(&web, "/metrics").await));
@@ -100,19 +89,19 @@ async fn a_recreated_source_topic_is_seen(kind: Kind) {
 
     // The new topic is replicated from its start, after what the old one gave.
     for p in 0..2 {
-        wait_until(Duration::from_secs(60), "the new topic replicated", async || (end(&target, &remote, p).await == 22).then_some(())).await;
-        let values: Vec<String> = target.read_range(&remote, p, 15, 22).await.expect("read").iter().filter_map(|r| r.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())).collect();
+        wait_until(Duration::from_secs(60), "the new topic replicated", async || (end(target, remote, p).await == 22).then_some(())).await;
+        let values: Vec<String> = target.read_range(remote, p, 15, 22).await.expect("read").iter().filter_map(|r| r.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())).collect();
         let want: Vec<String> = (0..7).map(|i| format!("new-{p}-{i}")).collect();
         assert_eq!(values, want, "partition {p} of {remote}");
     }
 
     // Records deleted before they were replicated: the log start moves past the position.
     decide(true).await;
-    source.produce(&topic, 0, batch("deleted", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
-    topic_ops(&src.bootstrap(), &topic, &["delete-records", "--partition", "0", "--before", "12"]).await;
+    source.produce(topic, 0, batch("deleted", 5, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    topic_ops(&src.bootstrap(), topic, &["delete-records", "--partition", "0", "--before", "12"]).await;
     decide(false).await;
     let moved = wait_until(Duration::from_secs(30), "the flow to show the moved log start", async || {
-        let f = json(&web, &flow_path).await;
+        let f = json(&web, flow_path).await;
         f["errors"].as_array()?.iter().filter_map(|e| e.as_str()).find(|e| e.contains("log-start-moved")).map(String::from)
     })
     .await;

@@ -83,6 +83,46 @@ pub(crate) async fn json(web: &str, path: &str) -> serde_json::Value {
     serde_json::from_str(body(&r)).unwrap_or_else(|e| panic!("{path}: {e}: {r}"))
 }
 
+/// One flow of one topic between two clusters, its `tern.toml` written: what most tests of a
+/// running worker start from.
+pub(crate) struct OneFlow {
+    pub src: TestCluster,
+    pub dst: TestCluster,
+    pub source: tern_kafka::client::Client,
+    pub target: tern_kafka::client::Client,
+    /// Source and target cluster aliases.
+    pub a: String,
+    pub b: String,
+    /// `a->b`.
+    pub flow: String,
+    pub topic: String,
+    /// The topic's copy on the target.
+    pub remote: String,
+    /// `/api/v1/flows/<flow>`.
+    pub api_path: String,
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OneFlow {
+    /// Clusters of the given kinds, a topic of `partitions` named after `prefix` on the source,
+    /// and the flow's `tern.toml` (see [`config`]).
+    pub async fn start(source_kind: Kind, target_kind: Kind, prefix: &str, partitions: i32) -> OneFlow {
+        let src = TestCluster::start(source_kind, Side::A).await;
+        let dst = TestCluster::start(target_kind, Side::B).await;
+        let (source, target) = (src.client().await, dst.client().await);
+        let aliases = Aliases::unique();
+        let (a, b) = (aliases.source.clone(), aliases.target.clone());
+        let topic = unique_topic(prefix);
+        src.create_topic(&topic, partitions, &[]).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("tern.toml");
+        std::fs::write(&path, config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
+        let flow = format!("{a}->{b}");
+        OneFlow { remote: format!("{a}.{topic}"), api_path: format!("/api/v1/flows/{}", flow.replace('>', "%3E")), src, dst, source, target, a, b, flow, topic, path, _dir: dir }
+    }
+}
+
 pub(crate) fn config(a: &str, a_bootstrap: &str, b: &str, b_bootstrap: &str, flows: &[(&str, &str, &str)]) -> String {
     let mut t = format!("[clusters.{a}]\nbootstrap = \"{a_bootstrap}\"\n[clusters.{b}]\nbootstrap = \"{b_bootstrap}\"\n\n");
     for (s, d, topic) in flows {
