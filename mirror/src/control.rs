@@ -71,11 +71,19 @@ pub async fn read_all(client: &Client, cluster: &str) -> Result<BTreeMap<String,
 
 /// Follows the control topic of one cluster for a worker that asks every second: the topic is
 /// read again only when it grew.
+///
+/// A topic that was read and is then gone (deleted by hand, a cluster restored without it) is
+/// an error, not "no decisions": the decisions read before stay in force, so a flow failed over
+/// does not start copying again. When the topic is back, what it says applies, whatever the
+/// epochs (a topic created anew counts them from 1 again): [`Follower::generation`] tells.
 #[derive(Debug, Default)]
 pub struct Follower {
     /// The topic's end when it was last read; `None` before that, or while it does not exist.
     end: Option<i64>,
     decisions: BTreeMap<String, Control>,
+    /// The topic was read and then found gone.
+    gone: bool,
+    generation: u64,
 }
 
 impl Follower {
@@ -88,11 +96,15 @@ impl Follower {
     pub async fn poll(&mut self, client: &Client, cluster: &str) -> Result<()> {
         let md = client.refresh_metadata(Some(&[CONTROL_TOPIC.to_string()])).await.map_err(|e| Error::cluster(cluster, e))?;
         if !md.topics.contains_key(CONTROL_TOPIC) {
-            (self.end, self.decisions) = (None, BTreeMap::new());
+            if self.end.is_some() || self.gone {
+                self.gone = true;
+                return Err(Error::Other(format!("{CONTROL_TOPIC} on {cluster} was read before and is gone (deleted?)")));
+            }
+            self.decisions = BTreeMap::new();
             return Ok(());
         }
         let (end, _) = client.list_offset(CONTROL_TOPIC, 0, tern_kafka::client::LATEST).await.map_err(|e| Error::cluster(cluster, e))?;
-        if self.end == Some(end) {
+        if self.end == Some(end) && !self.gone {
             return Ok(());
         }
         let mut decisions = BTreeMap::new();
@@ -112,8 +124,22 @@ impl Follower {
                 },
             }
         }
+        if std::mem::take(&mut self.gone) {
+            self.generation += 1;
+        }
         (self.end, self.decisions) = (Some(end), decisions);
         Ok(())
+    }
+
+    /// Whether the topic holds a decision about `flow`.
+    pub fn has_decision(&self, flow: &str) -> bool {
+        self.decisions.contains_key(flow)
+    }
+
+    /// How many times the topic was found again after it was gone: the decisions of a new
+    /// generation replace the old ones even with lower epochs.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 

@@ -132,6 +132,8 @@ pub struct FlowSnapshot {
     /// Whether this worker has read the decisions at all: until then it replicates nothing
     /// (a flow failed over must not restart copying because its decision is not known yet).
     pub control_read: bool,
+    /// Why the decisions cannot be read now (the last one read stays in force).
+    pub control_error: Option<String>,
     /// Replication latency of every record this worker replicated.
     pub latency: LatencyHistogram,
     /// Why the flow stopped on this worker (an error it could not ride out, a panic); `None`
@@ -246,6 +248,10 @@ impl FlowStatus {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.snapshot.control = control;
         inner.snapshot.control_read = true;
+    }
+
+    pub fn set_control_error(&self, error: Option<String>) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.control_error = error;
     }
 
     /// Whether this worker has read the operators' decisions yet.

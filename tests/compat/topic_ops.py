@@ -6,9 +6,11 @@ AdminClient:
   the new topic gets the broker's default replication factor and is waited for until every
   partition has a leader.
 - delete-records: deletes the records of one partition below an offset (DeleteRecords).
+- delete: deletes the topic, and waits until metadata no longer lists it.
 
 Run: <venv python> tests/compat/topic_ops.py --bootstrap HOST:PORT --topic T recreate --partitions N
      <venv python> tests/compat/topic_ops.py --bootstrap HOST:PORT --topic T delete-records --partition P --before OFFSET
+     <venv python> tests/compat/topic_ops.py --bootstrap HOST:PORT --topic T delete
 """
 
 import time
@@ -27,6 +29,12 @@ def body(args):
         common.check_eq(deleted.low_watermark, args.before, "the new low watermark")
         return f"records of {args.topic}/{args.partition} below {args.before} deleted"
     admin.delete_topics([args.topic], operation_timeout=30)[args.topic].result(30)
+    if args.op == "delete":
+        dl = common.Deadline(args.timeout, f"{args.topic} gone from metadata")
+        while args.topic in admin.list_topics(timeout=10).topics:
+            dl.check()
+            time.sleep(0.2)
+        return f"{args.topic} deleted"
     dl = common.Deadline(args.timeout, f"creating {args.topic} again")
     attempts = 0
     while True:
@@ -53,6 +61,7 @@ def extra(p):
     p.add_argument("--topic", required=True)
     ops = p.add_subparsers(dest="op", required=True)
     ops.add_parser("recreate").add_argument("--partitions", type=int, required=True)
+    ops.add_parser("delete")
     d = ops.add_parser("delete-records")
     d.add_argument("--partition", type=int, required=True)
     d.add_argument("--before", type=int, required=True)

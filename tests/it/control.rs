@@ -111,3 +111,76 @@ over_kinds!(a_planned_failover_waits_for_the_workers {
     tern_a_planned_failover_waits_for_the_workers: (Tern);
     kafka_a_planned_failover_waits_for_the_workers: (Kafka);
 });
+
+/// The flow's decisions become unreadable while it is failed over (its control topic deleted
+/// on the target): the running worker keeps the last decision and copies nothing, a worker
+/// started meanwhile copies nothing either (the flow's failover point shows it was failed
+/// over), and both say why on the dashboard and in readiness. A decision written again (a
+/// new control topic, epochs from 1) applies on both.
+async fn lost_decisions_fail_closed(kind: Kind) {
+    let one = OneFlow::start(kind, kind, "lost-control", 1).await;
+    let (source, target, a, b, flow, topic, remote, path) = (&one.source, &one.target, &one.a, &one.b, &one.flow, &one.topic, &one.remote, &one.path);
+    source.produce(topic, 0, batch("before", 10, now_ms(), kafka_protocol::records::Compression::None), -1, 5000).await.expect("produce");
+    let first = Run::start(path);
+    let web = first.dashboard().await;
+    wait_until(Duration::from_secs(60), "the records on the target", async || (crate::drills::end(target, remote, 0).await == 10).then_some(())).await;
+    let out = std::process::Command::new(tern_bin()).args(["failover", "--config"]).arg(path).args(["--flow", flow, "--planned", "--timeout", "30s"]).output().expect("tern failover");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until(Duration::from_secs(30), "the worker to follow the failover", async || (json(&web, &one.api_path).await["failover_state"] == "failed-over").then_some(())).await;
+    let group = format!("tern.{a}.{b}");
+    let committed = source.all_committed_offsets(&group).await.expect("offsets");
+    assert_eq!(committed.get(&(topic.clone(), 0)), Some(&10), "the worker committed what it replicated before it left the group");
+
+    crate::recreated::topic_ops(&one.dst.bootstrap(), control::CONTROL_TOPIC, &["delete"]).await;
+    source.produce(topic, 0, batch("after", 10, now_ms(), kafka_protocol::records::Compression::None), -1, 5000).await.expect("produce");
+    let second = Run::start(path);
+    let web2 = second.dashboard().await;
+    let says = async |web: &str, what: &str| {
+        wait_until(Duration::from_secs(30), &format!("the dashboard at {web} to say {what:?}"), async || {
+            let f = json(web, &one.api_path).await;
+            let errors = f["errors"].as_array()?.iter().filter_map(|e| e.as_str()).map(str::to_string).collect::<Vec<_>>();
+            errors.iter().any(|e| e.contains(what)).then_some(errors)
+        })
+        .await
+    };
+    says(&web, "the last one read stays in force").await;
+    says(&web2, "the flow has a failover point").await;
+    for web in [&web, &web2] {
+        let ready = http_get(web, "/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 503") && ready.contains(control::CONTROL_TOPIC), "{ready}");
+    }
+    assert_eq!(json(&web, &one.api_path).await["failover_state"], "failed-over", "the last decision read stands");
+    // Several control polls later nothing was fetched: nothing reached the target and no
+    // worker is in the flow's group on the source.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(crate::drills::end(target, remote, 0).await, 10, "a failed-over flow whose decisions are unreadable copies nothing");
+    assert_eq!(source.describe_group(&group).await.expect("group").members, 0);
+
+    // An operator resumes the flow: the decision (epoch 1 of a new topic) applies on both.
+    let resumed = control::update(target, b, flow, "test: active again", |c| {
+        c.state = FailoverState::Active;
+        c.paused = false;
+    })
+    .await
+    .expect("update");
+    assert_eq!(resumed.epoch, 1);
+    wait_until(Duration::from_secs(60), "the records written meanwhile on the target", async || (crate::drills::end(target, remote, 0).await == 20).then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let on_target = crate::mirror::partition_content(&one.dst.bootstrap(), remote, 0).await;
+    assert_eq!(on_target, crate::mirror::partition_content(&one.src.bootstrap(), topic, 0).await, "each record once");
+    for web in [&web, &web2] {
+        wait_until(Duration::from_secs(30), "the workers to follow the new decision", async || {
+            let f = json(web, &one.api_path).await;
+            (f["failover_state"] == "active" && f["errors"].as_array().is_some_and(|e| e.is_empty())).then_some(())
+        })
+        .await;
+    }
+    for run in [&first, &second] {
+        assert!(!run.all().contains("panicked"), "{}", run.all());
+    }
+}
+
+over_kinds!(lost_decisions_fail_closed {
+    tern_lost_decisions_fail_closed: (Tern);
+    kafka_lost_decisions_fail_closed: (Kafka);
+});

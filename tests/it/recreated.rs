@@ -17,7 +17,7 @@ use crate::helpers::*;
 use crate::reload::{body, json, OneFlow, Run};
 
 /// tests/compat/topic_ops.py with `args` on `topic`.
-async fn topic_ops(bootstrap: &str, topic: &str, args: &[&str]) {
+pub(crate) async fn topic_ops(bootstrap: &str, topic: &str, args: &[&str]) {
     let mut cmd = Command::new(python());
     cmd.arg(compat_script("topic_ops.py")).args(["--bootstrap", bootstrap, "--topic", topic]).args(args);
     run_client(cmd, Duration::from_secs(120)).await;

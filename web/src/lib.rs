@@ -143,7 +143,8 @@ async fn readyz_get(State(state): State<AppState>) -> Response {
             let snap = s.snapshot();
             let stopped = snap.stopped.as_ref().map(|r| format!("{name}: stopped: {r}"));
             let events: Vec<String> = snap.recent_source_events(tern_mirror::clock::now_ms()).map(|e| format!("{name}: {}", e.describe())).collect();
-            stopped.into_iter().chain(snap.errors.iter().map(|e| format!("{name}: {e}"))).chain(events).collect::<Vec<_>>()
+            let control = snap.control_error.iter().map(|e| format!("{name}: {e}"));
+            stopped.into_iter().chain(snap.errors.iter().map(|e| format!("{name}: {e}"))).chain(events).chain(control).collect::<Vec<_>>()
         })
         .map(|line| state.redact(&line))
         .collect();

@@ -268,6 +268,7 @@ impl AppState {
         let mut errors: Vec<String> = snap.errors.iter().map(|e| self.redact(e)).collect();
         // What the source did under the flow stays an error for a while, so that it is seen.
         errors.extend(snap.recent_source_events(now).map(|e| self.redact(&e.describe())));
+        errors.extend(snap.control_error.iter().map(|e| self.redact(e)));
         if let Some(reason) = &snap.stopped {
             errors.insert(0, format!("the flow stopped on this worker: {}", self.redact(reason)));
         }
