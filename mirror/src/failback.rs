@@ -107,9 +107,22 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
         return Err(Error::Other(format!("workers of {} still hold group {} on {}: stop them or wait for their session timeout, then run failback again", flow.name(), crate::names::group_id(flow), flow.source)));
     }
 
-    // Copy back, pass after pass until the remote topics stop growing.
-    let producer = source.init_producer_id().await.ok().flatten();
-    let mut sequences: std::collections::HashMap<(String, i32), i32> = std::collections::HashMap::new();
+    // Copy back, pass after pass until the remote topics stop growing. The producer is kept
+    // in the point before its first batch, and each partition's next sequence number with its
+    // progress: a run after a crash between a batch's acknowledgement and the saved progress
+    // sends that batch again under the same producer and sequence, and the source answers it
+    // as a duplicate with its first offsets instead of writing it twice.
+    let producer = match point.copy_producer {
+        Some(p) => Some(p),
+        None => {
+            let p = source.init_producer_id().await.ok().flatten();
+            if p.is_some() {
+                point.copy_producer = p;
+                save_point(flow, &target, &point).await?;
+            }
+            p
+        }
+    };
     for i in 0..point.partitions.len() {
         loop {
             let p = &point.partitions[i];
@@ -132,14 +145,19 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
                 let plain: Vec<PlainRecord> = set.iter().map(PlainRecord::from).collect();
                 let mut batch = bytes::BytesMut::from(&tern_kafka::records::encode_batch(&plain, kafka_protocol::records::Compression::None)?[..]);
                 // Idempotent: a retried batch whose first acknowledgement was lost is written once.
+                let mut next_sequence = None;
                 if let Some((id, epoch)) = producer {
-                    let sequence = sequences.entry((topic.clone(), partition)).or_insert(0);
-                    *sequence = crate::producer::stamp_producer(&mut batch, id, epoch, *sequence);
+                    next_sequence = Some(crate::producer::stamp_producer(&mut batch, id, epoch, point.partitions[i].copy_sequence.unwrap_or(0)));
                 }
                 let ack = source.produce(&topic, partition, batch.freeze(), -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
+                if crate::failpoint::hit("abort-after-failback-copy", &topic) {
+                    tracing::error!(topic = %topic, partition, "failpoint abort-after-failback-copy: aborting before the copy's progress is saved");
+                    std::process::abort();
+                }
                 let p = &mut point.partitions[i];
                 p.copy_source_start.get_or_insert(ack.base_offset);
                 p.copied_until = set.last().map(|r| r.offset + 1);
+                p.copy_sequence = next_sequence;
                 save_point(flow, &target, &point).await?;
             }
             progress(&format!("copied {} record(s) of {}/{} back", records.len(), point.partitions[i].remote_topic, point.partitions[i].partition));

@@ -63,6 +63,10 @@ pub struct PointPartition {
     pub copied_until: Option<i64>,
     #[serde(default)]
     pub copy_source_start: Option<i64>,
+    /// The idempotent sequence number of the next batch copied back (with
+    /// [`FailoverPoint::copy_producer`]).
+    #[serde(default)]
+    pub copy_sequence: Option<i32>,
 }
 
 /// The failover point of a flow, kept on the target until the next failover.
@@ -73,6 +77,11 @@ pub struct FailoverPoint {
     pub mode: String,
     pub at_ms: i64,
     pub partitions: Vec<PointPartition>,
+    /// The idempotent producer (id, epoch) that copies records back, kept so that a failback
+    /// run again after a crash resends a batch whose acknowledgement it never saved under the
+    /// same producer and sequence: the source recognises it and does not write it twice.
+    #[serde(default)]
+    pub copy_producer: Option<(i64, i16)>,
 }
 
 /// One group moved to the target, per partition.
@@ -323,8 +332,10 @@ async fn planned(
                 lost_records: s.source_end - s.replicated_end,
                 copied_until: None,
                 copy_source_start: None,
+                copy_sequence: None,
             })
             .collect(),
+        copy_producer: None,
     };
     let mut groups = Vec::new();
     // A group that cannot be read is reported and the others still move: the flow has
@@ -389,6 +400,7 @@ async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Sen
             lost_records: known_end - replicated,
             copied_until: None,
             copy_source_start: None,
+            copy_sequence: None,
         });
     }
     let lost: i64 = partitions.iter().map(|p| p.lost_records).sum();
@@ -411,5 +423,5 @@ async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Sen
         let outcome = checkpoint::sync_text(checkpoint::sync_group(target, &group, &translated).await);
         groups.push(MovedGroup { group, partitions, outcome });
     }
-    Ok((FailoverPoint { flow: flow.name(), mode: "unplanned".into(), at_ms, partitions }, groups))
+    Ok((FailoverPoint { flow: flow.name(), mode: "unplanned".into(), at_ms, partitions, copy_producer: None }, groups))
 }

@@ -1,6 +1,12 @@
 //! Test-only failpoints: named places where a test makes the process fail on purpose (a
 //! panic, an abort) to prove what happens then. Off unless the environment variable
 //! `TERN_FAILPOINTS` lists them, comma-separated, as `name` or `name=argument`.
+//!
+//! - `flow-panic=<flow>`: the flow's replication task panics as it starts.
+//! - `abort-before-offset-map=<topic>`: `tern run` aborts after the target acknowledged a
+//!   record set of the topic, before the set's offset map entries are written.
+//! - `abort-after-failback-copy=<topic>`: `tern failback` aborts after the source acknowledged
+//!   its first batch copied back into the topic, before that progress is saved.
 
 /// The argument of failpoint `name` if it is set (`Some("")` for a bare name).
 pub fn arg(name: &str) -> Option<String> {

@@ -754,6 +754,10 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                 });
             };
             let refused = produce_in_order(&rt, &tp, &remote, &batches, &mut on_ack).instrument(span.clone()).await;
+            if crate::failpoint::hit("abort-before-offset-map", &tp.0) {
+                tracing::error!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "failpoint abort-before-offset-map: aborting after a produce, before its offset map entries are written");
+                std::process::abort();
+            }
             // The map entries must be durable before the position they cover is committed.
             async {
                 let mut backoff = Duration::from_millis(100);

@@ -88,7 +88,7 @@ pub(crate) fn write_config(dir: &Path, aliases: &Aliases, source: &str, target: 
     (toml, config)
 }
 
-fn drill_json(config: &Path, json: &Path, flow: &str, groups: &str) -> (i32, DrillReport, serde_json::Value) {
+pub(crate) fn drill_json(config: &Path, json: &Path, flow: &str, groups: &str) -> (i32, DrillReport, serde_json::Value) {
     let (code, report, value, _) = drill_json_and_text(config, json, flow, groups);
     (code, report, value)
 }
@@ -108,7 +108,7 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
 }
 
-fn group<'a>(r: &'a DrillReport, name: &str) -> &'a tern_mirror::drill::GroupReport {
+pub(crate) fn group<'a>(r: &'a DrillReport, name: &str) -> &'a tern_mirror::drill::GroupReport {
     r.groups.iter().find(|g| g.group == name).unwrap_or_else(|| panic!("no group {name} in {:?}", r.groups.iter().map(|g| &g.group).collect::<Vec<_>>()))
 }
 

@@ -31,3 +31,4 @@ mod limits;
 mod crafted;
 mod recreated;
 mod control;
+mod crash_points;

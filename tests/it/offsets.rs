@@ -18,7 +18,7 @@ use crate::protocol::{fetch_request, produce_request};
 type Rec = (i64, Option<Bytes>, Option<Bytes>);
 
 /// Every record of a partition with its offset.
-async fn records(bootstrap: &str, topic: &str, partition: i32) -> Vec<Rec> {
+pub(crate) async fn records(bootstrap: &str, topic: &str, partition: i32) -> Vec<Rec> {
     let mut c = tern_kafka::client::Connection::connect(bootstrap).await.expect("connect");
     records_on(&mut c, topic, partition).await
 }
@@ -101,13 +101,42 @@ async fn assert_exact(src: &str, dst: &str, topic: &str, remote: &str, group: &s
     synced
 }
 
-async fn translation_is_exact(kind: Kind) {
-    // Compaction must run within the test: tern broker's maintenance every 100 ms (Kafka's test
-    // clusters run their cleaner every 500 ms).
-    let src = match kind {
+/// A source cluster whose compaction runs within a test: tern broker's maintenance every
+/// 100 ms (Kafka's test clusters run their cleaner every 500 ms).
+pub(crate) async fn compacting_source(kind: Kind) -> TestCluster {
+    match kind {
         Kind::Tern => TestCluster::Tern(TestBroker::start_with(|c| c.maintenance_interval = Duration::from_millis(100)).await),
         Kind::Kafka => TestCluster::start(kind, Side::A).await,
-    };
+    }
+}
+
+/// Creates `ledger`, one compacted partition, and writes 21 keyed records whose compaction
+/// leaves a hole in the middle: offsets 5..=9 are older versions of keys rewritten at 10..=14.
+/// Returns once the hole is there (0..=4 and 10..=20 remain).
+pub(crate) async fn ledger_with_hole(src: &TestCluster, ledger: &str) {
+    let mut s = tern_kafka::client::Connection::connect(&src.bootstrap()).await.expect("connect");
+    src.create_topic(ledger, 1, &[("cleanup.policy", "compact"), ("segment.ms", "100"), ("min.cleanable.dirty.ratio", "0.01"), ("delete.retention.ms", "0")]).await;
+    let u: Vec<(String, String)> = (0..5).map(|i| (format!("u{i}"), format!("unique-{i}"))).collect();
+    let d1: Vec<(String, String)> = (0..5).map(|i| (format!("d{i}"), format!("old-{i}"))).collect();
+    let d2: Vec<(String, String)> = (0..5).map(|i| (format!("d{i}"), format!("new-{i}"))).collect();
+    let u2: Vec<(String, String)> = (5..10).map(|i| (format!("u{i}"), format!("unique-{i}"))).collect();
+    for set in [&u, &d1, &d2, &u2] {
+        let refs: Vec<(&str, &str)> = set.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        s.call(&produce_request(ledger, 0, keyed(&refs), 1), 9).await.expect("produce");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // A last record rolls the segment so the cleaner may touch the ones above.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.call(&produce_request(ledger, 0, keyed(&[("tail", "tail")]), 1), 9).await.expect("produce");
+    wait_until(Duration::from_secs(30), "compaction to leave a hole at 5..=9", async || {
+        let offsets: Vec<i64> = records(&src.bootstrap(), ledger, 0).await.iter().map(|r| r.0).collect();
+        (!offsets.contains(&7) && offsets.contains(&10) && offsets.contains(&4)).then_some(())
+    })
+    .await;
+}
+
+async fn translation_is_exact(kind: Kind) {
+    let src = compacting_source(kind).await;
     let dst = TestCluster::start(kind, Side::B).await;
     let mut s = tern_kafka::client::Connection::connect(&src.bootstrap()).await.expect("connect");
     let source = Client::connect(ClientConfig::new(&src.bootstrap())).await.expect("source client");
@@ -127,26 +156,8 @@ async fn translation_is_exact(kind: Kind) {
     }
     delete_records(&mut s, plain, 20).await;
 
-    // "ledger": compacted; offsets 5..=9 are older versions of keys rewritten at 10..=14, so
-    // compaction leaves a hole in the middle.
-    src.create_topic(ledger, 1, &[("cleanup.policy", "compact"), ("segment.ms", "100"), ("min.cleanable.dirty.ratio", "0.01"), ("delete.retention.ms", "0")]).await;
-    let u: Vec<(String, String)> = (0..5).map(|i| (format!("u{i}"), format!("unique-{i}"))).collect();
-    let d1: Vec<(String, String)> = (0..5).map(|i| (format!("d{i}"), format!("old-{i}"))).collect();
-    let d2: Vec<(String, String)> = (0..5).map(|i| (format!("d{i}"), format!("new-{i}"))).collect();
-    let u2: Vec<(String, String)> = (5..10).map(|i| (format!("u{i}"), format!("unique-{i}"))).collect();
-    for set in [&u, &d1, &d2, &u2] {
-        let refs: Vec<(&str, &str)> = set.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        s.call(&produce_request(ledger, 0, keyed(&refs), 1), 9).await.expect("produce");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    // A last record rolls the segment so the cleaner may touch the ones above.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    s.call(&produce_request(ledger, 0, keyed(&[("tail", "tail")]), 1), 9).await.expect("produce");
-    wait_until(Duration::from_secs(30), "compaction to leave a hole at 5..=9", async || {
-        let offsets: Vec<i64> = records(&src.bootstrap(), ledger, 0).await.iter().map(|r| r.0).collect();
-        (!offsets.contains(&7) && offsets.contains(&10) && offsets.contains(&4)).then_some(())
-    })
-    .await;
+    // "ledger": compacted, with a hole at 5..=9.
+    ledger_with_hole(&src, ledger).await;
 
     let commits: Vec<(String, &str, i64)> = vec![
         (g("g-head"), plain, 20),      // right after retention removed the head
