@@ -4,10 +4,14 @@
 //!   `failing-over` and keeps replicating until its lag is zero (bounded by the timeout),
 //!   then `failed-over`: its workers stop and leave their group on the source. The final
 //!   group offsets are translated and committed to the same-named groups on the target.
-//! - **Unplanned** (`--unplanned`, the source is gone): only what the target knows is used:
-//!   the offset maps, the last checkpoints of every group, and the last source end offsets
-//!   the workers recorded. The report says how many records were lost: written on the source
-//!   (as far as the target knows) but never replicated.
+//! - **Unplanned** (`--unplanned`, the source is gone): the flow goes `failed-over` at once,
+//!   so its workers stop copying; the point is taken once they have stopped (they left their
+//!   group, when the source still answers; the remote partitions stopped growing, when it does
+//!   not), so no record they replicate is later taken for one written on the target and
+//!   copied home twice by failback. Only what the target knows is used: the offset maps, the
+//!   last checkpoints of every group, and the last source end offsets the workers recorded.
+//!   The report says how many records were lost: written on the source (as far as the
+//!   target knows) but never replicated.
 //!
 //! Either way the failover point (per partition, where the remote topic ended and which
 //! source offset that was) is recorded in [`FAILOVER_TOPIC`] on the target, for
@@ -234,13 +238,17 @@ pub async fn failover(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, o
         None
     };
     let reason = format!("tern failover --{mode}");
-    control::update(&target, &flow.target, &flow.name(), &reason, |c| c.state = FailoverState::FailingOver).await?;
-    progress("state failing-over");
+    // A planned failover drains the flow (its workers keep copying while failing over); an
+    // unplanned one stops it at once.
+    let first = if opts.planned { FailoverState::FailingOver } else { FailoverState::FailedOver };
+    control::update(&target, &flow.target, &flow.name(), &reason, |c| c.state = first).await?;
+    progress(&format!("state {first}"));
     let mut errors = Vec::new();
     let outcome = async {
         let (point, groups, drained) = match &source {
             Some(source) => planned(flow, source, &target, deadline, &progress, &mut errors).await?,
             None => {
+                wait_replication_stopped(flow, cluster(&flow.source)?, &target, deadline, &progress, &mut errors).await?;
                 let (p, g) = unplanned(flow, &target, &progress).await?;
                 (p, g, false)
             }
@@ -370,6 +378,57 @@ async fn planned(
     }
     Ok((point, groups, drained))
 }
+
+/// Waits (bounded by `deadline`) until the flow's workers no longer copy records: until they
+/// left their group on the source when it answers, else until the remote partitions have not
+/// grown for [`SETTLED`]. Records a worker still produces would land after the failover point.
+async fn wait_replication_stopped(
+    flow: &Flow,
+    source_cluster: &ClusterConfig,
+    target: &Client,
+    deadline: Instant,
+    progress: &(impl Fn(&str) + Send + Sync),
+    errors: &mut Vec<String>,
+) -> Result<()> {
+    let reach = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(3));
+    if let Ok(source) = connect_bounded(&flow.source, source_cluster, reach).await {
+        progress(&format!("{} answers: waiting for the workers to leave group {}", flow.source, crate::names::group_id(flow)));
+        if !wait_workers_gone(flow, &source, deadline).await {
+            errors.push(format!(
+                "workers of {} still held group {} on {} at the timeout: records they replicated after the failover point would be copied back by failback",
+                flow.name(),
+                crate::names::group_id(flow),
+                flow.source
+            ));
+        }
+        return Ok(());
+    }
+    let maps = checkpoint::load_offset_maps(flow, target).await?;
+    let (ends, _) = read_state(flow, target).await?;
+    let remotes: Vec<(String, i32)> = maps.keys().chain(ends.keys()).map(|(t, p)| (naming::remote_topic(flow, t), *p)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut last = (Vec::new(), Instant::now());
+    loop {
+        let mut now = Vec::new();
+        for (remote, p) in &remotes {
+            now.push(target.list_offset_once(remote, *p, tern_kafka::client::LATEST).await.map(|(o, _)| o).unwrap_or(-1));
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= SETTLED {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            errors.push(format!("the remote topics of {} on {} were still growing at the timeout", flow.name(), flow.target));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How long the remote partitions must stay unchanged before an unplanned failover takes
+/// its point without the source: longer than a worker takes to see the decision
+/// ([`control::POLL_INTERVAL`]) and send what it holds.
+const SETTLED: Duration = Duration::from_secs(3);
 
 async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Send + Sync)) -> Result<(FailoverPoint, Vec<MovedGroup>)> {
     let mut maps = checkpoint::load_offset_maps(flow, target).await?;

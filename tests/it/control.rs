@@ -184,3 +184,56 @@ over_kinds!(lost_decisions_fail_closed {
     tern_lost_decisions_fail_closed: (Tern);
     kafka_lost_decisions_fail_closed: (Kafka);
 });
+
+/// An unplanned failover while the source is alive and still written to, then failback: the
+/// records the workers replicated are not taken for records written on the target, so
+/// failback copies home only what was written there, and no record is twice on the source.
+async fn unplanned_failover_of_a_live_source(kind: Kind) {
+    let one = OneFlow::start(kind, kind, "live", 1).await;
+    let (source, target, flow, topic, remote, path) = (&one.source, &one.target, &one.flow, &one.topic, &one.remote, &one.path);
+    let run = Run::start(path);
+    // A producer writes a record every 10 ms to the source until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (client, topic, stop) = (one.src.client().await, topic.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client.produce(&topic, 0, batch(&format!("live-{i}"), 1, now_ms(), kafka_protocol::records::Compression::None), -1, 5000).await.expect("produce");
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            i
+        })
+    };
+    wait_until(Duration::from_secs(60), "replication under way", async || (crate::drills::end(target, remote, 0).await >= 100).then_some(())).await;
+    let out = std::process::Command::new(tern_bin()).args(["failover", "--config"]).arg(path).args(["--flow", flow, "--unplanned"]).output().expect("tern failover");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Clients on the target write there; the source keeps being written a while longer.
+    let mut t = tern_kafka::client::Connection::connect(&one.dst.bootstrap()).await.expect("connect");
+    crate::drills::produce(&mut t, remote, 0, batch("on-target", 5, now_ms(), kafka_protocol::records::Compression::None)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = producer.await.expect("producer");
+
+    let out = std::process::Command::new(tern_bin()).args(["failback", "--config"]).arg(path).args(["--flow", flow]).output().expect("tern failback");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let values = |content: Vec<crate::clusters::Content>| content.into_iter().map(|r| String::from_utf8_lossy(&r.1.unwrap_or_default()).to_string()).collect::<Vec<_>>();
+    let on_source = values(crate::mirror::partition_content(&one.src.bootstrap(), topic, 0).await);
+    let mut seen = std::collections::BTreeMap::new();
+    for v in &on_source {
+        *seen.entry(v.clone()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(v, _)| v.clone()).collect();
+    assert!(twice.is_empty(), "records twice on the source: {twice:?}");
+    assert_eq!(on_source.iter().filter(|v| v.starts_with("live-")).count(), written, "every record the producer wrote, once");
+    assert_eq!(on_source.iter().filter(|v| v.starts_with("on-target-")).count(), 5, "the target's records copied home, once");
+    println!("{kind:?}: {written} records written on the live source, 5 on the target, {} on the source after failback, none twice", on_source.len());
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+    let _ = source;
+}
+
+over_kinds!(unplanned_failover_of_a_live_source {
+    tern_an_unplanned_failover_of_a_live_source_then_failback_writes_nothing_twice: (Tern);
+    kafka_an_unplanned_failover_of_a_live_source_then_failback_writes_nothing_twice: (Kafka);
+});
