@@ -25,22 +25,27 @@ pub enum Kind {
 pub enum Side {
     A,
     B,
+    /// A Kafka cluster of the test's own, for a test that changes what every flow on the
+    /// cluster shares (deletes `tern-control.internal`, say). One more JVM start-up.
+    Own,
 }
 
 pub enum TestCluster {
     Tern(TestBroker),
     Kafka(&'static KafkaCluster),
+    OwnKafka(Box<KafkaCluster>),
 }
 
 impl TestCluster {
     pub async fn start(kind: Kind, side: Side) -> TestCluster {
         match kind {
             Kind::Tern => TestCluster::Tern(TestBroker::start().await),
+            Kind::Kafka if side == Side::Own => TestCluster::OwnKafka(Box::new(tokio::task::spawn_blocking(|| KafkaCluster::start(1)).await.expect("Kafka cluster"))),
             Kind::Kafka => {
                 let shared = apache_kafka::shared().await;
                 TestCluster::Kafka(match side {
                     Side::A => &shared.a,
-                    Side::B => &shared.b,
+                    Side::B | Side::Own => &shared.b,
                 })
             }
         }
@@ -50,6 +55,7 @@ impl TestCluster {
         match self {
             TestCluster::Tern(b) => b.bootstrap(),
             TestCluster::Kafka(k) => k.bootstrap(),
+            TestCluster::OwnKafka(k) => k.bootstrap(),
         }
     }
 

@@ -118,14 +118,16 @@ over_kinds!(a_planned_failover_waits_for_the_workers {
 /// over), and both say why on the dashboard and in readiness. A decision written again (a
 /// new control topic, epochs from 1) applies on both.
 async fn lost_decisions_fail_closed(kind: Kind) {
-    let one = OneFlow::start(kind, kind, "lost-control", 1).await;
+    // The test deletes the target's control topic, which every flow into that cluster shares:
+    // on Kafka the target is a cluster of its own.
+    let one = OneFlow::start_on(kind, kind, Side::Own, "lost-control", 1).await;
     let (source, target, a, b, flow, topic, remote, path) = (&one.source, &one.target, &one.a, &one.b, &one.flow, &one.topic, &one.remote, &one.path);
     source.produce(topic, 0, batch("before", 10, now_ms(), kafka_protocol::records::Compression::None), -1, 5000).await.expect("produce");
     let first = Run::start(path);
     let web = first.dashboard().await;
     wait_until(Duration::from_secs(60), "the records on the target", async || (crate::drills::end(target, remote, 0).await == 10).then_some(())).await;
-    let out = std::process::Command::new(tern_bin()).args(["failover", "--config"]).arg(path).args(["--flow", flow, "--planned", "--timeout", "30s"]).output().expect("tern failover");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = path.to_str().expect("path");
+    assert_eq!(crate::drills::tern(&["failover", "--config", config, "--flow", flow, "--planned", "--timeout", "30s"]).0, 0);
     wait_until(Duration::from_secs(30), "the worker to follow the failover", async || (json(&web, &one.api_path).await["failover_state"] == "failed-over").then_some(())).await;
     let group = format!("tern.{a}.{b}");
     let committed = source.all_committed_offsets(&group).await.expect("offsets");
@@ -190,7 +192,8 @@ over_kinds!(lost_decisions_fail_closed {
 /// failback copies home only what was written there, and no record is twice on the source.
 async fn unplanned_failover_of_a_live_source(kind: Kind) {
     let one = OneFlow::start(kind, kind, "live", 1).await;
-    let (source, target, flow, topic, remote, path) = (&one.source, &one.target, &one.flow, &one.topic, &one.remote, &one.path);
+    let (target, flow, topic, remote, path) = (&one.target, &one.flow, &one.topic, &one.remote, &one.path);
+    let config = path.to_str().expect("path");
     let run = Run::start(path);
     // A producer writes a record every 10 ms to the source until told to stop.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -207,8 +210,7 @@ async fn unplanned_failover_of_a_live_source(kind: Kind) {
         })
     };
     wait_until(Duration::from_secs(60), "replication under way", async || (crate::drills::end(target, remote, 0).await >= 100).then_some(())).await;
-    let out = std::process::Command::new(tern_bin()).args(["failover", "--config"]).arg(path).args(["--flow", flow, "--unplanned"]).output().expect("tern failover");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(crate::drills::tern(&["failover", "--config", config, "--flow", flow, "--unplanned"]).0, 0);
     // Clients on the target write there; the source keeps being written a while longer.
     let mut t = tern_kafka::client::Connection::connect(&one.dst.bootstrap()).await.expect("connect");
     crate::drills::produce(&mut t, remote, 0, batch("on-target", 5, now_ms(), kafka_protocol::records::Compression::None)).await;
@@ -216,8 +218,7 @@ async fn unplanned_failover_of_a_live_source(kind: Kind) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = producer.await.expect("producer");
 
-    let out = std::process::Command::new(tern_bin()).args(["failback", "--config"]).arg(path).args(["--flow", flow]).output().expect("tern failback");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(crate::drills::tern(&["failback", "--config", config, "--flow", flow]).0, 0);
     let values = |content: Vec<crate::clusters::Content>| content.into_iter().map(|r| String::from_utf8_lossy(&r.1.unwrap_or_default()).to_string()).collect::<Vec<_>>();
     let on_source = values(crate::mirror::partition_content(&one.src.bootstrap(), topic, 0).await);
     let mut seen = std::collections::BTreeMap::new();
@@ -230,7 +231,6 @@ async fn unplanned_failover_of_a_live_source(kind: Kind) {
     assert_eq!(on_source.iter().filter(|v| v.starts_with("on-target-")).count(), 5, "the target's records copied home, once");
     println!("{kind:?}: {written} records written on the live source, 5 on the target, {} on the source after failback, none twice", on_source.len());
     assert!(!run.all().contains("panicked"), "{}", run.all());
-    let _ = source;
 }
 
 over_kinds!(unplanned_failover_of_a_live_source {

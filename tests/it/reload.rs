@@ -108,8 +108,14 @@ impl OneFlow {
     /// Clusters of the given kinds, a topic of `partitions` named after `prefix` on the source,
     /// and the flow's `tern.toml` (see [`config`]).
     pub async fn start(source_kind: Kind, target_kind: Kind, prefix: &str, partitions: i32) -> OneFlow {
+        OneFlow::start_on(source_kind, target_kind, Side::B, prefix, partitions).await
+    }
+
+    /// As [`OneFlow::start`], with the target on `target_side` ([`Side::Own`]: a cluster of
+    /// the test's own).
+    pub async fn start_on(source_kind: Kind, target_kind: Kind, target_side: Side, prefix: &str, partitions: i32) -> OneFlow {
         let src = TestCluster::start(source_kind, Side::A).await;
-        let dst = TestCluster::start(target_kind, Side::B).await;
+        let dst = TestCluster::start(target_kind, target_side).await;
         let (source, target) = (src.client().await, dst.client().await);
         let aliases = Aliases::unique();
         let (a, b) = (aliases.source.clone(), aliases.target.clone());
