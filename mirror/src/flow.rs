@@ -56,6 +56,8 @@ struct Runtime {
     status: Arc<FlowStatus>,
     /// Acknowledged next offsets not yet committed.
     acked: Mutex<BTreeMap<Tp, i64>>,
+    /// Held while a commit of `acked` is in flight: one commit at a time.
+    committing: Mutex<()>,
     /// Partitions whose replication stopped for good, with the reason.
     failed: std::sync::Mutex<HashMap<Tp, String>>,
     /// The worker's identity in the flow's group, for commits.
@@ -199,6 +201,7 @@ pub async fn run(
         target,
         status,
         acked: Mutex::new(BTreeMap::new()),
+        committing: Mutex::new(()),
         failed: std::sync::Mutex::new(HashMap::new()),
         membership: std::sync::Mutex::new(Membership::none()),
         maps: std::sync::Mutex::new(maps),
@@ -1059,19 +1062,19 @@ async fn committer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
 
 /// Commits acknowledged positions; kept for the next attempt when the commit fails.
 ///
-/// One commit at a time: the positions stay locked until the commit is answered, so a commit
-/// on revocation (before the worker leaves its group) waits for the periodic one in flight
-/// and sends again what that one could not commit, instead of finding nothing to commit and
-/// leaving the group with the positions still pending.
+/// One commit at a time: a commit on revocation (before the worker leaves its group) waits
+/// for the periodic one in flight and sends again what that one could not commit, instead of
+/// finding nothing pending and leaving the group with the positions uncommitted. Partition
+/// producers add positions meanwhile without waiting for the commit.
 async fn commit_now(rt: &Runtime) {
-    let mut acked = rt.acked.lock().await;
-    if acked.is_empty() {
+    let _one = rt.committing.lock().await;
+    let pending = rt.acked.lock().await.clone();
+    if pending.is_empty() {
         return;
     }
-    let pending = acked.clone();
     let membership = rt.membership.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match rt.source.commit_offsets(&group_id(&rt.flow), &membership, &pending).await {
-        Ok(()) => acked.retain(|tp, o| pending.get(tp) != Some(o)),
+        Ok(()) => rt.acked.lock().await.retain(|tp, o| pending.get(tp) != Some(o)),
         Err(e) => tracing::debug!(flow = %rt.flow.name(), "commit of replication progress failed: {e}"),
     }
 }
