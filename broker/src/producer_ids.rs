@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::topics::write_durably;
+use crate::storage::files::replace_durably;
 
 const FILE: &str = "producer-id-block";
 const BLOCK: i64 = 1000;
@@ -50,7 +50,7 @@ impl ProducerIds {
 
 /// Records that ids below `end` are reserved.
 fn reserve(path: &Path, end: i64) -> Result<()> {
-    write_durably(&path.with_extension("tmp"), path, format!("{end}\n").as_bytes())?;
+    replace_durably(&path.with_extension("tmp"), path, format!("{end}\n").as_bytes())?;
     Ok(())
 }
 

@@ -149,7 +149,7 @@ impl ScramUsers {
             .collect();
         let bytes = serde_json::to_vec_pretty(&list).map_err(|e| Error::Corrupt(e.to_string()))?;
         let tmp = self.path.with_extension("json.tmp");
-        crate::topics::write_durably(&tmp, &self.path, &bytes)?;
+        crate::storage::files::replace_durably(&tmp, &self.path, &bytes)?;
         Ok(())
     }
 }

@@ -160,7 +160,7 @@ fn load_or_create_cluster_id(data_dir: &std::path::Path) -> Result<String> {
     // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars);
     // the simple form of a v4 UUID carries the same randomness and is a valid id for clients.
     let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
-    crate::topics::write_durably(&data_dir.join("meta.properties.tmp"), &path, format!("version=1\ncluster.id={id}\n").as_bytes())?;
+    crate::storage::files::replace_durably(&data_dir.join("meta.properties.tmp"), &path, format!("version=1\ncluster.id={id}\n").as_bytes())?;
     Ok(id)
 }
 

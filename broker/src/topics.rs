@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::storage::files::replace_durably;
 use crate::storage::{LogConfig, PartitionLog};
 use crate::topic_config;
 
@@ -322,7 +323,7 @@ impl Topics {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        write_durably(&tmp, &path, &text)?;
+        replace_durably(&tmp, &path, &text)?;
         Ok(())
     }
 
@@ -349,16 +350,3 @@ fn open_topic(data_dir: &Path, defaults: &LogConfig, record: TopicRecord) -> Res
     Ok(Topic { name: record.name, id: record.id, configs: record.configs, partitions })
 }
 
-/// Writes `bytes` to `tmp`, fsyncs, renames over `path` and fsyncs the directory, so the file
-/// is either the old or the new version after a crash.
-pub(crate) fn write_durably(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}

@@ -30,14 +30,25 @@ impl BrokerProcess {
 
     /// With more `tern broker` flags.
     pub fn start_with(data: &std::path::Path, flags: &[&str]) -> BrokerProcess {
-        let mut child = Command::new(tern_bin())
-            .args(["broker", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(flags)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tern broker");
+        let mut cmd = Command::new(tern_bin());
+        cmd.args(["broker", "--listen", "127.0.0.1:0", "--data"]).arg(data).args(flags);
+        Self::spawn(cmd, None)
+    }
+
+    /// The broker `cmd` starts (a wrapper may exec it). With `log`, its stderr lines are kept
+    /// there as well as echoed.
+    pub fn spawn(mut cmd: Command, log: Option<Arc<Mutex<Vec<String>>>>) -> BrokerProcess {
+        let stderr = if log.is_some() { Stdio::piped() } else { Stdio::inherit() };
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn tern broker");
+        if let Some(log) = log {
+            let stderr = child.stderr.take().expect("stderr");
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    log.lock().expect("log").push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read address line");
@@ -135,7 +146,7 @@ async fn acknowledged_records_survive_kill_9() {
     }
 }
 
-async fn earliest(c: &mut Connection, topic: &str) -> i64 {
+pub async fn earliest(c: &mut Connection, topic: &str) -> i64 {
     let req = ListOffsetsRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
         .with_name(TopicName(StrBytes::from_string(topic.to_string())))
         .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2)])]);

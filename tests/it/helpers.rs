@@ -173,7 +173,12 @@ pub async fn run_client(mut cmd: Command, timeout: Duration) -> Output {
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("--- {shown}\n{stdout}\n--- stderr\n{stderr}");
+    // Long output (a whole topic read back) is shown by its first lines.
+    let shown_out = match stdout.char_indices().nth(2000) {
+        Some((cut, _)) => format!("{}\n[... {} more bytes]", &stdout[..cut], stdout.len() - cut),
+        None => stdout.to_string(),
+    };
+    println!("--- {shown}\n{shown_out}\n--- stderr\n{stderr}");
     assert!(output.status.success(), "{shown} failed ({}):\n{stdout}\n{stderr}", output.status);
     output
 }

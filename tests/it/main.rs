@@ -32,3 +32,4 @@ mod crafted;
 mod recreated;
 mod control;
 mod crash_points;
+mod disk_full;

@@ -126,7 +126,9 @@ pub fn storage_error_code(e: &storage::Error) -> ResponseError {
         storage::Error::InvalidBatch(_) => ResponseError::CorruptMessage,
         storage::Error::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         storage::Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        storage::Error::Io(_) | storage::Error::Corrupt(_) => ResponseError::KafkaStorageError,
+        storage::Error::Io(_) | storage::Error::Corrupt(_) | storage::Error::SyncFailed(_) | storage::Error::Offline(_) => {
+            ResponseError::KafkaStorageError
+        }
         storage::Error::InvalidRecordBatch(_) => ResponseError::InvalidRecord,
         storage::Error::RecordErrors { timestamp: true, .. } => ResponseError::InvalidTimestamp,
         storage::Error::RecordErrors { timestamp: false, .. } => ResponseError::InvalidRecord,

@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 use tern_kafka::batch::{BatchHeader, HEADER_LEN};
 
 use super::compact::{filter_batch, map_batch, Filter, Filtered, OffsetMap};
-use super::index::tmp_path;
-use super::load::sync_dir;
+use super::files::{replace_file, sync_dir, tmp_path};
 use super::log::PartitionLog;
 use super::scan::{ChunkReader, SCAN_CHUNK};
 use super::segment::{segment_path, Segment};
@@ -90,7 +89,7 @@ impl PartitionLog {
     /// The next cleaning pass, or `None` when the log is not compacted or not dirty enough.
     pub fn plan_cleaning(&self, now_ms: i64) -> Result<Option<CleanPlan>> {
         let c = &self.config;
-        if !c.cleanup_compact || self.old.is_empty() {
+        if !c.cleanup_compact || self.old.is_empty() || self.is_offline() {
             return Ok(None);
         }
         let mut end = self.active.base;
@@ -143,6 +142,18 @@ impl PartitionLog {
     }
 
     pub(crate) fn finish_cleaning_until(&mut self, result: CleanResult, stop: SwapStep) -> Result<CleanStats> {
+        let bases: Vec<i64> = result.groups.iter().map(|g| g.members[0].0).collect();
+        let finished = self.swap_in(result, stop);
+        if finished.is_err() {
+            // Cleaned files not yet swapped in are dropped: on a full disk they hold space.
+            for base in bases {
+                let _ = remove_if_exists(&segment_path(&self.dir, base, "log.cleaned"));
+            }
+        }
+        finished
+    }
+
+    fn swap_in(&mut self, result: CleanResult, stop: SwapStep) -> Result<CleanStats> {
         let mut stats = result.stats;
         for g in result.groups {
             let base = g.members[0].0;
@@ -159,31 +170,47 @@ impl PartitionLog {
             let next_base = self.old.range(last + 1..).next().map_or(self.active.base, |(b, _)| *b);
             let swap = segment_path(&self.dir, base, "log.swap");
             fs::rename(&cleaned, &swap)?;
-            sync_dir(&self.dir)?;
             if stop == SwapStep::Renamed {
                 return Ok(stats);
             }
-            for (b, _) in &g.members {
-                if let Some(seg) = self.old.remove(b) {
-                    self.size -= seg.size;
-                    seg.delete_files(&self.dir)?;
-                }
+            // Past the commit point: a failure here leaves the group's data out of the log in
+            // memory, so the partition goes offline and opening it again completes the swap.
+            let swapped = self.replace_group(&g, &swap, next_base, stop);
+            if let Err(e) = &swapped {
+                tracing::error!(dir = %self.dir.display(), error = %e, "segment swap failed: the partition is offline until the broker restarts");
+                self.offline = Some(format!("segment swap failed: {e}"));
             }
-            if stop == SwapStep::OldDeleted {
+            if !swapped? {
                 return Ok(stats);
             }
-            fs::rename(&swap, segment_path(&self.dir, base, "log"))?;
-            sync_dir(&self.dir)?;
-            let sync = self.config.fsync != FsyncPolicy::Never;
-            let seg = Segment::open_sealed(&self.dir, base, next_base, self.config.index_interval_bytes, sync)?;
-            self.size += seg.size;
-            self.old.insert(base, seg);
             stats.segments_replaced += g.members.len();
         }
         self.first_dirty = result.end;
         self.tombstone_horizon = result.tombstone_horizon;
         write_checkpoint(&self.dir, self.first_dirty, self.tombstone_horizon)?;
         Ok(stats)
+    }
+
+    /// Replaces a group's segments by its `.swap` file; `false` when `stop` ended it early.
+    fn replace_group(&mut self, g: &CleanedGroup, swap: &Path, next_base: i64, stop: SwapStep) -> Result<bool> {
+        sync_dir(&self.dir).map_err(Error::SyncFailed)?;
+        let base = g.members[0].0;
+        for (b, _) in &g.members {
+            if let Some(seg) = self.old.remove(b) {
+                self.size -= seg.size;
+                seg.delete_files(&self.dir)?;
+            }
+        }
+        if stop == SwapStep::OldDeleted {
+            return Ok(false);
+        }
+        fs::rename(swap, segment_path(&self.dir, base, "log"))?;
+        sync_dir(&self.dir).map_err(Error::SyncFailed)?;
+        let sync = self.config.fsync != FsyncPolicy::Never;
+        let seg = Segment::open_sealed(&self.dir, base, next_base, self.config.index_interval_bytes, sync)?;
+        self.size += seg.size;
+        self.old.insert(base, seg);
+        Ok(true)
     }
 
     /// A whole pass under `&mut self` (tests and tools; the broker runs the steps apart).
@@ -198,6 +225,17 @@ impl PartitionLog {
 impl CleanPlan {
     /// Builds the offset map and writes the cleaned files; reads and writes files only.
     pub fn run(self) -> Result<CleanResult> {
+        let result = self.write_cleaned();
+        if result.is_err() {
+            // A failed pass (a full disk, say) leaves no partial file behind.
+            for group in self.group_sources() {
+                let _ = remove_if_exists(&segment_path(&self.dir, group[0].base, "log.cleaned"));
+            }
+        }
+        result
+    }
+
+    fn write_cleaned(&self) -> Result<CleanResult> {
         let mut stats = CleanStats::default();
         let mut map = OffsetMap::new();
         for src in &self.sources {
@@ -378,7 +416,6 @@ pub(super) fn read_checkpoint(dir: &Path) -> (i64, Option<i64>) {
 
 fn write_checkpoint(dir: &Path, first_dirty: i64, horizon: Option<i64>) -> std::io::Result<()> {
     let path = dir.join(CHECKPOINT_FILE);
-    let tmp = tmp_path(&path);
-    fs::write(&tmp, format!("{first_dirty} {}\n", horizon.unwrap_or(-1)))?;
-    fs::rename(&tmp, &path)
+    replace_file(&tmp_path(&path), &path, format!("{first_dirty} {}\n", horizon.unwrap_or(-1)).as_bytes(), false)?;
+    Ok(())
 }

@@ -4,10 +4,12 @@
 //! a sealed segment's index lives in its file and is searched with positional reads, so old
 //! segments cost no memory.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+use super::files::{replace_file, tmp_path};
 
 /// One fixed-size index entry.
 pub(crate) trait Entry: Copy {
@@ -177,16 +179,7 @@ impl<E: Entry> Index<E> {
         for e in v {
             e.encode(&mut bytes);
         }
-        let tmp = tmp_path(path);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        fs::rename(&tmp, path)?;
+        let file = replace_file(&tmp_path(path), path, &bytes, true)?;
         self.store = Store::File {
             file,
             entries: v.len() as u64,
@@ -200,11 +193,4 @@ impl<E: Entry> Index<E> {
             Store::File { file, .. } => file.sync_data(),
         }
     }
-}
-
-/// `<path>.tmp`: temporary files are removed when a log is opened.
-pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    s.into()
 }

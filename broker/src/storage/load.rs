@@ -2,12 +2,12 @@
 //! persisted log start offset.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use super::cleaner::recover_interrupted_cleaning;
-use super::index::tmp_path;
+use super::files::{replace_durably, tmp_path};
 use super::segment::{segment_path, Segment};
 use super::{Error, FsyncPolicy, LogConfig, Result};
 
@@ -138,14 +138,5 @@ fn read_log_start(dir: &Path) -> Result<Option<i64>> {
 /// Replaces the log start offset file (temporary file, fsync, rename, directory fsync).
 pub(super) fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
     let path = dir.join(LOG_START_FILE);
-    let tmp = tmp_path(&path);
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "{offset}")?;
-    f.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    sync_dir(dir)
-}
-
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    replace_durably(&tmp_path(&path), &path, format!("{offset}\n").as_bytes())
 }

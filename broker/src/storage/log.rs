@@ -13,7 +13,8 @@ use tern_kafka::batch::{
 use tern_kafka::error::BatchFault;
 
 use super::cleaner::read_checkpoint;
-use super::load::{self, sync_dir, write_log_start};
+use super::files::sync_dir;
+use super::load::{self, write_log_start};
 use super::producer_state::{ProducerState, Verdict};
 use super::client_rules;
 use super::segment::Segment;
@@ -55,6 +56,10 @@ pub struct PartitionLog {
     /// be removed from `tombstone_horizon` on.
     pub(super) first_dirty: i64,
     pub(super) tombstone_horizon: Option<i64>,
+    /// Why the partition is offline: an fsync failed, so what was written may be lost while
+    /// a later fsync could report success. Reads and writes are refused until a restart
+    /// recovers the log from its files.
+    pub(super) offline: Option<String>,
 }
 
 impl PartitionLog {
@@ -74,6 +79,7 @@ impl PartitionLog {
             producers: ProducerState::default(),
             first_dirty,
             tombstone_horizon,
+            offline: None,
         };
         log.rebuild_producer_state()?;
         Ok(log)
@@ -113,6 +119,7 @@ impl PartitionLog {
         now_ms: i64,
         log_append_time: bool,
     ) -> Result<AppendInfo> {
+        self.online()?;
         let mut headers = validate(records, self.config.max_message_bytes)?;
         let verdict = self.producers.check(&headers, self.active.next_offset, &self.partition_name())?;
         if let Verdict::Duplicate(b) = verdict {
@@ -136,7 +143,8 @@ impl PartitionLog {
             let offsets_full =
                 self.active.next_offset + span - 1 - self.active.base > i64::from(i32::MAX);
             if full || offsets_full || self.roll_due(now_ms) {
-                self.roll()?;
+                let rolled = self.roll();
+                self.offline_on_sync_failure(rolled)?;
             }
         }
         let base_offset = self.active.next_offset;
@@ -158,7 +166,9 @@ impl PartitionLog {
         for (_, h) in &headers {
             self.producers.update(h, now_ms);
         }
-        self.fsync_after_append(now_ms)?;
+        // Not acknowledged when the fsync fails, and nothing later is: the partition goes offline.
+        let synced = self.fsync_after_append(now_ms);
+        self.offline_on_sync_failure(synced)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -192,6 +202,28 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Refuses everything while the partition is offline.
+    fn online(&self) -> Result<()> {
+        match &self.offline {
+            Some(why) => Err(Error::Offline(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the partition offline when `result` is a failed fsync.
+    fn offline_on_sync_failure<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(Error::SyncFailed(e)) = &result {
+            tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed: the partition is offline until the broker restarts");
+            self.offline = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Whether an fsync failure took the partition offline.
+    pub fn is_offline(&self) -> bool {
+        self.offline.is_some()
+    }
+
     fn roll_due(&self, now_ms: i64) -> bool {
         self.active
             .rolling_base_ms
@@ -204,7 +236,7 @@ impl PartitionLog {
         self.active.seal(&self.dir, sync)?;
         let new = Segment::create(&self.dir, self.active.next_offset)?;
         if sync {
-            sync_dir(&self.dir)?;
+            sync_dir(&self.dir).map_err(Error::SyncFailed)?;
         }
         let old = std::mem::replace(&mut self.active, new);
         self.old.insert(old.base, old);
@@ -232,6 +264,7 @@ impl PartitionLog {
     /// Whole batches from the one holding `offset`, up to `max_bytes` (the first batch alone
     /// even if larger when `min_one`). Stops at a segment end.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
+        self.online()?;
         let (log_start, log_end) = (self.log_start, self.active.next_offset);
         if offset < log_start || offset > log_end {
             return Err(Error::OffsetOutOfRange {
@@ -307,10 +340,16 @@ impl PartitionLog {
         if doomed == 0 {
             return Ok(0);
         }
-        let new_start = olds.get(doomed).map_or(self.active.base, |s| s.base);
-        self.advance_log_start(new_start)?;
+        // Segments first, oldest first, then the log start file: on a full disk the file cannot
+        // be written until space is freed. The new start is the first remaining segment's
+        // base, which opening the log derives from the files if the file is not rewritten.
         for _ in 0..doomed {
             self.delete_oldest()?;
+        }
+        let new_start = self.old.first_key_value().map_or(self.active.base, |(b, _)| *b);
+        self.move_log_start(new_start);
+        if let Err(e) = write_log_start(&self.dir, new_start) {
+            tracing::warn!(dir = %self.dir.display(), "cannot persist the log start offset after retention: {e}");
         }
         Ok(doomed)
     }
@@ -318,8 +357,10 @@ impl PartitionLog {
     /// Rolls the active segment if it is non-empty and `segment_ms` has passed since its first
     /// append.
     pub fn roll_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        self.online()?;
         if self.active.size > 0 && self.roll_due(now_ms) {
-            self.roll()?;
+            let rolled = self.roll();
+            self.offline_on_sync_failure(rolled)?;
             return Ok(true);
         }
         Ok(false)
@@ -336,24 +377,30 @@ impl PartitionLog {
                 log_end,
             });
         }
-        self.advance_log_start(offset)?;
+        // Whole segments below the new start go first, so a full disk has room for the log
+        // start file; until that file is written the log starts at the first remaining
+        // segment, as opening it would find.
         while self
             .old
             .first_key_value()
-            .is_some_and(|(_, s)| s.next_offset <= self.log_start)
+            .is_some_and(|(_, s)| s.next_offset <= offset)
         {
             self.delete_oldest()?;
+        }
+        let first_kept = self.old.first_key_value().map_or(self.active.base, |(b, _)| *b);
+        self.move_log_start(first_kept.min(offset));
+        if offset > self.log_start {
+            write_log_start(&self.dir, offset)?;
+            self.move_log_start(offset);
         }
         Ok(self.log_start)
     }
 
-    fn advance_log_start(&mut self, offset: i64) -> Result<()> {
+    fn move_log_start(&mut self, offset: i64) {
         if offset > self.log_start {
-            write_log_start(&self.dir, offset)?;
             self.log_start = offset;
             self.producers.truncate_head(offset);
         }
-        Ok(())
     }
 
     fn delete_oldest(&mut self) -> Result<()> {
@@ -384,16 +431,19 @@ impl PartitionLog {
 
     /// Fsyncs every segment written since its last fsync, and the directory.
     pub fn flush(&mut self) -> Result<()> {
-        for seg in self
-            .old
-            .values_mut()
-            .chain(std::iter::once(&mut self.active))
-        {
+        self.online()?;
+        let synced = self.sync_dirty();
+        self.offline_on_sync_failure(synced)?;
+        let synced = sync_dir(&self.dir).map_err(Error::SyncFailed);
+        self.offline_on_sync_failure(synced)
+    }
+
+    fn sync_dirty(&mut self) -> Result<()> {
+        for seg in self.old.values_mut().chain(std::iter::once(&mut self.active)) {
             if seg.dirty {
                 seg.sync()?;
             }
         }
-        sync_dir(&self.dir)?;
         Ok(())
     }
 

@@ -19,6 +19,7 @@
 mod cleaner;
 pub mod client_rules;
 mod compact;
+pub(crate) mod files;
 mod index;
 mod load;
 mod log;
@@ -161,6 +162,14 @@ impl Default for LogConfig {
 pub enum Error {
     #[error("storage i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// An fsync failed. What it was to make durable may be lost, and the kernel forgets the
+    /// failure, so a later fsync could report success: the partition goes offline (Kafka:
+    /// KAFKA_STORAGE_ERROR until the broker restarts and recovers the log from its files).
+    #[error("fsync failed: {0}")]
+    SyncFailed(#[source] std::io::Error),
+    /// The partition went offline after a failed fsync; it serves nothing until a restart.
+    #[error("partition is offline since an fsync failed ({0}); restart the broker to recover it")]
+    Offline(String),
     /// Bad header, length or CRC in appended data (Kafka: CORRUPT_MESSAGE).
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[source] tern_kafka::Error),

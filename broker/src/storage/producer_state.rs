@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tern_kafka::batch::BatchHeader;
 
-use super::index::tmp_path;
+use super::files::{replace_file, tmp_path};
 use super::{Error, Result};
 
 /// Batches remembered per producer, as in Kafka (and the most a producer has in flight).
@@ -206,9 +206,7 @@ impl ProducerState {
         producers.sort_by_key(|e| e.producer_id);
         let text = serde_json::to_vec(&Snapshot { offset, producers }).map_err(std::io::Error::other)?;
         let path = snapshot_path(dir, offset);
-        let tmp = tmp_path(&path);
-        fs::write(&tmp, text)?;
-        fs::rename(&tmp, &path)?;
+        replace_file(&tmp_path(&path), &path, &text, false)?;
         let all = list_snapshots(dir)?;
         for (_, old) in all.iter().rev().skip(SNAPSHOTS_KEPT) {
             fs::remove_file(old)?;

@@ -45,6 +45,15 @@ pub(crate) struct Segment {
     pub dirty: bool,
 }
 
+/// Fsyncs a segment's data; a failure is [`Error::SyncFailed`].
+fn sync_data(file: &File) -> Result<()> {
+    #[cfg(test)]
+    if tests::FAIL_SYNC.with(|f| f.get()) {
+        return Err(Error::SyncFailed(io::Error::other("injected fsync failure")));
+    }
+    file.sync_data().map_err(Error::SyncFailed)
+}
+
 /// How a scan ended early: position and reason.
 type Stop = Option<(u64, String)>;
 
@@ -157,7 +166,13 @@ impl Segment {
         if seg.next_offset < next_base {
             tracing::warn!(file = %path.display(), end = seg.next_offset, next_base, "gap in offsets after log segment");
         }
-        seg.seal(dir, sync)?;
+        match seg.seal(dir, sync) {
+            // The indexes stay in memory; the next open rebuilds the files (a full disk).
+            Err(Error::Io(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write the rebuilt index files; keeping them in memory");
+            }
+            other => other?,
+        }
         Ok(seg)
     }
 
@@ -282,14 +297,14 @@ impl Segment {
     /// Makes this segment inactive: adds the final time index entry and writes both indexes to
     /// their files (temporary file, fsync, rename: small, once per segment, and an index that
     /// looks sane must be complete). `sync` also fsyncs the log data.
-    pub fn seal(&mut self, dir: &Path, sync: bool) -> io::Result<()> {
+    pub fn seal(&mut self, dir: &Path, sync: bool) -> Result<()> {
         self.push_time_entry();
         self.offset_index
             .seal(&segment_path(dir, self.base, "index"))?;
         self.time_index
             .seal(&segment_path(dir, self.base, "timeindex"))?;
         if sync {
-            self.file.sync_data()?;
+            sync_data(&self.file)?;
             self.dirty = false;
         }
         Ok(())
@@ -300,10 +315,10 @@ impl Segment {
         self.file.try_clone()
     }
 
-    pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()?;
+    pub fn sync(&mut self) -> Result<()> {
+        sync_data(&self.file)?;
+        self.offset_index.sync().map_err(Error::SyncFailed)?;
+        self.time_index.sync().map_err(Error::SyncFailed)?;
         self.dirty = false;
         Ok(())
     }
@@ -419,5 +434,13 @@ impl Segment {
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, pos)?;
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    thread_local! {
+        /// Makes this thread's segment fsyncs fail (the tests of a failed fsync).
+        pub(crate) static FAIL_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 }

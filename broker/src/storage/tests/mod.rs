@@ -3,6 +3,7 @@
 mod basic;
 mod compaction;
 mod crash;
+mod failed_sync;
 mod producers;
 mod recovery;
 mod retention;
