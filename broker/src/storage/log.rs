@@ -343,14 +343,16 @@ impl PartitionLog {
         // Segments first, oldest first, then the log start file: on a full disk the file cannot
         // be written until space is freed. The new start is the first remaining segment's
         // base, which opening the log derives from the files if the file is not rewritten.
-        for _ in 0..doomed {
-            self.delete_oldest()?;
+        let deleted = (0..doomed).try_for_each(|_| self.delete_oldest());
+        let before = self.log_start;
+        self.move_log_start(self.old.first_key_value().map_or(self.active.base, |(b, _)| *b));
+        // Written even when a deletion failed, so the file matches the segments left.
+        if self.log_start > before {
+            if let Err(e) = write_log_start(&self.dir, self.log_start) {
+                tracing::warn!(dir = %self.dir.display(), "cannot persist the log start offset after retention: {e}");
+            }
         }
-        let new_start = self.old.first_key_value().map_or(self.active.base, |(b, _)| *b);
-        self.move_log_start(new_start);
-        if let Err(e) = write_log_start(&self.dir, new_start) {
-            tracing::warn!(dir = %self.dir.display(), "cannot persist the log start offset after retention: {e}");
-        }
+        deleted?;
         Ok(doomed)
     }
 
