@@ -116,6 +116,17 @@ impl KafkaCluster {
     /// Starts a cluster of `nodes` (1 or 3) and waits until every broker is registered.
     /// Blocking: call from `spawn_blocking` or a plain thread.
     pub fn start(nodes: usize) -> KafkaCluster {
+        KafkaCluster::start_with(nodes, None)
+    }
+
+    /// A single node that tells clients to connect to `advertised` (a proxy in front of it)
+    /// instead of its own port.
+    pub fn start_advertising(advertised: &str) -> KafkaCluster {
+        KafkaCluster::start_with(1, Some(advertised))
+    }
+
+    fn start_with(nodes: usize, advertised: Option<&str>) -> KafkaCluster {
+        assert!(advertised.is_none() || nodes == 1, "one advertised address is for one node");
         let began = Instant::now();
         let root = tempfile::Builder::new().prefix("tern-kafka-").tempdir().expect("temp dir").keep();
         let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
@@ -137,7 +148,7 @@ impl KafkaCluster {
                  node.id={id}\n\
                  controller.quorum.voters={voters}\n\
                  listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
-                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                 advertised.listeners=PLAINTEXT://{advertised}\n\
                  controller.listener.names=CONTROLLER\n\
                  listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
                  inter.broker.listener.name=PLAINTEXT\n\
@@ -164,6 +175,7 @@ impl KafkaCluster {
                  num.recovery.threads.per.data.dir=1\n\
                  background.threads=2\n",
                 data = dir.join("data").display(),
+                advertised = advertised.map_or_else(|| format!("127.0.0.1:{port}"), str::to_string),
             );
             std::fs::write(dir.join("server.properties"), props).expect("server.properties");
             cluster.nodes.push(KafkaNode { id, port, dir, watchdog: None });

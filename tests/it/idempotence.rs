@@ -137,14 +137,14 @@ impl Drop for DroppingProxy {
     }
 }
 
-async fn read_frame(s: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_frame(s: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Vec<u8>> {
     let len = s.read_i32().await?;
     let mut buf = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
     s.read_exact(&mut buf).await?;
     Ok(buf)
 }
 
-async fn write_frame(s: &mut (impl AsyncWriteExt + Unpin), body: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_frame(s: &mut (impl AsyncWriteExt + Unpin), body: &[u8]) -> std::io::Result<()> {
     s.write_i32(body.len() as i32).await?;
     s.write_all(body).await
 }

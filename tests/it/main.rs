@@ -33,3 +33,4 @@ mod recreated;
 mod control;
 mod crash_points;
 mod disk_full;
+mod network_faults;

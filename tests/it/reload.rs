@@ -26,7 +26,21 @@ impl Run {
     }
 
     pub fn start_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> Run {
-        let mut child = std::process::Command::new(tern_bin())
+        Run::start_wrapped(config, &[], env)
+    }
+
+    /// `tern run` started through `wrapper` (a command and its arguments, which then runs
+    /// `tern`), as `setpriv` runs it under a group of the test's own.
+    pub fn start_wrapped(config: &std::path::Path, wrapper: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(tern_bin());
+                c
+            }
+            None => std::process::Command::new(tern_bin()),
+        };
+        let mut child = command
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,tern_kafka=warn")

@@ -1,0 +1,386 @@
+//! Network faults between a worker and its target cluster, on both cluster kinds:
+//! - a partition of 60 s: nftables drops every packet of the worker's connections to the
+//!   target, both ways, while a producer keeps writing to the source; replication resumes by
+//!   itself after the heal and the copy is exact;
+//! - a userspace proxy in front of the target that adds 50 ms each way (100 ms round trip) and
+//!   resets the connection on 1% of requests, half before forwarding the request and half after
+//!   the target answered it (so the target wrote a batch the worker never hears about): nothing
+//!   is lost and nothing is written twice.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::records::Compression;
+use tokio::net::{TcpListener, TcpStream};
+use tern_kafka::client::Client;
+use tokio::sync::mpsc;
+
+use crate::apache_kafka::KafkaCluster;
+use crate::clusters::*;
+use crate::drills::{end, now_ms};
+use crate::helpers::*;
+use crate::idempotence::{read_frame, write_frame};
+use crate::mirror::Aliases;
+use crate::reload::{config, json, OneFlow, Run};
+
+/// A group id of the test's own for the worker's process, so nftables can tell its packets
+/// from everyone else's (the test process, other tests' workers, the shared clusters).
+fn next_group() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    42_420 + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn nft(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft (Debian's nftables)");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("nft input");
+    child.wait_with_output().expect("nft")
+}
+
+/// A network partition between the processes of one group and one TCP port: every packet of
+/// their connections is dropped, both ways, without a reset, as a cut link does. Connections
+/// that exist when it starts are cut too (their conntrack entry gets the mark). Healed on drop.
+struct Cut {
+    table: String,
+}
+
+impl Cut {
+    fn start(group: u32, port: u16) -> Cut {
+        let table = format!("tern_cut_{group}");
+        let rules = format!(
+            "table inet {table} {{\n\
+               chain out {{\n\
+                 type filter hook output priority 0; policy accept;\n\
+                 meta skgid {group} tcp dport {port} ct mark set {group}\n\
+                 ct mark {group} drop\n\
+               }}\n\
+               chain in {{\n\
+                 type filter hook input priority 0; policy accept;\n\
+                 ct mark {group} drop\n\
+               }}\n\
+             }}\n"
+        );
+        let out = nft(&["-f", "-"], &rules);
+        assert!(out.status.success(), "nft refused the partition's rules: {}", String::from_utf8_lossy(&out.stderr));
+        Cut { table }
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let out = nft(&["delete", "table", "inet", &self.table], "");
+        if !out.status.success() && !std::thread::panicking() {
+            panic!("nft could not remove {}: {}", self.table, String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn port_of(bootstrap: &str) -> u16 {
+    bootstrap.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {bootstrap}"))
+}
+
+/// Writes `batch` records to each of `partitions` partitions of `topic` every `pause` until
+/// `on` is cleared; returns how many records it wrote. Values are unique, so a record written
+/// twice on the target shows.
+fn steady_producer(bootstrap: String, topic: String, partitions: i32, batch: usize, pause: Duration, on: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let c = tern_kafka::client::Client::connect(tern_kafka::client::ClientConfig::new(&bootstrap)).await.expect("client");
+        let (mut round, mut written) = (0usize, 0usize);
+        while on.load(Ordering::Relaxed) {
+            for p in 0..partitions {
+                c.produce(&topic, p, crate::helpers::batch(&format!("r{round}-p{p}"), batch, now_ms(), Compression::None), -1, 5000).await.expect("produce to the source");
+                written += batch;
+            }
+            round += 1;
+            tokio::time::sleep(pause).await;
+        }
+        written
+    })
+}
+
+/// Waits until every partition of `remote` on the target ends at or past where `topic` ends on
+/// the source (past it: records written twice, which [`assert_exact_copy`] then names).
+async fn wait_reached(source: &Client, target: &Client, topic: &str, remote: &str, partitions: i32) {
+    wait_until(Duration::from_secs(120), &format!("{remote} to reach the end of {topic}"), async || {
+        for p in 0..partitions {
+            if end(target, remote, p).await < end(source, topic, p).await {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// Every partition of the remote topic holds exactly the source's records, in order.
+async fn assert_exact_copy(src: &TestCluster, dst: &TestCluster, topic: &str, remote: &str, partitions: i32) -> usize {
+    let (source, target) = (src.client().await, dst.client().await);
+    let mut total = 0;
+    for p in 0..partitions {
+        let want = read_partition(&source, topic, p).await;
+        let got = read_partition(&target, remote, p).await;
+        let values: HashSet<_> = got.iter().map(|r| r.1.clone()).collect();
+        assert_eq!(values.len(), got.len(), "partition {p}: {} records on the target are copies of others", got.len() - values.len());
+        assert!(got == want, "partition {p}: {} records on the source, {} on the target; first difference at {:?}", want.len(), got.len(), got.iter().zip(&want).position(|(a, b)| a != b));
+        total += got.len();
+    }
+    total
+}
+
+/// Errors the flow's API shows: the flow's own and every partition's.
+async fn flow_errors(web: &str, api_path: &str) -> Vec<String> {
+    let f = json(web, api_path).await;
+    let mut errors: Vec<String> = f["errors"].as_array().into_iter().flatten().filter_map(|e| e.as_str().map(String::from)).collect();
+    errors.extend(f["partitions"].as_array().into_iter().flatten().filter_map(|p| p["error"].as_str().filter(|e| !e.is_empty()).map(String::from)));
+    errors
+}
+
+async fn a_partition_from_the_target_for_60_s_heals_by_itself(kind: Kind) {
+    let partitions = 2;
+    let f = OneFlow::start(kind, kind, "cut", partitions).await;
+    let group = next_group();
+    let regid = group.to_string();
+    let run = Run::start_wrapped(&f.path, &["setpriv", "--regid", &regid, "--clear-groups"], &[]);
+    let web = run.dashboard().await;
+
+    // Ten records a second per partition, from before the cut until after the heal.
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = steady_producer(f.src.bootstrap(), f.topic.clone(), partitions, 1, Duration::from_millis(100), producing.clone());
+    wait_until(Duration::from_secs(60), "the flow to replicate", async || (end(&f.target, &f.remote, 0).await > 10).then_some(())).await;
+
+    let cut = Cut::start(group, port_of(&f.dst.bootstrap()));
+    let cut_at = Instant::now();
+    // What was in flight lands or fails within a moment; from then on the target stands still.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ends = async || {
+        let mut v = Vec::new();
+        for p in 0..partitions {
+            v.push(end(&f.target, &f.remote, p).await);
+        }
+        v
+    };
+    let frozen = ends().await;
+    let source_at_cut: i64 = {
+        let mut n = 0;
+        for p in 0..partitions {
+            n += end(&f.source, &f.topic, p).await;
+        }
+        n
+    };
+    let mut shown: Option<String> = None;
+    while cut_at.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(ends().await, frozen, "the target grew during the partition: the cut does not hold");
+        if shown.is_none() {
+            shown = flow_errors(&web, &f.api_path).await.into_iter().next();
+        }
+    }
+    let mut source_at_heal = 0;
+    for p in 0..partitions {
+        source_at_heal += end(&f.source, &f.topic, p).await;
+    }
+    drop(cut);
+    let healed_at = Instant::now();
+    let shown = shown.unwrap_or_else(|| panic!("60 s without the target showed no error on the flow's API:\n{}", run.all()));
+
+    wait_until(Duration::from_secs(120), "replication to resume after the heal", async || (ends().await != frozen).then_some(())).await;
+    let resumed_in = healed_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    producing.store(false, Ordering::Relaxed);
+    let written = producer.await.expect("producer");
+    wait_reached(&f.source, &f.target, &f.topic, &f.remote, partitions).await;
+    let copied = assert_exact_copy(&f.src, &f.dst, &f.topic, &f.remote, partitions).await;
+    assert_eq!(copied, written, "every record written to the source is on the target once");
+    wait_until(Duration::from_secs(30), "the flow's errors to clear", async || flow_errors(&web, &f.api_path).await.is_empty().then_some(())).await;
+    println!(
+        "{kind:?}: a 60 s partition from the target; {} records written to the source meanwhile; the flow showed \"{shown}\"; \
+         replication resumed {:.1} s after the heal; {copied} records copied exactly ({written} written)",
+        source_at_heal - source_at_cut,
+        resumed_in.as_secs_f64()
+    );
+}
+
+over_kinds!(a_partition_from_the_target_for_60_s_heals_by_itself {
+    tern_a_partition_from_the_target_for_60_s_heals_by_itself: (Tern);
+    kafka_a_partition_from_the_target_for_60_s_heals_by_itself: (Kafka);
+});
+
+/// What the proxy did.
+#[derive(Default)]
+struct Faults {
+    /// Cleared to pass everything (with the delay) for the final reads.
+    on: AtomicBool,
+    requests: AtomicUsize,
+    produce_requests: AtomicUsize,
+    /// Connections reset instead of forwarding a request.
+    reset_before: AtomicUsize,
+    /// Connections reset instead of returning a response the target had written.
+    reset_after: AtomicUsize,
+    /// Of those, answers to produce requests: batches the target wrote and the worker never
+    /// heard about.
+    produce_answers_lost: AtomicUsize,
+}
+
+/// A frame-aware TCP proxy: every frame waits `delay` in each direction (ordered, pipelined:
+/// a delay, not a bandwidth limit), and one request in every hundred of each kind (produce,
+/// other) resets both connections, alternately before it reaches the target and after the
+/// target answered it.
+struct FaultyProxy {
+    faults: Arc<Faults>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyProxy {
+    fn spawn(listener: TcpListener, upstream: SocketAddr, delay: Duration) -> FaultyProxy {
+        let faults = Arc::new(Faults { on: AtomicBool::new(true), ..Faults::default() });
+        let f = faults.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(target) = TcpStream::connect(upstream).await else { continue };
+                let f = f.clone();
+                tokio::spawn(async move {
+                    let _ = proxy_connection(client, target, delay, f).await;
+                });
+            }
+        });
+        FaultyProxy { faults, task }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Delivers frames in order, each no earlier than its time.
+async fn deliver(mut frames: mpsc::UnboundedReceiver<(tokio::time::Instant, Vec<u8>)>, mut to: tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
+    while let Some((at, frame)) = frames.recv().await {
+        tokio::time::sleep_until(at).await;
+        write_frame(&mut to, &frame).await?;
+    }
+    Ok(())
+}
+
+async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration, faults: Arc<Faults>) -> std::io::Result<()> {
+    // Closing either socket sends a reset, not a FIN.
+    client.set_zero_linger()?;
+    target.set_zero_linger()?;
+    let (mut client_read, client_write) = client.into_split();
+    let (mut target_read, target_write) = target.into_split();
+    let (to_target, for_target) = mpsc::unbounded_channel();
+    let (to_client, for_client) = mpsc::unbounded_channel();
+    // Correlation id -> api key of the requests whose answers are dropped.
+    let doomed: Arc<Mutex<HashMap<i32, i16>>> = Arc::default();
+    let (marks, f) = (doomed.clone(), faults.clone());
+    let requests = async move {
+        loop {
+            let frame = read_frame(&mut client_read).await?;
+            let (api_key, correlation_id) = (i16::from_be_bytes([frame[0], frame[1]]), i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
+            let counter = if api_key == 0 { &f.produce_requests } else { &f.requests };
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            if f.on.load(Ordering::SeqCst) && n % 100 == 50 {
+                f.reset_before.fetch_add(1, Ordering::SeqCst);
+                return Ok::<(), std::io::Error>(());
+            }
+            if f.on.load(Ordering::SeqCst) && n % 100 == 0 {
+                marks.lock().expect("lock").insert(correlation_id, api_key);
+            }
+            let _ = to_target.send((tokio::time::Instant::now() + delay, frame));
+        }
+    };
+    let responses = async move {
+        loop {
+            let frame = read_frame(&mut target_read).await?;
+            let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+            if let Some(api_key) = doomed.lock().expect("lock").remove(&correlation_id) {
+                faults.reset_after.fetch_add(1, Ordering::SeqCst);
+                if api_key == 0 {
+                    faults.produce_answers_lost.fetch_add(1, Ordering::SeqCst);
+                }
+                return Ok::<(), std::io::Error>(());
+            }
+            let _ = to_client.send((tokio::time::Instant::now() + delay, frame));
+        }
+    };
+    tokio::select! {
+        r = requests => r,
+        r = responses => r,
+        r = deliver(for_target, target_write) => r,
+        r = deliver(for_client, client_write) => r,
+    }
+}
+
+async fn through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice(kind: Kind) {
+    let partitions = 4;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
+    let src = TestCluster::start(kind, Side::A).await;
+    // The target tells clients to connect to the proxy, so every connection after the
+    // bootstrap goes through it.
+    let (dst, upstream): (TestCluster, SocketAddr) = match kind {
+        Kind::Tern => {
+            let b = TestBroker::start_with(|c| c.advertised = Some(proxy_addr.clone())).await;
+            let addr = b.broker.as_ref().expect("running").addr;
+            (TestCluster::Tern(b), addr)
+        }
+        Kind::Kafka => {
+            let advertised = proxy_addr.clone();
+            let k = tokio::task::spawn_blocking(move || KafkaCluster::start_advertising(&advertised)).await.expect("Kafka cluster");
+            let addr = k.nodes[0].address().parse().expect("node address");
+            (TestCluster::OwnKafka(Box::new(k)), addr)
+        }
+    };
+    let proxy = FaultyProxy::spawn(listener, upstream, Duration::from_millis(50));
+    let faults = proxy.faults.clone();
+
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let topic = unique_topic("proxied");
+    let remote = format!("{a}.{topic}");
+    src.create_topic(&topic, partitions, &[]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &proxy_addr, &[(&a, &b, &topic)])).expect("config");
+    let run = Run::start(&path);
+
+    // About 1,500 records a second for 40 s, in batches of 25 per partition.
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = steady_producer(src.bootstrap(), topic.clone(), partitions, 25, Duration::from_millis(50), producing.clone());
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    producing.store(false, Ordering::Relaxed);
+    let written = producer.await.expect("producer");
+    // Faults stay on while the worker catches up; the test's own reads of the target go
+    // through the proxy too and simply retry.
+    let (source, target) = (src.client().await, dst.client().await);
+    wait_reached(&source, &target, &topic, &remote, partitions).await;
+    faults.on.store(false, Ordering::SeqCst);
+    let copied = assert_exact_copy(&src, &dst, &topic, &remote, partitions).await;
+    assert_eq!(copied, written, "every record written to the source is on the target once");
+
+    let (before, after, produce_lost) = (faults.reset_before.load(Ordering::SeqCst), faults.reset_after.load(Ordering::SeqCst), faults.produce_answers_lost.load(Ordering::SeqCst));
+    let (produces, others) = (faults.produce_requests.load(Ordering::SeqCst), faults.requests.load(Ordering::SeqCst));
+    println!(
+        "{kind:?}: {written} records through a proxy with 100 ms round trip; {produces} produce and {others} other requests; \
+         {before} connections reset before a request, {after} after an answer ({produce_lost} of them produce answers); \
+         {copied} records on the target, each once, in order"
+    );
+    assert!(before >= 3 && after >= 3, "too few faults to mean anything: {before} resets before a request, {after} after an answer");
+    assert!(produce_lost >= 2, "only {produce_lost} produce answers were lost: the worker's retries of written batches were not exercised");
+    assert!(run.lines("panicked").is_empty(), "{}", run.all());
+}
+
+over_kinds!(through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice {
+    tern_through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice: (Tern);
+    kafka_through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice: (Kafka);
+});
