@@ -5,7 +5,8 @@
 //! source without decompressing it where the target takes it, and stops only that partition,
 //! with the target's refusal, where the target does not; written to the control topic, it is
 //! skipped with a warning and the decision written after it applies. `tern run`'s peak RSS
-//! stays under 1 GiB throughout. The source is Apache Kafka (a `tern broker` source refuses the
+//! stays under 1 GiB throughout, as does a `tern broker` process's given the batch and a header
+//! claiming 2^31 - 1 records. The source is Apache Kafka (a `tern broker` source refuses the
 //! batch at produce, see `produce_rules`); the target is each kind.
 
 use std::time::Duration;
@@ -158,3 +159,43 @@ over_kinds!(crafted_batches_cost_bounded_memory {
     kafka_a_crafted_batch_costs_bounded_memory_and_stops_nothing: (Kafka);
     tern_a_crafted_batch_costs_bounded_memory_and_stops_nothing: (Tern);
 });
+
+/// The same inputs straight at a `tern broker` process, whose memory is its own to measure:
+/// the zstd batch to a plain and to a compacted topic, and a 61-byte header claiming 2^31 - 1
+/// records. Each is refused with INVALID_RECORD and a reason, nothing is written, ListOffsets by
+/// timestamp and a fetch still answer, and the process's peak RSS stays under 1 GiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tern_broker_process_refuses_crafted_batches_in_bounded_memory() {
+    const RECORDS: usize = 40;
+    const VALUE: usize = 32 << 20;
+    let dir = tempfile::tempdir().expect("dir");
+    let broker = crate::durability::BrokerProcess::start(dir.path());
+    let c = tern_kafka::client::Client::connect(tern_kafka::client::ClientConfig::new(&broker.addr)).await.expect("client");
+    let (plain, compacted) = (unique_topic("crafted-plain"), unique_topic("crafted-compacted"));
+    let mut conn = tern_kafka::client::Connection::connect(&broker.addr).await.expect("connect");
+    create_topic(&mut conn, &plain, 1, &[]).await;
+    create_topic(&mut conn, &compacted, 1, &[("cleanup.policy", "compact")]).await;
+    let started = now_ms();
+    c.produce(&plain, 0, batch("before", 5, started, Compression::None), -1, 5000).await.expect("produce");
+    c.produce(&compacted, 0, batch("before", 5, started, Compression::None), -1, 5000).await.expect("produce");
+
+    let header = encode_batch(&[PlainRecord::new("k", Some(Bytes::from_static(b"v")), started)], Compression::None).expect("batch");
+    let crafted = [
+        ("a zstd batch decompressing to 1.25 GiB", plain.as_str(), zstd_bomb(RECORDS, VALUE, None), "decompresses to more than 64 MiB"),
+        ("the same, keyed, to a compacted topic", compacted.as_str(), zstd_bomb(RECORDS, VALUE, Some(b"key")), "decompresses to more than 64 MiB"),
+        ("a 61-byte header claiming 2^31 - 1 records", plain.as_str(), crate::produce_rules::claims(&header, i32::MAX), "premature EOF"),
+    ];
+    for (what, topic, bytes, reason) in crafted {
+        let refused = c.produce(topic, 0, bytes, -1, 60_000).await.expect_err(what).to_string();
+        println!("{what}: {refused}");
+        assert!(refused.contains("InvalidRecord") && refused.contains(reason), "{what}: {refused}");
+    }
+    for topic in [&plain, &compacted] {
+        assert_eq!(c.list_offset_once(topic, 0, -1).await.expect("end").0, 5, "{topic}: nothing of the crafted batches was written");
+        assert_eq!(c.list_offset_once(topic, 0, started).await.expect("by timestamp").0, 0, "{topic}: ListOffsets by timestamp");
+        assert_eq!(c.read_all(topic, 0).await.expect("fetch").len(), 5, "{topic}: a fetch returns the records before");
+    }
+    let peak = peak_rss(broker.pid());
+    println!("tern broker's peak RSS: {} MiB", peak >> 20);
+    assert!(peak < 1 << 30, "tern broker's peak RSS was {} MiB", peak >> 20);
+}

@@ -41,7 +41,7 @@ fn with(mut b: Vec<u8>, change: impl FnOnce(&mut Vec<u8>)) -> Bytes {
 
 /// The batch's header with `count` records claimed (and a consistent lastOffsetDelta), and
 /// its records section dropped.
-fn claims(batch: &[u8], count: i32) -> Bytes {
+pub(crate) fn claims(batch: &[u8], count: i32) -> Bytes {
     let mut b = batch[..tern_kafka::batch::HEADER_LEN].to_vec();
     b[8..12].copy_from_slice(&((tern_kafka::batch::HEADER_LEN - 12) as i32).to_be_bytes());
     recount(&b, count)
