@@ -81,13 +81,18 @@ struct Runtime {
     /// position, so that a topic deleted (its partitions revoked) and then created again is
     /// counted with what the old one held.
     last_owned: std::sync::Mutex<HashMap<Tp, (i64, i64)>>,
-    /// Partitions whose source log ended below the position, and since when: acted on only
-    /// once it lasts (a new leader's high watermark can trail for a moment).
-    truncated_since: std::sync::Mutex<HashMap<Tp, std::time::Instant>>,
+    /// Partitions whose source log ended below the position: since when, and the lowest end
+    /// seen since. Acted on only once it lasts (a new leader's high watermark can trail for a
+    /// moment).
+    truncated_since: std::sync::Mutex<HashMap<Tp, (std::time::Instant, i64)>>,
+    /// The source leader epoch of the last batch fetched per partition: where that epoch ends
+    /// on the source's current leader tells a truncation and its point at once.
+    last_epochs: std::sync::Mutex<HashMap<Tp, i32>>,
 }
 
 /// How long a source log must end below the replicated position before replication goes on
-/// from its new end.
+/// from the lowest end seen meanwhile, so that records written after the truncation are
+/// replicated too.
 const TRUNCATION_CONFIRMED_AFTER: Duration = Duration::from_secs(10);
 
 /// Compares the ids of the replicated source topics in the client's metadata with the ids last
@@ -212,6 +217,7 @@ pub async fn run(
         recreated: std::sync::Mutex::new(HashSet::new()),
         last_owned: std::sync::Mutex::new(HashMap::new()),
         truncated_since: std::sync::Mutex::new(HashMap::new()),
+        last_epochs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
     if rt.flow.emit_heartbeats {
@@ -639,6 +645,9 @@ async fn fetch_round(
                     continue;
                 }
                 positions.insert(tp.clone(), prepared.next_offset);
+                if prepared.last_epoch >= 0 {
+                    rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), prepared.last_epoch);
+                }
                 if let Some(tx) = queues.get(&tp) {
                     // Capacity was checked above and only this task sends.
                     let _ = tx.try_send(prepared);
@@ -656,8 +665,12 @@ async fn fetch_round(
 /// - the log start moved past it (retention, DeleteRecords): go on from the log start; the
 ///   records in between were lost before replication;
 /// - the topic was recreated (its id changed): its partitions start over at the rejoin;
-/// - the log ends below it for [`TRUNCATION_CONFIRMED_AFTER`] (an unclean leader election):
-///   go on from the new end.
+/// - the leader epoch of the last batch fetched ends below it on the current leader (an
+///   unclean leader election): go on from there at once, so records the new leader took since
+///   are replicated;
+/// - without epochs (a source that does not answer OffsetForLeaderEpoch, a position from before
+///   a restart), the log ends below it for [`TRUNCATION_CONFIRMED_AFTER`]: go on from the lowest
+///   end seen meanwhile.
 async fn out_of_range(rt: &Runtime, tp: &Tp, pos: i64, positions: &mut HashMap<Tp, i64>) -> Result<()> {
     let (start, _) = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await.map_err(|e| Error::cluster(&rt.flow.source, e))?;
     if start > pos {
@@ -675,28 +688,62 @@ async fn out_of_range(rt: &Runtime, tp: &Tp, pos: i64, positions: &mut HashMap<T
     }
     let (end, _) = rt.source.list_offset(&tp.0, tp.1, LATEST).await.map_err(|e| Error::cluster(&rt.flow.source, e))?;
     if end >= pos {
-        rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
+        if rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).remove(tp).is_some() {
+            rt.status.update(&tp.0, tp.1, |s| s.error = None);
+        }
         return Ok(());
     }
     let _ = rt.source.refresh_metadata(Some(std::slice::from_ref(&tp.0))).await;
     if note_recreated(rt) {
         return Ok(());
     }
-    let since = *rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_insert_with(std::time::Instant::now);
+    // Where the epoch of the last batch fetched ends on the current leader: below the position,
+    // the log diverged there, whatever was written since.
+    let epoch = rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).get(tp).copied();
+    if let Some(epoch) = epoch {
+        match rt.source.epoch_end_offset(&tp.0, tp.1, epoch).await {
+            Ok(Some(diverged)) if diverged < pos => {
+                truncated(rt, tp, pos, diverged.max(start), positions);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "the end of leader epoch {epoch}: {e}"),
+        }
+    }
+    let (since, lowest_end) = {
+        let mut seen = rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = seen.entry(tp.clone()).or_insert_with(|| (std::time::Instant::now(), end));
+        entry.1 = entry.1.min(end);
+        *entry
+    };
+    rt.status.update(&tp.0, tp.1, |s| {
+        s.error = Some(format!(
+            "the source log ends at {lowest_end}, below the replicated position {pos}: taken as truncated if it lasts {} s",
+            TRUNCATION_CONFIRMED_AFTER.as_secs()
+        ))
+    });
     if since.elapsed() >= TRUNCATION_CONFIRMED_AFTER {
-        rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
-        rt.status.source_event(SourceEventRecord {
-            kind: SourceEvent::Truncated,
-            topic: tp.0.clone(),
-            partition: tp.1,
-            at_ms: crate::clock::now_ms(),
-            lost: Some(0),
-            from: pos,
-            resumed_at: end,
-        });
-        positions.insert(tp.clone(), end);
+        truncated(rt, tp, pos, lowest_end, positions);
     }
     Ok(())
+}
+
+/// The source log of `tp` was truncated below `pos`: replication goes on from `resume_at`;
+/// the target keeps the records past it that the source lost.
+fn truncated(rt: &Runtime, tp: &Tp, pos: i64, resume_at: i64, positions: &mut HashMap<Tp, i64>) {
+    rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
+    rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
+    rt.status.update(&tp.0, tp.1, |s| s.error = None);
+    rt.status.source_event(SourceEventRecord {
+        kind: SourceEvent::Truncated,
+        topic: tp.0.clone(),
+        partition: tp.1,
+        at_ms: crate::clock::now_ms(),
+        lost: Some(0),
+        from: pos,
+        resumed_at: resume_at,
+    });
+    positions.insert(tp.clone(), resume_at);
 }
 
 fn fail_partition(rt: &Runtime, tp: &Tp, reason: String) {

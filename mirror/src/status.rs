@@ -182,7 +182,7 @@ impl SourceEventRecord {
         let what = match self.kind {
             Recreated => format!("source topic recreated: {lost} (the old topic's past offset {}); replicating the new topic from offset {}", self.from, self.resumed_at),
             LogStartMoved => format!("source log start moved past the replicated position: {lost} (offsets {} to {} deleted before replication)", self.from, self.resumed_at - 1),
-            Truncated => format!("source log truncated below the replicated position {}: replicating from its new end {}; the target keeps the records the source lost", self.from, self.resumed_at),
+            Truncated => format!("source log truncated below the replicated position {}: replicating from offset {}, where it diverged; the target keeps the records the source lost", self.from, self.resumed_at),
         };
         format!("{}/{}: {} ({})", self.topic, self.partition, what, self.kind)
     }

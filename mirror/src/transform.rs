@@ -33,12 +33,15 @@ pub struct Prepared {
     pub max_timestamp: i64,
     pub batches_fast: u64,
     pub batches_rewritten: u64,
+    /// The source leader epoch of the last batch consumed (-1: none), to ask the source where
+    /// that epoch ends should the position later be out of range.
+    pub last_epoch: i32,
 }
 
 /// Prepares the complete batches of `data` from source offset `from` on. A partial batch at
 /// the end (cut by the fetch size) is left for the next fetch.
 pub fn prepare(data: &[u8], from: i64) -> Result<Prepared> {
-    let mut out = Prepared { next_offset: from, max_timestamp: -1, ..Default::default() };
+    let mut out = Prepared { next_offset: from, max_timestamp: -1, last_epoch: -1, ..Default::default() };
     for item in Batches::new(data) {
         let (at, h) = match item {
             Ok(v) => v,
@@ -50,6 +53,7 @@ pub fn prepare(data: &[u8], from: i64) -> Result<Prepared> {
         if h.last_offset() < out.next_offset {
             continue;
         }
+        out.last_epoch = h.partition_leader_epoch;
         if h.is_control() {
             out.next_offset = h.last_offset() + 1;
             continue;

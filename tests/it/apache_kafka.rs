@@ -79,7 +79,8 @@ fn ephemeral_range() -> (u32, u32) {
 pub struct KafkaNode {
     pub id: i32,
     pub port: u16,
-    dir: PathBuf,
+    /// Its `server.properties`, log and `data` directory.
+    pub dir: PathBuf,
     watchdog: Option<std::process::Child>,
 }
 

@@ -42,8 +42,15 @@ impl TestBroker {
     /// Stops the broker (flushing every log) and starts it again on the same data directory
     /// and port, so clients reconnect to the same address.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await
+    }
+
+    /// As [`TestBroker::restart`], calling `offline` with the data directory while the broker
+    /// is stopped.
+    pub async fn restart_with(&mut self, offline: impl FnOnce(&std::path::Path)) {
         let broker = self.broker.take().expect("running");
         broker.shutdown().await.expect("clean shutdown");
+        offline(self._dir.path());
         let deadline = Instant::now() + Duration::from_secs(10);
         let listener = loop {
             match tokio::net::TcpListener::bind(self.addr).await {

@@ -113,3 +113,111 @@ over_kinds!(a_recreated_source_topic_is_seen {
     tern_a_recreated_source_topic_is_seen_and_replicated_from_its_start: (Tern);
     kafka_a_recreated_source_topic_is_seen_and_replicated_from_its_start: (Kafka);
 });
+
+/// Cuts the log file `path` after its first `keep` record batches, as an unclean leader
+/// election leaves a partition whose new leader lacks the tail; returns the bytes kept.
+fn cut_log_after(path: &std::path::Path, keep: usize) -> u64 {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut at = 0usize;
+    for _ in 0..keep {
+        let len = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().expect("batch length"));
+        at += 12 + usize::try_from(len).expect("batch length");
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open the log");
+    f.set_len(at as u64).expect("truncate the log");
+    f.sync_all().expect("sync");
+    at as u64
+}
+
+/// Stops the source's only node, cuts partition 0 of `topic` after `keep` batches, starts it
+/// again.
+async fn truncate_source(src: &mut TestCluster, topic: &str, keep: usize) {
+    let segment = format!("{topic}-0/00000000000000000000.log");
+    match src {
+        TestCluster::Tern(b) => b.restart_with(|data| _ = cut_log_after(&data.join(&segment), keep)).await,
+        TestCluster::OwnKafka(k) => tokio::task::block_in_place(|| {
+            // kill -9: an unclean stop, so Kafka recovers the segment on start.
+            k.kill_node(1);
+            cut_log_after(&k.nodes[0].dir.join("data").join(&segment), keep);
+            k.restart_node(1);
+        }),
+        TestCluster::Kafka(_) => panic!("a shared cluster is not for truncating"),
+    }
+}
+
+/// The source log ends below the replicated position (what an unclean leader election does):
+/// the flow shows `truncated` and goes on from where the log diverged, so records written to
+/// the source after the truncation arrive; the target keeps what the source lost. Apache
+/// Kafka tells where at once (OffsetForLeaderEpoch for the epoch of the last batch fetched:
+/// its node restarted, so new records have a new epoch); from `tern broker` the flow takes the
+/// lowest end it saw once the log has ended below the position for 10 s.
+async fn a_truncated_source_log_is_seen(kind: Kind) {
+    let mut src = TestCluster::start(kind, Side::Own).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let aliases = crate::mirror::Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let topic = unique_topic("truncated");
+    let remote = format!("{a}.{topic}");
+    src.create_topic(&topic, 1, &[]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, crate::reload::config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
+    let flow_path = format!("/api/v1/flows/{a}-%3E{b}");
+    let source = src.client().await;
+    for i in 0..20 {
+        source.produce(&topic, 0, batch(&format!("old-{i}"), 1, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    }
+    let run = Run::start(&path);
+    let web = run.dashboard().await;
+    let target = dst.client().await;
+    wait_until(Duration::from_secs(60), "the 20 records replicated", async || (end(&target, &remote, 0).await == 20).then_some(())).await;
+
+    truncate_source(&mut src, &topic, 12).await;
+    let source = src.client().await;
+    wait_until(Duration::from_secs(30), "the source log to end at 12 after the cut", async || (end(&source, &topic, 0).await == 12).then_some(())).await;
+    if kind == Kind::Tern {
+        // tern broker keeps no leader epochs: the flow learns where the log diverged only by
+        // seeing it end below the position, which it shows.
+        let suspected = wait_until(Duration::from_secs(30), "the flow to see the log end below its position", async || {
+            json(&web, &flow_path).await["partitions"].as_array()?.iter().filter_map(|p| p["error"].as_str()).find(|e| e.contains("taken as truncated")).map(String::from)
+        })
+        .await;
+        assert!(suspected.contains("ends at 12, below the replicated position 20"), "{suspected}");
+    }
+    // Written after the truncation, before the flow may act on it.
+    source.produce(&topic, 0, batch("after-cut", 3, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    let truncated_at = std::time::Instant::now();
+    let event = wait_until(Duration::from_secs(60), "the flow to show the truncation", async || {
+        json(&web, &flow_path).await["errors"].as_array()?.iter().filter_map(|e| e.as_str()).find(|e| e.contains("truncated")).map(String::from)
+    })
+    .await;
+    assert!(event.starts_with(&format!("{topic}/0:")) && event.contains("position 20") && event.contains("from offset 12,"), "{event}");
+    if kind == Kind::Kafka {
+        assert!(truncated_at.elapsed() < Duration::from_secs(10), "Kafka's leader epochs tell the truncation at once, not after the 10 s without them");
+    }
+    let ready = http_get(&web, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503") && body(&ready).contains("truncated"), "{ready}");
+    let metrics = parse_prometheus(body(&http_get(&web, "/metrics").await));
+    let events = metrics.iter().find(|m| m.name == "tern_source_events_total" && m.labels.get("event").map(String::as_str) == Some("truncated")).map(|m| m.value);
+    assert_eq!(events, Some(1.0), "the truncation counted in /metrics");
+
+    // The target keeps the 20 it had, then the source's records from offset 12 on.
+    source.produce(&topic, 0, batch("later", 2, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while end(&target, &remote, 0).await < 25 {
+        assert!(std::time::Instant::now() < deadline, "the records after the truncation were not replicated within 60 s: {}\n{}", json(&web, &flow_path).await, run.all());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let values: Vec<String> = target.read_range(&remote, 0, 0, 25).await.expect("read").iter().filter_map(|r| r.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())).collect();
+    let mut want: Vec<String> = (0..20).map(|i| format!("old-{i}-0")).collect();
+    want.extend((0..3).map(|i| format!("after-cut-{i}")));
+    want.extend((0..2).map(|i| format!("later-{i}")));
+    assert_eq!(values, want, "{remote}");
+    println!("{kind:?}: the source log cut from 20 to 12 records; the flow showed \"{event}\" {:.1} s after the records written after the cut", truncated_at.elapsed().as_secs_f64());
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+}
+
+over_kinds!(a_truncated_source_log_is_seen {
+    tern_a_truncated_source_log_is_seen_and_replication_goes_on_from_its_end: (Tern);
+    kafka_a_truncated_source_log_is_seen_and_replication_goes_on_from_its_end: (Kafka);
+});

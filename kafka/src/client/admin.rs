@@ -205,6 +205,30 @@ impl Client {
         Ok((p.offset, p.timestamp))
     }
 
+    /// OffsetForLeaderEpoch as a consumer asks it: where the partition's log, as its leader
+    /// holds it now, ends for `epoch` (the start of the next epoch, or the log end while `epoch`
+    /// is the latest). Below a consumer's position, the log was truncated there (an unclean
+    /// leader election). `None` when the broker has no such API or knows no such epoch.
+    pub async fn epoch_end_offset(&self, topic: &str, partition: i32, epoch: i32) -> Result<Option<i64>> {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+        let (_, conn) = self.leader_connection(topic, partition).await?;
+        // v3 is the first a consumer may send (it carries replica id -1).
+        let Ok(version) = conn.version(ApiKey::OffsetForLeaderEpoch, (3, 4)) else { return Ok(None) };
+        let req = kafka_protocol::messages::OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![OffsetForLeaderPartition::default().with_partition(partition).with_current_leader_epoch(-1).with_leader_epoch(epoch)])]);
+        let resp = conn.call(&req, version).await?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Protocol(format!("empty OffsetForLeaderEpoch response for {topic}/{partition}")))?;
+        if p.error_code != 0 {
+            return Err(Error::kafka(p.error_code, format!("end offset of epoch {epoch} of {topic}/{partition}")));
+        }
+        Ok((p.leader_epoch >= 0 && p.end_offset >= 0).then_some(p.end_offset))
+    }
+
     /// ListOffsets for many partitions at once: one request per leader, sent concurrently.
     /// Partitions whose leader is unknown or that answer with an error are left out.
     pub async fn list_offsets(&self, partitions: &[(String, i32)], timestamp: i64) -> Result<BTreeMap<(String, i32), i64>> {
