@@ -384,3 +384,60 @@ over_kinds!(through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice {
     tern_through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice: (Tern);
     kafka_through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice: (Kafka);
 });
+
+/// A failed-over flow whose target (and with it the control topic) stops answering: the
+/// running worker keeps the last decision it read, a worker started during the cut has read
+/// none, and neither fetches from the source (no member in the flow's group, no new commit);
+/// after the heal both follow the decision and the target has nothing new.
+async fn a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable(kind: Kind) {
+    let f = OneFlow::start(kind, kind, "cut-failed-over", 1).await;
+    f.source.produce(&f.topic, 0, crate::helpers::batch("before", 10, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    let group = next_group();
+    let regid = group.to_string();
+    let setpriv = ["setpriv", "--regid", &regid, "--clear-groups"];
+    let first = Run::start_wrapped(&f.path, &setpriv, &[]);
+    let web = first.dashboard().await;
+    wait_until(Duration::from_secs(60), "the records on the target", async || (end(&f.target, &f.remote, 0).await == 10).then_some(())).await;
+    let (code, said) = crate::drills::tern(&["failover", "--config", f.path.to_str().expect("path"), "--flow", &f.flow, "--planned", "--timeout", "30s"]);
+    assert_eq!(code, 0, "{said}");
+    wait_until(Duration::from_secs(30), "the worker to follow the failover", async || (json(&web, &f.api_path).await["failover_state"] == "failed-over").then_some(())).await;
+
+    let cut = Cut::start(group, port_of(&f.dst.bootstrap()));
+    f.source.produce(&f.topic, 0, crate::helpers::batch("after", 10, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    let second = Run::start_wrapped(&f.path, &setpriv, &[]);
+    let web2 = second.dashboard().await;
+    let flow_group = format!("tern.{}.{}", f.a, f.b);
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let members = f.source.describe_group(&flow_group).await.expect("describe the flow's group").members;
+        assert_eq!(members, 0, "a worker joined the failed-over flow's group while its decisions were unreachable");
+        let committed = f.source.all_committed_offsets(&flow_group).await.expect("offsets");
+        assert_eq!(committed.get(&(f.topic.clone(), 0)), Some(&10), "a worker committed a position while the flow was failed over");
+    }
+    assert_eq!(json(&web, &f.api_path).await["failover_state"], "failed-over", "the running worker keeps the last decision it read");
+    let second_state = json(&web2, &f.api_path).await;
+    assert_eq!(second_state["decisions_read"], false, "{second_state}");
+    assert!(second_state["health"] == "unknown" || second_state["health"] == "error", "a worker that read no decision is not shown healthy: {second_state}");
+    let ready = http_get(&web2, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "a worker that read no decision is not ready: {ready}");
+    drop(cut);
+    for web in [&web, &web2] {
+        wait_until(Duration::from_secs(90), "the workers to read the decision after the heal", async || (json(web, &f.api_path).await["failover_state"] == "failed-over").then_some(())).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(end(&f.target, &f.remote, 0).await, 10, "a failed-over flow copies nothing");
+    assert_eq!(f.source.describe_group(&flow_group).await.expect("group").members, 0);
+    println!(
+        "{kind:?}: 20 s without the target while failed over: no fetch, no commit; the worker started during the cut showed health {} and errors {}",
+        second_state["health"], second_state["errors"]
+    );
+    for run in [&first, &second] {
+        assert!(!run.all().contains("panicked"), "{}", run.all());
+    }
+}
+
+over_kinds!(a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable {
+    tern_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Tern);
+    kafka_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Kafka);
+});

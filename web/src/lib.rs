@@ -134,7 +134,8 @@ async fn livez_get() -> Response {
 }
 
 /// Readiness: 200 while every flow runs without flow-level errors, 503 with the reasons
-/// otherwise (a flow that stopped, a cluster unreachable). `/healthz` answers the same.
+/// otherwise (a flow that stopped, a cluster unreachable, a flow that has not read its
+/// decisions yet). `/healthz` answers the same.
 async fn readyz_get(State(state): State<AppState>) -> Response {
     let problems: Vec<String> = state
         .statuses()
@@ -144,7 +145,10 @@ async fn readyz_get(State(state): State<AppState>) -> Response {
             let stopped = snap.stopped.as_ref().map(|r| format!("{name}: stopped: {r}"));
             let events: Vec<String> = snap.recent_source_events(tern_mirror::clock::now_ms()).map(|e| format!("{name}: {}", e.describe())).collect();
             let control = snap.control_error.iter().map(|e| format!("{name}: {e}"));
-            stopped.into_iter().chain(snap.errors.iter().map(|e| format!("{name}: {e}"))).chain(events).chain(control).collect::<Vec<_>>()
+            // A worker that has not read the flow's decisions replicates nothing yet.
+            let unread = (snap.stopped.is_none() && snap.errors.is_empty() && snap.control_error.is_none() && !snap.control_read)
+                .then(|| format!("{name}: starting: the flow's decisions are not read yet"));
+            stopped.into_iter().chain(snap.errors.iter().map(|e| format!("{name}: {e}"))).chain(events).chain(control).chain(unread).collect::<Vec<_>>()
         })
         .map(|line| state.redact(&line))
         .collect();
@@ -211,6 +215,9 @@ mod tests {
         assert_eq!(flow["groups"][0]["translated_offset"], 70);
         assert_eq!(flow["groups"][0]["state"], "exact");
 
+        let starting = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("response");
+        assert_eq!(starting.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready before the flow's decisions are read");
+        status.set_control(tern_mirror::control::Control::default());
         let ok = app.clone().oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("response");
         assert_eq!(ok.status(), StatusCode::OK);
         status.set_errors(vec!["cluster b: unreachable".into()]);

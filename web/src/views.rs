@@ -90,6 +90,9 @@ pub struct FlowView {
     pub health: Health,
     pub paused: bool,
     pub failover_state: FailoverState,
+    /// Whether this worker has read the flow's decisions (until then `paused` and
+    /// `failover_state` are defaults, and it replicates nothing).
+    pub decisions_read: bool,
     pub control_reason: String,
     pub partitions: Vec<PartitionView>,
     pub lag_records: i64,
@@ -275,6 +278,10 @@ impl AppState {
         let control = &snap.control;
         let health = if !errors.is_empty() || partitions.iter().any(|p| p.error.is_some()) {
             Health::Error
+        } else if !snap.control_read {
+            // This worker has not read the flow's decisions yet: it does not replicate, and
+            // what it would do is not known.
+            Health::Unknown
         } else if control.state != FailoverState::Active {
             Health::FailedOver
         } else if control.paused {
@@ -311,6 +318,7 @@ impl AppState {
             health,
             paused: control.paused,
             failover_state: control.state,
+            decisions_read: snap.control_read,
             control_reason: control.reason.clone(),
             partitions,
             lag_records,
