@@ -229,6 +229,45 @@ struct Faults {
     /// Of those, answers to produce requests: batches the target wrote and the worker never
     /// heard about.
     produce_answers_lost: AtomicUsize,
+    /// Instead of one request in a hundred: only the answer to the n-th produce request naming
+    /// this topic is lost.
+    lose_answer_to: Option<(Vec<u8>, usize)>,
+    /// Produce requests naming that topic, and how many of them the proxy had seen when the
+    /// answer was lost.
+    topic_produces: AtomicUsize,
+    sent_when_lost: AtomicUsize,
+}
+
+/// What the proxy does with a request.
+enum Fault {
+    Pass,
+    /// Reset the connections instead of forwarding it.
+    ResetBefore,
+    /// Forward it, and reset the connections instead of returning the answer.
+    ResetAfter,
+}
+
+impl Faults {
+    fn decide(&self, api_key: i16, frame: &[u8]) -> Fault {
+        if !self.on.load(Ordering::SeqCst) {
+            return Fault::Pass;
+        }
+        if let Some((topic, nth)) = &self.lose_answer_to {
+            // The topic's name as a produce request writes it (a compact or a classic string),
+            // not as it may appear inside records (keys carry zigzag lengths).
+            let compact: Vec<u8> = [&[topic.len() as u8 + 1][..], topic].concat();
+            let classic: Vec<u8> = [&(topic.len() as i16).to_be_bytes()[..], topic].concat();
+            let names_topic = api_key == 0 && [compact, classic].iter().any(|p| frame.windows(p.len()).any(|w| w == p.as_slice()));
+            let n = if names_topic { self.topic_produces.fetch_add(1, Ordering::SeqCst) + 1 } else { 0 };
+            return if n == *nth { Fault::ResetAfter } else { Fault::Pass };
+        }
+        let counter = if api_key == 0 { &self.produce_requests } else { &self.requests };
+        match (counter.fetch_add(1, Ordering::SeqCst) + 1) % 100 {
+            50 => Fault::ResetBefore,
+            0 => Fault::ResetAfter,
+            _ => Fault::Pass,
+        }
+    }
 }
 
 /// A frame-aware TCP proxy: every frame waits `delay` in each direction (ordered, pipelined:
@@ -242,7 +281,11 @@ struct FaultyProxy {
 
 impl FaultyProxy {
     fn spawn(listener: TcpListener, upstream: SocketAddr, delay: Duration) -> FaultyProxy {
-        let faults = Arc::new(Faults { on: AtomicBool::new(true), ..Faults::default() });
+        FaultyProxy::spawn_with(listener, upstream, delay, Faults { on: AtomicBool::new(true), ..Faults::default() })
+    }
+
+    fn spawn_with(listener: TcpListener, upstream: SocketAddr, delay: Duration, faults: Faults) -> FaultyProxy {
+        let faults = Arc::new(faults);
         let f = faults.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -287,14 +330,13 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration,
         loop {
             let frame = read_frame(&mut client_read).await?;
             let (api_key, correlation_id) = (i16::from_be_bytes([frame[0], frame[1]]), i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
-            let counter = if api_key == 0 { &f.produce_requests } else { &f.requests };
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            if f.on.load(Ordering::SeqCst) && n % 100 == 50 {
-                f.reset_before.fetch_add(1, Ordering::SeqCst);
-                return Ok::<(), std::io::Error>(());
-            }
-            if f.on.load(Ordering::SeqCst) && n % 100 == 0 {
-                marks.lock().expect("lock").insert(correlation_id, api_key);
+            match f.decide(api_key, &frame) {
+                Fault::Pass => {}
+                Fault::ResetBefore => {
+                    f.reset_before.fetch_add(1, Ordering::SeqCst);
+                    return Ok::<(), std::io::Error>(());
+                }
+                Fault::ResetAfter => _ = marks.lock().expect("lock").insert(correlation_id, api_key),
             }
             let _ = to_target.send((tokio::time::Instant::now() + delay, frame));
         }
@@ -307,6 +349,7 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration,
                 faults.reset_after.fetch_add(1, Ordering::SeqCst);
                 if api_key == 0 {
                     faults.produce_answers_lost.fetch_add(1, Ordering::SeqCst);
+                    faults.sent_when_lost.store(faults.topic_produces.load(Ordering::SeqCst), Ordering::SeqCst);
                 }
                 return Ok::<(), std::io::Error>(());
             }
@@ -321,26 +364,31 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration,
     }
 }
 
+/// A target cluster that tells clients to connect to `proxy` (so every connection after the
+/// bootstrap goes through it), and its own address for the proxy to forward to. For Apache
+/// Kafka a cluster of the test's own.
+async fn target_behind(kind: Kind, proxy: &str) -> (TestCluster, SocketAddr) {
+    match kind {
+        Kind::Tern => {
+            let b = TestBroker::start_with(|c| c.advertised = Some(proxy.to_string())).await;
+            let addr = b.broker.as_ref().expect("running").addr;
+            (TestCluster::Tern(b), addr)
+        }
+        Kind::Kafka => {
+            let advertised = proxy.to_string();
+            let k = tokio::task::spawn_blocking(move || KafkaCluster::start_advertising(&advertised)).await.expect("Kafka cluster");
+            let addr = k.nodes[0].address().parse().expect("node address");
+            (TestCluster::OwnKafka(Box::new(k)), addr)
+        }
+    }
+}
+
 async fn through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice(kind: Kind) {
     let partitions = 4;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let proxy_addr = listener.local_addr().expect("proxy address").to_string();
     let src = TestCluster::start(kind, Side::A).await;
-    // The target tells clients to connect to the proxy, so every connection after the
-    // bootstrap goes through it.
-    let (dst, upstream): (TestCluster, SocketAddr) = match kind {
-        Kind::Tern => {
-            let b = TestBroker::start_with(|c| c.advertised = Some(proxy_addr.clone())).await;
-            let addr = b.broker.as_ref().expect("running").addr;
-            (TestCluster::Tern(b), addr)
-        }
-        Kind::Kafka => {
-            let advertised = proxy_addr.clone();
-            let k = tokio::task::spawn_blocking(move || KafkaCluster::start_advertising(&advertised)).await.expect("Kafka cluster");
-            let addr = k.nodes[0].address().parse().expect("node address");
-            (TestCluster::OwnKafka(Box::new(k)), addr)
-        }
-    };
+    let (dst, upstream) = target_behind(kind, &proxy_addr).await;
     let proxy = FaultyProxy::spawn(listener, upstream, Duration::from_millis(50));
     let faults = proxy.faults.clone();
 
@@ -440,4 +488,52 @@ async fn a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable(ki
 over_kinds!(a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable {
     tern_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Tern);
     kafka_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Kafka);
+});
+
+/// The answer to a produce is lost while more batches of the partition are in flight: a record
+/// set of eight batches, fetched at once, goes out one batch per request, five at a time, and
+/// the proxy resets the connection instead of returning the answer to the second. The worker
+/// resends from the first unacknowledged batch; the target recognises the batches it wrote
+/// (it keeps each producer's last five per partition); the copy is identical and the partition
+/// reports no error.
+async fn a_lost_answer_with_batches_in_flight_writes_nothing_twice(kind: Kind) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
+    let src = TestCluster::start(kind, Side::A).await;
+    let (dst, upstream) = target_behind(kind, &proxy_addr).await;
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let topic = unique_topic("in-flight");
+    let remote = format!("{a}.{topic}");
+    let faults = Faults { on: AtomicBool::new(true), lose_answer_to: Some((remote.as_bytes().to_vec(), 2)), ..Faults::default() };
+    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::from_millis(50), faults);
+    src.create_topic(&topic, 1, &[]).await;
+    let source = src.client().await;
+    // Eight batches of 100 records before the worker starts, so one fetch returns them all.
+    for i in 0..8 {
+        source.produce(&topic, 0, crate::helpers::batch(&format!("b{i}"), 100, now_ms(), Compression::Lz4), -1, 5000).await.expect("produce");
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &proxy_addr, &[(&a, &b, &topic)])).expect("config");
+    let run = Run::start(&path);
+    let web = run.dashboard().await;
+    let target = dst.client().await;
+    wait_reached(&source, &target, &topic, &remote, 1).await;
+    proxy.faults.on.store(false, Ordering::SeqCst);
+    let (lost, sent) = (proxy.faults.produce_answers_lost.load(Ordering::SeqCst), proxy.faults.sent_when_lost.load(Ordering::SeqCst));
+    assert_eq!(lost, 1, "the answer to the second produce of {remote} was lost");
+    assert!(sent >= 6, "only {sent} produce requests of {remote} had been sent when the answer was lost: fewer than five were in flight");
+    let copied = assert_exact_copy(&src, &dst, &topic, &remote, 1).await;
+    assert_eq!(copied, 800);
+    let api_path = format!("/api/v1/flows/{a}-%3E{b}");
+    let errors = flow_errors(&web, &api_path).await;
+    assert!(errors.is_empty(), "the partition reported {errors:?}");
+    assert!(run.lines("replication of this partition stopped").is_empty(), "{}", run.all());
+    println!("{kind:?}: the answer to the 2nd of {sent} produce requests sent was lost; {copied} records on the target, each once, no partition error");
+}
+
+over_kinds!(a_lost_answer_with_batches_in_flight_writes_nothing_twice {
+    tern_a_lost_answer_with_batches_in_flight_writes_nothing_twice: (Tern);
+    kafka_a_lost_answer_with_batches_in_flight_writes_nothing_twice: (Kafka);
 });
