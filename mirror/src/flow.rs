@@ -345,6 +345,7 @@ pub async fn run(
         if !rt.status.replicating() {
             // Paused or failed over: hold the partitions (and the group) but copy nothing;
             // keep the source ends fresh so the dashboard shows the lag growing.
+            work.fetches.cancel();
             refresh_source_ends(&rt, &work.positions).await;
             if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
                 break;
@@ -352,7 +353,7 @@ pub async fn run(
             continue;
         }
         let fetched = tokio::select! {
-            r = fetch_round(&rt, &work.queues, &mut work.positions, throttle.as_mut()) => r,
+            r = fetch_round(&rt, &work.queues, &mut work.positions, &mut work.fetches, throttle.as_mut()) => r,
             _ = shutdown.changed() => break,
         };
         if let Err(e) = fetched {
@@ -376,6 +377,30 @@ struct Assigned {
     queues: HashMap<Tp, mpsc::Sender<Prepared>>,
     positions: HashMap<Tp, i64>,
     producers: tokio::task::JoinSet<()>,
+    fetches: Fetches,
+}
+
+/// What one fetch from a source leader brings back: the partitions it asked for, and the answer.
+type Fetched = (i32, Vec<Tp>, tern_kafka::Result<kafka_protocol::messages::FetchResponse>);
+
+/// The fetches in flight, at most one per source leader and one per partition: each leader is
+/// fetched again as soon as its answer is handled, whatever the other leaders take, so an idle
+/// leader's long poll or a slow leader never holds up another's partitions.
+#[derive(Default)]
+struct Fetches {
+    tasks: tokio::task::JoinSet<Fetched>,
+    leaders: HashSet<i32>,
+    partitions: HashSet<Tp>,
+}
+
+impl Fetches {
+    /// Drops every fetch in flight; positions are untouched, so nothing is skipped.
+    fn cancel(&mut self) {
+        self.tasks.abort_all();
+        self.tasks = tokio::task::JoinSet::new();
+        self.leaders.clear();
+        self.partitions.clear();
+    }
 }
 
 impl Assigned {
@@ -421,6 +446,7 @@ impl Assigned {
     /// partitions. Positions that were not acknowledged in time are simply not committed, so
     /// the next owner replicates them again (at-least-once).
     async fn revoke(&mut self, rt: &Arc<Runtime>) {
+        self.fetches.cancel();
         self.queues.clear();
         rt.owned.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let drained = tokio::time::timeout(Duration::from_secs(30), async { while self.producers.join_next().await.is_some() {} }).await;
@@ -536,31 +562,36 @@ async fn start_positions(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
     out
 }
 
-/// One fetch request per source leader for every partition with room in its queue, within
-/// the flow's bandwidth limit when it has one.
+/// Sends a fetch to every source leader that has none in flight, for its partitions with room
+/// in their queues (within the flow's bandwidth limit when it has one), then handles the first
+/// answer to come back. Called in a loop: each leader runs at its own pace.
 async fn fetch_round(
     rt: &Arc<Runtime>,
     queues: &HashMap<Tp, mpsc::Sender<Prepared>>,
     positions: &mut HashMap<Tp, i64>,
+    fetches: &mut Fetches,
     mut throttle: Option<&mut Throttle>,
 ) -> Result<()> {
     let md = rt.source.metadata_snapshot();
     let failed: HashSet<Tp> = rt.failed.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
     let mut by_leader: BTreeMap<i32, Vec<(String, i32, i64)>> = BTreeMap::new();
     for (tp, tx) in queues {
-        if tx.capacity() == 0 || failed.contains(tp) {
+        if tx.capacity() == 0 || failed.contains(tp) || fetches.partitions.contains(tp) {
             continue;
         }
         let Some(leader) = md.leader(&tp.0, tp.1) else { continue };
+        if fetches.leaders.contains(&leader) {
+            continue;
+        }
         let pos = positions.get(tp).copied().unwrap_or(0);
         by_leader.entry(leader).or_default().push((tp.0.clone(), tp.1, pos));
     }
-    if by_leader.is_empty() {
+    if by_leader.is_empty() && fetches.tasks.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         return Ok(());
     }
     let (mut max_bytes, mut partition_max_bytes) = (rt.settings.fetch_max_bytes, rt.settings.partition_max_bytes);
-    if let Some(throttle) = throttle.as_deref_mut() {
+    if let Some(throttle) = throttle.as_deref_mut().filter(|_| !by_leader.is_empty()) {
         match throttle.allowance(std::time::Instant::now()) {
             Ok(allowed) => {
                 // Each leader's fetch gets the whole allowance: with several leaders a round
@@ -575,34 +606,53 @@ async fn fetch_round(
                 }
             }
             Err(wait) => {
-                // In short steps: a batch far over the limit can mean a long wait, and the
-                // worker must keep heartbeating its group meanwhile.
-                tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
-                return Ok(());
+                by_leader.clear();
+                if fetches.tasks.is_empty() {
+                    // In short steps: a batch far over the limit can mean a long wait, and the
+                    // worker must keep heartbeating its group meanwhile.
+                    tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
+                    return Ok(());
+                }
             }
         }
     }
-    // Leaders are fetched concurrently: a long poll on a quiet broker must not hold back a busy one.
     let wait = rt.settings.fetch_max_wait.as_millis() as i32;
-    let mut fetches = tokio::task::JoinSet::new();
     for (leader, parts) in by_leader {
+        let tps: Vec<Tp> = parts.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        fetches.leaders.insert(leader);
+        fetches.partitions.extend(tps.iter().cloned());
         let rt = rt.clone();
-        fetches.spawn(async move { rt.source.fetch(leader, &parts, wait, max_bytes, partition_max_bytes).await });
+        fetches.tasks.spawn(async move { (leader, tps, rt.source.fetch(leader, &parts, wait, max_bytes, partition_max_bytes).await) });
     }
-    let mut refresh = false;
-    while let Some(joined) = fetches.join_next().await {
-        if !rt.status.replicating() {
-            // Paused while the fetch was in flight: drop what came back, positions unchanged.
-            fetches.abort_all();
+    // The first answer, or nothing for a while: the caller heartbeats and syncs topics between
+    // calls, so it must not wait on a long poll for ever.
+    let next = tokio::time::timeout(rt.settings.fetch_max_wait + Duration::from_millis(100), fetches.tasks.join_next()).await;
+    let (leader, asked, resp) = match next {
+        Ok(Some(Ok(fetched))) => fetched,
+        Ok(Some(Err(_))) => {
+            // A fetch task that did not finish (aborted or panicked): start over.
+            fetches.cancel();
             return Ok(());
         }
-        let Ok(resp) = joined else { continue };
+        Ok(None) | Err(_) => return Ok(()),
+    };
+    fetches.leaders.remove(&leader);
+    for tp in &asked {
+        fetches.partitions.remove(tp);
+    }
+    let mut refresh = false;
+    {
+        if !rt.status.replicating() {
+            // Paused while the fetch was in flight: drop what came back, positions unchanged.
+            fetches.cancel();
+            return Ok(());
+        }
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                refresh = true;
-                tracing::debug!(flow = %rt.flow.name(), "fetch failed: {e}");
-                continue;
+                tracing::debug!(flow = %rt.flow.name(), leader, "fetch failed: {e}");
+                let _ = rt.source.refresh_metadata(None).await;
+                return Ok(());
             }
         };
         for t in resp.responses {

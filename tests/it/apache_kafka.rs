@@ -123,11 +123,16 @@ impl KafkaCluster {
     /// A single node that tells clients to connect to `advertised` (a proxy in front of it)
     /// instead of its own port.
     pub fn start_advertising(advertised: &str) -> KafkaCluster {
-        KafkaCluster::start_with(1, Some(advertised))
+        KafkaCluster::start_with(1, Some((1, advertised)))
     }
 
-    fn start_with(nodes: usize, advertised: Option<&str>) -> KafkaCluster {
-        assert!(advertised.is_none() || nodes == 1, "one advertised address is for one node");
+    /// A cluster of `nodes` whose node `id` tells clients and the other nodes to connect to
+    /// `advertised` (a proxy in front of it).
+    pub fn start_advertising_node(nodes: usize, id: i32, advertised: &str) -> KafkaCluster {
+        KafkaCluster::start_with(nodes, Some((id, advertised)))
+    }
+
+    fn start_with(nodes: usize, advertised: Option<(i32, &str)>) -> KafkaCluster {
         let began = Instant::now();
         let root = tempfile::Builder::new().prefix("tern-kafka-").tempdir().expect("temp dir").keep();
         let ports: Vec<(u16, u16)> = (0..nodes).map(|_| (free_port(), free_port())).collect();
@@ -176,7 +181,7 @@ impl KafkaCluster {
                  num.recovery.threads.per.data.dir=1\n\
                  background.threads=2\n",
                 data = dir.join("data").display(),
-                advertised = advertised.map_or_else(|| format!("127.0.0.1:{port}"), str::to_string),
+                advertised = advertised.filter(|(node, _)| *node == id).map_or_else(|| format!("127.0.0.1:{port}"), |(_, a)| a.to_string()),
             );
             std::fs::write(dir.join("server.properties"), props).expect("server.properties");
             cluster.nodes.push(KafkaNode { id, port, dir, watchdog: None });

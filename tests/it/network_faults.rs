@@ -10,10 +10,11 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use tokio::net::{TcpListener, TcpStream};
 use tern_kafka::client::Client;
@@ -220,6 +221,10 @@ over_kinds!(a_partition_from_the_target_for_60_s_heals_by_itself {
 struct Faults {
     /// Cleared to pass everything (with the delay) for the final reads.
     on: AtomicBool,
+    /// How long every frame waits in each direction, in milliseconds.
+    delay_ms: AtomicU64,
+    /// With this api key set, only the answers to its requests wait, `delay_ms` in all.
+    delay_only: Option<i16>,
     requests: AtomicUsize,
     produce_requests: AtomicUsize,
     /// Connections reset instead of forwarding a request.
@@ -248,6 +253,10 @@ enum Fault {
 }
 
 impl Faults {
+    fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))
+    }
+
     fn decide(&self, api_key: i16, frame: &[u8]) -> Fault {
         if !self.on.load(Ordering::SeqCst) {
             return Fault::Pass;
@@ -285,6 +294,7 @@ impl FaultyProxy {
     }
 
     fn spawn_with(listener: TcpListener, upstream: SocketAddr, delay: Duration, faults: Faults) -> FaultyProxy {
+        faults.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
         let faults = Arc::new(faults);
         let f = faults.clone();
         let task = tokio::spawn(async move {
@@ -292,7 +302,7 @@ impl FaultyProxy {
                 let Ok(target) = TcpStream::connect(upstream).await else { continue };
                 let f = f.clone();
                 tokio::spawn(async move {
-                    let _ = proxy_connection(client, target, delay, f).await;
+                    let _ = proxy_connection(client, target, f).await;
                 });
             }
         });
@@ -315,7 +325,7 @@ async fn deliver(mut frames: mpsc::UnboundedReceiver<(tokio::time::Instant, Vec<
     Ok(())
 }
 
-async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration, faults: Arc<Faults>) -> std::io::Result<()> {
+async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faults>) -> std::io::Result<()> {
     // Closing either socket sends a reset, not a FIN.
     client.set_zero_linger()?;
     target.set_zero_linger()?;
@@ -325,7 +335,9 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration,
     let (to_client, for_client) = mpsc::unbounded_channel();
     // Correlation id -> api key of the requests whose answers are dropped.
     let doomed: Arc<Mutex<HashMap<i32, i16>>> = Arc::default();
-    let (marks, f) = (doomed.clone(), faults.clone());
+    // Correlation ids of the requests whose answers alone wait.
+    let slowed: Arc<Mutex<HashSet<i32>>> = Arc::default();
+    let (marks, f, slow) = (doomed.clone(), faults.clone(), slowed.clone());
     let requests = async move {
         loop {
             let frame = read_frame(&mut client_read).await?;
@@ -338,6 +350,15 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration,
                 }
                 Fault::ResetAfter => _ = marks.lock().expect("lock").insert(correlation_id, api_key),
             }
+            let delay = match f.delay_only {
+                Some(key) => {
+                    if key == api_key {
+                        slow.lock().expect("lock").insert(correlation_id);
+                    }
+                    Duration::ZERO
+                }
+                None => f.delay(),
+            };
             let _ = to_target.send((tokio::time::Instant::now() + delay, frame));
         }
     };
@@ -353,6 +374,11 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, delay: Duration,
                 }
                 return Ok::<(), std::io::Error>(());
             }
+            let delay = match faults.delay_only {
+                Some(_) if slowed.lock().expect("lock").remove(&correlation_id) => faults.delay(),
+                Some(_) => Duration::ZERO,
+                None => faults.delay(),
+            };
             let _ = to_client.send((tokio::time::Instant::now() + delay, frame));
         }
     };
@@ -537,3 +563,91 @@ over_kinds!(a_lost_answer_with_batches_in_flight_writes_nothing_twice {
     tern_a_lost_answer_with_batches_in_flight_writes_nothing_twice: (Tern);
     kafka_a_lost_answer_with_batches_in_flight_writes_nothing_twice: (Kafka);
 });
+
+/// A slow source leader does not hold up the partitions the other leaders lead. The source is
+/// a three-node Apache Kafka cluster whose node 1 is reached through a proxy; once the topic
+/// (six partitions, about 1 MB each in batches of 25 KB) is written, node 1's answers to fetch
+/// requests wait 800 ms. With 64 KiB per partition and fetch, node 1's partitions need about
+/// twenty such fetches; the others must not wait for them. Apache Kafka only:
+/// `tern broker` is one node, the leader of every partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_source_leader_does_not_hold_up_the_others() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
+    let advertised = proxy_addr.clone();
+    let cluster = tokio::task::spawn_blocking(move || KafkaCluster::start_advertising_node(3, 1, &advertised)).await.expect("three-node cluster");
+    let upstream: SocketAddr = cluster.nodes[0].address().parse().expect("node address");
+    const FETCH: i16 = 1;
+    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::ZERO, Faults { delay_only: Some(FETCH), ..Faults::default() });
+    let src = TestCluster::OwnKafka(Box::new(cluster));
+    let dst = TestCluster::start(Kind::Tern, Side::B).await;
+    let partitions = 6;
+    let topic = unique_topic("slow-leader");
+    src.create_topic(&topic, partitions, &[]).await;
+    let source = src.client().await;
+    let md = source.refresh_metadata(None).await.expect("metadata");
+    let leaders: Vec<i32> = md.topics[&topic].partitions.iter().map(|p| p.leader).collect();
+    let slow: Vec<i32> = (0..partitions).filter(|p| leaders[*p as usize] == 1).collect();
+    let fast: Vec<i32> = (0..partitions).filter(|p| leaders[*p as usize] != 1).collect();
+    assert!(!slow.is_empty() && !fast.is_empty(), "leaders {leaders:?}");
+    let value = Bytes::from(vec![b'x'; 500]);
+    let mut writers = tokio::task::JoinSet::new();
+    for p in 0..partitions {
+        let (bootstrap, topic, value) = (src.bootstrap(), topic.clone(), value.clone());
+        writers.spawn(async move {
+            let c = tern_kafka::client::Client::connect(tern_kafka::client::ClientConfig::new(&bootstrap)).await.expect("client");
+            for b in 0..40 {
+                let records: Vec<tern_kafka::records::PlainRecord> =
+                    (0..50).map(|i| tern_kafka::records::PlainRecord::new(format!("{p}-{b}-{i}"), Some(value.clone()), now_ms())).collect();
+                let batch = tern_kafka::records::encode_batch(&records, Compression::None).expect("batch");
+                c.produce(&topic, p, batch, -1, 30_000).await.expect("produce");
+            }
+        });
+    }
+    while writers.join_next().await.transpose().expect("writer").is_some() {}
+    proxy.faults.delay_ms.store(800, Ordering::SeqCst);
+
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let remote = format!("{a}.{topic}");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    let toml = config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)]).replace("[mirror]\n", "[mirror]\npartition_max_bytes = 65536\n");
+    std::fs::write(&path, toml).expect("config");
+    let run = Run::start(&path);
+    let target = dst.client().await;
+    let started = Instant::now();
+    let mut done: Vec<Option<Duration>> = vec![None; partitions as usize];
+    let mut slow_at_fast_done = 0;
+    while done.iter().any(Option::is_none) {
+        assert!(started.elapsed() < Duration::from_secs(180), "not replicated within 180 s: {done:?}\n{}", run.all());
+        for p in 0..partitions {
+            if done[p as usize].is_none() && end(&target, &remote, p).await == 2000 {
+                done[p as usize] = Some(started.elapsed());
+            }
+        }
+        if slow_at_fast_done == 0 && fast.iter().all(|p| done[*p as usize].is_some()) {
+            for p in &slow {
+                slow_at_fast_done += end(&target, &remote, *p).await.max(0);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rate = |p: &i32| 2000.0 / done[*p as usize].expect("done").as_secs_f64();
+    let fast_rates: Vec<String> = fast.iter().map(|p| format!("{p}: {:.0}", rate(p))).collect();
+    let slow_rates: Vec<String> = slow.iter().map(|p| format!("{p}: {:.0}", rate(p))).collect();
+    println!(
+        "records/s per partition, counted from the worker's start: led by the fast nodes {fast_rates:?}; led by node 1 (fetch answers 800 ms late) {slow_rates:?}; \
+         when the fast ones were done the slow ones had {slow_at_fast_done} of {} records",
+        2000 * slow.len()
+    );
+    let fast_done = fast.iter().filter_map(|p| done[*p as usize]).max().expect("fast");
+    let slow_done = slow.iter().filter_map(|p| done[*p as usize]).min().expect("slow");
+    assert!(
+        fast_done * 3 < slow_done && (slow_at_fast_done as usize) < 1000 * slow.len(),
+        "the partitions of the fast leaders waited for the slow one: fast done after {fast_done:?}, slow after {slow_done:?}, slow at {slow_at_fast_done} when the fast were done"
+    );
+    for p in 0..partitions {
+        assert_eq!(read_partition(&target, &remote, p).await, read_partition(&source, &topic, p).await, "partition {p}");
+    }
+}
