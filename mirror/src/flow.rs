@@ -537,7 +537,9 @@ async fn topic_configs(client: &Client, topics: &[String]) -> Option<BTreeMap<St
 
 /// Where replication of new partitions starts: the flow group's committed offset, else the
 /// source log start. A committed offset below the log start (retention went past it) starts
-/// at the log start.
+/// at the log start. A partition this worker replicated past its committed offset (the commit
+/// failed, as when the source was out of reach long enough to end its membership) goes on
+/// after what the target acknowledged, not from the commit, which would copy that tail again.
 async fn start_positions(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
     let committed = match rt.source.committed_offsets(&group_id(&rt.flow), partitions).await {
         Ok(c) => c,
@@ -556,6 +558,14 @@ async fn start_positions(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
                 start
             }
             None => start,
+        };
+        let acked = rt.acked.lock().await.get(tp).copied();
+        let pos = match acked {
+            Some(acked) if acked > pos => {
+                tracing::info!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, committed = pos, acknowledged = acked, "resuming after the records the target acknowledged, past the committed position");
+                acked
+            }
+            _ => pos,
         };
         out.insert(tp.clone(), pos);
     }

@@ -146,7 +146,14 @@ async fn flow_errors(web: &str, api_path: &str) -> Vec<String> {
     errors
 }
 
-async fn a_partition_from_the_target_for_60_s_heals_by_itself(kind: Kind) {
+/// Which of a worker's clusters a partition cuts it from.
+#[derive(Debug, Clone, Copy)]
+enum Far {
+    Source,
+    Target,
+}
+
+async fn a_partition_for_60_s_heals_by_itself(kind: Kind, far: Far) {
     let partitions = 2;
     let f = OneFlow::start(kind, kind, "cut", partitions).await;
     let group = next_group();
@@ -159,7 +166,10 @@ async fn a_partition_from_the_target_for_60_s_heals_by_itself(kind: Kind) {
     let producer = steady_producer(f.src.bootstrap(), f.topic.clone(), partitions, 1, Duration::from_millis(100), producing.clone());
     wait_until(Duration::from_secs(60), "the flow to replicate", async || (end(&f.target, &f.remote, 0).await > 10).then_some(())).await;
 
-    let cut = Cut::start(group, port_of(&f.dst.bootstrap()));
+    let cut = Cut::start(group, port_of(&match far {
+        Far::Source => f.src.bootstrap(),
+        Far::Target => f.dst.bootstrap(),
+    }));
     let cut_at = Instant::now();
     // What was in flight lands or fails within a moment; from then on the target stands still.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -204,16 +214,29 @@ async fn a_partition_from_the_target_for_60_s_heals_by_itself(kind: Kind) {
     assert_eq!(copied, written, "every record written to the source is on the target once");
     wait_until(Duration::from_secs(30), "the flow's errors to clear", async || flow_errors(&web, &f.api_path).await.is_empty().then_some(())).await;
     println!(
-        "{kind:?}: a 60 s partition from the target; {} records written to the source meanwhile; the flow showed \"{shown}\"; \
+        "{kind:?}: a 60 s partition from the {far:?}; {} records written to the source meanwhile; the flow showed \"{shown}\"; \
          replication resumed {:.1} s after the heal; {copied} records copied exactly ({written} written)",
         source_at_heal - source_at_cut,
         resumed_in.as_secs_f64()
     );
 }
 
+async fn a_partition_from_the_target_for_60_s_heals_by_itself(kind: Kind) {
+    a_partition_for_60_s_heals_by_itself(kind, Far::Target).await
+}
+
+async fn a_partition_from_the_source_for_60_s_heals_by_itself(kind: Kind) {
+    a_partition_for_60_s_heals_by_itself(kind, Far::Source).await
+}
+
 over_kinds!(a_partition_from_the_target_for_60_s_heals_by_itself {
     tern_a_partition_from_the_target_for_60_s_heals_by_itself: (Tern);
     kafka_a_partition_from_the_target_for_60_s_heals_by_itself: (Kafka);
+});
+
+over_kinds!(a_partition_from_the_source_for_60_s_heals_by_itself {
+    tern_a_partition_from_the_source_for_60_s_heals_by_itself: (Tern);
+    kafka_a_partition_from_the_source_for_60_s_heals_by_itself: (Kafka);
 });
 
 /// What the proxy did.
