@@ -85,9 +85,11 @@ struct Runtime {
     /// seen since. Acted on only once it lasts (a new leader's high watermark can trail for a
     /// moment).
     truncated_since: std::sync::Mutex<HashMap<Tp, (std::time::Instant, i64)>>,
-    /// The source leader epoch of the last batch fetched per partition: where that epoch ends
-    /// on the source's current leader tells a truncation and its point at once.
-    last_epochs: std::sync::Mutex<HashMap<Tp, i32>>,
+    /// The source leader epoch of the last batch fetched per partition, and the position after
+    /// it: where that epoch ends on the source's current leader tells a truncation and its
+    /// point at once, as long as the partition is still at that position (a partition owned
+    /// by another worker meanwhile may resume past it).
+    last_epochs: std::sync::Mutex<HashMap<Tp, (i32, i64)>>,
 }
 
 /// How long a source log must end below the replicated position before replication goes on
@@ -651,67 +653,65 @@ async fn fetch_round(
         fetches.partitions.remove(tp);
     }
     let mut refresh = false;
-    {
-        if !rt.status.replicating() {
-            // Paused while the fetch was in flight: drop what came back, positions unchanged.
-            fetches.cancel();
+    if !rt.status.replicating() {
+        // Paused while the fetch was in flight: drop what came back, positions unchanged.
+        fetches.cancel();
+        return Ok(());
+    }
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(flow = %rt.flow.name(), leader, "fetch failed: {e}");
+            let _ = rt.source.refresh_metadata(None).await;
             return Ok(());
         }
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(flow = %rt.flow.name(), leader, "fetch failed: {e}");
-                let _ = rt.source.refresh_metadata(None).await;
-                return Ok(());
+    };
+    for t in resp.responses {
+        let topic = t.topic.0.to_string();
+        for p in t.partitions {
+            let tp = (topic.clone(), p.partition_index);
+            let Some(pos) = positions.get(&tp).copied() else { continue };
+            match p.error_code {
+                0 => {}
+                1 => {
+                    // OFFSET_OUT_OF_RANGE: the source no longer has the position.
+                    out_of_range(rt, &tp, pos, positions).await?;
+                    continue;
+                }
+                code => {
+                    refresh = true;
+                    tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, code, "fetch error");
+                    continue;
+                }
             }
-        };
-        for t in resp.responses {
-            let topic = t.topic.0.to_string();
-            for p in t.partitions {
-                let tp = (topic.clone(), p.partition_index);
-                let Some(pos) = positions.get(&tp).copied() else { continue };
-                match p.error_code {
-                    0 => {}
-                    1 => {
-                        // OFFSET_OUT_OF_RANGE: the source no longer has the position.
-                        out_of_range(rt, &tp, pos, positions).await?;
-                        continue;
-                    }
-                    code => {
-                        refresh = true;
-                        tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, code, "fetch error");
-                        continue;
-                    }
-                }
-                rt.status.update(&tp.0, tp.1, |s| {
-                    s.source_end_offset = p.high_watermark;
-                    s.source_end_peak = s.source_end_peak.max(p.high_watermark);
-                });
-                let records = p.records.unwrap_or_default();
-                if records.is_empty() {
+            rt.status.update(&tp.0, tp.1, |s| {
+                s.source_end_offset = p.high_watermark;
+                s.source_end_peak = s.source_end_peak.max(p.high_watermark);
+            });
+            let records = p.records.unwrap_or_default();
+            if records.is_empty() {
+                continue;
+            }
+            if let Some(throttle) = throttle.as_deref_mut() {
+                throttle.spend(records.len());
+            }
+            let prepared = match prepare(&records, pos) {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    fail_partition(rt, &tp, e.to_string());
                     continue;
                 }
-                if let Some(throttle) = throttle.as_deref_mut() {
-                    throttle.spend(records.len());
-                }
-                let prepared = match prepare(&records, pos) {
-                    Ok(prepared) => prepared,
-                    Err(e) => {
-                        fail_partition(rt, &tp, e.to_string());
-                        continue;
-                    }
-                };
-                if prepared.next_offset == pos {
-                    continue;
-                }
-                positions.insert(tp.clone(), prepared.next_offset);
-                if prepared.last_epoch >= 0 {
-                    rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), prepared.last_epoch);
-                }
-                if let Some(tx) = queues.get(&tp) {
-                    // Capacity was checked above and only this task sends.
-                    let _ = tx.try_send(prepared);
-                }
+            };
+            if prepared.next_offset == pos {
+                continue;
+            }
+            positions.insert(tp.clone(), prepared.next_offset);
+            if prepared.last_epoch >= 0 {
+                rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), (prepared.last_epoch, prepared.next_offset));
+            }
+            if let Some(tx) = queues.get(&tp) {
+                // Capacity was checked above and only this task sends.
+                let _ = tx.try_send(prepared);
             }
         }
     }
@@ -759,7 +759,7 @@ async fn out_of_range(rt: &Runtime, tp: &Tp, pos: i64, positions: &mut HashMap<T
     }
     // Where the epoch of the last batch fetched ends on the current leader: below the position,
     // the log diverged there, whatever was written since.
-    let epoch = rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).get(tp).copied();
+    let epoch = rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).get(tp).filter(|(_, at)| *at == pos).map(|(epoch, _)| *epoch);
     if let Some(epoch) = epoch {
         match rt.source.epoch_end_offset(&tp.0, tp.1, epoch).await {
             Ok(Some(diverged)) if diverged < pos => {
