@@ -61,6 +61,10 @@ pub struct ClusterConfig {
     /// Shown on the dashboard's topology (e.g. "aws").
     #[serde(default)]
     pub cloud: Option<String>,
+    /// Kafka's `client.id` on every connection to the cluster (quotas, broker logs); `tern-<name>`
+    /// when absent.
+    #[serde(default)]
+    pub client_id: Option<String>,
     /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; inferred from `tls` and `sasl` when absent
     /// (see [`crate::cluster_security::protocol`]).
     #[serde(default)]
@@ -187,10 +191,13 @@ pub struct MirrorSettings {
     /// MM2 heartbeat records and group heartbeats are both sent this often.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
-    /// A worker that stops heartbeating for this long loses its partitions to the others.
+    /// A worker that stops heartbeating for this long loses its partitions to the others; it
+    /// stops producing them a little earlier (see [`crate::session::fence_after`]).
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// How long a rebalance waits for every worker to rejoin.
+    /// How long a rebalance waits for every worker to rejoin. A worker giving up partitions
+    /// waits for the target's answers to what it sent (and for their offset-map entries) for
+    /// up to this, less 5 s, so that the next owner starts where it stopped.
     #[serde(with = "humantime_serde")]
     pub rebalance_timeout: Duration,
 }
@@ -204,7 +211,7 @@ impl Default for MirrorSettings {
             partition_max_bytes: 4 << 20,
             heartbeat_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -272,6 +279,12 @@ pub fn parse(text: &str) -> Result<Validated> {
         }
         if name.contains('.') || name.is_empty() {
             return Err(Error::Config(format!("clusters.{name}: a cluster alias must be non-empty and contain no '.' (it prefixes remote topic names)")));
+        }
+        if let Some(id) = &c.client_id {
+            // What Kafka's quotas and logs match on: a short, printable name.
+            if id.is_empty() || id.len() > 255 || id.chars().any(|ch| ch.is_control()) {
+                return Err(Error::Config(format!("clusters.{name}.client_id: must be 1 to 255 printable characters")));
+            }
         }
         crate::cluster_security::validate(name, c)?;
     }
@@ -390,6 +403,16 @@ max_bytes_per_second = 1048576
         assert_eq!((f.max_bytes_per_second, v.flows[1].max_bytes_per_second), (None, Some(1 << 20)));
         assert_eq!(v.config.web.listen, "127.0.0.1:8080");
         assert_eq!(v.config.state_dir(Path::new("/etc/tern/tern.toml")), Path::new("/etc/tern/tern-state"));
+    }
+
+    #[test]
+    fn a_client_id_is_a_short_printable_name() {
+        let with = |id: &str| parse(&GOOD.replace("region = \"us-east-1\"", &format!("region = \"us-east-1\"\nclient_id = {id:?}")));
+        assert_eq!(with("tern-worker-7").expect("valid").config.clusters["us-east"].client_id.as_deref(), Some("tern-worker-7"));
+        for bad in ["", "a\nb", &"x".repeat(256)] {
+            let e = with(bad).expect_err("refused").to_string();
+            assert!(e.contains("clusters.us-east.client_id"), "{e}");
+        }
     }
 
     #[test]

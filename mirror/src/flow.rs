@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tern_kafka::client::{Client, GroupMember, HeartbeatOutcome, Membership, EARLIEST, LATEST};
+use tern_kafka::client::{Client, GroupMember, Membership, EARLIEST, LATEST};
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::Instrument;
 
@@ -25,6 +25,7 @@ use crate::cluster::connect;
 use crate::config::{ClusterConfig, Flow, MirrorSettings};
 use crate::names::{group_id, Tp};
 use crate::producer::{batch_spans, encode_one, stamp_producer};
+use crate::session::Session;
 use crate::error::{Error, Result, RetryHint};
 use crate::mm2::{Heartbeat, HEARTBEATS_TOPIC};
 use crate::checkpoint;
@@ -62,6 +63,8 @@ struct Runtime {
     failed: std::sync::Mutex<HashMap<Tp, String>>,
     /// The worker's identity in the flow's group, for commits.
     membership: std::sync::Mutex<Membership>,
+    /// The group session's heartbeats, and whether producing is still safe.
+    session: Arc<Session>,
     /// Offset maps of every partition seen (loaded from the target at start).
     maps: std::sync::Mutex<HashMap<Tp, OffsetMap>>,
     /// Partitions this worker owns in the current generation.
@@ -211,6 +214,7 @@ pub async fn run(
         committing: Mutex::new(()),
         failed: std::sync::Mutex::new(HashMap::new()),
         membership: std::sync::Mutex::new(Membership::none()),
+        session: Arc::new(Session::default()),
         maps: std::sync::Mutex::new(maps),
         owned: std::sync::Mutex::new(HashSet::new()),
         producer,
@@ -229,6 +233,8 @@ pub async fn run(
     background.spawn(checkpointer(rt.clone(), shutdown.clone()));
     background.spawn(control_watcher(rt.clone(), shutdown.clone()));
     background.spawn(lag_prober(rt.clone(), shutdown.clone()));
+    let (found, mut topics) = watch::channel(None);
+    background.spawn(discover_topics(rt.clone(), found, shutdown.clone()));
 
     let mut member = GroupMember::new(&group_id(&rt.flow), rt.settings.session_timeout, rt.settings.rebalance_timeout);
     let mut work = Assigned::default();
@@ -236,8 +242,6 @@ pub async fn run(
     // The replicated source partitions as last seen, and whether the group must rebalance.
     let mut subscribed: Vec<Tp> = Vec::new();
     let mut rejoin = true;
-    let mut last_sync = tokio::time::Instant::now() - rt.settings.topic_refresh_interval;
-    let mut last_heartbeat = tokio::time::Instant::now();
     // Whether the worker left the flow's group because the flow failed over.
     let mut left = false;
     loop {
@@ -256,6 +260,7 @@ pub async fn run(
             // Clients moved to the target: give the partitions up and leave the group, so
             // that `tern failback` can set where replication resumes.
             if !left {
+                rt.session.end();
                 work.revoke(&rt).await;
                 rt.acked.lock().await.clear();
                 if let Err(e) = member.leave().await {
@@ -286,53 +291,46 @@ pub async fn run(
             left = false;
             rejoin = true;
         }
-        if last_sync.elapsed() >= rt.settings.topic_refresh_interval {
-            last_sync = tokio::time::Instant::now();
-            match sync_topics(&rt).await {
-                Ok(mut partitions) => {
-                    partitions.sort();
-                    if partitions != subscribed {
-                        // New topics or partitions: the group's leader must hand them out.
-                        subscribed = partitions;
-                        rejoin = true;
-                    }
-                    if note_recreated(&rt) {
-                        rejoin = true;
-                    }
-                    rt.status.set_errors(vec![]);
-                }
-                Err(e) => {
-                    tracing::warn!(flow = %rt.flow.name(), "topic sync: {e}");
-                    rt.status.set_errors(vec![e.to_string()]);
+        if topics.has_changed().unwrap_or(false) {
+            if let Some(partitions) = topics.borrow_and_update().clone() {
+                if partitions != subscribed {
+                    // New topics or partitions: the group's leader must hand them out.
+                    subscribed = partitions;
+                    rejoin = true;
                 }
             }
+        }
+        if topics.borrow().is_none() {
+            // Nothing to subscribe to before the first topic sync.
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(50)).await {
+                break;
+            }
+            continue;
         }
         if !rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
             // A recreated topic seen by a fetch: its partitions start over at the rejoin.
             rejoin = true;
         }
-        if !rejoin && last_heartbeat.elapsed() >= rt.settings.heartbeat_interval {
-            last_heartbeat = tokio::time::Instant::now();
-            match member.heartbeat().await {
-                Ok(HeartbeatOutcome::Stable) => {}
-                Ok(HeartbeatOutcome::Rejoin) => rejoin = true,
-                Err(e) => {
-                    tracing::warn!(flow = %rt.flow.name(), "group heartbeat: {e}");
-                    rejoin = true;
-                }
-            }
+        if rt.session.rejoin_asked() {
+            rejoin = true;
         }
         if rejoin {
-            // Eager rebalance: finish and commit the current partitions, then rejoin.
+            // Eager rebalance: finish and commit the current partitions, then rejoin. The
+            // session's heartbeats go on until the JoinGroup is sent.
+            if let Some(why) = rt.session.fenced() {
+                tracing::warn!(flow = %rt.flow.name(), partitions = work.positions.len(), "{why}: stopped producing this worker's partitions before the group may give them to another worker; rejoining");
+                rt.status.set_errors(vec![format!("group session on {} lost: {why}", rt.flow.source)]);
+            }
             work.revoke(&rt).await;
+            rt.session.end();
             let topics: Vec<String> = subscribed.iter().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
             match member.join(&rt.source, &topics).await {
                 Ok(assignment) => {
                     *rt.membership.lock().unwrap_or_else(|p| p.into_inner()) = member.membership();
                     tracing::info!(flow = %rt.flow.name(), member = member.member_id(), partitions = assignment.len(), "assigned");
+                    rt.session.begin(member.heartbeater(), rt.settings.heartbeat_interval, rt.settings.session_timeout, rt.flow.name());
                     work.assign(&rt, assignment).await;
                     rejoin = false;
-                    last_heartbeat = tokio::time::Instant::now();
                 }
                 Err(e) => {
                     tracing::warn!(flow = %rt.flow.name(), "joining the flow's group on {}: {e}", rt.flow.source);
@@ -366,6 +364,7 @@ pub async fn run(
         }
     }
     work.revoke(&rt).await;
+    rt.session.end();
     if let Err(e) = member.leave().await {
         tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
     }
@@ -444,16 +443,21 @@ impl Assigned {
         }
     }
 
-    /// Lets every partition producer finish what it holds (bounded), commits, and forgets the
-    /// partitions. Positions that were not acknowledged in time are simply not committed, so
-    /// the next owner replicates them again (at-least-once).
+    /// Stops the partition producers (no new request; the answers to those in flight are
+    /// awaited, within the rebalance timeout), commits what the target acknowledged, and
+    /// forgets the partitions. What was not acknowledged in time is not committed, so the
+    /// next owner replicates it again (at-least-once).
     async fn revoke(&mut self, rt: &Arc<Runtime>) {
+        rt.session.stop_producing();
         self.fetches.cancel();
         self.queues.clear();
         rt.owned.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let drained = tokio::time::timeout(Duration::from_secs(30), async { while self.producers.join_next().await.is_some() {} }).await;
+        // The member must send its JoinGroup within the rebalance timeout, or the group goes on
+        // without it while its last requests may still land.
+        let limit = rt.settings.rebalance_timeout.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(5));
+        let drained = tokio::time::timeout(limit, async { while self.producers.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!(flow = %rt.flow.name(), "partition producers did not finish within 30 s; their unacknowledged records will be replicated again");
+            tracing::warn!(flow = %rt.flow.name(), "partition producers had answers outstanding after {} s; their unacknowledged records will be replicated again", limit.as_secs());
             self.producers.abort_all();
         }
         commit_now(rt).await;
@@ -467,6 +471,35 @@ impl Assigned {
         }
         drop(last);
         self.positions.clear();
+    }
+}
+
+/// Topic discovery, in a task of its own so that a slow target never holds up the replication
+/// loop (nor its answer to a rebalance): every `topic_refresh_interval` the target's topics are
+/// brought in line with the source, and the source partitions to replicate are published,
+/// sorted.
+async fn discover_topics(rt: Arc<Runtime>, found: watch::Sender<Option<Vec<Tp>>>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match sync_topics(&rt).await {
+            Ok(mut partitions) => {
+                partitions.sort();
+                // A recreated topic is marked for the replication loop, which rejoins.
+                note_recreated(&rt);
+                found.send_if_modified(|last| {
+                    let changed = last.as_ref() != Some(&partitions);
+                    *last = Some(partitions);
+                    changed
+                });
+                rt.status.set_errors(vec![]);
+            }
+            Err(e) => {
+                tracing::warn!(flow = %rt.flow.name(), "topic sync: {e}");
+                rt.status.set_errors(vec![e.to_string()]);
+            }
+        }
+        if wait_or_shutdown(&mut shutdown, rt.settings.topic_refresh_interval).await {
+            return;
+        }
     }
 }
 
@@ -827,6 +860,11 @@ const MAX_IN_FLIGHT: usize = 5;
 async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
     while let Some(mut set) = rx.recv().await {
+        if !rt.session.may_produce() {
+            // Given up (a rebalance, or the group session lost): what is queued is fetched
+            // again by the next owner.
+            return;
+        }
         if !set.records.is_empty() {
             // Idempotent produce: every batch gets the next sequence numbers once, and retries
             // resend the same bytes, so the target writes a retried batch only once.
@@ -844,12 +882,15 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             // target closely); new entries are persisted before the position is committed.
             let mut added = Vec::new();
             let mut offsets = std::mem::take(&mut set.source_offsets);
+            // The source offset after the last batch acknowledged, if any was.
+            let mut acked_to = None;
             let mut on_ack = |i: usize, ack: tern_kafka::client::ProduceAck| {
                 let (_, len, count) = spans[i];
                 let these = offsets.split_front(count as u64);
                 // The source offset after this batch: the next batch's first record, or for the
                 // last batch everything the set passed (control batches after it included).
                 let next = offsets.first().unwrap_or(set.next_offset);
+                acked_to = Some(next);
                 added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record_runs(&these, ack.base_offset, next));
                 let (n, bytes) = (these.len(), len as u64);
                 if let Ok(h) = tern_kafka::batch::BatchHeader::parse(&batches[i]) {
@@ -863,7 +904,7 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                     s.error = None;
                 });
             };
-            let refused = produce_in_order(&rt, &tp, &remote, &batches, &mut on_ack).instrument(span.clone()).await;
+            let (done, refused) = produce_in_order(&rt, &tp, &remote, &batches, &mut on_ack).instrument(span.clone()).await;
             if crate::failpoint::hit("abort-before-offset-map", &tp.0) {
                 tracing::error!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "failpoint abort-before-offset-map: aborting after a produce, before its offset map entries are written");
                 std::process::abort();
@@ -881,6 +922,18 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             .await;
             if let Some(e) = refused {
                 fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
+                return;
+            }
+            if done < batches.len() {
+                // Stopped part-way (the partitions are given up): what was acknowledged counts,
+                // and the next batch keeps its sequence number, so that if this worker sends
+                // it again the target knows it.
+                if let Some(seq) = next_sequence.and(tern_kafka::batch::BatchHeader::parse(&batches[done]).ok().map(|h| h.base_sequence)) {
+                    rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), seq);
+                }
+                if let Some(next) = acked_to {
+                    rt.acked.lock().await.insert(tp.clone(), next);
+                }
                 return;
             }
             if let Some(next) = next_sequence {
@@ -904,13 +957,16 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
 }
 
 /// Produces `batches` to one partition in order, handing each acknowledgement to `on_ack` (with
-/// the batch's index) as it comes, and returns the error that stopped the rest, if any.
+/// the batch's index) as it comes. Returns how many batches were acknowledged, and the error
+/// that stopped the rest, if any; with no error and fewer acknowledged, the worker stopped
+/// producing (no new request once [`Session::may_produce`] says no; those in flight are
+/// awaited).
 ///
 /// With an idempotent producer up to [`MAX_IN_FLIGHT`] requests are in flight. When one fails,
 /// whatever else is in flight is awaited and the batches from the failed one on are sent again
 /// one at a time: a resent batch the target already wrote is one of its last five and comes back
 /// as a duplicate with its original offsets, and one it did not write follows the last it did.
-async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes], on_ack: &mut impl FnMut(usize, tern_kafka::client::ProduceAck)) -> Option<tern_kafka::Error> {
+async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes], on_ack: &mut impl FnMut(usize, tern_kafka::client::ProduceAck)) -> (usize, Option<tern_kafka::Error>) {
     // One at a time until the partition knows this producer: a partition accepts a producer it
     // has no state for at any sequence, so a batch sent behind a refused one could be written.
     // Afterwards a batch behind a refused one is refused too (its sequence leaves a gap).
@@ -920,7 +976,7 @@ async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]
     let mut in_flight: std::collections::VecDeque<tern_kafka::Result<tern_kafka::client::PendingProduce>> = std::collections::VecDeque::new();
     let mut sent = 0;
     while acked < batches.len() {
-        while sent < batches.len() && in_flight.len() < window {
+        while sent < batches.len() && in_flight.len() < window && rt.session.may_produce() {
             let request = rt.target.send_produce(remote, tp.1, batches[sent].clone(), -1, 30_000).await;
             let stop = request.is_err();
             in_flight.push_back(request);
@@ -947,31 +1003,35 @@ async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]
                     let _ = request.ack().await;
                 }
                 if !e.is_retriable() {
-                    return Some(e);
+                    return (acked, Some(e));
                 }
                 tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "produce: {e}; resending from batch {acked} of {}", batches.len());
                 while acked < sent {
                     match produce_batch(rt, tp, remote, batches[acked].clone()).await {
-                        Ok(ack) => {
+                        Ok(Some(ack)) => {
                             on_ack(acked, ack);
                             acked += 1;
                         }
-                        Err(e) => return Some(e),
+                        Ok(None) => return (acked, None),
+                        Err(e) => return (acked, Some(e)),
                     }
                 }
             }
         }
     }
-    None
+    (acked, None)
 }
 
 /// Produces one batch, retrying what the target may accept later (leadership moves,
-/// connection trouble) with a growing backoff.
-async fn produce_batch(rt: &Runtime, tp: &Tp, remote: &str, batch: Bytes) -> tern_kafka::Result<tern_kafka::client::ProduceAck> {
+/// connection trouble) with a growing backoff; `None` when the worker stopped producing first.
+async fn produce_batch(rt: &Runtime, tp: &Tp, remote: &str, batch: Bytes) -> tern_kafka::Result<Option<tern_kafka::client::ProduceAck>> {
     let mut backoff = Duration::from_millis(100);
     loop {
+        if !rt.session.may_produce() {
+            return Ok(None);
+        }
         match rt.target.produce(remote, tp.1, batch.clone(), -1, 30_000).await {
-            Ok(ack) => return Ok(ack),
+            Ok(ack) => return Ok(Some(ack)),
             Err(e) if e.is_retriable() => {
                 rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
                 tokio::time::sleep(backoff).await;

@@ -7,7 +7,8 @@
 //! - Leaf modules that import nothing of the replication loop: [`clock`] (the one clock),
 //!   [`cluster`] (connecting to a configured cluster), [`names`] (the flow's group, the
 //!   partition type), [`producer`] (stamping batches for the idempotent producer), [`probe`]
-//!   (the timestamp at an offset, for lag in seconds), [`throttle`] (a flow's bandwidth limit).
+//!   (the timestamp at an offset, for lag in seconds), [`throttle`] (a flow's bandwidth limit),
+//!   [`session`] (the worker's heartbeats in its flow's group, and the fence on its producers).
 //! - [`transform`]: fetched batches to target record sets (fast path and record path).
 //! - [`control`]: pause and failover state, shared by every worker of a flow.
 //! - [`drill`]: disaster-recovery drills (RPO, RTO, per-group verification) and their history.
@@ -54,6 +55,7 @@ pub mod naming;
 pub mod offset_map;
 pub mod probe;
 pub mod producer;
+pub mod session;
 pub mod states;
 pub mod status;
 pub mod throttle;

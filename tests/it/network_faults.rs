@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use tokio::net::{TcpListener, TcpStream};
-use tern_kafka::client::Client;
+use tern_kafka::client::{Client, ClientConfig};
 use tokio::sync::mpsc;
 
 use crate::apache_kafka::KafkaCluster;
@@ -213,6 +213,13 @@ async fn a_partition_for_60_s_heals_by_itself(kind: Kind, far: Far) {
     let copied = assert_exact_copy(&f.src, &f.dst, &f.topic, &f.remote, partitions).await;
     assert_eq!(copied, written, "every record written to the source is on the target once");
     wait_until(Duration::from_secs(30), "the flow's errors to clear", async || flow_errors(&web, &f.api_path).await.is_empty().then_some(())).await;
+    // Cut from the source, the worker's heartbeats go unanswered: it stops producing before its
+    // session could expire, and says so.
+    let fenced = run.lines("before the group may give them to another worker");
+    match far {
+        Far::Source => assert!(fenced.iter().any(|l| l.contains("no heartbeat answered")), "no fence in the log:\n{}", run.all()),
+        Far::Target => assert!(fenced.is_empty(), "the group session was lost though the source was reachable:\n{}", run.all()),
+    }
     println!(
         "{kind:?}: a 60 s partition from the {far:?}; {} records written to the source meanwhile; the flow showed \"{shown}\"; \
          replication resumed {:.1} s after the heal; {copied} records copied exactly ({written} written)",
@@ -248,6 +255,10 @@ struct Faults {
     delay_ms: AtomicU64,
     /// With this api key set, only the answers to its requests wait, `delay_ms` in all.
     delay_only: Option<i16>,
+    /// With this set too, only the answers to requests from this client id wait.
+    only_client: Option<String>,
+    /// Answers that waited under `delay_only`.
+    answers_delayed: AtomicUsize,
     requests: AtomicUsize,
     produce_requests: AtomicUsize,
     /// Connections reset instead of forwarding a request.
@@ -339,6 +350,13 @@ impl Drop for FaultyProxy {
     }
 }
 
+/// The client id of a request frame (size prefix removed): a nullable string after the api
+/// key, version and correlation id in every request header version.
+fn client_id(frame: &[u8]) -> Option<&[u8]> {
+    let len = i16::from_be_bytes([*frame.get(8)?, *frame.get(9)?]);
+    frame.get(10..10 + usize::try_from(len).ok()?)
+}
+
 /// Delivers frames in order, each no earlier than its time.
 async fn deliver(mut frames: mpsc::UnboundedReceiver<(tokio::time::Instant, Vec<u8>)>, mut to: tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
     while let Some((at, frame)) = frames.recv().await {
@@ -375,7 +393,7 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faul
             }
             let delay = match f.delay_only {
                 Some(key) => {
-                    if key == api_key {
+                    if key == api_key && f.only_client.as_deref().is_none_or(|c| client_id(&frame) == Some(c.as_bytes())) {
                         slow.lock().expect("lock").insert(correlation_id);
                     }
                     Duration::ZERO
@@ -398,7 +416,10 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faul
                 return Ok::<(), std::io::Error>(());
             }
             let delay = match faults.delay_only {
-                Some(_) if slowed.lock().expect("lock").remove(&correlation_id) => faults.delay(),
+                Some(_) if slowed.lock().expect("lock").remove(&correlation_id) => {
+                    faults.answers_delayed.fetch_add(1, Ordering::SeqCst);
+                    faults.delay()
+                }
                 Some(_) => Duration::ZERO,
                 None => faults.delay(),
             };
@@ -432,6 +453,17 @@ async fn target_behind(kind: Kind, proxy: &str) -> (TestCluster, SocketAddr) {
     }
 }
 
+/// A client of a cluster behind the faulty proxy: its bootstrap may meet a reset, and is retried.
+async fn client_through_faults(cluster: &TestCluster) -> Client {
+    for _ in 0..20 {
+        match Client::connect(ClientConfig::new(&cluster.bootstrap())).await {
+            Ok(c) => return c,
+            Err(e) => eprintln!("connecting through the proxy: {e}; retrying"),
+        }
+    }
+    panic!("20 connections to {} through the proxy all failed", cluster.bootstrap())
+}
+
 async fn through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice(kind: Kind) {
     let partitions = 4;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
@@ -459,7 +491,7 @@ async fn through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice(kind: K
     let written = producer.await.expect("producer");
     // Faults stay on while the worker catches up; the test's own reads of the target go
     // through the proxy too and simply retry.
-    let (source, target) = (src.client().await, dst.client().await);
+    let (source, target) = (src.client().await, client_through_faults(&dst).await);
     wait_reached(&source, &target, &topic, &remote, partitions).await;
     faults.on.store(false, Ordering::SeqCst);
     let copied = assert_exact_copy(&src, &dst, &topic, &remote, partitions).await;
@@ -674,3 +706,97 @@ async fn a_slow_source_leader_does_not_hold_up_the_others() {
         assert_eq!(read_partition(&target, &remote, p).await, read_partition(&source, &topic, p).await, "partition {p}");
     }
 }
+
+/// One of two workers of a flow has a slow link to the target: the answers to its produce
+/// requests take 15 s (every other frame passes at once), from before the second worker starts
+/// until well after the rebalance that brings it in. The slow worker must keep its group
+/// session while it waits (heartbeats do not wait on produce answers), give its partitions up
+/// only after the answers to what it sent came back, and the second worker must start where it
+/// stopped: every remote partition is the source's records once, in order, never two writers
+/// interleaved, and a group committed mid-stream translates exactly (a drill reports `match`).
+async fn a_worker_whose_target_answers_late_hands_over_cleanly(kind: Kind) {
+    const PRODUCE: i16 = 0;
+    const SLOW: &str = "tern-slow-worker";
+    let partitions = 4;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
+    let src = TestCluster::start(kind, Side::A).await;
+    let (dst, upstream) = target_behind(kind, &proxy_addr).await;
+    // No resets: only the slow worker's produce answers wait, once the delay is set.
+    let faults = Faults { delay_only: Some(PRODUCE), only_client: Some(SLOW.into()), ..Faults::default() };
+    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::ZERO, faults);
+    let faults = proxy.faults.clone();
+
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let flow = format!("{a}->{b}");
+    let topic = unique_topic("handover");
+    let remote = format!("{a}.{topic}");
+    src.create_topic(&topic, partitions, &[]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let toml = config(&a, &src.bootstrap(), &b, &proxy_addr, &[(&a, &b, &topic)]);
+    let (slow_path, fast_path) = (dir.path().join("slow.toml"), dir.path().join("fast.toml"));
+    let target_section = format!("bootstrap = \"{proxy_addr}\"\n");
+    assert!(toml.contains(&target_section));
+    std::fs::write(&slow_path, toml.replace(&target_section, &format!("{target_section}client_id = \"{SLOW}\"\n"))).expect("config");
+    std::fs::write(&fast_path, &toml).expect("config");
+
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = steady_producer(src.bootstrap(), topic.clone(), partitions, 10, Duration::from_millis(100), producing.clone());
+    let slow = Run::start(&slow_path);
+    let (source, target) = (src.client().await, dst.client().await);
+    wait_until(Duration::from_secs(60), "the slow worker to replicate every partition", async || {
+        for p in 0..partitions {
+            if end(&target, &remote, p).await <= 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    faults.delay_ms.store(15_000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fast = Run::start(&fast_path);
+    // A group of the source's consumers commits mid-stream, while the partitions change hands.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let group = format!("{topic}-readers");
+    let mut committed = Vec::new();
+    for p in 0..partitions {
+        committed.push((topic.as_str(), p, end(&source, &topic, p).await));
+    }
+    crate::drills::commit(&source, &group, &committed).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    faults.delay_ms.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    producing.store(false, Ordering::Relaxed);
+    let written = producer.await.expect("producer");
+    wait_reached(&source, &target, &topic, &remote, partitions).await;
+    let delayed = faults.answers_delayed.load(Ordering::SeqCst);
+    assert!(delayed >= 4, "only {delayed} produce answers to the slow worker waited");
+    for (name, run) in [("slow", &slow), ("fast", &fast)] {
+        assert!(run.lines("panicked").is_empty() && run.lines("answers outstanding").is_empty(), "the {name} worker:\n{}", run.all());
+    }
+    let copied = assert_exact_copy(&src, &dst, &topic, &remote, partitions).await;
+    assert_eq!(copied, written, "every record written to the source is on the target once");
+
+    // Stayed in the group: no lost session, a rebalance that gave the newcomer partitions.
+    assert!(slow.lines("group session").is_empty() && slow.lines("before the group may give them").is_empty(), "the slow worker lost its session:\n{}", slow.all());
+    assert!(fast.lines("assigned").iter().any(|l| !l.contains("partitions=0")), "the second worker never got partitions:\n{}", fast.all());
+
+    let json = dir.path().join("drill.json");
+    let (code, report, _) = crate::drills::drill_json(&fast_path, &json, &flow, &group);
+    let g = report.groups.iter().find(|g| g.group == group).unwrap_or_else(|| panic!("{group} in the drill: {:?}", report.groups));
+    assert_eq!((code, g.verdict), (0, tern_mirror::drill::Verdict::Pass), "{}", g.reason);
+    let checks: Vec<_> = g.partitions.iter().map(|p| p.check).collect();
+    assert_eq!(checks, vec![tern_mirror::states::Check::Match; partitions as usize], "{:?}", g.partitions);
+    println!(
+        "{kind:?}: {delayed} produce answers to one worker held 15 s while a second joined; {copied} records on the target, each once, in order; \
+         {group} committed mid-stream: drill {:?}, every partition {:?}",
+        g.verdict, checks[0]
+    );
+}
+
+over_kinds!(a_worker_whose_target_answers_late_hands_over_cleanly {
+    tern_a_worker_whose_target_answers_late_hands_over_cleanly: (Tern);
+    kafka_a_worker_whose_target_answers_late_hands_over_cleanly: (Kafka);
+});

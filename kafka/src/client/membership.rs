@@ -26,6 +26,7 @@ const MEMBER_ID_REQUIRED: i16 = 79;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const ILLEGAL_GENERATION: i16 = 22;
+const FENCED_INSTANCE_ID: i16 = 82;
 
 /// One member of a group, with what it was assigned in the current generation.
 pub struct GroupMember {
@@ -42,8 +43,40 @@ pub struct GroupMember {
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeartbeatOutcome {
     Stable,
-    /// The group is rebalancing (a member came or went): stop work and rejoin.
+    /// The group is rebalancing (a member came or went): stop work and rejoin. The member is
+    /// still in the group until the rebalance timeout, and its heartbeats keep it there.
     Rejoin,
+    /// The member is no longer in this generation (its session expired, or the group moved on
+    /// without it): its partitions may already be someone else's.
+    Gone,
+}
+
+/// What it takes to heartbeat one generation of a group, apart from the member: a task of its
+/// own can keep the session alive whatever the member's work is doing.
+#[derive(Clone)]
+pub struct Heartbeater {
+    group: String,
+    member_id: String,
+    generation_id: i32,
+    coordinator: Arc<BrokerConnection>,
+}
+
+impl Heartbeater {
+    pub async fn beat(&self) -> Result<HeartbeatOutcome> {
+        let conn = &self.coordinator;
+        let version = conn.version(ApiKey::Heartbeat, (1, 4))?;
+        let req = HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(self.group.clone())))
+            .with_generation_id(self.generation_id)
+            .with_member_id(StrBytes::from_string(self.member_id.clone()));
+        let resp = conn.call(&req, version).await?;
+        match resp.error_code {
+            0 => Ok(HeartbeatOutcome::Stable),
+            REBALANCE_IN_PROGRESS => Ok(HeartbeatOutcome::Rejoin),
+            UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION | FENCED_INSTANCE_ID => Ok(HeartbeatOutcome::Gone),
+            code => Err(Error::kafka(code, format!("heartbeat in group {}", self.group))),
+        }
+    }
 }
 
 impl GroupMember {
@@ -176,18 +209,16 @@ impl GroupMember {
     }
 
     pub async fn heartbeat(&self) -> Result<HeartbeatOutcome> {
-        let Some(conn) = &self.coordinator else { return Ok(HeartbeatOutcome::Rejoin) };
-        let version = conn.version(ApiKey::Heartbeat, (1, 4))?;
-        let req = HeartbeatRequest::default()
-            .with_group_id(self.group_id())
-            .with_generation_id(self.generation_id)
-            .with_member_id(StrBytes::from_string(self.member_id.clone()));
-        let resp = conn.call(&req, version).await?;
-        match resp.error_code {
-            0 => Ok(HeartbeatOutcome::Stable),
-            REBALANCE_IN_PROGRESS | UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION => Ok(HeartbeatOutcome::Rejoin),
-            code => Err(Error::kafka(code, format!("heartbeat in group {}", self.group))),
+        match self.heartbeater() {
+            Some(h) => h.beat().await,
+            None => Ok(HeartbeatOutcome::Gone),
         }
+    }
+
+    /// The current generation's heartbeats, for a task of their own; `None` before a join.
+    pub fn heartbeater(&self) -> Option<Heartbeater> {
+        let coordinator = self.coordinator.clone()?;
+        Some(Heartbeater { group: self.group.clone(), member_id: self.member_id.clone(), generation_id: self.generation_id, coordinator })
     }
 
     /// Leaves the group so the others take over at once instead of after the session timeout.

@@ -10,7 +10,7 @@ pub use admin::{PendingProduce, ProduceAck, EARLIEST, LATEST};
 mod conn;
 mod groups;
 mod membership;
-pub use membership::{range_assign, GroupMember, HeartbeatOutcome};
+pub use membership::{range_assign, GroupMember, HeartbeatOutcome, Heartbeater};
 pub use groups::{GroupInfo, Membership};
 mod metadata;
 mod simple;
