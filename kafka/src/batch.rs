@@ -185,16 +185,34 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, bas
     if batch.len() < HEADER_LEN {
         return;
     }
-    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
-    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
-    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
-    rewrite_crc(batch);
+    edit_checksummed_header(batch, |b| {
+        b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        b[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+        b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    });
+}
+
+/// Changes header fields inside the checksummed range (attributes to record count) and patches
+/// the CRC instead of computing it again over the records. CRC-32C is linear: the checksum of
+/// the changed batch is the old one xor the change in the header's checksum carried past the
+/// bytes that follow the header (`crc32c_combine` with an empty second part does that in
+/// O(log n)). A batch whose CRC was wrong keeps a wrong CRC, so corruption is never laundered.
+fn edit_checksummed_header(batch: &mut [u8], edit: impl FnOnce(&mut [u8])) {
+    let before = crc32c::crc32c(&batch[CRC_START..HEADER_LEN]);
+    edit(batch);
+    let after = crc32c::crc32c(&batch[CRC_START..HEADER_LEN]);
+    if before == after {
+        return;
+    }
+    let stored = be_i32(batch, 17) as u32;
+    let patched = stored ^ crc32c::crc32c_combine(before ^ after, 0, batch.len() - HEADER_LEN);
+    batch[17..21].copy_from_slice(&patched.to_be_bytes());
 }
 
 /// Makes a fetched batch safe to produce elsewhere as a plain (non-idempotent,
 /// non-transactional) batch, as a producer builds it: base offset 0 (Kafka refuses a compressed
 /// batch whose records do not have offsets 0..n-1), producer id, epoch and base sequence -1, the
-/// transactional bit cleared, the leader epoch reset, and the CRC recomputed. The records and
+/// transactional bit cleared, the leader epoch reset, and the CRC patched. The records and
 /// their compression are untouched.
 pub fn make_plain(batch: &mut [u8]) {
     if batch.len() < HEADER_LEN {
@@ -208,9 +226,13 @@ pub fn make_plain(batch: &mut [u8]) {
     if plain {
         return;
     }
-    let attributes = be_i16(batch, 21) & !ATTR_TRANSACTIONAL;
-    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
-    set_producer(batch, -1, -1, -1);
+    edit_checksummed_header(batch, |b| {
+        let attributes = be_i16(b, 21) & !ATTR_TRANSACTIONAL;
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+        b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+        b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    });
 }
 
 /// Recomputes and stores the CRC after a change inside the checksummed range.
@@ -315,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn base_offset_rewrite_keeps_crc_and_producer_rewrite_recomputes_it() {
+    fn base_offset_rewrite_keeps_crc_and_producer_rewrite_patches_it() {
         let mut b = sample_batch();
         set_base_offset(&mut b, 42);
         verify_crc(&b).expect("crc after offset rewrite");
@@ -324,6 +346,34 @@ mod tests {
         verify_crc(&b).expect("crc after producer rewrite");
         let h = BatchHeader::parse(&b).expect("header");
         assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 1, 100));
+    }
+
+    /// `sample_batch` with `extra` more bytes of (meaningless) records, for CRC arithmetic.
+    fn batch_of_len(extra: usize) -> Vec<u8> {
+        let mut b = sample_batch();
+        b.extend((0..extra).map(|i| (i * 31 % 251) as u8));
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        rewrite_crc(&mut b);
+        b
+    }
+
+    #[test]
+    fn patched_crcs_equal_recomputed_ones_and_keep_corruption() {
+        for extra in [0, 1, 7, 64, 1000, 4096, 1 << 20] {
+            let mut b = batch_of_len(extra);
+            set_producer(&mut b, 0x0123_4567_89ab, 3, 77_000);
+            assert_eq!(be_i32(&b, 17) as u32, compute_crc(&b), "after set_producer, {extra} bytes more");
+            b[22] |= ATTR_TRANSACTIONAL as u8;
+            rewrite_crc(&mut b);
+            make_plain(&mut b);
+            assert_eq!(be_i32(&b, 17) as u32, compute_crc(&b), "after make_plain, {extra} bytes more");
+            // A record byte flipped in transit: the patched batch still fails its check.
+            let last = b.len() - 1;
+            b[last] ^= 0x40;
+            set_producer(&mut b, 5, 0, 1);
+            assert!(verify_crc(&b).is_err(), "a corrupt batch of {extra} bytes more passed after patching");
+        }
     }
 
     #[test]
