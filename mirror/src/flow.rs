@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tern_kafka::client::{Client, GroupMember, Membership, EARLIEST, LATEST};
+use tern_kafka::client::{Client, GroupMember, Isolation, Membership, EARLIEST, LATEST};
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::Instrument;
 
@@ -34,7 +34,7 @@ use crate::offset_map::{Entry, OffsetMap};
 use crate::states::SourceEvent;
 use crate::status::{FlowStatus, SourceEventRecord};
 use crate::throttle::Throttle;
-use crate::transform::{prepare, Prepared};
+use crate::transform::{prepare, Aborted, Prepared};
 
 /// Topic configs never copied to the target. As in MirrorMaker 2: replication throttles and
 /// replica placement are the target cluster's business, and a LogAppendTime target would
@@ -667,7 +667,7 @@ async fn fetch_round(
         fetches.leaders.insert(leader);
         fetches.partitions.extend(tps.iter().cloned());
         let rt = rt.clone();
-        fetches.tasks.spawn(async move { (leader, tps, rt.source.fetch(leader, &parts, wait, max_bytes, partition_max_bytes).await) });
+        fetches.tasks.spawn(async move { (leader, tps, rt.source.fetch_isolated(leader, &parts, wait, max_bytes, partition_max_bytes, Isolation::ReadCommitted).await) });
     }
     // The first answer, or nothing for a while: the caller heartbeats and syncs topics between
     // calls, so it must not wait on a long poll for ever.
@@ -718,7 +718,9 @@ async fn fetch_round(
                 }
             }
             rt.status.update(&tp.0, tp.1, |s| {
-                s.source_end_offset = p.high_watermark;
+                // What a read_committed reader can reach: the last stable offset (an open
+                // transaction's records wait for its marker).
+                s.source_end_offset = if p.last_stable_offset >= 0 { p.last_stable_offset } else { p.high_watermark };
                 s.source_end_peak = s.source_end_peak.max(p.high_watermark);
             });
             let records = p.records.unwrap_or_default();
@@ -728,7 +730,8 @@ async fn fetch_round(
             if let Some(throttle) = throttle.as_deref_mut() {
                 throttle.spend(records.len());
             }
-            let prepared = match prepare(&records, pos) {
+            let aborted = p.aborted_transactions.unwrap_or_default().iter().map(|t| (t.producer_id.0, t.first_offset)).collect();
+            let prepared = match prepare(&records, pos, &mut Aborted::new(aborted)) {
                 Ok(prepared) => prepared,
                 Err(e) => {
                     fail_partition(rt, &tp, e.to_string());

@@ -13,7 +13,7 @@ use crate::transform::prepare;
 pub fn prepare_fetched(input: &[u8]) {
     let Some((from, data)) = input.split_first_chunk::<8>() else { return };
     let from = i64::from_be_bytes(*from) & 0xFFFF_FFFF;
-    let Ok(mut prepared) = prepare(data, from) else { return };
+    let Ok(mut prepared) = prepare(data, from, &mut crate::transform::Aborted::default()) else { return };
     let batches = batch_spans(&prepared.records);
     let records: u64 = batches.iter().map(|(_, _, n)| *n as u64).sum();
     assert_eq!(records, prepared.source_offsets.len(), "one source offset per record produced");

@@ -1,13 +1,15 @@
 //! Turning fetched source batches into a record set for the target.
 //!
 //! Fast path: a batch is produced as fetched (compressed bytes untouched; only the
-//! producer-owned header fields are reset and the CRC recomputed). Record path: the batch is
+//! producer-owned header fields are reset and the CRC patched). Record path: the batch is
 //! decoded and re-encoded with the same codec when the fast path would be wrong:
 //! - it starts before the next offset to replicate (a fetch from inside a batch);
 //! - its offsets have gaps (compacted), which brokers refuse from producers;
 //! - its timestamps are LogAppendTime, which brokers refuse from producers.
 //!
-//! Control batches (transaction markers) are skipped: they are not data.
+//! Control batches (transaction markers) are skipped: they are not data. Fetches are
+//! `read_committed`: batches of the aborted transactions the source lists in its answer are
+//! skipped too, as Kafka's consumer skips them, and become gaps in the offset map.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -36,11 +38,50 @@ pub struct Prepared {
     /// The source leader epoch of the last batch consumed (-1: none), to ask the source where
     /// that epoch ends should the position later be out of range.
     pub last_epoch: i32,
+    /// Records of aborted transactions skipped.
+    pub aborted_records: u64,
+}
+
+/// The aborted transactions a `read_committed` fetch answer lists for one partition: producer
+/// id and first offset. Kafka's consumer rule: a transactional batch is aborted when its
+/// producer has an aborted transaction that began at or before the batch's last offset and
+/// whose end marker has not been passed yet.
+#[derive(Debug, Default)]
+pub struct Aborted {
+    /// Not reached yet, by first offset, the earliest last.
+    pending: Vec<(i64, i64)>,
+    /// Producers whose aborted transaction is open at the current batch.
+    open: std::collections::HashSet<i64>,
+}
+
+impl Aborted {
+    pub fn new(mut transactions: Vec<(i64, i64)>) -> Aborted {
+        transactions.sort_by(|a, b| b.1.cmp(&a.1));
+        Aborted { pending: transactions, open: Default::default() }
+    }
+
+    /// Whether `h` belongs to an aborted transaction; passing its end marker closes it.
+    fn skips(&mut self, h: &BatchHeader) -> bool {
+        if h.producer_id < 0 {
+            return false;
+        }
+        while self.pending.last().is_some_and(|(_, first)| *first <= h.last_offset()) {
+            let (producer, _) = self.pending.pop().expect("checked");
+            self.open.insert(producer);
+        }
+        if h.is_control() {
+            // The marker that ends a producer's aborted transaction is its abort marker: a
+            // producer has one transaction open per partition at a time.
+            self.open.remove(&h.producer_id);
+            return false;
+        }
+        h.is_transactional() && self.open.contains(&h.producer_id)
+    }
 }
 
 /// Prepares the complete batches of `data` from source offset `from` on. A partial batch at
 /// the end (cut by the fetch size) is left for the next fetch.
-pub fn prepare(data: &[u8], from: i64) -> Result<Prepared> {
+pub fn prepare(data: &[u8], from: i64, aborted: &mut Aborted) -> Result<Prepared> {
     let mut out = Prepared { next_offset: from, max_timestamp: -1, last_epoch: -1, ..Default::default() };
     for item in Batches::new(data) {
         let (at, h) = match item {
@@ -50,10 +91,16 @@ pub fn prepare(data: &[u8], from: i64) -> Result<Prepared> {
             Err(e) => return Err(Error::Other(format!("source sent a malformed batch: {e}"))),
         };
         let bytes = &data[at..at + h.total_len()];
+        let skipped = aborted.skips(&h);
         if h.last_offset() < out.next_offset {
             continue;
         }
         out.last_epoch = h.partition_leader_epoch;
+        if skipped {
+            out.next_offset = h.last_offset() + 1;
+            out.aborted_records += h.record_count.max(0) as u64;
+            continue;
+        }
         if h.is_control() {
             out.next_offset = h.last_offset() + 1;
             continue;
@@ -140,6 +187,43 @@ mod tests {
         v
     }
 
+    /// A batch of `producer`'s transaction (or its marker, when `control`), at `offsets`.
+    fn txn_batch(producer: i64, offsets: &[i64], control: bool) -> Vec<u8> {
+        let mut v = batch(offsets[0], offsets, Compression::None);
+        let attributes = i16::from_be_bytes([v[21], v[22]]) | tern_kafka::batch::ATTR_TRANSACTIONAL | if control { tern_kafka::batch::ATTR_CONTROL } else { 0 };
+        v[21..23].copy_from_slice(&attributes.to_be_bytes());
+        v[43..51].copy_from_slice(&producer.to_be_bytes());
+        tern_kafka::batch::rewrite_crc(&mut v);
+        v
+    }
+
+    /// Kafka's read_committed rule: producer 7's transaction at 0..=2 was aborted (marker at
+    /// 3); producer 8's at 4..=5 committed (marker at 6), interleaved with producer 7's next
+    /// transaction at 7..=8, which committed too (marker at 9). A fetch from 1 (inside the
+    /// aborted one) skips it as well.
+    #[test]
+    fn batches_of_aborted_transactions_are_skipped_and_leave_gaps() {
+        let mut data = txn_batch(7, &[0, 1, 2], false);
+        data.extend(txn_batch(7, &[3], true));
+        data.extend(txn_batch(8, &[4, 5], false));
+        data.extend(txn_batch(8, &[6], true));
+        data.extend(txn_batch(7, &[7, 8], false));
+        data.extend(txn_batch(7, &[9], true));
+        data.extend(batch(10, &[10], Compression::Lz4));
+        for from in [0, 1] {
+            let p = prepare(&data, from, &mut Aborted::new(vec![(7, 0)])).expect("prepare");
+            assert_eq!(p.source_offsets, OffsetRuns::from(&[4, 5, 7, 8, 10][..]), "from {from}");
+            assert_eq!((p.next_offset, p.aborted_records), (11, 3));
+            let values: Vec<String> = decode(&p.records).into_iter().map(|r| r.1).collect();
+            assert_eq!(values, ["v4", "v5", "v7", "v8", "v10"]);
+            // What reaches the target is plain: no transactional bit, no producer of the source.
+            assert!(Batches::new(&p.records).all(|b| !b.expect("batch").1.is_transactional()));
+        }
+        // Without the fetch's list (read_uncommitted), nothing is skipped.
+        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
+        assert_eq!((p.source_offsets.len(), p.aborted_records), (8, 0));
+    }
+
     /// A CRC-valid header claiming 2^31 - 1 records and holding none is one run, not a vector
     /// of two billion offsets; the target then refuses it (Kafka's record count check).
     #[test]
@@ -149,7 +233,7 @@ mod tests {
         b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
         b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         tern_kafka::batch::rewrite_crc(&mut b);
-        let p = prepare(&b, 0).expect("prepared");
+        let p = prepare(&b, 0, &mut Aborted::default()).expect("prepared");
         assert_eq!(p.source_offsets.len(), i32::MAX as u64);
         assert_eq!(p.source_offsets.runs().count(), 1);
         assert_eq!(p.next_offset, i32::MAX as i64);
@@ -169,7 +253,7 @@ mod tests {
     fn whole_dense_batches_pass_through_with_plain_producer_fields() {
         let mut data = batch(10, &[10, 11, 12], Compression::Lz4);
         data.extend(batch(13, &[13, 14], Compression::Zstd));
-        let p = prepare(&data, 10).expect("prepare");
+        let p = prepare(&data, 10, &mut Aborted::default()).expect("prepare");
         assert_eq!((p.batches_fast, p.batches_rewritten), (2, 0));
         assert_eq!(p.source_offsets, OffsetRuns::from(&[10, 11, 12, 13, 14][..]));
         assert_eq!(p.next_offset, 15);
@@ -187,7 +271,7 @@ mod tests {
     #[test]
     fn a_fetch_from_inside_a_batch_drops_the_records_before_it() {
         let data = batch(0, &[0, 1, 2, 3], Compression::Gzip);
-        let p = prepare(&data, 2).expect("prepare");
+        let p = prepare(&data, 2, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
         assert_eq!(p.source_offsets, OffsetRuns::from(&[2, 3][..]));
         assert_eq!(decode(&p.records).iter().map(|g| g.1.clone()).collect::<Vec<_>>(), vec!["v2", "v3"]);
@@ -200,7 +284,7 @@ mod tests {
         let h = BatchHeader::parse(&data).expect("h");
         assert_eq!(h.record_count, 3);
         assert_eq!(h.last_offset_delta, 4);
-        let p = prepare(&data, 0).expect("prepare");
+        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
         assert_eq!(p.source_offsets, OffsetRuns::from(&[0, 3, 4][..]));
         let out = BatchHeader::parse(&p.records).expect("out header");
@@ -212,7 +296,7 @@ mod tests {
     fn log_append_time_batches_become_create_time_with_the_append_time() {
         let mut data = batch(0, &[0, 1], Compression::None);
         tern_kafka::batch::set_log_append_time(&mut data, 1_800_000_000_000);
-        let p = prepare(&data, 0).expect("prepare");
+        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
         let out = BatchHeader::parse(&p.records).expect("h");
         assert!(!out.is_log_append_time());
@@ -224,11 +308,11 @@ mod tests {
         let mut data = batch(0, &[0, 1], Compression::None);
         let second = batch(2, &[2, 3], Compression::None);
         data.extend_from_slice(&second[..second.len() - 5]);
-        let p = prepare(&data, 0).expect("prepare");
+        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.next_offset, 2);
         let mut bad = batch(0, &[0, 1], Compression::None);
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(prepare(&bad, 0).is_err());
+        assert!(prepare(&bad, 0, &mut Aborted::default()).is_err());
     }
 }

@@ -34,3 +34,4 @@ mod control;
 mod crash_points;
 mod disk_full;
 mod network_faults;
+mod transactions;

@@ -63,6 +63,15 @@ pub struct ProduceAck {
     pub log_append_time: i64,
 }
 
+/// A fetch's isolation level, as Kafka numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything up to the high watermark, aborted transactions included.
+    ReadUncommitted = 0,
+    /// Up to the last stable offset; aborted transactions listed for the reader to skip.
+    ReadCommitted = 1,
+}
+
 impl Client {
     /// Appends a record set to one partition and waits for the leader's acknowledgement
     /// (`acks` -1 or 1). Retriable failures are retried, which can duplicate the set if the
@@ -89,8 +98,9 @@ impl Client {
         Ok(PendingProduce { pending, topic: topic.to_string(), partition })
     }
 
-    /// One fetch request to broker `node` for the given `(topic, partition, offset)` list.
-    /// Per-partition errors are in the response for the caller to handle.
+    /// One `read_uncommitted` fetch request to broker `node` for the given
+    /// `(topic, partition, offset)` list. Per-partition errors are in the response for the
+    /// caller to handle.
     pub async fn fetch(
         &self,
         node: i32,
@@ -98,6 +108,20 @@ impl Client {
         max_wait_ms: i32,
         max_bytes: i32,
         partition_max_bytes: i32,
+    ) -> Result<FetchResponse> {
+        self.fetch_isolated(node, partitions, max_wait_ms, max_bytes, partition_max_bytes, Isolation::ReadUncommitted).await
+    }
+
+    /// A fetch at the given isolation level: `read_committed` answers stop at the last stable
+    /// offset and list the aborted transactions in what they return.
+    pub async fn fetch_isolated(
+        &self,
+        node: i32,
+        partitions: &[(String, i32, i64)],
+        max_wait_ms: i32,
+        max_bytes: i32,
+        partition_max_bytes: i32,
+        isolation: Isolation,
     ) -> Result<FetchResponse> {
         let conn = self.broker_connection(node).await?;
         let version = conn.version(ApiKey::Fetch, (4, 12))?;
@@ -112,7 +136,7 @@ impl Client {
             .with_max_wait_ms(max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(max_bytes)
-            .with_isolation_level(0)
+            .with_isolation_level(isolation as i8)
             .with_session_epoch(-1)
             .with_topics(by_topic.into_iter().map(|(t, ps)| FetchTopic::default().with_topic(topic_name(t)).with_partitions(ps)).collect());
         conn.call(&req, version).await

@@ -6,7 +6,7 @@
 //! - [`Connection`]: one request at a time with raw access, for tools and tests.
 
 mod admin;
-pub use admin::{PendingProduce, ProduceAck, EARLIEST, LATEST};
+pub use admin::{Isolation, PendingProduce, ProduceAck, EARLIEST, LATEST};
 mod conn;
 mod groups;
 mod membership;
