@@ -37,11 +37,15 @@ use crate::offset_map::Entry;
 /// (`ends/<flow>/<topic>/<partition>`) and failover points (`point/<flow>`).
 pub const FAILOVER_TOPIC: &str = "tern-failover.internal";
 
-/// A source partition's end offset as a worker last saw it.
+/// A source partition's end offset as a worker last saw it, with the worker's position then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownEnd {
     pub end: i64,
     pub at_ms: i64,
+    /// The next source offset the worker had replicated: past records it did not have to copy
+    /// (aborted transactions and their markers), which the offset map cannot show.
+    #[serde(default)]
+    pub replicated: Option<i64>,
 }
 
 /// Where one partition stood when the flow failed over.
@@ -159,16 +163,17 @@ fn json<T: Serialize>(v: &T) -> Result<Bytes> {
     serde_json::to_vec(v).map(Bytes::from).map_err(|e| Error::Other(format!("encoding a failover record: {e}")))
 }
 
-/// Records the source end offsets a worker saw (called by workers with each checkpoint), so
-/// an unplanned failover can tell what it lost.
-pub async fn record_source_ends(flow: &Flow, target: &Client, ends: &[(Tp, i64)]) -> Result<()> {
+/// Records the source end offsets a worker saw and its position (called by workers with each
+/// checkpoint), so an unplanned failover can tell what it lost.
+pub async fn record_source_ends(flow: &Flow, target: &Client, ends: &[(Tp, i64, i64)]) -> Result<()> {
     if ends.is_empty() {
         return Ok(());
     }
     let at_ms = now_ms();
     let mut records = Vec::new();
-    for ((topic, partition), end) in ends {
-        records.push((Bytes::from(ends_key(&flow.name(), topic, *partition)), Some(json(&KnownEnd { end: *end, at_ms })?)));
+    for ((topic, partition), end, replicated) in ends {
+        let known = KnownEnd { end: *end, at_ms, replicated: Some(*replicated) };
+        records.push((Bytes::from(ends_key(&flow.name(), topic, *partition)), Some(json(&known)?)));
     }
     write_records(target, &flow.target, records).await
 }
@@ -443,7 +448,7 @@ async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Sen
         let target_end = target.list_offset_once(&remote, tp.1, tern_kafka::client::LATEST).await.map(|(o, _)| o).unwrap_or(0);
         let map = maps.entry(tp.clone()).or_default();
         let known = ends.get(&tp).copied();
-        let replicated = map.replicated_source_end(target_end).unwrap_or(0);
+        let replicated = map.replicated_source_end(target_end).into_iter().chain(known.and_then(|k| k.replicated)).max().unwrap_or(0);
         if map.entries().next().is_some() {
             map.set_end(Entry { source: replicated, target: target_end });
         }

@@ -1049,7 +1049,7 @@ async fn produce_batch(rt: &Runtime, tp: &Tp, remote: &str, batch: Bytes) -> ter
 /// trims offset maps below the source's log start.
 async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
     // Source end offsets last recorded on the target, for unplanned failovers.
-    let mut recorded_ends: HashMap<Tp, i64> = HashMap::new();
+    let mut recorded_ends: HashMap<Tp, (i64, i64)> = HashMap::new();
     loop {
         if wait_or_shutdown(&mut shutdown, rt.flow.checkpoint_interval).await {
             return;
@@ -1081,13 +1081,13 @@ async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "checkpoints: {e}"),
         }
         let snapshot = rt.status.snapshot();
-        let ends: Vec<(Tp, i64)> = owned
+        let ends: Vec<(Tp, i64, i64)> = owned
             .iter()
-            .filter_map(|tp| snapshot.partitions.get(tp).map(|s| (tp.clone(), s.source_end_offset)))
-            .filter(|(tp, end)| *end > 0 && recorded_ends.get(tp) != Some(end))
+            .filter_map(|tp| snapshot.partitions.get(tp).map(|s| (tp.clone(), s.source_end_offset, s.replicated_offset)))
+            .filter(|(tp, end, replicated)| *end > 0 && recorded_ends.get(tp) != Some(&(*end, *replicated)))
             .collect();
         match crate::failover::record_source_ends(&rt.flow, &rt.target, &ends).await {
-            Ok(()) => recorded_ends.extend(ends),
+            Ok(()) => recorded_ends.extend(ends.into_iter().map(|(tp, end, replicated)| (tp, (end, replicated)))),
             Err(e) => tracing::debug!(flow = %rt.flow.name(), "recording source ends: {e}"),
         }
     }

@@ -500,7 +500,7 @@ async fn assert_confluent_resumes(bootstrap: &str, group: &str, remote: &str, co
     }
 }
 
-fn failover_json(path: &Path) -> serde_json::Value {
+pub(crate) fn failover_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("JSON")
 }
 

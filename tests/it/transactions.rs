@@ -20,7 +20,8 @@ struct Written {
 }
 
 /// The target holds exactly the committed records, in order; groups committed before, inside
-/// and right after an aborted transaction are translated to the record they would read next.
+/// and right after an aborted transaction are translated to the record they would read next;
+/// a planned failover drains past the last marker.
 async fn a_transactional_source_reaches_the_target_without_its_aborted_records(target_kind: Kind) {
     let src = TestCluster::start(Kind::Kafka, Side::A).await;
     let dst = TestCluster::start(target_kind, Side::B).await;
@@ -70,9 +71,16 @@ async fn a_transactional_source_reaches_the_target_without_its_aborted_records(t
         .await;
         println!("{group}: committed at source offset {offset}, resumes at target offset {synced} ({})", expected[synced as usize]);
     }
+
+    // A planned failover drains: the flow's position passes the last transaction's marker, and
+    // nothing counts as lost (the aborted records are not owed to the target).
+    let report = dir.path().join("failover.json");
+    let (code, _) = crate::drills::tern(&["failover", "--config", path.to_str().expect("path"), "--flow", &format!("{a}->{b}"), "--planned", "--timeout", "30s", "--json", report.to_str().expect("path")]);
+    let r = crate::drills::failover_json(&report);
+    assert_eq!((code, r["drained"].as_bool(), r["lost_records"].as_i64()), (0, Some(true), Some(0)), "{r}");
     assert!(run.lines("panicked").is_empty(), "{}", run.all());
     println!(
-        "Kafka -> {target_kind:?}: {} committed records replicated, the {} records of {} aborted transactions ({:?}) left out",
+        "Kafka -> {target_kind:?}: {} committed records replicated, the {} records of {} aborted transactions ({:?}) left out; planned failover drained, 0 lost",
         committed,
         written.aborted.iter().map(|(f, l)| l - f + 1).sum::<i64>(),
         written.aborted.len(),

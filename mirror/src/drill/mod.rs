@@ -283,7 +283,15 @@ pub(crate) async fn partition_states(flow: &Flow, source: &Client, target: &Clie
         let target_end = target.list_offset_once(&remote, tp.1, LATEST).await.map(|(o, _)| o).unwrap_or(0);
         let target_start = target.list_offset_once(&remote, tp.1, EARLIEST).await.map(|(o, _)| o).unwrap_or(0);
         let map = maps.entry(tp.clone()).or_default();
-        let replicated_end = map.replicated_source_end(target_end).or(positions.get(&tp).copied()).unwrap_or(source_start).clamp(source_start.min(source_end), source_end);
+        // The worker's committed position covers only acknowledged records, and passes what
+        // the map cannot show: aborted transactions and their markers after the last run.
+        let replicated_end = map
+            .replicated_source_end(target_end)
+            .into_iter()
+            .chain(positions.get(&tp).copied())
+            .max()
+            .unwrap_or(source_start)
+            .clamp(source_start.min(source_end), source_end);
         if map.entries().next().is_some() || target_end > 0 {
             map.set_end(Entry { source: replicated_end, target: target_end });
         }
