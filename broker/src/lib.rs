@@ -8,6 +8,7 @@
 //!   idempotent producer state and log compaction.
 //! - [`groups`]: the consumer-group coordinator (classic protocol), persisted in
 //!   `__consumer_offsets`.
+//! - [`transactions`]: the transaction coordinator, persisted in `__transaction_state`.
 //! - `producer_ids`: producer ids for InitProducerId, unique across restarts.
 //! - `maintenance`: retention, time-based rolls, log cleaning, interval fsync.
 //! - [`auth`]: TLS on accept and per-connection SASL state; [`scram_users`]: SCRAM
@@ -40,6 +41,7 @@ pub mod scram_users;
 pub mod storage;
 pub mod topic_config;
 pub mod topics;
+pub mod transactions;
 
 pub use apis::SUPPORTED;
 pub use config::{BrokerConfig, ListenerSecurity, SaslListener, TlsListener, DEFAULT_MAX_CONNECTIONS};

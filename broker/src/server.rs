@@ -29,6 +29,7 @@ pub struct BrokerState {
     /// Hands out idempotent producers' ids (InitProducerId).
     pub producer_ids: ProducerIds,
     pub groups: GroupCoordinator,
+    pub txns: crate::transactions::TxnCoordinator,
     pub cluster_id: String,
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -128,6 +129,7 @@ pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<Brok
     let topics = Topics::open(&config.data_dir, config.log.clone())?;
     let producer_ids = ProducerIds::open(&config.data_dir)?;
     let groups = GroupCoordinator::open(&topics, config.groups.clone())?;
+    let txns = crate::transactions::TxnCoordinator::open(&topics)?;
     let cluster_id = match &config.cluster_id {
         Some(id) => id.clone(),
         None => load_or_create_cluster_id(&config.data_dir)?,
@@ -139,7 +141,7 @@ pub(crate) fn open_state(config: BrokerConfig, bound: SocketAddr) -> Result<Brok
     let tls = crate::auth::tls_acceptor(&config.security)?;
     let users_file = config.security.sasl.as_ref().and_then(|s| s.users_file.clone());
     let scram_users = crate::scram_users::ScramUsers::open(&config.data_dir, users_file.as_deref())?;
-    Ok(BrokerState { config, topics, producer_ids, groups, cluster_id, advertised_host, advertised_port, scram_users, tls })
+    Ok(BrokerState { config, topics, producer_ids, groups, txns, cluster_id, advertised_host, advertised_port, scram_users, tls })
 }
 
 /// Splits `host:port` (IPv6 hosts in brackets).
@@ -172,6 +174,7 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
         let state = state.clone();
         AbortOnDrop(tokio::spawn(async move { state.groups.run_timers().await }))
     };
+    let txn_timers = AbortOnDrop(tokio::spawn(crate::transactions::TxnCoordinator::run_timers(state.clone())));
     // One permit per open client connection (max.connections).
     let slots = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     let mut refused = Refusals::default();
@@ -204,7 +207,7 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
         }
     }
     connections.shutdown().await;
-    drop((maintenance, group_timers));
+    drop((maintenance, group_timers, txn_timers));
     for topic in state.topics.all() {
         for p in &topic.partitions {
             if let Err(e) = p.log().flush() {

@@ -36,7 +36,7 @@ pub enum Codec {
 }
 
 /// The parsed fixed header of one v2 record batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchHeader {
     pub base_offset: i64,
     pub batch_length: i32,

@@ -8,8 +8,10 @@ even-numbered ones and aborting the odd-numbered ones after every record was wri
 reports with offsets). Then reads T from the start with isolation.level=read_committed.
 
 Checks: the read_committed consumer sees exactly the records of the committed transactions, in
-order, at the offsets their delivery reports gave. Prints one JSON line for the caller:
-{"committed": [[offset, value], ...], "aborted": [[first, last], ...]}.
+order, at the offsets their delivery reports gave; a read_uncommitted consumer sees every record
+written, aborted ones included. Prints one JSON line for the caller:
+{"transactional_id": ..., "committed": [[offset, value], ...], "aborted": [[first, last], ...],
+ "uncommitted": <records read_uncommitted saw>}.
 
 Exit 0 only when every check passed.
 """
@@ -31,9 +33,10 @@ def extra(p):
 
 
 def body(args):
+    txn_id = common.unique("tern-txn")
     p = Producer({
         "bootstrap.servers": args.bootstrap,
-        "transactional.id": common.unique("tern-txn"),
+        "transactional.id": txn_id,
         "transaction.timeout.ms": 60000,
         "linger.ms": 1,
     })
@@ -61,29 +64,42 @@ def body(args):
             aborted.append([offsets[0], offsets[-1]])
     log(f"{len(committed)} records committed, {len(aborted)} transactions aborted: {aborted}")
 
+    got = read_all(args, "read_committed", len(committed))
+    check_eq(got, [list(r) for r in committed], "records a read_committed consumer sees")
+    written = len(committed) + sum(last - first + 1 for first, last in aborted)
+    everything = read_all(args, "read_uncommitted", written)
+    check_eq(sorted(v for _, v in everything), sorted(f"t{i}-{j}" for i in range(args.transactions) for j in range(args.per)),
+             "records a read_uncommitted consumer sees")
+    print(json.dumps({"transactional_id": txn_id, "committed": [list(r) for r in committed], "aborted": aborted,
+                      "uncommitted": len(everything)}), flush=True)
+    return (f"{len(committed)} committed records seen by read_committed, {len(aborted)} aborted transactions skipped; "
+            f"read_uncommitted saw all {len(everything)}")
+
+
+def read_all(args, isolation, expected):
+    """[offset, value] of partition 0 from the start, with `isolation`: `expected` records,
+    then nothing more for two seconds."""
     c = Consumer({
         "bootstrap.servers": args.bootstrap,
         "group.id": common.unique("txn-reader"),
-        "isolation.level": "read_committed",
+        "isolation.level": isolation,
         "enable.auto.commit": False,
     })
     try:
         c.assign([TopicPartition(args.topic, 0, OFFSET_BEGINNING)])
         got = []
-        dl = Deadline(60, "read_committed records")
-        while len(got) < len(committed):
+        dl = Deadline(60, f"{isolation} records")
+        while len(got) < expected:
             m = c.poll(0.5)
             if m is not None and not m.error():
                 got.append([m.offset(), m.value().decode()])
-            dl.check(f"{len(got)} of {len(committed)}")
+            dl.check(f"{len(got)} of {expected}")
         extra_msg = c.poll(2.0)
         if extra_msg is not None and not extra_msg.error():
-            fail(f"read_committed saw more than the committed records: {extra_msg.value()!r} at {extra_msg.offset()}")
-        check_eq(got, [list(r) for r in committed], "records a read_committed consumer sees")
+            fail(f"{isolation} saw more than {expected} records: {extra_msg.value()!r} at {extra_msg.offset()}")
+        return got
     finally:
         c.close()
-    print(json.dumps({"committed": [list(r) for r in committed], "aborted": aborted}), flush=True)
-    return f"{len(committed)} committed records seen by read_committed, {len(aborted)} aborted transactions skipped"
 
 
 if __name__ == "__main__":

@@ -208,9 +208,11 @@ async fn delete_records_moves_the_low_watermark_and_refuses_bad_offsets() {
 }
 
 #[tokio::test]
-async fn init_producer_id_hands_out_unique_ids_and_refuses_transactions() {
+async fn init_producer_id_hands_out_unique_ids_and_fences_by_transactional_id_across_restarts() {
     let mut b = TestBroker::start().await;
     let mut ids = std::collections::HashSet::new();
+    // The transactional id's producer id and epochs, in order of the requests.
+    let mut txn_ids = Vec::new();
     for round in 0..2 {
         let mut c = b.connect().await;
         for version in 0..=5 {
@@ -224,9 +226,16 @@ async fn init_producer_id_hands_out_unique_ids_and_refuses_transactions() {
             assert!(ids.insert(resp.producer_id.0), "round {round}: id {} handed out twice", resp.producer_id.0);
             let txn = req.clone().with_transactional_id(Some(TransactionalId(s("txn-1"))));
             let resp = c.call(&txn, version).await.expect("init producer id");
-            assert_eq!(resp.error_code, ResponseError::TransactionalIdAuthorizationFailed.code());
-            assert_eq!(resp.producer_id.0, -1);
+            assert_eq!(resp.error_code, 0);
+            txn_ids.push((resp.producer_id.0, resp.producer_epoch));
+            let too_long = txn.clone().with_transaction_timeout_ms(900_001);
+            assert_eq!(c.call(&too_long, version).await.expect("init producer id").error_code, ResponseError::InvalidTransactionTimeout.code());
         }
         b.restart().await;
     }
+    // One producer id, its epoch bumped by every InitProducerId (fencing the one before), the
+    // restart included.
+    let pid = txn_ids[0].0;
+    assert!(!ids.contains(&pid), "the transactional id's producer id {pid} was handed out before");
+    assert_eq!(txn_ids, (0..12).map(|e| (pid, e)).collect::<Vec<_>>());
 }

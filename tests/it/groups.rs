@@ -181,7 +181,7 @@ fn leak(s: String) -> &'static str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn find_coordinator_names_this_broker_for_groups_only() {
+async fn find_coordinator_names_this_broker_for_groups_and_transactions() {
     let b = group_broker().await;
     let mut c = b.connect().await;
     let (host, port) = b.bootstrap().rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse::<i32>().expect("port"))).expect("addr");
@@ -191,7 +191,7 @@ async fn find_coordinator_names_this_broker_for_groups_only() {
     }
     for version in 1..=3 {
         let r = c.call(&FindCoordinatorRequest::default().with_key(sb("tx")).with_key_type(1), version).await.expect("find coordinator");
-        assert_eq!((r.error_code, r.node_id.0), (CoordinatorNotAvailable.code(), -1), "transaction coordinator, v{version}");
+        assert_eq!((r.error_code, r.node_id.0, r.port), (0, 1, port), "transaction coordinator, v{version}");
     }
     for version in 4..=5 {
         let req = FindCoordinatorRequest::default().with_coordinator_keys(vec![sb("a"), sb("b")]);

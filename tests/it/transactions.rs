@@ -1,10 +1,12 @@
-//! Transactional sources: confluent-kafka's transactional producer writes to an Apache Kafka
-//! source, committing and aborting in turn, and the mirror replicates to both target kinds.
-//! (`tern broker` does not take transactional producers yet, so it is not a source here.)
+//! Transactions: confluent-kafka's and Kafka's Java transactional producers against both
+//! cluster kinds, read back by `read_committed` and `read_uncommitted` consumers and by Kafka's
+//! own tools; and transactional sources of both kinds replicated by the mirror to both target
+//! kinds.
 
 use std::process::Command;
 use std::time::Duration;
 
+use crate::apache_kafka::kafka_tool;
 use crate::clusters::*;
 use crate::drills::{commit, end};
 use crate::helpers::*;
@@ -15,15 +17,93 @@ use crate::reload::{config, Run};
 /// last source offset of each aborted transaction).
 #[derive(serde::Deserialize)]
 struct Written {
+    transactional_id: String,
     committed: Vec<(i64, String)>,
     aborted: Vec<(i64, i64)>,
+    /// Records a read_uncommitted consumer saw.
+    uncommitted: usize,
 }
+
+/// Runs `confluent_transactions.py` (6 transactions of 10 records, odd ones aborted) against
+/// `bootstrap`; its own checks (read_committed sees exactly the committed records, in order,
+/// read_uncommitted all of them) must pass.
+async fn write_transactions(bootstrap: &str, topic: &str) -> Written {
+    let mut cmd = Command::new(python());
+    cmd.arg(compat_script("confluent_transactions.py")).args(["--bootstrap", bootstrap, "--topic", topic, "--transactions", "6", "--per", "10"]);
+    let out = run_client(cmd, Duration::from_secs(300)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with('{')).expect("the writer's JSON line");
+    let written: Written = serde_json::from_str(line).expect("JSON");
+    assert_eq!((written.committed.len(), written.aborted.len(), written.uncommitted), (30, 3, 60));
+    written
+}
+
+const CONSOLE_CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
+const TRANSACTIONS_COMMAND: &str = "org.apache.kafka.tools.TransactionsCommand";
+const PRODUCER_PERFORMANCE: &str = "org.apache.kafka.tools.ProducerPerformance";
+
+/// The rows of a tab-separated table as kafka-transactions prints it, keyed by its header.
+fn rows(out: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else { return Vec::new() };
+    let columns: Vec<&str> = header.split('\t').map(str::trim).collect();
+    lines.map(|l| columns.iter().zip(l.split('\t').map(str::trim)).map(|(c, v)| (c.to_string(), v.to_string())).collect()).collect()
+}
+
+/// A cluster's transactions as clients see them: confluent-kafka commits and aborts in turn;
+/// Kafka's console consumer in read_committed mode reads exactly the committed records;
+/// kafka-transactions lists and describes the transactional id; Kafka's Java producer writes
+/// 2,000 records in transactions of 100 ms, all of which a read_committed reader gets.
+async fn transactional_producers_and_consumers_as_kafka_has_them(kind: Kind) {
+    let cluster = TestCluster::start(kind, Side::A).await;
+    let b = cluster.bootstrap();
+    let topic = unique_topic("txn-clients");
+    cluster.create_topic(&topic, 1, &[]).await;
+    let written = write_transactions(&b, &topic).await;
+
+    let timeout = Duration::from_secs(120);
+    let out = kafka_tool(CONSOLE_CONSUMER, &["--bootstrap-server", &b, "--topic", &topic, "--from-beginning", "--isolation-level", "read_committed", "--max-messages", "30", "--timeout-ms", "30000"], timeout).await;
+    let values: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(values, written.committed.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), "kafka-console-consumer --isolation-level read_committed");
+
+    let id = written.transactional_id.as_str();
+    let listed = rows(&String::from_utf8_lossy(&kafka_tool(TRANSACTIONS_COMMAND, &["--bootstrap-server", &b, "list"], timeout).await.stdout));
+    let row = listed.iter().find(|r| r.get("TransactionalId").map(String::as_str) == Some(id)).unwrap_or_else(|| panic!("{id} not listed: {listed:?}"));
+    assert_eq!(row.get("TransactionState").map(String::as_str), Some("CompleteAbort"), "{row:?}");
+    let described = rows(&String::from_utf8_lossy(&kafka_tool(TRANSACTIONS_COMMAND, &["--bootstrap-server", &b, "describe", "--transactional-id", id], timeout).await.stdout));
+    assert_eq!(described.len(), 1, "{described:?}");
+    let d = &described[0];
+    assert_eq!(
+        (d.get("TransactionalId").map(String::as_str), d.get("TransactionState").map(String::as_str), d.get("ProducerId"), d.get("TransactionTimeoutMs").map(String::as_str)),
+        (Some(id), Some("CompleteAbort"), row.get("ProducerId"), Some("60000")),
+        "{d:?}"
+    );
+
+    let java_topic = unique_topic("txn-java");
+    cluster.create_topic(&java_topic, 1, &[]).await;
+    let java_id = format!("{java_topic}-producer");
+    let props = format!("bootstrap.servers={b}");
+    kafka_tool(
+        PRODUCER_PERFORMANCE,
+        &["--topic", &java_topic, "--num-records", "2000", "--record-size", "100", "--throughput", "-1", "--producer-props", &props, "--transactional-id", &java_id, "--transaction-duration-ms", "100"],
+        timeout,
+    )
+    .await;
+    let out = kafka_tool(CONSOLE_CONSUMER, &["--bootstrap-server", &b, "--topic", &java_topic, "--from-beginning", "--isolation-level", "read_committed", "--max-messages", "2000", "--timeout-ms", "30000"], timeout).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2000, "Java transactional producer's records, read_committed");
+    println!("{kind:?}: confluent-kafka 30 committed / 30 aborted records, console consumer read_committed 30, kafka-transactions CompleteAbort; Java producer 2,000 records in transactions, all read_committed");
+}
+
+over_kinds!(transactional_producers_and_consumers_as_kafka_has_them {
+    tern_transactional_producers_and_consumers_as_kafka_has_them: (Tern);
+    kafka_transactional_producers_and_consumers_as_kafka_has_them: (Kafka);
+});
 
 /// The target holds exactly the committed records, in order; groups committed before, inside
 /// and right after an aborted transaction are translated to the record they would read next;
 /// a planned failover drains past the last marker.
-async fn a_transactional_source_reaches_the_target_without_its_aborted_records(target_kind: Kind) {
-    let src = TestCluster::start(Kind::Kafka, Side::A).await;
+async fn a_transactional_source_reaches_the_target_without_its_aborted_records(source_kind: Kind, target_kind: Kind) {
+    let src = TestCluster::start(source_kind, Side::A).await;
     let dst = TestCluster::start(target_kind, Side::B).await;
     let aliases = Aliases::unique();
     let (a, b) = (aliases.source.clone(), aliases.target.clone());
@@ -31,13 +111,7 @@ async fn a_transactional_source_reaches_the_target_without_its_aborted_records(t
     let remote = format!("{a}.{topic}");
     src.create_topic(&topic, 1, &[]).await;
 
-    let mut cmd = Command::new(python());
-    cmd.arg(compat_script("confluent_transactions.py")).args(["--bootstrap", &src.bootstrap(), "--topic", &topic, "--transactions", "6", "--per", "10"]);
-    let out = run_client(cmd, Duration::from_secs(300)).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find(|l| l.starts_with('{')).expect("the writer's JSON line");
-    let written: Written = serde_json::from_str(line).expect("JSON");
-    assert_eq!((written.committed.len(), written.aborted.len()), (30, 3));
+    let written = write_transactions(&src.bootstrap(), &topic).await;
 
     // Groups of the source's readers: before the first aborted transaction, inside it, and at
     // its abort marker (right after it).
@@ -80,7 +154,7 @@ async fn a_transactional_source_reaches_the_target_without_its_aborted_records(t
     assert_eq!((code, r["drained"].as_bool(), r["lost_records"].as_i64()), (0, Some(true), Some(0)), "{r}");
     assert!(run.lines("panicked").is_empty(), "{}", run.all());
     println!(
-        "Kafka -> {target_kind:?}: {} committed records replicated, the {} records of {} aborted transactions ({:?}) left out; planned failover drained, 0 lost",
+        "{source_kind:?} -> {target_kind:?}: {} committed records replicated, the {} records of {} aborted transactions ({:?}) left out; planned failover drained, 0 lost",
         committed,
         written.aborted.iter().map(|(f, l)| l - f + 1).sum::<i64>(),
         written.aborted.len(),
@@ -89,6 +163,8 @@ async fn a_transactional_source_reaches_the_target_without_its_aborted_records(t
 }
 
 over_kinds!(a_transactional_source_reaches_the_target_without_its_aborted_records {
-    kafka_to_tern_a_transactional_source_reaches_the_target_without_its_aborted_records: (Tern);
-    kafka_to_kafka_a_transactional_source_reaches_the_target_without_its_aborted_records: (Kafka);
+    kafka_to_tern_a_transactional_source_reaches_the_target_without_its_aborted_records: (Kafka, Tern);
+    kafka_to_kafka_a_transactional_source_reaches_the_target_without_its_aborted_records: (Kafka, Kafka);
+    tern_to_tern_a_transactional_source_reaches_the_target_without_its_aborted_records: (Tern, Tern);
+    tern_to_kafka_a_transactional_source_reaches_the_target_without_its_aborted_records: (Tern, Kafka);
 });

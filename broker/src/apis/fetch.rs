@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
@@ -70,8 +70,8 @@ fn collect(
                     };
                     let limit = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
                     let log = partition.log();
-                    let (hw, log_start) = (log.log_end_offset(), log.log_start_offset());
-                    let data = data.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(log_start);
+                    let (hw, lso, log_start) = (log.log_end_offset(), log.last_stable_offset(), log.log_start_offset());
+                    let data = data.with_high_watermark(hw).with_last_stable_offset(lso).with_log_start_offset(log_start);
                     // KIP-74: the first batch of the first partition with data is returned even
                     // when it is larger than the limits, so a consumer can always progress.
                     let read = if limit == 0 && total > 0 {
@@ -79,10 +79,27 @@ fn collect(
                     } else {
                         log.read(fp.fetch_offset, limit, total == 0).map(|r| r.records)
                     };
+                    // read_committed: nothing from the last stable offset on, and the aborted
+                    // transactions among what is returned, for the consumer to skip.
+                    let read = read.map(|records| if read_committed { below(records, lso) } else { records });
+                    let aborted = match &read {
+                        Ok(records) if read_committed && !records.is_empty() => log.aborted_between(fp.fetch_offset, lso),
+                        _ => Vec::new(),
+                    };
                     drop(log);
                     match read {
                         Ok(records) => {
                             total += records.len();
+                            let data = if read_committed {
+                                data.with_aborted_transactions(Some(
+                                    aborted
+                                        .into_iter()
+                                        .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                                        .collect(),
+                                ))
+                            } else {
+                                data
+                            };
                             data.with_records(Some(records))
                         }
                         Err(e) => {
@@ -99,4 +116,16 @@ fn collect(
         })
         .collect();
     (FetchResponse::default().with_responses(responses), total, errors)
+}
+
+/// The whole batches of `records` that start below `end`.
+fn below(records: Bytes, end: i64) -> Bytes {
+    let mut keep = 0;
+    for item in tern_kafka::batch::Batches::new(&records) {
+        match item {
+            Ok((at, h)) if h.base_offset < end => keep = at + h.total_len(),
+            _ => break,
+        }
+    }
+    records.slice(..keep)
 }

@@ -5,12 +5,11 @@ use kafka_protocol::ResponseError;
 
 use crate::server::BrokerState;
 
-/// This node coordinates every group. Transactions (key type 1) are not supported, so there is
-/// no transaction coordinator to name; share groups (2) are not supported either.
+/// This node coordinates every group and every transaction; share groups (key type 2) are not
+/// supported.
 pub fn handle(state: &BrokerState, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let refusal = match req.key_type {
-        0 => None,
-        1 => Some((ResponseError::CoordinatorNotAvailable, "This broker has no transaction coordinator")),
+        0 | 1 => None,
         _ => Some((ResponseError::InvalidRequest, "Unsupported coordinator key type")),
     };
     let (error, message, node, host, port) = match refusal {

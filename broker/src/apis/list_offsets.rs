@@ -30,6 +30,8 @@ pub fn handle(state: &BrokerState, req: ListOffsetsRequest, version: i16) -> Lis
                     };
                     let log = partition.log();
                     let found = match lp.timestamp {
+                        // read_committed consumers end at the last stable offset.
+                        LATEST if req.isolation_level == 1 => Ok(Some((log.last_stable_offset(), -1))),
                         LATEST => Ok(Some((log.log_end_offset(), -1))),
                         EARLIEST => Ok(Some((log.log_start_offset(), -1))),
                         EARLIEST_LOCAL if version >= 8 => Ok(Some((log.log_start_offset(), -1))),

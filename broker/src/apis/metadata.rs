@@ -87,6 +87,6 @@ fn describe(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic.topic_name()))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name == crate::groups::OFFSETS_TOPIC)
+        .with_is_internal(topic.name == crate::groups::OFFSETS_TOPIC || topic.name == crate::transactions::TXN_TOPIC)
         .with_partitions(partitions)
 }

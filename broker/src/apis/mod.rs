@@ -2,6 +2,8 @@
 //! source of truth for what the broker implements: ApiVersions reports it and every request
 //! outside it is answered with UNSUPPORTED_VERSION.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_user_scram_credentials;
 mod api_versions;
@@ -10,10 +12,12 @@ mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod end_txn;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_topic_partitions;
+mod describe_transactions;
 mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
@@ -24,6 +28,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -33,6 +38,7 @@ mod resource;
 mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::net::SocketAddr;
 
@@ -72,6 +78,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    // Transactions, protocol version 1 (producers add partitions themselves).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
     // v0 of SaslHandshake is followed by raw tokens outside Kafka framing; clients since
     // Kafka 1.0 use v1 with SaslAuthenticate.
     (ApiKey::SaslHandshake, 1, 1),
@@ -208,6 +221,12 @@ async fn dispatch(state: &BrokerState, header: &RequestHeader, body: RequestKind
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(state, r, version)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(state, r)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(state, r)),
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(state, r, version)),
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(state, r, version)),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(state, r, version)),
+        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(state, r, version)),
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(describe_transactions::handle(state, r)),
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(list_transactions::handle(state, r)),
         RequestKind::DescribeUserScramCredentials(r) => {
             ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(state, r))
         }
@@ -424,6 +443,33 @@ mod tests {
             ]).with_deletions(vec![
                 alter_user_scram_credentials_request::ScramCredentialDeletion::default().with_name(StrBytes::from_static_str("nobody")).with_mechanism(1),
             ])),
+            // A transaction from InitProducerId to EndTxn is driven by the clients' tests; here
+            // each request for an unknown transactional id gets its error answer.
+            ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_v3_and_below_producer_id(ProducerId(5))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(name("t")).with_partitions(vec![0, 1]),
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(name("missing")).with_partitions(vec![0]),
+                ])),
+            ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))),
+            ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default().with_transactional_id(TransactionalId(StrBytes::from_static_str("tx"))).with_committed(true)),
+            ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id(-1)
+                .with_member_id(StrBytes::from_static_str(""))
+                .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
+                ])])),
+            ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+                DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]),
+            ),
+            ApiKey::ListTransactions => RequestKind::ListTransactions(ListTransactionsRequest::default()
+                .with_state_filters(vec![StrBytes::from_static_str("Ongoing"), StrBytes::from_static_str("NoSuchState")])
+                .with_duration_filter(-1)),
             other => panic!("add a sample request for {other:?} to this test"),
         }
     }

@@ -38,8 +38,8 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
                         return fail(ResponseError::UnknownTopicOrPartition, None);
                     };
-                    // Only the group coordinator writes its internal topic, as in Kafka.
-                    if td.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
+                    // Only the coordinators write their internal topics, as in Kafka.
+                    if [crate::groups::OFFSETS_TOPIC, crate::transactions::TXN_TOPIC].contains(&td.name.0.as_str()) {
                         return fail(ResponseError::InvalidTopicException, Some(format!("Cannot append to internal topic {}", td.name.0)));
                     }
                     let records = pd.records.unwrap_or_default();
@@ -48,6 +48,22 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
                         return fail(code, Some(message));
                     }
                     let log_append_time = topic.as_ref().is_some_and(|t| t.log_append_time());
+                    // A transactional batch must belong to its producer's open transaction; the
+                    // coordinator stays locked over the append, so no marker can come between.
+                    let transactional = match tern_kafka::batch::Batches::new(&records).next() {
+                        Some(Ok((_, h))) if h.is_transactional() && !h.is_control() => Some(h),
+                        _ => None,
+                    };
+                    let _open_txn = match transactional {
+                        Some(h) => match state.txns.verify_produce(h.producer_id, h.producer_epoch, &td.name.0, pd.index) {
+                            Ok(lock) => Some(lock),
+                            Err((code, message)) => {
+                                tracing::warn!(topic = %td.name.0, partition = pd.index, "produce refused: {message}");
+                                return fail(code, Some(message));
+                            }
+                        },
+                        None => None,
+                    };
                     let mut buf = BytesMut::from(&records[..]);
                     let outcome = {
                         let mut log = partition.log();

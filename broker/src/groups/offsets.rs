@@ -156,6 +156,29 @@ impl GroupCoordinator {
         finish(results)
     }
 
+    /// Offsets a transaction committed (TxnOffsetCommit, made visible by its commit marker):
+    /// written without the member checks an OffsetCommit gets, as Kafka materializes them.
+    pub fn commit_transactional(&self, group_id: &str, offsets: &[(String, i32, i64, i32, String)]) -> Result<(), String> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let cx = self.ctx();
+        let mut groups = self.lock();
+        let g = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, cx.now_ms));
+        let accepted: Vec<(String, i32, CommittedOffset)> = offsets
+            .iter()
+            .map(|(t, p, offset, leader_epoch, metadata)| {
+                (t.clone(), *p, CommittedOffset { offset: *offset, leader_epoch: *leader_epoch, metadata: metadata.clone(), commit_timestamp: cx.now_ms, expire_timestamp: None })
+            })
+            .collect();
+        let records: Vec<_> = accepted.iter().map(|(t, p, c)| store::offset_commit(group_id, t, *p, c)).collect();
+        cx.store.append(group_id, &records).map_err(|e| e.to_string())?;
+        for (t, p, c) in accepted {
+            g.offsets.insert((t, p), c);
+        }
+        Ok(())
+    }
+
     /// OffsetFetch for one group: the committed offset, leader epoch and metadata of each asked
     /// partition (-1 when none), or of every committed partition when `topics` is `None`.
     pub fn fetch_offsets(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> PartitionResults<FetchedOffset> {

@@ -16,6 +16,7 @@ use super::cleaner::read_checkpoint;
 use super::files::sync_dir;
 use super::load::{self, write_log_start};
 use super::producer_state::{ProducerState, Verdict};
+use super::txn::{self, AbortedTxn, Marker, TxnIndex};
 use super::client_rules;
 use super::segment::Segment;
 use super::{Error, FsyncPolicy, LogConfig, Result};
@@ -52,6 +53,8 @@ pub struct PartitionLog {
     pub(super) size: u64,
     last_fsync_ms: Option<i64>,
     pub(super) producers: ProducerState,
+    /// Open and aborted transactions.
+    pub(super) txns: TxnIndex,
     /// Compaction progress: offsets below this are clean; tombstones kept by the cleaner may
     /// be removed from `tombstone_horizon` on.
     pub(super) first_dirty: i64,
@@ -77,12 +80,31 @@ impl PartitionLog {
             size,
             last_fsync_ms: None,
             producers: ProducerState::default(),
+            txns: TxnIndex::default(),
             first_dirty,
             tombstone_horizon,
             offline: None,
         };
         log.rebuild_producer_state()?;
+        log.rebuild_txns()?;
         Ok(log)
+    }
+
+    /// Every transactional batch header from the log start, and each marker's record.
+    fn rebuild_txns(&mut self) -> Result<()> {
+        let mut txns = TxnIndex::default();
+        for seg in self.segments_from(self.log_start) {
+            for item in seg.headers_from(0) {
+                let (pos, h) = item?;
+                if h.last_offset() < self.log_start || !h.is_transactional() {
+                    continue;
+                }
+                let marker = if h.is_control() { txn::marker_of(&seg.read_bytes(pos, h.total_len())?, &h) } else { None };
+                txns.observe(&h, marker);
+            }
+        }
+        self.txns = txns;
+        Ok(())
     }
 
     /// The newest producer state snapshot, then every batch header after it.
@@ -163,8 +185,10 @@ impl PartitionLog {
         self.active
             .append(records, &headers, now_ms, self.config.index_interval_bytes)?;
         self.size += len;
-        for (_, h) in &headers {
+        for (pos, h) in &headers {
             self.producers.update(h, now_ms);
+            let marker = h.is_control().then(|| txn::marker_of(&records[*pos..*pos + h.total_len()], h)).flatten();
+            self.txns.observe(h, marker);
         }
         // Not acknowledged when the fsync fails, and nothing later is: the partition goes offline.
         let synced = self.fsync_after_append(now_ms);
@@ -183,6 +207,29 @@ impl PartitionLog {
     pub fn append_from_client(&mut self, records: &mut [u8], now_ms: i64, log_append_time: bool) -> Result<AppendInfo> {
         client_rules::check(records, &self.config, log_append_time, now_ms, &self.partition_name())?;
         self.append(records, now_ms, log_append_time)
+    }
+
+    /// Ends a producer's transaction in this partition with a marker, as the transaction
+    /// coordinator does on commit or abort (durable by the log's fsync policy, as any append).
+    pub fn append_marker(&mut self, producer_id: i64, producer_epoch: i16, marker: Marker, coordinator_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let mut batch = txn::marker_batch(producer_id, producer_epoch, marker, coordinator_epoch, now_ms).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        self.append(&mut batch, now_ms, false)
+    }
+
+    /// The first offset a `read_committed` consumer may not read yet: the start of the oldest
+    /// open transaction, or the log end.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.txns.first_unstable().unwrap_or(self.active.next_offset)
+    }
+
+    /// Aborted transactions with records in `[from, to)`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.txns.aborted_between(from, to)
+    }
+
+    /// Whether the producer has an open transaction in this partition.
+    pub fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.txns.is_open(producer_id)
     }
 
     fn fsync_after_append(&mut self, now_ms: i64) -> Result<()> {
@@ -402,6 +449,7 @@ impl PartitionLog {
         if offset > self.log_start {
             self.log_start = offset;
             self.producers.truncate_head(offset);
+            self.txns.truncate_head(offset);
         }
     }
 

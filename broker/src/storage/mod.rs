@@ -13,7 +13,8 @@
 //! when they look sane.
 //!
 //! Beside the segments: `<offset>.snapshot` (idempotent producers' state as of that offset,
-//! see `producer_state`), `cleaner-checkpoint` (how far the log is compacted, see `cleaner`)
+//! see `producer_state`; open and aborted transactions are read from the log itself, see
+//! `txn`), `cleaner-checkpoint` (how far the log is compacted, see `cleaner`)
 //! and, only while the cleaner swaps segments in, `<base>.log.cleaned` / `<base>.log.swap`.
 
 mod cleaner;
@@ -28,6 +29,7 @@ mod query;
 mod records;
 mod scan;
 mod segment;
+pub mod txn;
 
 #[cfg(test)]
 mod tests;
@@ -200,7 +202,7 @@ pub enum Error {
     /// A batch from an older epoch of a producer (Kafka: INVALID_PRODUCER_EPOCH).
     #[error("{0}")]
     InvalidProducerEpoch(String),
-    /// A transactional batch; this broker has no transaction coordinator
+    /// A transactional batch outside a transaction the coordinator knows of
     /// (Kafka: INVALID_TXN_STATE).
     #[error("{0}")]
     TransactionalBatch(String),

@@ -112,10 +112,10 @@ impl ProducerState {
                 continue;
             }
             let pid = h.producer_id;
-            if h.is_transactional() || h.is_control() {
-                return Err(Error::TransactionalBatch(format!(
-                    "Transactional batch from producer {pid} refused in partition {partition}: this broker does not support transactions"
-                )));
+            // Transaction markers come from the coordinator, never from a client (the client
+            // rules refuse them), and carry no sequence.
+            if h.is_control() {
+                continue;
             }
             let current = self.producers.get(&pid);
             if let Some(e) = current.filter(|e| e.epoch == h.producer_epoch) {
@@ -164,7 +164,16 @@ impl ProducerState {
 
     /// Records a batch written to the log (headers carry their final offsets) at `now_ms`.
     pub fn update(&mut self, h: &BatchHeader, now_ms: i64) {
-        if h.producer_id < 0 || h.is_control() {
+        if h.producer_id < 0 {
+            return;
+        }
+        if h.is_control() {
+            // A marker written with a bumped epoch (a transaction aborted by its timeout or by
+            // a new producer with the same transactional id) fences the older epoch here too.
+            if let Some(e) = self.producers.get_mut(&h.producer_id).filter(|e| h.producer_epoch > e.epoch) {
+                e.epoch = h.producer_epoch;
+                e.batches.clear();
+            }
             return;
         }
         let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry {

@@ -137,30 +137,71 @@ fn idle_producers_expire() {
     assert_eq!(produce(&mut log, 0, 50, 1).expect("any sequence once forgotten"), (2, false));
 }
 
-#[test]
-fn transactional_batches_are_refused() {
-    use bytes::BytesMut;
+/// A transactional batch of `n` records from `pid` at `seq`.
+fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> bytes::BytesMut {
     use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: 1_000,
+            key: None,
+            value: Some(bytes::Bytes::from(format!("{pid}-{}", seq as usize + i))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    buf
+}
+
+/// Open transactions hold the last stable offset at their first record; a marker ends them,
+/// an abort marker leaves a range that `read_committed` fetches report; the log read again
+/// from its files (kill -9) knows the same, and a producer fenced by a marker's bumped epoch
+/// is refused.
+#[test]
+fn transactions_set_the_last_stable_offset_and_aborted_ranges_and_survive_a_restart() {
+    use super::super::txn::{AbortedTxn, Marker};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), config()).expect("open");
-    let record = Record {
-        transactional: true,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: PID,
-        producer_epoch: 0,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 0,
-        key: None,
-        value: None,
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
-    assert!(matches!(log.append(&mut buf, 0, false), Err(Error::TransactionalBatch(_))));
-    assert_eq!(log.log_end_offset(), 0);
+    log.append(&mut txn_batch(1, 0, 0, 3), 1_000, false).expect("txn 1"); // 0..=2
+    log.append(&mut txn_batch(2, 0, 0, 2), 1_000, false).expect("txn 2"); // 3..=4
+    assert_eq!(log.last_stable_offset(), 0);
+    log.append(&mut txn_batch(1, 0, 3, 2), 1_000, false).expect("txn 1 again"); // 5..=6
+    assert!(log.has_open_txn(1) && log.has_open_txn(2));
+    log.append_marker(1, 1, Marker::Abort, 0, 1_000).expect("abort 1"); // 7
+    assert_eq!(log.last_stable_offset(), 3);
+    log.append_marker(2, 0, Marker::Commit, 0, 1_000).expect("commit 2"); // 8
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+    let aborted = vec![AbortedTxn { producer_id: 1, first_offset: 0, last_offset: 7 }];
+    assert_eq!(log.aborted_between(0, 9), aborted);
+    assert!(log.aborted_between(8, 9).is_empty());
+    // The abort marker bumped producer 1's epoch: epoch 0 is fenced.
+    assert!(matches!(log.append(&mut txn_batch(1, 0, 5, 1), 1_000, false), Err(Error::InvalidProducerEpoch(_))));
+    log.append(&mut txn_batch(2, 0, 2, 1), 1_000, false).expect("a new transaction of producer 2"); // 9
+    let end = log.log_end_offset();
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config()).expect("reopen");
+    assert_eq!((log.log_end_offset(), log.last_stable_offset()), (end, 9));
+    assert_eq!(log.aborted_between(0, end), aborted);
+    assert!(log.has_open_txn(2) && !log.has_open_txn(1));
+}
+
+/// Clients may not write markers: only the coordinator does.
+#[test]
+fn clients_cannot_write_transaction_markers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    log.append(&mut txn_batch(1, 0, 0, 1), 1_000, false).expect("txn");
+    let mut marker = super::super::txn::marker_batch(1, 0, super::super::txn::Marker::Commit, 0, 1_000).expect("marker");
+    assert!(matches!(log.append_from_client(&mut marker, 1_000, false), Err(Error::InvalidRecordBatch(_))));
+    assert_eq!(log.last_stable_offset(), 0);
 }
 
