@@ -94,6 +94,26 @@ async fn transactional_producers_and_consumers_as_kafka_has_them(kind: Kind) {
     println!("{kind:?}: confluent-kafka 30 committed / 30 aborted records, console consumer read_committed 30, kafka-transactions CompleteAbort; Java producer 2,000 records in transactions, all read_committed");
 }
 
+/// A transactional producer killed with SIGKILL inside a transaction: its transaction is
+/// aborted after its timeout (5 s) and read_committed consumers move on to the records after it.
+async fn a_killed_transactional_producer_is_aborted_after_its_timeout(kind: Kind) {
+    let cluster = TestCluster::start(kind, Side::A).await;
+    let topic = unique_topic("txn-killed");
+    cluster.create_topic(&topic, 1, &[]).await;
+    let mut cmd = Command::new(python());
+    cmd.arg(compat_script("confluent_txn_timeout.py")).args(["--bootstrap", &cluster.bootstrap(), "--topic", &topic, "--txn-timeout-ms", "5000"]);
+    let out = run_client(cmd, Duration::from_secs(300)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with('{')).expect("the script's JSON line");
+    let waited: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    println!("{kind:?}: the killed producer's transaction aborted; read_committed moved on after {} s", waited["waited_seconds"]);
+}
+
+over_kinds!(a_killed_transactional_producer_is_aborted_after_its_timeout {
+    tern_a_killed_transactional_producer_is_aborted_after_its_timeout: (Tern);
+    kafka_a_killed_transactional_producer_is_aborted_after_its_timeout: (Kafka);
+});
+
 over_kinds!(transactional_producers_and_consumers_as_kafka_has_them {
     tern_transactional_producers_and_consumers_as_kafka_has_them: (Tern);
     kafka_transactional_producers_and_consumers_as_kafka_has_them: (Kafka);
