@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use tern_kafka::batch::{BatchHeader, HEADER_LEN};
 
-use super::compact::{filter_batch, map_batch, Filter, Filtered, OffsetMap};
+use super::compact::{drop_aborted, filter_batch, map_batch, Filter, Filtered, OffsetMap};
 use super::files::{replace_file, sync_dir, tmp_path};
 use super::log::PartitionLog;
 use super::scan::{ChunkReader, SCAN_CHUNK};
@@ -51,6 +51,17 @@ pub struct CleanPlan {
     max_group_bytes: u64,
     /// Last offset of every live idempotent producer: those batches are kept, at least empty.
     producer_last_offsets: HashMap<i64, i64>,
+    /// Aborted transactions: their records neither count as a key's latest nor survive.
+    aborted: Vec<super::txn::AbortedTxn>,
+}
+
+impl CleanPlan {
+    /// Whether a data batch belongs to an aborted transaction (Kafka's cleaner drops those).
+    fn aborted(&self, h: &tern_kafka::batch::BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.aborted.iter().any(|a| a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.base_offset < a.last_offset)
+    }
 }
 
 struct CleanedGroup {
@@ -94,7 +105,13 @@ impl PartitionLog {
         }
         let mut end = self.active.base;
         let mut sources = Vec::new();
+        // Open transactions may still abort: cleaning stops before the last stable offset.
+        let stable = self.last_stable_offset();
         for seg in self.old.values() {
+            if seg.next_offset > stable {
+                end = seg.base;
+                break;
+            }
             if c.min_compaction_lag_ms > 0 && seg.largest_timestamp()? > now_ms.saturating_sub(c.min_compaction_lag_ms) {
                 end = seg.base;
                 break;
@@ -133,6 +150,7 @@ impl PartitionLog {
             delete_retention_ms: c.delete_retention_ms,
             max_group_bytes: c.segment_bytes.min(u64::from(u32::MAX) / 2),
             producer_last_offsets: self.producers.last_offsets(),
+            aborted: self.txns.aborted_between(self.log_start, end),
         }))
     }
 
@@ -240,7 +258,7 @@ impl CleanPlan {
         let mut map = OffsetMap::new();
         for src in &self.sources {
             for_each_batch(&self.dir, src, |batch, h| {
-                if h.last_offset() >= self.first_dirty {
+                if h.last_offset() >= self.first_dirty && !self.aborted(h) {
                     map_batch(batch, h, &mut map).map_err(|e| corrupt(&self.dir, src, h, e))?;
                 }
                 Ok(())
@@ -297,7 +315,8 @@ impl CleanPlan {
                 pos += batch.len() as u64;
                 let last_of_producer = h.producer_id >= 0 && self.producer_last_offsets.get(&h.producer_id) == Some(&h.last_offset());
                 let retain_empty = last_of_producer || (last_source && pos == src.size);
-                let outcome = filter_batch(batch, h, filter, retain_empty).map_err(|e| corrupt(&self.dir, src, h, e))?;
+                let outcome = if self.aborted(h) { drop_aborted(h, retain_empty) } else { filter_batch(batch, h, filter, retain_empty) };
+                let outcome = outcome.map_err(|e| corrupt(&self.dir, src, h, e))?;
                 stats.records_read += outcome.records_read;
                 stats.records_kept += outcome.records_kept;
                 horizon = min_opt(horizon, outcome.tombstone_horizon);

@@ -100,6 +100,14 @@ pub(crate) fn filter_batch(batch: &[u8], h: &BatchHeader, f: &Filter<'_>, retain
     Ok(outcome(Filtered::Rewrite { batch }))
 }
 
+/// An aborted transaction's batch: none of its records survive (Kafka's cleaner removes
+/// them); with `retain_empty` its header stays, holding no record.
+pub(crate) fn drop_aborted(h: &BatchHeader, retain_empty: bool) -> Result<Outcome, String> {
+    let records_read = h.record_count.max(0) as usize;
+    let filtered = if retain_empty { Filtered::Rewrite { batch: rebuild(h, &[], None)? } } else { Filtered::Drop };
+    Ok(Outcome { filtered, records_read, records_kept: 0, tombstone_horizon: None })
+}
+
 /// A batch with the header of `h` (offsets, producer fields) holding `kept`.
 fn rebuild(h: &BatchHeader, kept: &[RecordView<'_>], horizon: Option<i64>) -> Result<Vec<u8>, String> {
     let abs = |r: &RecordView<'_>| h.base_timestamp.wrapping_add(r.timestamp_delta);

@@ -313,3 +313,59 @@ fn kill_9_while_cleaning_leaves_a_correct_log() {
     let log = PartitionLog::open(dir.path(), compact_config()).expect("reopen");
     assert!(read_records(&log).len() < 23 * 10, "the log was compacted while it grew");
 }
+
+/// A transactional batch of `(key, value)` records from `pid`.
+fn txn_kv_batch(pid: i64, kvs: &[(&str, &str)], ts: i64) -> Vec<u8> {
+    let records: Vec<Record> = kvs
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: ts,
+            key: Some(Bytes::from(k.to_string())),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    buf.to_vec()
+}
+
+/// As Kafka's cleaner: a key's committed value survives a later aborted write of the same key
+/// (aborted records are not a key's latest and are removed); markers stay; an open
+/// transaction's segment is not cleaned.
+#[test]
+fn aborted_records_are_removed_and_never_supersede_committed_ones() {
+    use super::super::txn::Marker;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = 1_700_000_000_000;
+    let mut log = PartitionLog::open(dir.path(), compact_config()).expect("open");
+    let mut b = txn_kv_batch(1, &[("k", "committed"), ("j", "committed")], now);
+    log.append(&mut b, now, false).expect("txn 1"); // 0, 1
+    log.append_marker(1, 0, Marker::Commit, 0, now).expect("commit"); // 2
+    let mut b = txn_kv_batch(2, &[("k", "aborted")], now);
+    log.append(&mut b, now, false).expect("txn 2"); // 3
+    log.append_marker(2, 0, Marker::Abort, 0, now).expect("abort"); // 4
+    let mut b = txn_kv_batch(3, &[("j", "open")], now);
+    log.append(&mut b, now, false).expect("txn 3, left open"); // 5
+    roll_everything(&mut log, now);
+    // The open transaction keeps the whole (only) segment out of the pass.
+    assert!(log.clean(now).expect("clean").is_none(), "nothing at or past the last stable offset is cleaned");
+    log.append_marker(3, 0, Marker::Abort, 0, now).expect("abort 3"); // 6
+    roll_everything(&mut log, now);
+    log.clean(now).expect("clean").expect("a pass");
+    let values: BTreeMap<i64, Option<String>> = read_records(&log).into_iter().filter(|(_, (k, _))| k.len() == 1).map(|(o, (_, v))| (o, v)).collect();
+    assert_eq!(values, BTreeMap::from([(0, Some("committed".to_string())), (1, Some("committed".to_string()))]), "committed values kept, aborted ones gone");
+    // The markers are still there.
+    let markers = read_records(&log).keys().filter(|o| [2, 4, 6].contains(*o)).count();
+    assert_eq!(markers, 3);
+}
