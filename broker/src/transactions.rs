@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 use tern_kafka::records::{encode_batch, PlainRecord};
@@ -469,42 +469,17 @@ impl TxnCoordinator {
 fn replay(topic: &Topic) -> Result<BTreeMap<String, TxnMeta>> {
     let mut out = BTreeMap::new();
     let Some(partition) = topic.partition(0) else { return Ok(out) };
-    let log = partition.log();
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset();
-    while offset < end {
-        let read = log.read(offset, 1 << 20, true)?;
-        if read.records.is_empty() {
-            break;
-        }
-        let mut buf = read.records;
-        let mut next = offset;
-        while buf.has_remaining() {
-            let set = match RecordBatchDecoder::decode(&mut buf) {
-                Ok(set) => set,
-                Err(e) => {
-                    tracing::warn!(offset = next, "unreadable batch in {TXN_TOPIC}, skipped: {e}");
-                    break;
-                }
-            };
-            for record in set.records {
-                next = next.max(record.offset + 1);
-                let Some(key) = record.key.as_ref().and_then(|k| String::from_utf8(k.to_vec()).ok()) else { continue };
-                match record.value.as_ref().map(|v| serde_json::from_slice::<TxnMeta>(v)) {
-                    Some(Ok(meta)) => {
-                        out.insert(key, meta);
-                    }
-                    Some(Err(e)) => tracing::warn!(offset = record.offset, "skipping an unreadable record of {TXN_TOPIC}: {e}"),
-                    None => {
-                        out.remove(&key);
-                    }
-                }
+    partition.log().replay(TXN_TOPIC, |record| {
+        let Some(key) = record.key.as_ref().and_then(|k| String::from_utf8(k.to_vec()).ok()) else { return };
+        match record.value.as_ref().map(|v| serde_json::from_slice::<TxnMeta>(v)) {
+            Some(Ok(meta)) => {
+                out.insert(key, meta);
+            }
+            Some(Err(e)) => tracing::warn!(offset = record.offset, "skipping an unreadable record of {TXN_TOPIC}: {e}"),
+            None => {
+                out.remove(&key);
             }
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    })?;
     Ok(out)
 }

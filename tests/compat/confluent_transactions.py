@@ -88,7 +88,7 @@ def read_all(args, isolation, expected):
     try:
         c.assign([TopicPartition(args.topic, 0, OFFSET_BEGINNING)])
         got = []
-        dl = Deadline(60, f"{isolation} records")
+        dl = Deadline(120, f"{isolation} records")
         while len(got) < expected:
             m = c.poll(0.5)
             if m is not None and not m.error():

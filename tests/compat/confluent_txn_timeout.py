@@ -17,16 +17,16 @@ Exit 0 only when every check passed.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 import common
-from common import Deadline, check_eq, fail, log
+from common import check_eq, fail, log
+from confluent_transactions import read_all
 
 NAME = "confluent_txn_timeout"
 
@@ -85,23 +85,7 @@ def body(args):
 def read(args, isolation, expected):
     """Values of partition 0 from the start with `isolation`: `expected` of them, then nothing
     more for two seconds."""
-    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": common.unique("txn-timeout"),
-                  "isolation.level": isolation, "enable.auto.commit": False})
-    try:
-        c.assign([TopicPartition(args.topic, 0, OFFSET_BEGINNING)])
-        got = []
-        dl = Deadline(120, f"{isolation} records")
-        while len(got) < expected:
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
-            dl.check(f"{len(got)} of {expected}")
-        more = c.poll(2.0)
-        if more is not None and not more.error():
-            fail(f"{isolation} saw more than {expected} records: {more.value()!r}")
-        return got
-    finally:
-        c.close()
+    return [v for _, v in read_all(args, isolation, expected)]
 
 
 if __name__ == "__main__":

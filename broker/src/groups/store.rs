@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record};
 use tern_kafka::records::{encode_batch, PlainRecord};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
@@ -98,38 +98,7 @@ impl Store {
     pub fn replay(&self) -> Result<Loaded> {
         let mut loaded = Loaded::default();
         for partition in &self.topic.partitions {
-            let log = partition.log();
-            let end = log.log_end_offset();
-            let mut offset = log.log_start_offset();
-            while offset < end {
-                let read = log.read(offset, 1 << 20, true)?;
-                if read.records.is_empty() {
-                    break;
-                }
-                let mut buf = read.records;
-                let mut next = offset;
-                while buf.has_remaining() {
-                    let set = match RecordBatchDecoder::decode(&mut buf) {
-                        Ok(set) => set,
-                        Err(e) => {
-                            tracing::warn!(partition = partition.index, offset = next, "unreadable batch in {OFFSETS_TOPIC}, skipped: {e}");
-                            break;
-                        }
-                    };
-                    for record in set.records {
-                        next = next.max(record.offset + 1);
-                        if record.offset < offset || record.control {
-                            continue;
-                        }
-                        apply(&mut loaded, &record);
-                    }
-                }
-                if next <= offset {
-                    tracing::warn!(partition = partition.index, offset, "replay of {OFFSETS_TOPIC} made no progress; stopping");
-                    break;
-                }
-                offset = next;
-            }
+            partition.log().replay(&format!("{OFFSETS_TOPIC}-{}", partition.index), |record| apply(&mut loaded, record))?;
         }
         Ok(loaded)
     }

@@ -344,6 +344,43 @@ impl PartitionLog {
         Ok(result(Bytes::new()))
     }
 
+    /// Every data record from the log start to the end, in order (an internal topic replayed
+    /// on start). A batch that does not decode is skipped with a warning naming `what`.
+    pub fn replay(&self, what: &str, mut apply: impl FnMut(&kafka_protocol::records::Record)) -> Result<()> {
+        use bytes::Buf;
+        let end = self.log_end_offset();
+        let mut offset = self.log_start_offset();
+        while offset < end {
+            let read = self.read(offset, 1 << 20, true)?;
+            if read.records.is_empty() {
+                break;
+            }
+            let mut buf = read.records;
+            let mut next = offset;
+            while buf.has_remaining() {
+                let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+                    Ok(set) => set,
+                    Err(e) => {
+                        tracing::warn!(offset = next, "unreadable batch in {what}, skipped: {e}");
+                        break;
+                    }
+                };
+                for record in set.records {
+                    next = next.max(record.offset + 1);
+                    if record.offset >= offset && !record.control {
+                        apply(&record);
+                    }
+                }
+            }
+            if next <= offset {
+                tracing::warn!(offset, "replay of {what} made no progress; stopping");
+                break;
+            }
+            offset = next;
+        }
+        Ok(())
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log_start
     }
