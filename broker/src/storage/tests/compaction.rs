@@ -19,12 +19,17 @@ use super::{segment_files, CODECS};
 type Kv<'a> = (Option<&'a str>, Option<&'a str>);
 
 pub(super) fn kv_batch(producer: (i64, i16, i32), kvs: &[Kv<'_>], ts: i64, compression: Compression) -> Vec<u8> {
+    batch_of(producer, false, kvs, ts, compression)
+}
+
+/// A batch of `kvs` from `producer`, transactional or not.
+pub(super) fn batch_of(producer: (i64, i16, i32), transactional: bool, kvs: &[Kv<'_>], ts: i64, compression: Compression) -> Vec<u8> {
     let (producer_id, producer_epoch, base_seq) = producer;
     let records: Vec<Record> = kvs
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
@@ -316,28 +321,8 @@ fn kill_9_while_cleaning_leaves_a_correct_log() {
 
 /// A transactional batch of `(key, value)` records from `pid`.
 fn txn_kv_batch(pid: i64, kvs: &[(&str, &str)], ts: i64) -> Vec<u8> {
-    let records: Vec<Record> = kvs
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: ts,
-            key: Some(Bytes::from(k.to_string())),
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
-    buf.to_vec()
+    let kvs: Vec<Kv<'_>> = kvs.iter().map(|(k, v)| (Some(*k), Some(*v))).collect();
+    batch_of((pid, 0, 0), true, &kvs, ts, Compression::None)
 }
 
 /// As Kafka's cleaner: a key's committed value survives a later aborted write of the same key

@@ -138,28 +138,10 @@ fn idle_producers_expire() {
 }
 
 /// A transactional batch of `n` records from `pid` at `seq`.
-fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> bytes::BytesMut {
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: 1_000,
-            key: None,
-            value: Some(bytes::Bytes::from(format!("{pid}-{}", seq as usize + i))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
-    buf
+fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+    let values: Vec<String> = (0..n).map(|i| format!("{pid}-{}", seq as usize + i)).collect();
+    let kvs: Vec<(Option<&str>, Option<&str>)> = values.iter().map(|v| (None, Some(v.as_str()))).collect();
+    super::compaction::batch_of((pid, epoch, seq), true, &kvs, 1_000, Compression::None)
 }
 
 /// Open transactions hold the last stable offset at their first record; a marker ends them,
