@@ -42,42 +42,7 @@ pub struct Prepared {
     pub aborted_records: u64,
 }
 
-/// The aborted transactions a `read_committed` fetch answer lists for one partition: producer
-/// id and first offset. Kafka's consumer rule: a transactional batch is aborted when its
-/// producer has an aborted transaction that began at or before the batch's last offset and
-/// whose end marker has not been passed yet.
-#[derive(Debug, Default)]
-pub struct Aborted {
-    /// Not reached yet, by first offset, the earliest last.
-    pending: Vec<(i64, i64)>,
-    /// Producers whose aborted transaction is open at the current batch.
-    open: std::collections::HashSet<i64>,
-}
-
-impl Aborted {
-    pub fn new(mut transactions: Vec<(i64, i64)>) -> Aborted {
-        transactions.sort_by(|a, b| b.1.cmp(&a.1));
-        Aborted { pending: transactions, open: Default::default() }
-    }
-
-    /// Whether `h` belongs to an aborted transaction; passing its end marker closes it.
-    fn skips(&mut self, h: &BatchHeader) -> bool {
-        if h.producer_id < 0 {
-            return false;
-        }
-        while self.pending.last().is_some_and(|(_, first)| *first <= h.last_offset()) {
-            let (producer, _) = self.pending.pop().expect("checked");
-            self.open.insert(producer);
-        }
-        if h.is_control() {
-            // The marker that ends a producer's aborted transaction is its abort marker: a
-            // producer has one transaction open per partition at a time.
-            self.open.remove(&h.producer_id);
-            return false;
-        }
-        h.is_transactional() && self.open.contains(&h.producer_id)
-    }
-}
+pub use tern_kafka::batch::Aborted;
 
 /// Prepares the complete batches of `data` from source offset `from` on. A partial batch at
 /// the end (cut by the fetch size) is left for the next fetch.

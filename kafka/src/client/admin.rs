@@ -87,9 +87,17 @@ impl Client {
     /// and without retries: [`PendingProduce::ack`] waits for it. Requests sent one after
     /// another to a partition apply in that order.
     pub async fn send_produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
+        self.send_produce_as(None, topic, partition, records, acks, timeout_ms).await
+    }
+
+    /// [`Client::send_produce`] for a transactional producer's batches (`transactional_id`
+    /// set): the partition must have been added to the producer's open transaction. Produce
+    /// v11 at most, so the broker never adds partitions on its own (transaction protocol 2).
+    pub async fn send_produce_as(&self, transactional_id: Option<&str>, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
         let (_, conn) = self.leader_connection(topic, partition).await?;
         let version = conn.version(ApiKey::Produce, (3, 11))?;
-        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
+        let txn = transactional_id.map(|id| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.to_string())));
+        let req = ProduceRequest::default().with_transactional_id(txn).with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
             TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
                 PartitionProduceData::default().with_index(partition).with_records(Some(records)),
             ]),
@@ -147,11 +155,17 @@ impl Client {
     /// that cannot be decoded (malformed, or decompressing past kafka-protocol's bound) is
     /// skipped with a warning, so one crafted batch cannot hide every record after it.
     pub async fn read_range(&self, topic: &str, partition: i32, from: i64, until: i64) -> Result<Vec<kafka_protocol::records::Record>> {
+        self.read_range_isolated(topic, partition, from, until, Isolation::ReadUncommitted).await
+    }
+
+    /// [`Client::read_range`] at an isolation level: `read_committed` leaves out the records
+    /// of aborted transactions (and stops at the last stable offset).
+    pub async fn read_range_isolated(&self, topic: &str, partition: i32, from: i64, until: i64, isolation: Isolation) -> Result<Vec<kafka_protocol::records::Record>> {
         let mut out = Vec::new();
         let mut next = from;
         while next < until {
             let (leader, _) = self.leader_connection(topic, partition).await?;
-            let resp = self.fetch(leader, &[(topic.to_string(), partition, next)], 100, 8 << 20, 8 << 20).await?;
+            let resp = self.fetch_isolated(leader, &[(topic.to_string(), partition, next)], 100, 8 << 20, 8 << 20, isolation).await?;
             let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else { break };
             if p.error_code != 0 {
                 return Err(Error::kafka(p.error_code, format!("reading {topic}/{partition} at {next}")));
@@ -163,9 +177,15 @@ impl Client {
                 break;
             }
             let before = next;
+            let mut aborted = crate::batch::Aborted::new(p.aborted_transactions.iter().flatten().map(|t| (t.producer_id.0, t.first_offset)).collect());
             for item in crate::batch::Batches::new(&records) {
                 let (at, h) = item.map_err(|e| Error::Protocol(format!("reading {topic}/{partition} at {next}: {e}")))?;
+                let skipped = aborted.skips(&h);
                 if h.last_offset() < next {
+                    continue;
+                }
+                if skipped {
+                    next = h.last_offset() + 1;
                     continue;
                 }
                 let mut batch = records.slice(at..at + h.total_len());
@@ -202,6 +222,17 @@ impl Client {
         self.read_range(topic, partition, start, end).await
     }
 
+    /// The committed records of a whole partition (`read_committed`): from its log start to
+    /// its last stable offset at the time of the call, aborted transactions left out.
+    pub async fn read_all_committed(&self, topic: &str, partition: i32) -> Result<Vec<kafka_protocol::records::Record>> {
+        let end = self
+            .with_retries(&format!("the last stable offset of {topic}/{partition}"), || self.list_offset_isolated(topic, partition, LATEST, Isolation::ReadCommitted))
+            .await?
+            .0;
+        let (start, _) = self.list_offset(topic, partition, EARLIEST).await?;
+        self.read_range_isolated(topic, partition, start, end, Isolation::ReadCommitted).await
+    }
+
     /// ListOffsets for one partition: `LATEST`, `EARLIEST` or a timestamp. Returns
     /// `(offset, timestamp)`; offset -1 when no record has a timestamp at or after it.
     /// Retriable errors are retried up to the client's retry deadline.
@@ -212,9 +243,16 @@ impl Client {
     /// [`Client::list_offset`] without retries, for callers that must not wait (a partition
     /// that does not exist yet is an error at once).
     pub async fn list_offset_once(&self, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64)> {
+        self.list_offset_isolated(topic, partition, timestamp, Isolation::ReadUncommitted).await
+    }
+
+    /// ListOffsets at an isolation level: `LATEST` is the last stable offset for
+    /// `read_committed`. No retries.
+    pub async fn list_offset_isolated(&self, topic: &str, partition: i32, timestamp: i64, isolation: Isolation) -> Result<(i64, i64)> {
         let (_, conn) = self.leader_connection(topic, partition).await?;
-        let version = conn.version(ApiKey::ListOffsets, (1, 8))?;
-        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+        // v2 is the first with an isolation level.
+        let version = conn.version(ApiKey::ListOffsets, (if isolation == Isolation::ReadCommitted { 2 } else { 1 }, 8))?;
+        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation as i8).with_topics(vec![ListOffsetsTopic::default()
             .with_name(topic_name(topic))
             .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
         let resp = conn.call(&req, version).await?;

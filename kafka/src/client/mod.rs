@@ -14,6 +14,8 @@ pub use membership::{range_assign, GroupMember, HeartbeatOutcome, Heartbeater};
 pub use groups::{GroupInfo, Membership};
 mod metadata;
 mod simple;
+mod txn;
+pub use txn::{is_fenced, TxnProducer};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
