@@ -92,23 +92,75 @@ pub async fn ensure_internal_topics(flow: &Flow, source: &Client, target: &Clien
     Ok(())
 }
 
+/// The key of an exactly-once flow's source position for one partition, in the offset-map
+/// topic: a negative length where a map entry's key has its topic's length, so readers of map
+/// entries pass it by.
+fn position_key(topic: &str, partition: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(-1);
+    b.put_slice(&map_key(topic, partition, 0)[..]);
+    b.freeze()
+}
+
+fn parse_position_key(mut key: Bytes) -> Option<Tp> {
+    if key.remaining() < 2 || key.get_i16() != -1 {
+        return None;
+    }
+    parse_map_key(key).map(|(t, p, _)| (t, p))
+}
+
+/// The offset-map record of an exactly-once flow's position: where replication of `tp` goes on
+/// (the source offset after what the same transaction wrote).
+pub fn position_record(tp: &Tp, next: i64) -> (Bytes, Option<Bytes>) {
+    (position_key(&tp.0, tp.1), Some(Bytes::copy_from_slice(&next.to_be_bytes())))
+}
+
+/// What a flow keeps on its target: the offset maps, and the positions exactly-once delivery
+/// committed with its records.
+#[derive(Debug, Default)]
+pub struct TargetState {
+    pub maps: HashMap<Tp, OffsetMap>,
+    pub positions: HashMap<Tp, i64>,
+}
+
 /// Reads every offset map of the flow back from the target (tombstones applied).
 pub async fn load_offset_maps(flow: &Flow, target: &Client) -> Result<HashMap<Tp, OffsetMap>> {
+    Ok(load_target_state(flow, target).await?.maps)
+}
+
+/// Reads the flow's offset maps and exactly-once positions back from the target, as
+/// `read_committed` consumers see them: what an aborted transaction wrote never counts, and an
+/// open one is read once it ends.
+pub async fn load_target_state(flow: &Flow, target: &Client) -> Result<TargetState> {
     let topic = offset_map_topic(&flow.source);
-    let records = target.read_all(&topic, 0).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    let records = target.read_all_committed(&topic, 0).await.map_err(|e| Error::cluster(&flow.target, e))?;
     let mut entries: BTreeMap<(String, i32, i64), Option<i64>> = BTreeMap::new();
+    let mut state = TargetState::default();
     for r in records {
-        let Some(key) = r.key.and_then(parse_map_key) else { continue };
-        let target_offset = r.value.filter(|v| v.len() == 8).map(|mut v| v.get_i64());
-        entries.insert(key, target_offset);
-    }
-    let mut maps: HashMap<Tp, OffsetMap> = HashMap::new();
-    for ((t, p, s), target_offset) in entries {
-        if let Some(target_offset) = target_offset {
-            maps.entry((t, p)).or_default().restore(Entry { source: s, target: target_offset });
+        let Some(key) = r.key else { continue };
+        let value = r.value.filter(|v| v.len() == 8).map(|mut v| v.get_i64());
+        if let Some(tp) = parse_position_key(key.clone()) {
+            match value {
+                Some(next) => state.positions.insert(tp, next),
+                None => state.positions.remove(&tp),
+            };
+        } else if let Some(key) = parse_map_key(key) {
+            entries.insert(key, value);
         }
     }
-    Ok(maps)
+    for ((t, p, s), target_offset) in entries {
+        if let Some(target_offset) = target_offset {
+            state.maps.entry((t, p)).or_default().restore(Entry { source: s, target: target_offset });
+        }
+    }
+    Ok(state)
+}
+
+/// Offset-map records for entries added and removed (tombstones).
+pub fn map_records(tp: &Tp, added: &[Entry], removed: &[Entry]) -> Vec<(Bytes, Option<Bytes>)> {
+    let mut records: Vec<(Bytes, Option<Bytes>)> = added.iter().map(|e| (map_key(&tp.0, tp.1, e.source), Some(Bytes::copy_from_slice(&e.target.to_be_bytes())))).collect();
+    records.extend(removed.iter().map(|e| (map_key(&tp.0, tp.1, e.source), None)));
+    records
 }
 
 /// Writes new offset-map entries (and their MM2 offset syncs) before the position they
@@ -117,11 +169,16 @@ pub async fn persist_entries(flow: &Flow, source: &Client, target: &Client, tp: 
     if added.is_empty() && removed.is_empty() {
         return Ok(());
     }
-    let now = crate::clock::now_ms();
-    let mut records: Vec<(Bytes, Option<Bytes>)> = added.iter().map(|e| (map_key(&tp.0, tp.1, e.source), Some(Bytes::copy_from_slice(&e.target.to_be_bytes())))).collect();
-    records.extend(removed.iter().map(|e| (map_key(&tp.0, tp.1, e.source), None)));
-    let batch = encode_records(&records, now)?;
+    let batch = encode_records(&map_records(tp, added, removed), crate::clock::now_ms())?;
     target.produce(&offset_map_topic(&flow.source), 0, batch, -1, 30_000).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    write_offset_syncs(flow, source, tp, added).await;
+    Ok(())
+}
+
+/// Writes MM2 offset syncs for new offset-map entries to the source, where MM2 tooling looks
+/// for them. Best effort: Tern itself reads its offset maps.
+pub async fn write_offset_syncs(flow: &Flow, source: &Client, tp: &Tp, added: &[Entry]) {
+    let now = crate::clock::now_ms();
     if !added.is_empty() {
         let syncs: Vec<(Bytes, Option<Bytes>)> = added
             .iter()
@@ -130,14 +187,12 @@ pub async fn persist_entries(flow: &Flow, source: &Client, target: &Client, tp: 
                 (s.key(), Some(s.value()))
             })
             .collect();
-        // Best effort: MM2 tooling reads these, Tern does not.
         if let Ok(batch) = encode_records(&syncs, now) {
             if let Err(e) = source.produce(&offset_syncs_topic(&flow.target), 0, batch, -1, 30_000).await {
                 tracing::debug!(flow = %flow.name(), "offset sync: {e}");
             }
         }
     }
-    Ok(())
 }
 
 /// One group's translation for one partition, as the dashboard and `tern offsets` show it.
@@ -276,6 +331,16 @@ pub async fn translate_group(flow: &Flow, source: &Client, target: &Client, grou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_and_map_entries_never_read_as_each_other() {
+        let key = position_key("orders", 3);
+        assert_eq!(parse_position_key(key.clone()), Some(("orders".to_string(), 3)));
+        assert_eq!(parse_map_key(key), None, "a map reader passes positions by");
+        assert_eq!(parse_position_key(map_key("orders", 3, 17)), None);
+        let (_, value) = position_record(&("orders".to_string(), 3), 42);
+        assert_eq!(value.as_deref(), Some(&42i64.to_be_bytes()[..]));
+    }
 
     #[test]
     fn map_keys_round_trip_and_reject_garbage() {

@@ -84,6 +84,20 @@ pub enum Naming {
     Identity,
 }
 
+/// How a flow delivers records to its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Progress is committed on the source after the target acknowledged: a crash between the
+    /// two replicates the uncommitted tail again.
+    #[default]
+    AtLeastOnce,
+    /// Each partition is written by a transactional producer, and the source position travels
+    /// in the same transaction: a crash never duplicates a record for `read_committed`
+    /// consumers of the target.
+    ExactlyOnce,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowConfig {
@@ -110,6 +124,9 @@ pub struct FlowConfig {
     /// no limit when absent.
     #[serde(default)]
     pub max_bytes_per_second: Option<Spanned<u64>>,
+    /// `at-least-once` (the default) or `exactly-once`.
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 fn all() -> Vec<Spanned<String>> {
@@ -230,6 +247,7 @@ pub struct Flow {
     pub emit_heartbeats: bool,
     pub checkpoint_interval: Duration,
     pub max_bytes_per_second: Option<u64>,
+    pub delivery: Delivery,
 }
 
 impl Flow {
@@ -323,6 +341,7 @@ pub fn parse(text: &str) -> Result<Validated> {
             emit_heartbeats: f.emit_heartbeats,
             checkpoint_interval: f.checkpoint_interval,
             max_bytes_per_second: f.max_bytes_per_second.as_ref().map(|m| *m.get_ref()),
+            delivery: f.delivery,
         };
         if let Some(limit) = f.max_bytes_per_second.as_ref().filter(|m| *m.get_ref() == 0) {
             return Err(at(limit.span(), &format!("{key}.max_bytes_per_second"), "must be positive; leave it out for no limit".into()));
@@ -437,6 +456,14 @@ max_bytes_per_second = 1048576
         let bad = GOOD.replace("\"payments\"", "\"pay(ments\"");
         let e = parse(&bad).expect_err("bad regex").to_string();
         assert!(e.contains("line 12") && e.contains("flows[0].topics[1]") && e.contains("pay(ments"), "{e}");
+    }
+
+    #[test]
+    fn delivery_is_at_least_once_unless_a_flow_says_exactly_once() {
+        let v = parse(&GOOD.replace("checkpoint_interval = \"2s\"", "checkpoint_interval = \"2s\"\ndelivery = \"exactly-once\"")).expect("valid");
+        assert_eq!((v.flows[0].delivery, v.flows[1].delivery), (Delivery::AtLeastOnce, Delivery::ExactlyOnce));
+        let e = parse(&GOOD.replace("checkpoint_interval = \"2s\"", "delivery = \"exactly_once\"")).expect_err("misspelt").to_string();
+        assert!(e.contains("delivery") && e.contains("exactly-once"), "{e}");
     }
 
     #[test]

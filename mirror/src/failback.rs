@@ -147,7 +147,7 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
                 // Idempotent: a retried batch whose first acknowledgement was lost is written once.
                 let mut next_sequence = None;
                 if let Some((id, epoch)) = producer {
-                    next_sequence = Some(crate::producer::stamp_producer(&mut batch, id, epoch, point.partitions[i].copy_sequence.unwrap_or(0)));
+                    next_sequence = Some(crate::producer::stamp_producer(&mut batch, id, epoch, point.partitions[i].copy_sequence.unwrap_or(0), false));
                 }
                 let ack = source.produce(&topic, partition, batch.freeze(), -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
                 if crate::failpoint::hit("abort-after-failback-copy", &topic) {

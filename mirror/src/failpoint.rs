@@ -5,6 +5,8 @@
 //! - `flow-panic=<flow>`: the flow's replication task panics as it starts.
 //! - `abort-before-offset-map=<topic>`: `tern run` aborts after the target acknowledged a
 //!   record set of the topic, before the set's offset map entries are written.
+//! - `abort-before-commit=<topic>`: `tern run` aborts in exactly-once delivery after a
+//!   transaction's records and position were written to the target, before its commit.
 //! - `abort-after-failback-copy=<topic>`: `tern failback` aborts after the source acknowledged
 //!   its first batch copied back into the topic, before that progress is saved.
 

@@ -15,14 +15,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tern_kafka::client::{Client, GroupMember, Isolation, Membership, EARLIEST, LATEST};
+use bytes::{Bytes, BytesMut};
+use tern_kafka::client::{Client, GroupMember, Isolation, Membership, TxnProducer, EARLIEST, LATEST};
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::Instrument;
 
 use crate::clock::{now_ms, wait_or_shutdown};
 use crate::cluster::connect;
-use crate::config::{ClusterConfig, Flow, MirrorSettings};
+use crate::config::{ClusterConfig, Delivery, Flow, MirrorSettings};
 use crate::names::{group_id, Tp};
 use crate::producer::{batch_spans, encode_one, stamp_producer};
 use crate::session::Session;
@@ -47,6 +47,17 @@ pub const CONFIG_EXCLUDES: &[&str] = &[
     "unclean.leader.election.enable",
     "min.insync.replicas",
 ];
+
+/// How long a flow's transaction may stay open before the target aborts it: far longer than
+/// one takes (a fetched set or a few), short enough that a worker that vanished without being
+/// fenced holds `read_committed` consumers of the target up for one minute at most.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The transactional id of one source partition's producer on the target: whichever worker
+/// owns the partition uses it, so the new owner's InitProducerId fences the previous one.
+pub fn transactional_id(flow: &Flow, tp: &Tp) -> String {
+    format!("{}.{}.{}", group_id(flow), tp.0, tp.1)
+}
 
 /// Shared state of one running flow.
 struct Runtime {
@@ -99,6 +110,12 @@ struct Runtime {
 /// from the lowest end seen meanwhile, so that records written after the truncation are
 /// replicated too.
 const TRUNCATION_CONFIRMED_AFTER: Duration = Duration::from_secs(10);
+
+impl Runtime {
+    fn exactly_once(&self) -> bool {
+        self.flow.delivery == Delivery::ExactlyOnce
+    }
+}
 
 /// Compares the ids of the replicated source topics in the client's metadata with the ids last
 /// seen. A topic whose id changed was deleted and created again: the event is recorded for the
@@ -406,7 +423,45 @@ impl Fetches {
 
 impl Assigned {
     async fn assign(&mut self, rt: &Arc<Runtime>, partitions: Vec<Tp>) {
-        let starts = start_positions(rt, &partitions).await;
+        // Exactly-once: each partition's transactional producer first (which fences the
+        // previous owner and aborts its open transaction), then the positions and offset maps
+        // committed on the target, read as `read_committed` consumers see them.
+        let mut txns: HashMap<Tp, TxnProducer> = HashMap::new();
+        let mut on_target = None;
+        let mut partitions = partitions;
+        if rt.exactly_once() {
+            for tp in &partitions {
+                match rt.target.transactional_producer(&transactional_id(&rt.flow, tp), TRANSACTION_TIMEOUT).await {
+                    Ok(p) => {
+                        txns.insert(tp.clone(), p);
+                    }
+                    Err(e) => {
+                        tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "no transactional producer on {}: {e}; the partition waits for the next rebalance", rt.flow.target);
+                        rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("exactly-once: no transactional producer on {}: {e}", rt.flow.target)));
+                    }
+                }
+            }
+            match checkpoint::load_target_state(&rt.flow, &rt.target).await {
+                Ok(state) => {
+                    *rt.maps.lock().unwrap_or_else(|p| p.into_inner()) = state.maps;
+                    on_target = Some(state.positions);
+                }
+                Err(e) => {
+                    tracing::warn!(flow = %rt.flow.name(), "reading the positions committed on {}: {e}; replicating nothing until the next rebalance", rt.flow.target);
+                    txns.clear();
+                }
+            }
+            if txns.len() < partitions.len() {
+                // Retried at a rebalance asked for a little later, not in a tight loop.
+                let session = rt.session.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    session.ask_rejoin();
+                });
+            }
+            partitions.retain(|tp| txns.contains_key(tp));
+        }
+        let starts = start_positions(rt, &partitions, on_target.as_ref()).await;
         // Partitions of a topic recreated on the source start over from the new log start,
         // whatever position was committed for the old topic, with an offset map of their own.
         let recreated = std::mem::take(&mut *rt.recreated.lock().unwrap_or_else(|p| p.into_inner()));
@@ -438,7 +493,10 @@ impl Assigned {
                 s.error = None;
             });
             rt.failed.lock().unwrap_or_else(|p| p.into_inner()).remove(&tp);
-            self.producers.spawn(partition_producer(rt.clone(), tp.clone(), rx));
+            match txns.remove(&tp) {
+                Some(txn) => self.producers.spawn(transactional_partition_producer(rt.clone(), tp.clone(), rx, txn)),
+                None => self.producers.spawn(partition_producer(rt.clone(), tp.clone(), rx)),
+            };
             self.queues.insert(tp, tx);
         }
     }
@@ -575,7 +633,11 @@ async fn topic_configs(client: &Client, topics: &[String]) -> Option<BTreeMap<St
 /// at the log start. A partition this worker replicated past its committed offset (the commit
 /// failed, as when the source was out of reach long enough to end its membership) goes on
 /// after what the target acknowledged, not from the commit, which would copy that tail again.
-async fn start_positions(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
+///
+/// An exactly-once flow goes on from the position its last committed transaction stored on the
+/// target (`on_target`), or from the commit on the source if that is further (the flow was
+/// at-least-once meanwhile, or failback set it).
+async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: Option<&HashMap<Tp, i64>>) -> HashMap<Tp, i64> {
     let committed = match rt.source.committed_offsets(&group_id(&rt.flow), partitions).await {
         Ok(c) => c,
         Err(e) => {
@@ -593,6 +655,10 @@ async fn start_positions(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
                 start
             }
             None => start,
+        };
+        let pos = match on_target.and_then(|p| p.get(tp)).copied() {
+            Some(stored) if stored > pos => stored,
+            _ => pos,
         };
         let acked = rt.acked.lock().await.get(tp).copied();
         let pos = match acked {
@@ -874,7 +940,7 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
             let mut next_sequence = None;
             if let Some((producer_id, epoch)) = rt.producer {
                 let first = rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).get(&tp).copied().unwrap_or(0);
-                next_sequence = Some(stamp_producer(&mut set.records, producer_id, epoch, first));
+                next_sequence = Some(stamp_producer(&mut set.records, producer_id, epoch, first, false));
             }
             let records: Bytes = set.records.freeze();
             // One trace span per replicated record set (exported when OTLP is configured).
@@ -907,7 +973,12 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
                     s.error = None;
                 });
             };
-            let (done, refused) = produce_in_order(&rt, &tp, &remote, &batches, &mut on_ack).instrument(span.clone()).await;
+            let by = ProduceAs {
+                transactional_id: None,
+                idempotent: rt.producer.is_some(),
+                known: rt.producer.is_some() && rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&tp),
+            };
+            let (done, refused) = produce_in_order(&rt, &tp, &remote, &batches, by, &mut on_ack).instrument(span.clone()).await;
             if crate::failpoint::hit("abort-before-offset-map", &tp.0) {
                 tracing::error!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "failpoint abort-before-offset-map: aborting after a produce, before its offset map entries are written");
                 std::process::abort();
@@ -959,6 +1030,161 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
     }
 }
 
+/// Produces one partition's prepared record sets exactly once: each transaction on the target
+/// holds the records of the sets queued (up to the queue's length), the offset-map entries
+/// they add and the source position after them, so a consumer of the target reading
+/// `read_committed` sees either all of it or none. The worker that owns the partition next
+/// fences this producer (same transactional id) and goes on from the position the last
+/// committed transaction stored.
+///
+/// A transaction that fails is aborted and the worker rejoins its group: the partition starts
+/// over from the position committed on the target. A record the target refuses stops the
+/// partition, as in at-least-once delivery.
+async fn transactional_partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>, mut txn: TxnProducer) {
+    let remote = naming::remote_topic(&rt.flow, &tp.0);
+    // Sequences start at 0 with each producer epoch, per partition written.
+    let mut sequences = (0, 0);
+    let mut known = false;
+    while let Some(first) = rx.recv().await {
+        if !rt.session.may_produce() {
+            return;
+        }
+        let mut sets = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            sets.push(more);
+        }
+        let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, transactional_id = %txn.transactional_id());
+        let result = replicate_in_transaction(&rt, &tp, &remote, &mut txn, &mut sequences, known, sets).instrument(span).await;
+        match result {
+            Ok(()) => known = true,
+            Err(failure) => {
+                let fenced = failure.error.as_ref().is_some_and(tern_kafka::client::is_fenced);
+                if !fenced {
+                    if let Err(e) = txn.end(&rt.target, false).await {
+                        tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "aborting the transaction: {e}");
+                    }
+                }
+                let why = failure.error.as_ref().map_or_else(|| "the partitions were given up".to_string(), |e| e.to_string());
+                if failure.refused {
+                    fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {why}", tp.1));
+                } else if rt.session.may_produce() {
+                    tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, fenced, "exactly-once transaction aborted: {why}; rejoining to go on from the position committed on {}", rt.flow.target);
+                    rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("transaction aborted: {why}")));
+                    rt.session.ask_rejoin();
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Why a transaction of [`replicate_in_transaction`] did not commit: a Kafka error (refused
+/// records among them), or none when the worker stopped producing part-way.
+struct TxnFailure {
+    error: Option<tern_kafka::Error>,
+    refused: bool,
+}
+
+impl From<tern_kafka::Error> for TxnFailure {
+    fn from(e: tern_kafka::Error) -> TxnFailure {
+        TxnFailure { error: Some(e), refused: false }
+    }
+}
+
+/// One transaction: the sets' records to the remote partition, the offset-map entries and the
+/// position to the offset-map topic, then the commit. Nothing of the sets counts (in the
+/// offset map, the status or the position committed on the source) before the commit.
+async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str, txn: &mut TxnProducer, sequences: &mut (i32, i32), known: bool, sets: Vec<Prepared>) -> std::result::Result<(), TxnFailure> {
+    let map_topic = checkpoint::offset_map_topic(&rt.flow.source);
+    txn.add_partitions(&rt.target, &[(remote.to_string(), tp.1), (map_topic.clone(), 0)]).await?;
+    let (producer_id, epoch) = txn.identity();
+    let id = txn.transactional_id().to_string();
+    let mut map = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).get(tp).cloned().unwrap_or_default();
+    let mut added = Vec::new();
+    let (mut records, mut bytes, mut fast, mut rewritten) = (0u64, 0u64, 0u64, 0u64);
+    let mut timestamps = Vec::new();
+    let (mut next, mut max_timestamp) = (-1, -1);
+    let mut known = known;
+    for mut set in sets {
+        next = set.next_offset;
+        max_timestamp = max_timestamp.max(set.max_timestamp);
+        if set.records.is_empty() {
+            map.record(&[], 0, set.next_offset);
+            continue;
+        }
+        sequences.0 = stamp_producer(&mut set.records, producer_id, epoch, sequences.0, true);
+        let data: Bytes = set.records.freeze();
+        let spans = batch_spans(&data);
+        let batches: Vec<Bytes> = spans.iter().map(|(at, len, _)| data.slice(*at..*at + *len)).collect();
+        let mut offsets = std::mem::take(&mut set.source_offsets);
+        let mut on_ack = |i: usize, ack: tern_kafka::client::ProduceAck| {
+            let (_, len, count) = spans[i];
+            let these = offsets.split_front(count as u64);
+            let after = offsets.first().unwrap_or(set.next_offset);
+            added.extend(map.record_runs(&these, ack.base_offset, after));
+            records += these.len();
+            bytes += len as u64;
+            if let Ok(h) = tern_kafka::batch::BatchHeader::parse(&batches[i]) {
+                timestamps.push((if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp }, these.len()));
+            }
+        };
+        let by = ProduceAs { transactional_id: Some(&id), idempotent: true, known };
+        let (done, refused) = produce_in_order(rt, tp, remote, &batches, by, &mut on_ack).await;
+        if let Some(e) = refused {
+            let refused = !e.is_retriable() && !tern_kafka::client::is_fenced(&e);
+            return Err(TxnFailure { error: Some(e), refused });
+        }
+        if done < batches.len() {
+            return Err(TxnFailure { error: None, refused: false });
+        }
+        known = true;
+        fast += set.batches_fast;
+        rewritten += set.batches_rewritten;
+    }
+    let mut state = checkpoint::map_records(tp, &added, &[]);
+    state.push(checkpoint::position_record(tp, next));
+    let mut batch = BytesMut::from(&checkpoint::encode_records(&state, now_ms()).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?[..]);
+    sequences.1 = stamp_producer(&mut batch, producer_id, epoch, sequences.1, true);
+    if produce_batch(rt, tp, (&map_topic, 0), batch.freeze(), Some(&id)).await?.is_none() {
+        return Err(TxnFailure { error: None, refused: false });
+    }
+    if crate::failpoint::hit("abort-before-commit", &tp.0) {
+        tracing::error!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "failpoint abort-before-commit: aborting with a transaction written and not committed");
+        std::process::abort();
+    }
+    txn.end(&rt.target, true).await?;
+    // Committed: now it counts.
+    rt.maps.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), map);
+    checkpoint::write_offset_syncs(&rt.flow, &rt.source, tp, &added).await;
+    let now = now_ms();
+    for (ts, n) in timestamps {
+        rt.status.observe_latency((now - ts) as f64 / 1000.0, n);
+    }
+    rt.status.update(&tp.0, tp.1, |s| {
+        s.records += records;
+        s.bytes += bytes;
+        s.batches_fast += fast;
+        s.batches_rewritten += rewritten;
+        s.replicated_offset = next;
+        s.replicated_timestamp = s.replicated_timestamp.max(max_timestamp);
+        s.error = None;
+    });
+    rt.acked.lock().await.insert(tp.clone(), next);
+    Ok(())
+}
+
+/// Who a partition's batches are produced as.
+#[derive(Clone, Copy)]
+struct ProduceAs<'a> {
+    /// A transactional producer's id: its partitions were added to its open transaction.
+    transactional_id: Option<&'a str>,
+    /// The batches carry a producer id and sequences: up to [`MAX_IN_FLIGHT`] at a time.
+    idempotent: bool,
+    /// The partition has accepted a batch of this producer already: the first batch need not
+    /// go alone.
+    known: bool,
+}
+
 /// Produces `batches` to one partition in order, handing each acknowledgement to `on_ack` (with
 /// the batch's index) as it comes. Returns how many batches were acknowledged, and the error
 /// that stopped the rest, if any; with no error and fewer acknowledged, the worker stopped
@@ -969,18 +1195,17 @@ async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Pre
 /// whatever else is in flight is awaited and the batches from the failed one on are sent again
 /// one at a time: a resent batch the target already wrote is one of its last five and comes back
 /// as a duplicate with its original offsets, and one it did not write follows the last it did.
-async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes], on_ack: &mut impl FnMut(usize, tern_kafka::client::ProduceAck)) -> (usize, Option<tern_kafka::Error>) {
+async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes], by: ProduceAs<'_>, on_ack: &mut impl FnMut(usize, tern_kafka::client::ProduceAck)) -> (usize, Option<tern_kafka::Error>) {
     // One at a time until the partition knows this producer: a partition accepts a producer it
     // has no state for at any sequence, so a batch sent behind a refused one could be written.
     // Afterwards a batch behind a refused one is refused too (its sequence leaves a gap).
-    let known = rt.producer.is_some() && rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).contains_key(tp);
-    let mut window = if known { MAX_IN_FLIGHT } else { 1 };
+    let mut window = if by.known { MAX_IN_FLIGHT } else { 1 };
     let mut acked = 0;
     let mut in_flight: std::collections::VecDeque<tern_kafka::Result<tern_kafka::client::PendingProduce>> = std::collections::VecDeque::new();
     let mut sent = 0;
     while acked < batches.len() {
         while sent < batches.len() && in_flight.len() < window && rt.session.may_produce() {
-            let request = rt.target.send_produce(remote, tp.1, batches[sent].clone(), -1, 30_000).await;
+            let request = rt.target.send_produce_as(by.transactional_id, remote, tp.1, batches[sent].clone(), -1, 30_000).await;
             let stop = request.is_err();
             in_flight.push_back(request);
             sent += 1;
@@ -997,7 +1222,7 @@ async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]
             Ok(ack) => {
                 on_ack(acked, ack);
                 acked += 1;
-                if rt.producer.is_some() {
+                if by.idempotent {
                     window = MAX_IN_FLIGHT;
                 }
             }
@@ -1010,7 +1235,7 @@ async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]
                 }
                 tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "produce: {e}; resending from batch {acked} of {}", batches.len());
                 while acked < sent {
-                    match produce_batch(rt, tp, remote, batches[acked].clone()).await {
+                    match produce_batch(rt, tp, (remote, tp.1), batches[acked].clone(), by.transactional_id).await {
                         Ok(Some(ack)) => {
                             on_ack(acked, ack);
                             acked += 1;
@@ -1025,20 +1250,23 @@ async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes]
     (acked, None)
 }
 
-/// Produces one batch, retrying what the target may accept later (leadership moves,
+/// Produces one batch (for source partition `tp`) to a target partition, retrying what the target may accept later (leadership moves,
 /// connection trouble) with a growing backoff; `None` when the worker stopped producing first.
-async fn produce_batch(rt: &Runtime, tp: &Tp, remote: &str, batch: Bytes) -> tern_kafka::Result<Option<tern_kafka::client::ProduceAck>> {
+async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&str, i32), batch: Bytes, transactional_id: Option<&str>) -> tern_kafka::Result<Option<tern_kafka::client::ProduceAck>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         if !rt.session.may_produce() {
             return Ok(None);
         }
-        match rt.target.produce(remote, tp.1, batch.clone(), -1, 30_000).await {
+        let sent = async { rt.target.send_produce_as(transactional_id, remote, partition, batch.clone(), -1, 30_000).await?.ack().await };
+        match sent.await {
             Ok(ack) => return Ok(Some(ack)),
             Err(e) if e.is_retriable() => {
                 rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
+                // The leader may have moved.
+                let _ = rt.target.refresh_metadata(None).await;
             }
             Err(e) => return Err(e),
         }

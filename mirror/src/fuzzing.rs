@@ -20,7 +20,7 @@ pub fn prepare_fetched(input: &[u8]) {
     assert!(prepared.next_offset >= from, "the position never goes back");
     let covered: usize = batches.iter().map(|(_, len, _)| *len).sum();
     assert_eq!(covered, prepared.records.len(), "only whole batches are produced");
-    stamp_producer(&mut prepared.records, 7, 0, 0);
+    stamp_producer(&mut prepared.records, 7, 0, 0, false);
     for item in tern_kafka::batch::Batches::new(&prepared.records) {
         let (at, h) = item.expect("a batch the mirror built parses");
         assert_eq!(h.base_offset, 0, "a producer's batch starts at offset 0");

@@ -184,6 +184,8 @@ pub fn import(text: &str) -> Result<Imported, String> {
     }
     // Flow-level keys fall back to the top-level defaults, as in MM2.
     let setting = |flow: &str, key: &str, used: &mut Vec<String>| get(&format!("{flow}.{key}"), used).or_else(|| get(key, used));
+    // A dedicated MM2 cluster's exactly-once setting covers every flow.
+    let exactly_once = get("exactly.once.source.support", &mut used).is_some_and(|v| v.trim() == "enabled");
     let mut flows = 0;
     for s in &clusters {
         for t in &clusters {
@@ -211,6 +213,9 @@ pub fn import(text: &str) -> Result<Imported, String> {
                 toml += &format!("groups_exclude = {}\n", toml_list(&groups_exclude));
             }
             toml += &format!("naming = \"{naming}\"\nsync_group_offsets = {sync}\nemit_heartbeats = {heartbeats}\n");
+            if exactly_once {
+                toml += "delivery = \"exactly-once\"\n";
+            }
             if let Some(secs) = setting(&name, "emit.checkpoints.interval.seconds", &mut used).and_then(|v| v.parse::<u64>().ok()) {
                 toml += &format!("checkpoint_interval = \"{secs}s\"\n");
             }
@@ -285,6 +290,7 @@ replication.factor = 3
 tasks.max = 4
 us-east.security.protocol = SASL_SSL
 refresh.topics.interval.seconds = 30
+exactly.once.source.support = enabled
 "#;
 
     #[test]
@@ -297,6 +303,7 @@ refresh.topics.interval.seconds = 30
         assert!(f.topics_exclude.iter().any(|r| r.is_match("a.internal")));
         assert!(f.groups.iter().any(|r| r.is_match("shipping")) && !f.groups.iter().any(|r| r.is_match("marketing")));
         assert!(f.sync_group_offsets);
+        assert_eq!(f.delivery, crate::config::Delivery::ExactlyOnce);
         assert_eq!(f.checkpoint_interval, std::time::Duration::from_secs(10));
         let back = v.flows.iter().find(|f| f.name() == "eu-west->us-east").expect("flow");
         assert!(back.topics[0].is_match("anything"), "MM2's default topic filter is everything");

@@ -14,11 +14,15 @@ pub(crate) fn batch_spans(records: &[u8]) -> Vec<(usize, usize, usize)> {
 }
 
 /// Writes the producer id, epoch and consecutive base sequences into every batch of a record
-/// set (recomputing each CRC); returns the sequence after the last record.
-pub(crate) fn stamp_producer(records: &mut [u8], producer_id: i64, epoch: i16, mut sequence: i32) -> i32 {
+/// set (patching each CRC), and the transactional attribute for a transactional producer;
+/// returns the sequence after the last record.
+pub(crate) fn stamp_producer(records: &mut [u8], producer_id: i64, epoch: i16, mut sequence: i32, transactional: bool) -> i32 {
     for (at, len, count) in batch_spans(records) {
         let count = count as i32;
         tern_kafka::batch::set_producer(&mut records[at..at + len], producer_id, epoch, sequence);
+        if transactional {
+            tern_kafka::batch::set_transactional(&mut records[at..at + len]);
+        }
         // Kafka's sequences wrap to 0 after i32::MAX.
         sequence = if sequence > i32::MAX - count { count - (i32::MAX - sequence) - 1 } else { sequence + count };
     }
@@ -48,7 +52,7 @@ mod tests {
     #[test]
     fn batches_get_consecutive_sequences_and_valid_crcs() {
         let mut set = set_of(&[3, 5, 1]);
-        let next = stamp_producer(&mut set, 42, 7, 10);
+        let next = stamp_producer(&mut set, 42, 7, 10, false);
         assert_eq!(next, 19);
         let headers: Vec<BatchHeader> = Batches::new(&set).map(|b| b.expect("batch").1).collect();
         assert_eq!(headers.iter().map(|h| (h.producer_id, h.producer_epoch, h.base_sequence)).collect::<Vec<_>>(), vec![(42, 7, 10), (42, 7, 13), (42, 7, 18)]);
@@ -59,9 +63,24 @@ mod tests {
     }
 
     #[test]
+    fn a_transactional_producer_marks_every_batch_and_keeps_the_crcs_valid() {
+        let mut set = set_of(&[2, 4]);
+        assert_eq!(stamp_producer(&mut set, 9, 3, 0, true), 6);
+        for item in Batches::new(&set) {
+            let (at, h) = item.expect("batch");
+            assert!(h.is_transactional() && !h.is_control(), "transactional, not a marker");
+            assert_eq!((h.producer_id, h.producer_epoch), (9, 3));
+            verify_crc(&set[at..at + h.total_len()]).expect("crc");
+        }
+        let mut plain = set_of(&[2]);
+        stamp_producer(&mut plain, 9, 3, 0, false);
+        assert!(!BatchHeader::parse(&plain).expect("header").is_transactional());
+    }
+
+    #[test]
     fn sequences_wrap_to_zero_as_in_kafka() {
         let mut set = set_of(&[3, 2]);
-        let next = stamp_producer(&mut set, 1, 0, i32::MAX - 1);
+        let next = stamp_producer(&mut set, 1, 0, i32::MAX - 1, false);
         let bases: Vec<i32> = Batches::new(&set).map(|b| b.expect("batch").1.base_sequence).collect();
         assert_eq!(bases, vec![i32::MAX - 1, 1]);
         assert_eq!(next, 3);

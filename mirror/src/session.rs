@@ -63,6 +63,12 @@ impl Session {
         self.rejoin.load(Ordering::SeqCst)
     }
 
+    /// Asks the replication loop to give the partitions up and rejoin: a partition producer
+    /// that can go on only from where the target says it stopped.
+    pub fn ask_rejoin(&self) {
+        self.rejoin.store(true, Ordering::SeqCst);
+    }
+
     /// Why the worker may no longer produce its partitions, if it may not.
     pub fn fenced(&self) -> Option<String> {
         self.fenced.lock().unwrap_or_else(|p| p.into_inner()).clone()
