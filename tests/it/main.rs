@@ -35,3 +35,4 @@ mod crash_points;
 mod disk_full;
 mod network_faults;
 mod transactions;
+mod exactly_once;

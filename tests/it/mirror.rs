@@ -387,17 +387,23 @@ fn now() -> i64 {
 }
 
 /// A `tern run` worker process whose log lines are collected.
-struct Worker {
-    child: std::process::Child,
+pub(crate) struct Worker {
+    pub child: std::process::Child,
     log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Worker {
-    fn start(config: &std::path::Path) -> Worker {
+    pub fn start(config: &std::path::Path) -> Worker {
+        Worker::start_with(config, &[])
+    }
+
+    /// A worker with extra environment variables (failpoints, say).
+    pub fn start_with(config: &std::path::Path, env: &[(&str, &str)]) -> Worker {
         let mut child = Command::new(tern_bin())
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -414,8 +420,14 @@ impl Worker {
         Worker { child, log }
     }
 
+    /// The worker's last `n` log lines, for a test's output.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().expect("log");
+        log[log.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Partition count of the worker's latest assignment, if it has one.
-    fn assigned(&self) -> Option<usize> {
+    pub fn assigned(&self) -> Option<usize> {
         let log = self.log.lock().expect("log");
         let line = log.iter().rev().find(|l| l.contains("assigned"))?;
         let n = line.split("partitions=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?;
