@@ -34,7 +34,7 @@ pub fn offset_map_topic(source: &str) -> String {
 /// Groups MirrorMaker 2 never checkpoints (console consumers, Connect, internal), plus the
 /// mirror's own groups and drill groups.
 pub fn is_excluded_group(group: &str) -> bool {
-    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.") || group.starts_with(crate::drill::DRILL_GROUP_PREFIX)
+    group.starts_with("console-consumer-") || group.starts_with("connect-") || group.starts_with("__") || group.starts_with("tern.") || group.starts_with(crate::names::DRILL_GROUP_PREFIX)
 }
 
 pub fn replicates_group(flow: &Flow, group: &str) -> bool {

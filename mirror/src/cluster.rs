@@ -9,6 +9,6 @@ use crate::error::{Error, Result};
 pub async fn connect(name: &str, cluster: &ClusterConfig) -> Result<Client> {
     let mut config = ClientConfig::new(&cluster.bootstrap);
     config.client_id = cluster.client_id.clone().unwrap_or_else(|| format!("tern-{name}"));
-    config.security = crate::cluster_security::resolve(name, cluster)?;
+    config.security = crate::cluster_security::resolve(name, cluster.security())?;
     Client::connect(config).await.map_err(|e| Error::cluster(name, e))
 }

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use tern_kafka::sasl::Mechanism;
 use tern_kafka::security::{SaslCredential, SaslSettings, Secret, Security, SecurityProtocol, TlsSettings};
 
-use crate::config::ClusterConfig;
 use crate::error::{Error, Result};
 
 /// `[clusters.<name>.tls]`
@@ -73,11 +72,20 @@ pub struct SaslConfig {
     pub token_command: Option<String>,
 }
 
+/// A cluster's security settings as configured (`security_protocol`, `[clusters.<name>.tls]`,
+/// `[clusters.<name>.sasl]`): what this module reads of a cluster's configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings<'a> {
+    pub security_protocol: Option<&'a str>,
+    pub tls: Option<&'a TlsConfig>,
+    pub sasl: Option<&'a SaslConfig>,
+}
+
 /// The security protocol of a cluster: as given, or SSL when only `tls` is set and
 /// SASL_SSL when `sasl` is (SASL_PLAINTEXT, which exposes PLAIN passwords, must be explicit).
-pub fn protocol(name: &str, c: &ClusterConfig) -> Result<SecurityProtocol> {
+pub fn protocol(name: &str, c: Settings<'_>) -> Result<SecurityProtocol> {
     let key = format!("clusters.{name}");
-    let protocol = match &c.security_protocol {
+    let protocol = match c.security_protocol {
         Some(p) => p.parse::<SecurityProtocol>().map_err(|e| Error::Config(format!("{key}.security_protocol: {e}")))?,
         None if c.sasl.is_some() => SecurityProtocol::SaslSsl,
         None if c.tls.is_some() => SecurityProtocol::Ssl,
@@ -86,7 +94,7 @@ pub fn protocol(name: &str, c: &ClusterConfig) -> Result<SecurityProtocol> {
     if c.tls.is_some() && !protocol.uses_tls() {
         return Err(Error::Config(format!("{key}.tls: given, but security_protocol is {} (use SSL or SASL_SSL)", protocol.name())));
     }
-    match (&c.sasl, protocol.uses_sasl()) {
+    match (c.sasl, protocol.uses_sasl()) {
         (Some(_), false) => Err(Error::Config(format!("{key}.sasl: given, but security_protocol is {} (use SASL_SSL or SASL_PLAINTEXT)", protocol.name()))),
         (None, true) => Err(Error::Config(format!("{key}.security_protocol = {:?} needs a [{key}.sasl] section", protocol.name()))),
         _ => Ok(protocol),
@@ -94,14 +102,14 @@ pub fn protocol(name: &str, c: &ClusterConfig) -> Result<SecurityProtocol> {
 }
 
 /// Checks the settings without reading any secret (for `parse` and `tern check --offline`).
-pub fn validate(name: &str, c: &ClusterConfig) -> Result<()> {
+pub fn validate(name: &str, c: Settings<'_>) -> Result<()> {
     protocol(name, c)?;
-    if let Some(tls) = &c.tls {
+    if let Some(tls) = c.tls {
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err(Error::Config(format!("clusters.{name}.tls: cert_file and key_file go together (mutual TLS needs both)")));
         }
     }
-    if let Some(sasl) = &c.sasl {
+    if let Some(sasl) = c.sasl {
         sasl_source(name, sasl)?;
     }
     Ok(())
@@ -170,14 +178,14 @@ fn sasl_source<'a>(name: &str, s: &'a SaslConfig) -> Result<(Mechanism, Source<'
 }
 
 /// The client security of cluster `name`, reading its secret now.
-pub fn resolve(name: &str, c: &ClusterConfig) -> Result<Security> {
+pub fn resolve(name: &str, c: Settings<'_>) -> Result<Security> {
     validate(name, c)?;
     let protocol = protocol(name, c)?;
     let tls = protocol.uses_tls().then(|| {
-        let t = c.tls.clone().unwrap_or_default();
+        let t = c.tls.cloned().unwrap_or_default();
         TlsSettings { ca_file: t.ca_file, cert_file: t.cert_file, key_file: t.key_file, server_name: t.server_name, insecure_skip_verify: t.insecure_skip_verify }
     });
-    let sasl = match &c.sasl {
+    let sasl = match c.sasl {
         None => None,
         Some(s) => {
             let (mechanism, source) = sasl_source(name, s)?;
@@ -236,7 +244,7 @@ mod tests {
         std::env::set_var("TERN_TEST_SASL_PW_1", "pa55-w0rd-env");
         let v = parse(&cluster("[clusters.a.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"tern\"\npassword_env = \"TERN_TEST_SASL_PW_1\"\n[clusters.a.tls]\nca_file = \"/etc/ca.pem\"\n")).expect("valid");
         let a = &v.config.clusters["a"];
-        let sec = super::resolve("a", a).expect("resolves");
+        let sec = super::resolve("a", a.security()).expect("resolves");
         assert!(sec.tls.is_some(), "SASL_SSL is inferred");
         let shown = format!("{v:?} {sec:?}");
         assert!(!shown.contains("pa55-w0rd-env"), "{shown}");
@@ -277,7 +285,7 @@ mod tests {
     #[test]
     fn missing_env_var_is_a_clear_error() {
         let v = parse(&cluster("[clusters.a.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword_env = \"TERN_TEST_UNSET_VAR_9\"\n")).expect("valid");
-        let e = super::resolve("a", &v.config.clusters["a"]).expect_err("unset").to_string();
+        let e = super::resolve("a", v.config.clusters["a"].security()).expect_err("unset").to_string();
         assert!(e.contains("clusters.a.sasl.password_env") && e.contains("TERN_TEST_UNSET_VAR_9"), "{e}");
     }
 
@@ -286,17 +294,17 @@ mod tests {
         let v = parse(&cluster("[clusters.a.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername_env = \"TERN_TEST_SASL_USER_3\"\npassword_env = \"TERN_TEST_SASL_PW_3\"\n")).expect("valid");
         // Only this test reads these two variables. The password is there, the username not yet.
         std::env::set_var("TERN_TEST_SASL_PW_3", "pw");
-        let e = super::resolve("a", &v.config.clusters["a"]).expect_err("unset").to_string();
+        let e = super::resolve("a", v.config.clusters["a"].security()).expect_err("unset").to_string();
         assert!(e.contains("clusters.a.sasl.username_env") && e.contains("TERN_TEST_SASL_USER_3"), "{e}");
         std::env::set_var("TERN_TEST_SASL_USER_3", "api-key-7");
-        let s = super::resolve("a", &v.config.clusters["a"]).expect("resolves");
+        let s = super::resolve("a", v.config.clusters["a"].security()).expect("resolves");
         assert_eq!(s.sasl.expect("sasl").username, "api-key-7");
     }
 
     #[test]
     fn oauthbearer_token_command() {
         let v = parse(&cluster("security_protocol = \"SASL_PLAINTEXT\"\n[clusters.a.sasl]\nmechanism = \"OAUTHBEARER\"\ntoken_command = \"cat /run/token\"\n")).expect("valid");
-        let s = super::resolve("a", &v.config.clusters["a"]).expect("resolves");
+        let s = super::resolve("a", v.config.clusters["a"].security()).expect("resolves");
         assert!(s.tls.is_none());
         assert!(matches!(s.sasl.expect("sasl").credential, tern_kafka::security::SaslCredential::TokenCommand(_)));
     }

@@ -75,6 +75,13 @@ pub struct ClusterConfig {
     pub sasl: Option<crate::cluster_security::SaslConfig>,
 }
 
+impl ClusterConfig {
+    /// The cluster's security settings, for [`crate::cluster_security`].
+    pub fn security(&self) -> crate::cluster_security::Settings<'_> {
+        crate::cluster_security::Settings { security_protocol: self.security_protocol.as_deref(), tls: self.tls.as_ref(), sasl: self.sasl.as_ref() }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Naming {
@@ -304,7 +311,7 @@ pub fn parse(text: &str) -> Result<Validated> {
                 return Err(Error::Config(format!("clusters.{name}.client_id: must be 1 to 255 printable characters")));
             }
         }
-        crate::cluster_security::validate(name, c)?;
+        crate::cluster_security::validate(name, c.security())?;
     }
     let compile = |list: &[Spanned<String>], key: &str| -> Result<Vec<Regex>> {
         list.iter()

@@ -1,4 +1,5 @@
-//! Names shared across the mirror: the flow's consumer group and the partition key type.
+//! Names shared across the mirror: the flow's consumer group, drill groups and the partition
+//! key type.
 
 use crate::config::Flow;
 
@@ -9,3 +10,6 @@ pub type Tp = (String, i32);
 pub fn group_id(flow: &Flow) -> String {
     format!("tern.{}.{}", flow.source, flow.target)
 }
+
+/// Prefix of every drill group on the target; the mirror never checkpoints such groups.
+pub const DRILL_GROUP_PREFIX: &str = "tern-drill.";

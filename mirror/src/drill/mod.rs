@@ -38,9 +38,6 @@ use crate::naming;
 use crate::offset_map::{Entry, OffsetMap, Translation};
 use crate::states::{Check, ReadThrough};
 
-/// Prefix of every drill group on the target; the mirror never checkpoints such groups.
-pub const DRILL_GROUP_PREFIX: &str = "tern-drill.";
-
 /// How a drill runs.
 #[derive(Debug, Clone)]
 pub struct DrillOptions {
@@ -108,7 +105,7 @@ pub fn history_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
 
 /// The drill group that receives `group`'s translation in drill `id`.
 pub fn drill_group(id: &str, group: &str) -> String {
-    format!("{DRILL_GROUP_PREFIX}{id}.{group}")
+    format!("{}{id}.{group}", crate::names::DRILL_GROUP_PREFIX)
 }
 
 /// Connects within `timeout`; the error is one line naming the cluster.
