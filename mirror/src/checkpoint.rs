@@ -110,9 +110,17 @@ fn parse_position_key(mut key: Bytes) -> Option<Tp> {
 }
 
 /// The offset-map record of an exactly-once flow's position: where replication of `tp` goes on
-/// (the source offset after what the same transaction wrote).
-pub fn position_record(tp: &Tp, next: i64) -> (Bytes, Option<Bytes>) {
-    (position_key(&tp.0, tp.1), Some(Bytes::copy_from_slice(&next.to_be_bytes())))
+/// (the source offset after what the same transaction wrote); `None` forgets it (a tombstone).
+pub fn position_record(tp: &Tp, next: Option<i64>) -> (Bytes, Option<Bytes>) {
+    (position_key(&tp.0, tp.1), next.map(|n| Bytes::copy_from_slice(&n.to_be_bytes())))
+}
+
+/// Forgets the exactly-once position of `tp` (its source topic was recreated: the old topic's
+/// offsets mean nothing for the new one).
+pub async fn forget_position(flow: &Flow, target: &Client, tp: &Tp) -> Result<()> {
+    let batch = encode_records(&[position_record(tp, None)], crate::clock::now_ms())?;
+    target.produce(&offset_map_topic(&flow.source), 0, batch, -1, 30_000).await.map_err(|e| Error::cluster(&flow.target, e))?;
+    Ok(())
 }
 
 /// What a flow keeps on its target: the offset maps, and the positions exactly-once delivery
@@ -338,8 +346,9 @@ mod tests {
         assert_eq!(parse_position_key(key.clone()), Some(("orders".to_string(), 3)));
         assert_eq!(parse_map_key(key), None, "a map reader passes positions by");
         assert_eq!(parse_position_key(map_key("orders", 3, 17)), None);
-        let (_, value) = position_record(&("orders".to_string(), 3), 42);
+        let (_, value) = position_record(&("orders".to_string(), 3), Some(42));
         assert_eq!(value.as_deref(), Some(&42i64.to_be_bytes()[..]));
+        assert_eq!(position_record(&("orders".to_string(), 3), None).1, None, "a tombstone");
     }
 
     #[test]

@@ -474,6 +474,11 @@ impl Assigned {
                 if let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &[], &dropped).await {
                     tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "removing the old topic's offset map: {e}");
                 }
+                if rt.exactly_once() {
+                    if let Err(e) = checkpoint::forget_position(&rt.flow, &rt.target, &tp).await {
+                        tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "forgetting the old topic's exactly-once position: {e}");
+                    }
+                }
                 rt.acked.lock().await.insert(tp.clone(), start);
                 tracing::info!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, start, "recreated source topic: replicating from its log start");
             }
@@ -1142,7 +1147,7 @@ async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str, txn: &mut
         rewritten += set.batches_rewritten;
     }
     let mut state = checkpoint::map_records(tp, &added, &[]);
-    state.push(checkpoint::position_record(tp, next));
+    state.push(checkpoint::position_record(tp, Some(next)));
     let mut batch = BytesMut::from(&checkpoint::encode_records(&state, now_ms()).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?[..]);
     sequences.1 = stamp_producer(&mut batch, producer_id, epoch, sequences.1, true);
     if produce_batch(rt, tp, (&map_topic, 0), batch.freeze(), Some(&id)).await?.is_none() {
