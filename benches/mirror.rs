@@ -5,7 +5,7 @@
 //!   to the target by Tern's pipelined client;
 //! - baseline 2, a naive pipe: `kcat -C (source) | kcat -P (target)`;
 //! - `tern run` replicating the preloaded topic to completion: MB/s, records/s, CPU seconds
-//!   per GB, peak RSS;
+//!   per GB, peak RSS; then the same with `delivery = "exactly-once"`;
 //! - end-to-end latency at a steady rate (producer timestamp to a consumer on the target).
 //!
 //! Needs Debian's kcat (`bash scripts/test.sh` installs it).
@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::records::Compression;
-use tern_kafka::client::{Client, ClientConfig, LATEST};
+use tern_kafka::client::{Client, ClientConfig, Isolation, LATEST};
 
 use common::*;
 
@@ -60,16 +60,66 @@ fn main() -> anyhow::Result<()> {
     let pipe = t.elapsed();
     report("baseline: kcat -C | kcat -P", gib, records, pipe);
 
-    let config = dir.path().join("tern.toml");
+    let alo = replicate(&rt, dir.path(), &src_addr, &dst_addr, "src", "at-least-once")?;
+    alo.report("tern run", gib, records, pipe, direct);
+
+    latency(&rt, &src_addr, &dst_addr, "src.bench", Isolation::ReadUncommitted)?;
+    let mut mirror = alo.mirror;
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+
+    // The same preloaded topic again, in exactly-once delivery, into a remote topic of its own.
+    println!();
+    let eos = replicate(&rt, dir.path(), &src_addr, &dst_addr, "eos", "exactly-once")?;
+    eos.report("tern run, exactly-once", gib, records, pipe, direct);
+    println!("    exactly-once from process start: {:.0}% of at-least-once's throughput", 100.0 * alo.mirrored.as_secs_f64() / eos.mirrored.as_secs_f64());
+    latency(&rt, &src_addr, &dst_addr, "eos.bench", Isolation::ReadCommitted)?;
+    let mut mirror = eos.mirror;
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+    for b in [&mut src, &mut dst] {
+        let _ = b.kill();
+        let _ = b.wait();
+    }
+    Ok(())
+}
+
+/// One `tern run` replicating the preloaded topic to completion.
+struct Replicated {
+    mirror: std::process::Child,
+    mirrored: Duration,
+    streaming: Duration,
+    cpu: f64,
+    peak_rss_kib: u64,
+}
+
+impl Replicated {
+    fn report(&self, name: &str, gib: f64, records: usize, pipe: Duration, direct: Duration) {
+        report(&format!("{name}: replicate the preloaded topic (from process start)"), gib, records, self.mirrored);
+        report(&format!("{name}: from the first record on the target"), gib, records, self.streaming);
+        println!("    mirror CPU: {:.1} s ({:.2} CPU s per GB), peak RSS {} MiB", self.cpu, self.cpu / (gib / 1000.0), self.peak_rss_kib / 1024);
+        for (what, took) in [("from process start", self.mirrored), ("streaming", self.streaming)] {
+            println!(
+                "    {what}: {:.1}x the kcat pipe, {:.0}% of the target's produce limit",
+                pipe.as_secs_f64() / took.as_secs_f64(),
+                100.0 * direct.as_secs_f64() / took.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Starts `tern run` with a flow from `alias` (the source) in `delivery` and waits until the
+/// remote topic `<alias>.bench` holds every source record.
+fn replicate(rt: &tokio::runtime::Runtime, dir: &std::path::Path, src_addr: &str, dst_addr: &str, alias: &str, delivery: &str) -> anyhow::Result<Replicated> {
+    let config = dir.join(format!("{alias}.toml"));
     std::fs::write(&config, format!(
-        "[clusters.src]\nbootstrap = \"{src_addr}\"\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n[[flows]]\nsource = \"src\"\ntarget = \"dst\"\ntopics = [\"bench\"]\nemit_heartbeats = false\n[web]\nlisten = \"127.0.0.1:0\"\n"
+        "[clusters.{alias}]\nbootstrap = \"{src_addr}\"\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n[[flows]]\nsource = \"{alias}\"\ntarget = \"dst\"\ntopics = [\"bench\"]\nemit_heartbeats = false\ndelivery = \"{delivery}\"\n[web]\nlisten = \"127.0.0.1:0\"\n"
     ))?;
+    let remote = format!("{alias}.bench");
     let t = Instant::now();
-    let mut mirror = Command::new(env!("CARGO_BIN_EXE_tern")).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let mirror = Command::new(env!("CARGO_BIN_EXE_tern")).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
     let pid = mirror.id();
-    let (source, target) = rt.block_on(async {
-        anyhow::Ok((Client::connect(ClientConfig::new(&src_addr)).await?, Client::connect(ClientConfig::new(&dst_addr)).await?))
-    })?;
+    let (source, target) = rt.block_on(async { anyhow::Ok((Client::connect(ClientConfig::new(src_addr)).await?, Client::connect(ClientConfig::new(dst_addr)).await?)) })?;
     let mut peak_rss = 0;
     let mut first_seen: Option<Instant> = None;
     rt.block_on(async {
@@ -80,12 +130,14 @@ fn main() -> anyhow::Result<()> {
         loop {
             peak_rss = peak_rss.max(peak_rss_kib(pid));
             let mut done = true;
-            if first_seen.is_none() && target.list_offset("src.bench", 0, LATEST).await.map(|o| o.0).unwrap_or(0) > 0 {
+            if first_seen.is_none() && target.list_offset(&remote, 0, LATEST).await.map(|o| o.0).unwrap_or(0) > 0 {
                 first_seen = Some(Instant::now());
             }
             for (p, end) in &want {
                 let _ = target.refresh_metadata(None).await;
-                if target.list_offset("src.bench", *p, LATEST).await.map(|o| o.0).unwrap_or(-1) < *end {
+                // The end of the remote partition counts the commit markers of exactly-once
+                // delivery too: done once it passed the source's end.
+                if target.list_offset(&remote, *p, LATEST).await.map(|o| o.0).unwrap_or(-1) < *end {
                     done = false;
                     break;
                 }
@@ -98,26 +150,17 @@ fn main() -> anyhow::Result<()> {
     })?;
     let mirrored = t.elapsed();
     let cpu = cpu_seconds(pid);
-    report("tern run: replicate the preloaded topic (from process start)", gib, records, mirrored);
     let streaming = first_seen.map(|f| f.elapsed()).unwrap_or(mirrored);
-    report("tern run: from the first record on the target", gib, records, streaming);
-    println!("    mirror CPU: {cpu:.1} s ({:.2} CPU s per GB), peak RSS {} MiB", cpu / (gib / 1000.0), peak_rss / 1024);
-    println!(
-        "    from process start: {:.1}x the kcat pipe, {:.0}% of the target's produce limit",
-        pipe.as_secs_f64() / mirrored.as_secs_f64(),
-        100.0 * direct.as_secs_f64() / mirrored.as_secs_f64()
-    );
-    println!(
-        "    streaming: {:.1}x the kcat pipe, {:.0}% of the target's produce limit",
-        pipe.as_secs_f64() / streaming.as_secs_f64(),
-        100.0 * direct.as_secs_f64() / streaming.as_secs_f64()
-    );
+    Ok(Replicated { mirror, mirrored, streaming, cpu, peak_rss_kib: peak_rss })
+}
 
-    // Steady rate: 50 records every 10 ms (5,000 records/s, ~5 MB/s) for 10 s; a consumer on
-    // the target measures now minus each record's producer timestamp.
-    let latencies = rt.block_on(async {
+/// Steady rate: 50 records every 10 ms (5,000 records/s, ~5 MB/s) for 10 s; a consumer of
+/// `remote` on the target at `isolation` measures now minus each record's producer timestamp.
+fn latency(rt: &tokio::runtime::Runtime, src_addr: &str, dst_addr: &str, remote: &str, isolation: Isolation) -> anyhow::Result<()> {
+    let mut lat = rt.block_on(async {
+        let target = Client::connect(ClientConfig::new(dst_addr)).await?;
         let producer = {
-            let source = Client::connect(ClientConfig::new(&src_addr)).await?;
+            let source = Client::connect(ClientConfig::new(src_addr)).await?;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(10));
                 for i in 0..1000 {
@@ -130,21 +173,19 @@ fn main() -> anyhow::Result<()> {
         };
         let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
         for p in 0..PARTITIONS {
-            positions.insert(p, target.list_offset("src.bench", p, LATEST).await?.0);
+            positions.insert(p, target.list_offset(remote, p, LATEST).await?.0);
         }
-        let lat = target_latencies(&target, 1, "src.bench", &mut positions, 50_000, Instant::now() + Duration::from_secs(20), 0).await?;
+        let lat = target_latencies(&target, 1, remote, &mut positions, 50_000, Instant::now() + Duration::from_secs(20), 0, isolation).await?;
         producer.await?;
         anyhow::Ok(lat)
     })?;
-    let mut lat = latencies;
     lat.sort_unstable();
-    println!("\nend-to-end latency at 5,000 records/s ({} records): p50 {} ms, p99 {} ms, max {} ms", lat.len(), percentile(&lat, 0.5), percentile(&lat, 0.99), lat.last().copied().unwrap_or(-1));
-
-    let _ = mirror.kill();
-    let _ = mirror.wait();
-    for b in [&mut src, &mut dst] {
-        let _ = b.kill();
-        let _ = b.wait();
-    }
+    println!(
+        "\nend-to-end latency at 5,000 records/s, {remote} read {isolation:?} ({} records): p50 {} ms, p99 {} ms, max {} ms",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(-1)
+    );
     Ok(())
 }

@@ -10,7 +10,7 @@
 //!   --mb N               MiB per bulk row (default 1024)
 //!   --tiny               a few thousand records everywhere (checks the harness, measures nothing)
 //!   --rows dense8,text64 only these rows (default: dense8, dense64, text8, text64)
-//!   --replicators mm2d,mm2t,tern
+//!   --replicators mm2d,mm2t,tern,terneos
 //!   --json FILE          the measurements as JSON
 //!   --markdown FILE      the README tables
 //!   --chart FILE         the SVG chart (docs/mm2-vs-tern.svg)
@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
     let replicators = match arg(&argv, "--replicators") {
         Some(list) => list
             .split(',')
-            .map(|k| Replicator::all().into_iter().find(|r| r.key() == k).ok_or_else(|| anyhow::anyhow!("--replicators: unknown {k:?} (mm2d, mm2t, tern)")))
+            .map(|k| Replicator::all().into_iter().find(|r| r.key() == k).ok_or_else(|| anyhow::anyhow!("--replicators: unknown {k:?} (mm2d, mm2t, tern, terneos)")))
             .collect::<anyhow::Result<Vec<_>>>()?,
         None => Replicator::all(),
     };

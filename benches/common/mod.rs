@@ -137,11 +137,12 @@ pub async fn produce_pipelined(addr: &str, topic: &str, partitions: i32, records
     Ok(t.elapsed())
 }
 
-
 /// Reads `remote` on the target (partition leader `leader`) from `positions` on until `want`
 /// records arrived or `deadline` passed, and returns each record's end-to-end latency in ms
 /// (arrival minus its timestamp), in arrival order. Only records stamped at or after
-/// `since_ms` count (heartbeats and leftovers carry older timestamps).
+/// `since_ms` count (heartbeats and leftovers carry older timestamps). At `isolation`: `read_committed` gets a record once its transaction committed (commit
+/// markers are passed by, not counted).
+#[allow(clippy::too_many_arguments)]
 pub async fn target_latencies(
     target: &tern_kafka::client::Client,
     leader: i32,
@@ -150,11 +151,12 @@ pub async fn target_latencies(
     want: usize,
     deadline: Instant,
     since_ms: i64,
+    isolation: tern_kafka::client::Isolation,
 ) -> anyhow::Result<Vec<i64>> {
     let mut lat = Vec::with_capacity(want);
     while lat.len() < want && Instant::now() < deadline {
         let parts: Vec<(String, i32, i64)> = positions.iter().map(|(p, o)| (remote.to_string(), *p, *o)).collect();
-        let resp = target.fetch(leader, &parts, 100, 64 << 20, 8 << 20).await?;
+        let resp = target.fetch_isolated(leader, &parts, 100, 64 << 20, 8 << 20, isolation).await?;
         let now = now_ms();
         for t in resp.responses {
             for p in t.partitions {
@@ -165,7 +167,7 @@ pub async fn target_latencies(
                 for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)? {
                     for r in set.records {
                         if r.offset >= positions.get(&p.partition_index).copied().unwrap_or(0) {
-                            if r.timestamp >= since_ms {
+                            if r.timestamp >= since_ms && !r.control {
                                 lat.push(now - r.timestamp);
                             }
                             positions.insert(p.partition_index, r.offset + 1);

@@ -160,7 +160,10 @@ pub async fn latency(setup: &Setup, rep: Replicator, topic: &str, remote: &str, 
     });
     let leader = target.metadata_snapshot().leader(remote, 0).ok_or_else(|| anyhow::anyhow!("no leader for {remote}"))?;
     let want = ticks * 50;
-    let mut lat = target_latencies(&target, leader, remote, &mut positions, want, Instant::now() + phase + Duration::from_secs(30), started).await?;
+    // read_committed, as a consumer of exactly-once delivery must read (the same as
+    // read_uncommitted on a topic written without transactions).
+    let isolation = tern_kafka::client::Isolation::ReadCommitted;
+    let mut lat = target_latencies(&target, leader, remote, &mut positions, want, Instant::now() + phase + Duration::from_secs(30), started, isolation).await?;
     let sent = producer.await??;
     lat.sort_unstable();
     Ok(LatencyResult { replicator: rep, records: lat.len(), sent, p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99), max_ms: lat.last().copied().unwrap_or(-1) })

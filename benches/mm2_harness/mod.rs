@@ -233,7 +233,7 @@ pub async fn run(setup: &Setup) -> anyhow::Result<Report> {
         match rep {
             Replicator::Tern => tern_run = Some(out.run),
             Replicator::Mm2Tuned => mm2_tuned_run = Some((out.run, out.config_path)),
-            Replicator::Mm2Defaults => {}
+            Replicator::Mm2Defaults | Replicator::TernExactlyOnce => {}
         }
     }
 

@@ -19,11 +19,13 @@ pub enum Replicator {
     Mm2Tuned,
     /// `tern run` with its defaults.
     Tern,
+    /// `tern run` with its defaults and `delivery = "exactly-once"`.
+    TernExactlyOnce,
 }
 
 impl Replicator {
     pub fn all() -> Vec<Replicator> {
-        vec![Replicator::Mm2Defaults, Replicator::Mm2Tuned, Replicator::Tern]
+        vec![Replicator::Mm2Defaults, Replicator::Mm2Tuned, Replicator::Tern, Replicator::TernExactlyOnce]
     }
 
     /// Short name used in aliases and topic names.
@@ -32,6 +34,7 @@ impl Replicator {
             Replicator::Mm2Defaults => "mm2d",
             Replicator::Mm2Tuned => "mm2t",
             Replicator::Tern => "tern",
+            Replicator::TernExactlyOnce => "terneos",
         }
     }
 
@@ -40,11 +43,12 @@ impl Replicator {
             Replicator::Mm2Defaults => "MirrorMaker 2, defaults",
             Replicator::Mm2Tuned => "MirrorMaker 2, tuned",
             Replicator::Tern => "tern run",
+            Replicator::TernExactlyOnce => "tern run, exactly-once",
         }
     }
 
     pub fn is_mm2(self) -> bool {
-        self != Replicator::Tern
+        !matches!(self, Replicator::Tern | Replicator::TernExactlyOnce)
     }
 }
 
@@ -124,11 +128,13 @@ pub fn mm2_properties(setup: &Setup, run: &Run) -> String {
     p
 }
 
-/// `tern.toml` for a run: Tern's defaults, the run's clusters, topics and groups.
+/// `tern.toml` for a run: Tern's defaults, the run's clusters, topics and groups, and the
+/// delivery of the replicator.
 pub fn tern_toml(setup: &Setup, run: &Run) -> String {
     let topics: Vec<String> = run.topics.iter().map(|t| format!("\"{t}\"")).collect();
+    let delivery = if run.replicator == Replicator::TernExactlyOnce { "delivery = \"exactly-once\"\n" } else { "" };
     format!(
-        "[clusters.{s}]\nbootstrap = \"{src}\"\n\n[clusters.{t}]\nbootstrap = \"{dst}\"\n\n[[flows]]\nsource = \"{s}\"\ntarget = \"{t}\"\ntopics = [{topics}]\ngroups = [\"{groups}\"]\n\n[web]\nlisten = \"127.0.0.1:0\"\n",
+        "[clusters.{s}]\nbootstrap = \"{src}\"\n\n[clusters.{t}]\nbootstrap = \"{dst}\"\n\n[[flows]]\nsource = \"{s}\"\ntarget = \"{t}\"\ntopics = [{topics}]\ngroups = [\"{groups}\"]\n{delivery}\n[web]\nlisten = \"127.0.0.1:0\"\n",
         s = run.source_alias,
         t = run.target_alias,
         src = setup.source,

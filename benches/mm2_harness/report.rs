@@ -135,6 +135,25 @@ pub fn markdown(report: &Report) -> String {
         }
         s += &format!("| {} | {} | {} |\n", row.payload.describe(), row.partitions, cells.join(" | "));
     }
+    if report.bulk.iter().any(|b| b.replicator == Replicator::TernExactlyOnce) {
+        s += "\n`tern run` with exactly-once delivery beside at-least-once, per row:\n\n";
+        s += "| payload | partitions | at-least-once MB/s from start / steady | exactly-once MB/s from start / steady | exactly-once share | CPU s/GB at-least-once / exactly-once |\n|---|---:|---:|---:|---:|---:|\n";
+        for row in rows(report) {
+            let (Some(a), Some(e)) = (find(report, &row, Replicator::Tern), find(report, &row, Replicator::TernExactlyOnce)) else { continue };
+            s += &format!(
+                "| {} | {} | {} / {} | {} / {} | {:.0}% | {:.1} / {:.1} |\n",
+                row.payload.describe(),
+                row.partitions,
+                num(a.mbps_from_start),
+                num(a.mbps_steady),
+                num(e.mbps_from_start),
+                num(e.mbps_steady),
+                100.0 * e.mbps_from_start / a.mbps_from_start,
+                a.cpu_secs_per_gb,
+                e.cpu_secs_per_gb
+            );
+        }
+    }
     s += "\nEnd-to-end latency at a steady 5,000 records/s (producer timestamp to a consumer on the target):\n\n";
     s += "| replicator | p50 | p99 | max | records |\n|---|---:|---:|---:|---:|\n";
     for l in &report.latency {
@@ -172,7 +191,7 @@ pub fn markdown(report: &Report) -> String {
     s
 }
 
-const COLORS: [(&str, Replicator); 3] = [("#9aa5b1", Replicator::Mm2Defaults), ("#3e6fb0", Replicator::Mm2Tuned), ("#e07a1f", Replicator::Tern)];
+const COLORS: [(&str, Replicator); 4] = [("#9aa5b1", Replicator::Mm2Defaults), ("#3e6fb0", Replicator::Mm2Tuned), ("#e07a1f", Replicator::Tern), ("#8c4fb0", Replicator::TernExactlyOnce)];
 
 fn color(rep: Replicator) -> &'static str {
     COLORS.iter().find(|c| c.1 == rep).map(|c| c.0).unwrap_or("#000")
