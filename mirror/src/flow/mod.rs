@@ -1,0 +1,274 @@
+//! One flow at work: keep remote topics in step with the source, fetch every partition the
+//! worker owns, produce to the target, and count a record as replicated only once the target
+//! acknowledged it (at-least-once) or committed its transaction (exactly-once).
+//!
+//! `run` is the replication loop: it follows the operators' decisions, joins the flow's group
+//! on the source, takes partitions on and gives them up, and fetches. Its tasks, a file each:
+//! - [`runtime`]: the state every task shares, and stopping a partition for good;
+//! - [`topics`]: every `topic_refresh_interval`, remote topics created with the source's
+//!   partition count and configs, grown, their configs kept in line; recreated source topics;
+//! - [`fetch`]: where each partition starts, one fetch in flight per source leader (so a slow
+//!   leader holds up only its own partitions), record sets handed to bounded per-partition
+//!   queues, and positions the source no longer has;
+//! - [`produce`]: one producer task per partition, in order, idempotent with up to five requests
+//!   in flight, or in transactions that carry the source position (exactly-once);
+//! - [`progress`]: commits of acknowledged positions on the source, checkpoints, lag probes,
+//!   source ends for unplanned failovers, MM2 heartbeats;
+//! - [`decisions`]: the operators' decisions (pause, failover) from the control topic;
+//! - [`assignment`]: the partitions of one generation, taken on and given up.
+
+mod runtime;
+mod topics;
+mod fetch;
+mod produce;
+mod progress;
+mod decisions;
+mod assignment;
+
+pub use runtime::transactional_id;
+pub use topics::CONFIG_EXCLUDES;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tern_kafka::client::{GroupMember, Membership};
+use tokio::sync::{watch, Mutex};
+
+use crate::clock::wait_or_shutdown;
+use crate::cluster::connect;
+use crate::config::{ClusterConfig, Flow, MirrorSettings};
+use crate::names::{group_id, Tp};
+use crate::session::Session;
+use crate::error::{Error, Result, RetryHint};
+use crate::checkpoint;
+use crate::status::FlowStatus;
+use crate::throttle::Throttle;
+
+use runtime::*;
+use topics::*;
+use fetch::*;
+use progress::*;
+use decisions::*;
+use assignment::*;
+
+/// Runs `flow` until `shutdown` turns true.
+pub async fn run(
+    flow: Flow,
+    clusters: &BTreeMap<String, ClusterConfig>,
+    settings: MirrorSettings,
+    status: Arc<FlowStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    if crate::failpoint::hit("flow-panic", &flow.name()) {
+        panic!("failpoint flow-panic: flow {} panics on purpose", flow.name());
+    }
+    let (source, target) = loop {
+        let attempt = async {
+            let s = connect(&flow.source, clusters.get(&flow.source).ok_or_else(|| Error::Config(format!("unknown cluster {}", flow.source)))?).await?;
+            let t = connect(&flow.target, clusters.get(&flow.target).ok_or_else(|| Error::Config(format!("unknown cluster {}", flow.target)))?).await?;
+            Ok::<_, Error>((s, t))
+        };
+        match attempt.await {
+            Ok(pair) => break pair,
+            Err(e) if e.retry_hint() == RetryHint::Retry => {
+                tracing::warn!(flow = %flow.name(), "{e}; retrying");
+                status.set_errors(vec![e.to_string()]);
+                if wait_or_shutdown(&mut shutdown, Duration::from_secs(2)).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let maps = loop {
+        let loaded = async {
+            checkpoint::ensure_internal_topics(&flow, &source, &target).await?;
+            checkpoint::load_offset_maps(&flow, &target).await
+        };
+        match loaded.await {
+            Ok(maps) => break maps,
+            Err(e) if e.retry_hint() == RetryHint::Retry => {
+                tracing::warn!(flow = %flow.name(), "loading offset maps: {e}; retrying");
+                if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let producer = match target.init_producer_id().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(flow = %flow.name(), "no idempotent producer on {} ({e}); retried record sets may be duplicated", flow.target);
+            None
+        }
+    };
+    status.set_errors(vec![]);
+    let rt = Arc::new(Runtime {
+        flow,
+        settings,
+        source,
+        target,
+        status,
+        acked: Mutex::new(BTreeMap::new()),
+        committing: Mutex::new(()),
+        failed: std::sync::Mutex::new(HashMap::new()),
+        membership: std::sync::Mutex::new(Membership::none()),
+        session: Arc::new(Session::default()),
+        maps: std::sync::Mutex::new(maps),
+        owned: std::sync::Mutex::new(HashSet::new()),
+        producer,
+        sequences: std::sync::Mutex::new(HashMap::new()),
+        topic_ids: std::sync::Mutex::new(HashMap::new()),
+        recreated: std::sync::Mutex::new(HashSet::new()),
+        last_owned: std::sync::Mutex::new(HashMap::new()),
+        truncated_since: std::sync::Mutex::new(HashMap::new()),
+        last_epochs: std::sync::Mutex::new(HashMap::new()),
+    });
+    let mut background = tokio::task::JoinSet::new();
+    if rt.flow.emit_heartbeats {
+        background.spawn(heartbeats(rt.clone(), shutdown.clone()));
+    }
+    background.spawn(committer(rt.clone(), shutdown.clone()));
+    background.spawn(checkpointer(rt.clone(), shutdown.clone()));
+    background.spawn(control_watcher(rt.clone(), shutdown.clone()));
+    background.spawn(lag_prober(rt.clone(), shutdown.clone()));
+    let (found, mut topics) = watch::channel(None);
+    background.spawn(discover_topics(rt.clone(), found, shutdown.clone()));
+
+    let mut member = GroupMember::new(&group_id(&rt.flow), rt.settings.session_timeout, rt.settings.rebalance_timeout);
+    let mut work = Assigned::default();
+    let mut throttle = rt.flow.max_bytes_per_second.map(|limit| Throttle::new(limit, std::time::Instant::now()));
+    // The replicated source partitions as last seen, and whether the group must rebalance.
+    let mut subscribed: Vec<Tp> = Vec::new();
+    let mut rejoin = true;
+    // Whether the worker left the flow's group because the flow failed over.
+    let mut left = false;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if !rt.status.control_read() {
+            // Fail closed: nothing (not even joining the flow's group) before the operators'
+            // decision is known; the control watcher keeps trying.
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(100)).await {
+                break;
+            }
+            continue;
+        }
+        if rt.status.control().failed_over() {
+            // Clients moved to the target: give the partitions up and leave the group, so
+            // that `tern failback` can set where replication resumes.
+            if !left {
+                rt.session.end();
+                work.revoke(&rt).await;
+                rt.acked.lock().await.clear();
+                if let Err(e) = member.leave().await {
+                    tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
+                }
+                tracing::info!(flow = %rt.flow.name(), "failed over: replication stopped and the flow's group left");
+                left = true;
+            }
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
+                break;
+            }
+            continue;
+        }
+        if left {
+            // Back from a failover: failback may have added offset-map entries and set the
+            // positions to resume from; the rejoin reads both.
+            match checkpoint::load_offset_maps(&rt.flow, &rt.target).await {
+                Ok(maps) => *rt.maps.lock().unwrap_or_else(|p| p.into_inner()) = maps,
+                Err(e) => {
+                    tracing::warn!(flow = %rt.flow.name(), "reloading offset maps after failback: {e}; retrying");
+                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tracing::info!(flow = %rt.flow.name(), "flow active again: rejoining");
+            left = false;
+            rejoin = true;
+        }
+        if topics.has_changed().unwrap_or(false) {
+            if let Some(partitions) = topics.borrow_and_update().clone() {
+                if partitions != subscribed {
+                    // New topics or partitions: the group's leader must hand them out.
+                    subscribed = partitions;
+                    rejoin = true;
+                }
+            }
+        }
+        if topics.borrow().is_none() {
+            // Nothing to subscribe to before the first topic sync.
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(50)).await {
+                break;
+            }
+            continue;
+        }
+        if !rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            // A recreated topic seen by a fetch: its partitions start over at the rejoin.
+            rejoin = true;
+        }
+        if rt.session.rejoin_asked() {
+            rejoin = true;
+        }
+        if rejoin {
+            // Eager rebalance: finish and commit the current partitions, then rejoin. The
+            // session's heartbeats go on until the JoinGroup is sent.
+            if let Some(why) = rt.session.fenced() {
+                tracing::warn!(flow = %rt.flow.name(), partitions = work.positions.len(), "{why}: stopped producing this worker's partitions before the group may give them to another worker; rejoining");
+                rt.status.set_errors(vec![format!("group session on {} lost: {why}", rt.flow.source)]);
+            }
+            work.revoke(&rt).await;
+            rt.session.end();
+            let topics: Vec<String> = subscribed.iter().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            match member.join(&rt.source, &topics).await {
+                Ok(assignment) => {
+                    *rt.membership.lock().unwrap_or_else(|p| p.into_inner()) = member.membership();
+                    tracing::info!(flow = %rt.flow.name(), member = member.member_id(), partitions = assignment.len(), "assigned");
+                    rt.session.begin(member.heartbeater(), rt.settings.heartbeat_interval, rt.settings.session_timeout, rt.flow.name());
+                    work.assign(&rt, assignment).await;
+                    rejoin = false;
+                }
+                Err(e) => {
+                    tracing::warn!(flow = %rt.flow.name(), "joining the flow's group on {}: {e}", rt.flow.source);
+                    rt.status.set_errors(vec![format!("joining group {} on {}: {e}", group_id(&rt.flow), rt.flow.source)]);
+                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        if !rt.status.replicating() {
+            // Paused or failed over: hold the partitions (and the group) but copy nothing;
+            // keep the source ends fresh so the dashboard shows the lag growing.
+            work.fetches.cancel();
+            refresh_source_ends(&rt, &work.positions).await;
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
+                break;
+            }
+            continue;
+        }
+        let fetched = tokio::select! {
+            r = fetch_round(&rt, &work.queues, &mut work.positions, &mut work.fetches, throttle.as_mut()) => r,
+            _ = shutdown.changed() => break,
+        };
+        if let Err(e) = fetched {
+            tracing::debug!(flow = %rt.flow.name(), "fetch: {e}");
+            if wait_or_shutdown(&mut shutdown, Duration::from_millis(200)).await {
+                break;
+            }
+        }
+    }
+    work.revoke(&rt).await;
+    rt.session.end();
+    if let Err(e) = member.leave().await {
+        tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
+    }
+    background.abort_all();
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The shared state of a running flow, and what every task of it may do to a partition.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tern_kafka::client::{Client, Membership};
+use tokio::sync::Mutex;
+
+use crate::config::{Delivery, Flow, MirrorSettings};
+use crate::names::{group_id, Tp};
+use crate::session::Session;
+use crate::offset_map::OffsetMap;
+use crate::status::FlowStatus;
+
+/// How long a flow's transaction may stay open before the target aborts it: far longer than
+/// one takes (a fetched set or a few), short enough that a worker that vanished without being
+/// fenced holds `read_committed` consumers of the target up for one minute at most.
+pub(super) const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The transactional id of one source partition's producer on the target: whichever worker
+/// owns the partition uses it, so the new owner's InitProducerId fences the previous one.
+pub fn transactional_id(flow: &Flow, tp: &Tp) -> String {
+    format!("{}.{}.{}", group_id(flow), tp.0, tp.1)
+}
+
+/// Shared state of one running flow.
+pub(super) struct Runtime {
+    pub(super) flow: Flow,
+    pub(super) settings: MirrorSettings,
+    pub(super) source: Client,
+    pub(super) target: Client,
+    pub(super) status: Arc<FlowStatus>,
+    /// Acknowledged next offsets not yet committed.
+    pub(super) acked: Mutex<BTreeMap<Tp, i64>>,
+    /// Held while a commit of `acked` is in flight: one commit at a time.
+    pub(super) committing: Mutex<()>,
+    /// Partitions whose replication stopped for good, with the reason.
+    pub(super) failed: std::sync::Mutex<HashMap<Tp, String>>,
+    /// The worker's identity in the flow's group, for commits.
+    pub(super) membership: std::sync::Mutex<Membership>,
+    /// The group session's heartbeats, and whether producing is still safe.
+    pub(super) session: Arc<Session>,
+    /// Offset maps of every partition seen (loaded from the target at start).
+    pub(super) maps: std::sync::Mutex<HashMap<Tp, OffsetMap>>,
+    /// Partitions this worker owns in the current generation.
+    pub(super) owned: std::sync::Mutex<HashSet<Tp>>,
+    /// The worker's idempotent-producer identity on the target: a record set retried after a
+    /// lost acknowledgement is then written once. `None` when the target does not offer it.
+    pub(super) producer: Option<(i64, i16)>,
+    /// Next sequence number per partition for that producer, kept across rebalances: the
+    /// target remembers the last sequence it accepted from this producer.
+    pub(super) sequences: std::sync::Mutex<HashMap<Tp, i32>>,
+    /// The id of every replicated source topic as last seen: a new id means the topic was
+    /// deleted and created again.
+    pub(super) topic_ids: std::sync::Mutex<HashMap<String, uuid::Uuid>>,
+    /// Topics seen recreated whose partitions start over at the next assignment.
+    pub(super) recreated: std::sync::Mutex<HashSet<String>>,
+    /// For each partition this worker gave up: the largest source end it saw and the replicated
+    /// position, so that a topic deleted (its partitions revoked) and then created again is
+    /// counted with what the old one held.
+    pub(super) last_owned: std::sync::Mutex<HashMap<Tp, (i64, i64)>>,
+    /// Partitions whose source log ended below the position: since when, and the lowest end
+    /// seen since. Acted on only once it lasts (a new leader's high watermark can trail for a
+    /// moment).
+    pub(super) truncated_since: std::sync::Mutex<HashMap<Tp, (std::time::Instant, i64)>>,
+    /// The source leader epoch of the last batch fetched per partition, and the position after
+    /// it: where that epoch ends on the source's current leader tells a truncation and its
+    /// point at once, as long as the partition is still at that position (a partition owned
+    /// by another worker meanwhile may resume past it).
+    pub(super) last_epochs: std::sync::Mutex<HashMap<Tp, (i32, i64)>>,
+}
+
+impl Runtime {
+    pub(super) fn exactly_once(&self) -> bool {
+        self.flow.delivery == Delivery::ExactlyOnce
+    }
+}
+
+pub(super) fn fail_partition(rt: &Runtime, tp: &Tp, reason: String) {
+    tracing::error!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "replication of this partition stopped: {reason}");
+    rt.status.update(&tp.0, tp.1, |s| s.error = Some(reason.clone()));
+    rt.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), reason);
+}
