@@ -119,9 +119,12 @@ pub fn markdown(report: &Report) -> String {
             }
         }
     }
-    s += "\nTern against each MirrorMaker 2 configuration, per row (MB/s from start; MB per CPU second):\n\n";
-    s += "| payload | partitions | vs MM2 defaults: MB/s | MB per CPU s | vs MM2 tuned: MB/s | MB per CPU s |\n|---|---:|---:|---:|---:|---:|\n";
-    for row in rows(report) {
+    let with_mm2 = report.bulk.iter().any(|b| b.replicator.is_mm2());
+    if with_mm2 {
+        s += "\nTern against each MirrorMaker 2 configuration, per row (MB/s from start; MB per CPU second):\n\n";
+        s += "| payload | partitions | vs MM2 defaults: MB/s | MB per CPU s | vs MM2 tuned: MB/s | MB per CPU s |\n|---|---:|---:|---:|---:|---:|\n";
+    }
+    for row in rows(report).into_iter().filter(|_| with_mm2) {
         let Some(t) = find(report, &row, Replicator::Tern) else { continue };
         let mut cells = Vec::new();
         for rep in [Replicator::Mm2Defaults, Replicator::Mm2Tuned] {
