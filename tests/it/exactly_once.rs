@@ -20,7 +20,7 @@ const PARTITIONS: i32 = 4;
 
 /// Every partition's values, in offset order, as confluent-kafka reads `topic` at `isolation`
 /// once at least `at_least` records are there.
-async fn read_topic(bootstrap: &str, topic: &str, isolation: &str, at_least: usize) -> BTreeMap<i32, Vec<String>> {
+pub(crate) async fn read_topic(bootstrap: &str, topic: &str, isolation: &str, at_least: usize) -> BTreeMap<i32, Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Read {
         partitions: BTreeMap<String, Vec<String>>,

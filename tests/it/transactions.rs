@@ -188,3 +188,63 @@ over_kinds!(a_transactional_source_reaches_the_target_without_its_aborted_record
     tern_to_tern_a_transactional_source_reaches_the_target_without_its_aborted_records: (Tern, Tern);
     tern_to_kafka_a_transactional_source_reaches_the_target_without_its_aborted_records: (Tern, Kafka);
 });
+
+/// `tern broker` killed with SIGKILL while a transaction is open: after the restart the
+/// committed transaction is still committed, the aborted one still aborted, and the open one
+/// still open (it holds `read_committed` readers at its first offset) until the producer's
+/// successor fences it, which aborts it; the old producer can then no longer commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_state_survives_kill_9_of_tern_broker() {
+    use tern_kafka::client::{Client, ClientConfig, Isolation, LATEST};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut broker = crate::durability::BrokerProcess::start(dir.path());
+    let topic = unique_topic("txn-crash");
+    let mut admin = tern_kafka::client::Connection::connect(&broker.addr).await.expect("connect");
+    create_topic(&mut admin, &topic, 1, &[]).await;
+    let id = unique_topic("txn-crash-id");
+    let client = Client::connect(ClientConfig::new(&broker.addr)).await.expect("client");
+    let mut producer = client.transactional_producer(&id, Duration::from_secs(60)).await.expect("InitProducerId");
+    let (pid, epoch) = producer.identity();
+    let mut sequence = 0;
+    let mut write = async |producer: &mut tern_kafka::client::TxnProducer, tag: &str, count: usize| {
+        producer.add_partitions(&client, &[(topic.clone(), 0)]).await.expect("AddPartitionsToTxn");
+        let mut b = batch(tag, count, crate::durability::tern_now_ms(), kafka_protocol::records::Compression::None).to_vec();
+        tern_kafka::batch::set_producer(&mut b, pid, epoch, sequence);
+        tern_kafka::batch::set_transactional(&mut b);
+        sequence += count as i32;
+        client.send_produce_as(Some(&id), &topic, 0, b.into(), -1, 30_000).await.expect("send").ack().await.expect("transactional produce")
+    };
+    // Offsets: aborted 0-2 and its marker 3, committed 4-8 and its marker 9, open 10-14.
+    write(&mut producer, "aborted", 3).await;
+    producer.end(&client, false).await.expect("abort");
+    write(&mut producer, "committed", 5).await;
+    producer.end(&client, true).await.expect("commit");
+    let open = write(&mut producer, "open", 5).await;
+    assert_eq!(open.base_offset, 10);
+    broker.kill_9();
+
+    let broker = crate::durability::BrokerProcess::start(dir.path());
+    let client = Client::connect(ClientConfig::new(&broker.addr)).await.expect("client after restart");
+    let lso = client.list_offset_isolated(&topic, 0, LATEST, Isolation::ReadCommitted).await.expect("last stable offset").0;
+    assert_eq!(lso, 10, "the open transaction still holds read_committed readers at its first offset");
+    let committed: Vec<String> = (0..5).map(|i| format!("committed-{i}")).collect();
+    let read = crate::exactly_once::read_topic(&broker.addr, &topic, "read_committed", 5).await;
+    assert_eq!(read[&0], committed, "read_committed after the restart: the committed transaction only");
+
+    // The producer's successor fences it: the open transaction is aborted.
+    let successor = client.transactional_producer(&id, Duration::from_secs(60)).await.expect("InitProducerId after the restart");
+    assert!(successor.identity().0 == pid && successor.identity().1 > epoch, "same producer id, epoch bumped: {:?} after {:?}", successor.identity(), (pid, epoch));
+    let end = wait_until(Duration::from_secs(30), "the open transaction aborted", async || {
+        let lso = client.list_offset_isolated(&topic, 0, LATEST, Isolation::ReadCommitted).await.ok()?.0;
+        (lso == 16).then_some(lso)
+    })
+    .await;
+    assert_eq!(end, 16, "abort marker at 15");
+    let read = crate::exactly_once::read_topic(&broker.addr, &topic, "read_committed", 5).await;
+    assert_eq!(read[&0], committed, "read_committed after the abort");
+    let all = crate::exactly_once::read_topic(&broker.addr, &topic, "read_uncommitted", 13).await;
+    assert_eq!(all[&0].len(), 13, "read_uncommitted sees every record written: {:?}", all[&0]);
+    let e = producer.end(&client, true).await.expect_err("the fenced producer cannot commit");
+    assert!(tern_kafka::client::is_fenced(&e), "{e}");
+}
