@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     let pipe = t.elapsed();
     report("baseline: kcat -C | kcat -P", gib, records, pipe);
 
-    let alo = replicate(&rt, dir.path(), &src_addr, &dst_addr, "src", "at-least-once")?;
+    let alo = replicate(&rt, dir.path(), &src_addr, &dst_addr, "src", "bench", PARTITIONS, "at-least-once")?;
     alo.report("tern run", gib, records, pipe, direct);
 
     latency(&rt, &src_addr, &dst_addr, "src.bench", Isolation::ReadUncommitted)?;
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
 
     // The same preloaded topic again, in exactly-once delivery, into a remote topic of its own.
     println!();
-    let eos = replicate(&rt, dir.path(), &src_addr, &dst_addr, "eos", "exactly-once")?;
+    let eos = replicate(&rt, dir.path(), &src_addr, &dst_addr, "eos", "bench", PARTITIONS, "exactly-once")?;
     eos.report("tern run, exactly-once", gib, records, pipe, direct);
     println!("    exactly-once from process start: {:.0}% of at-least-once's throughput", 100.0 * alo.mirrored.as_secs_f64() / eos.mirrored.as_secs_f64());
     latency(&rt, &src_addr, &dst_addr, "eos.bench", Isolation::ReadCommitted)?;
@@ -82,76 +82,6 @@ fn main() -> anyhow::Result<()> {
         let _ = b.wait();
     }
     Ok(())
-}
-
-/// One `tern run` replicating the preloaded topic to completion.
-struct Replicated {
-    mirror: std::process::Child,
-    mirrored: Duration,
-    streaming: Duration,
-    cpu: f64,
-    peak_rss_kib: u64,
-}
-
-impl Replicated {
-    fn report(&self, name: &str, gib: f64, records: usize, pipe: Duration, direct: Duration) {
-        report(&format!("{name}: replicate the preloaded topic (from process start)"), gib, records, self.mirrored);
-        report(&format!("{name}: from the first record on the target"), gib, records, self.streaming);
-        println!("    mirror CPU: {:.1} s ({:.2} CPU s per GB), peak RSS {} MiB", self.cpu, self.cpu / (gib / 1000.0), self.peak_rss_kib / 1024);
-        for (what, took) in [("from process start", self.mirrored), ("streaming", self.streaming)] {
-            println!(
-                "    {what}: {:.1}x the kcat pipe, {:.0}% of the target's produce limit",
-                pipe.as_secs_f64() / took.as_secs_f64(),
-                100.0 * direct.as_secs_f64() / took.as_secs_f64()
-            );
-        }
-    }
-}
-
-/// Starts `tern run` with a flow from `alias` (the source) in `delivery` and waits until the
-/// remote topic `<alias>.bench` holds every source record.
-fn replicate(rt: &tokio::runtime::Runtime, dir: &std::path::Path, src_addr: &str, dst_addr: &str, alias: &str, delivery: &str) -> anyhow::Result<Replicated> {
-    let config = dir.join(format!("{alias}.toml"));
-    std::fs::write(&config, format!(
-        "[clusters.{alias}]\nbootstrap = \"{src_addr}\"\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n[[flows]]\nsource = \"{alias}\"\ntarget = \"dst\"\ntopics = [\"bench\"]\nemit_heartbeats = false\ndelivery = \"{delivery}\"\n[web]\nlisten = \"127.0.0.1:0\"\n"
-    ))?;
-    let remote = format!("{alias}.bench");
-    let t = Instant::now();
-    let mirror = Command::new(env!("CARGO_BIN_EXE_tern")).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
-    let pid = mirror.id();
-    let (source, target) = rt.block_on(async { anyhow::Ok((Client::connect(ClientConfig::new(src_addr)).await?, Client::connect(ClientConfig::new(dst_addr)).await?)) })?;
-    let mut peak_rss = 0;
-    let mut first_seen: Option<Instant> = None;
-    rt.block_on(async {
-        let mut want = BTreeMap::new();
-        for p in 0..PARTITIONS {
-            want.insert(p, source.list_offset("bench", p, LATEST).await?.0);
-        }
-        loop {
-            peak_rss = peak_rss.max(peak_rss_kib(pid));
-            let mut done = true;
-            if first_seen.is_none() && target.list_offset(&remote, 0, LATEST).await.map(|o| o.0).unwrap_or(0) > 0 {
-                first_seen = Some(Instant::now());
-            }
-            for (p, end) in &want {
-                let _ = target.refresh_metadata(None).await;
-                // The end of the remote partition counts the commit markers of exactly-once
-                // delivery too: done once it passed the source's end.
-                if target.list_offset(&remote, *p, LATEST).await.map(|o| o.0).unwrap_or(-1) < *end {
-                    done = false;
-                    break;
-                }
-            }
-            if done {
-                return anyhow::Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })?;
-    let mirrored = t.elapsed();
-    let cpu = cpu_seconds(pid);
-    let streaming = first_seen.map(|f| f.elapsed()).unwrap_or(mirrored);
-    Ok(Replicated { mirror, mirrored, streaming, cpu, peak_rss_kib: peak_rss })
 }
 
 /// Steady rate: 50 records every 10 ms (5,000 records/s, ~5 MB/s) for 10 s; a consumer of

@@ -5,6 +5,7 @@
 
 pub mod kafka;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tern_kafka::client::Connection;
+use tern_kafka::client::{Client, ClientConfig, Connection, LATEST};
 
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
@@ -183,4 +184,75 @@ pub async fn target_latencies(
 /// The `q` quantile of sorted values, -1 when there are none.
 pub fn percentile(sorted: &[i64], q: f64) -> i64 {
     sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(-1)
+}
+
+/// One `tern run` replicating the preloaded topic to completion.
+pub struct Replicated {
+    pub mirror: std::process::Child,
+    pub mirrored: Duration,
+    pub streaming: Duration,
+    pub cpu: f64,
+    pub peak_rss_kib: u64,
+}
+
+impl Replicated {
+    pub fn report(&self, name: &str, gib: f64, records: usize, pipe: Duration, direct: Duration) {
+        report(&format!("{name}: replicate the preloaded topic (from process start)"), gib, records, self.mirrored);
+        report(&format!("{name}: from the first record on the target"), gib, records, self.streaming);
+        println!("    mirror CPU: {:.1} s ({:.2} CPU s per GB), peak RSS {} MiB", self.cpu, self.cpu / (gib / 1000.0), self.peak_rss_kib / 1024);
+        for (what, took) in [("from process start", self.mirrored), ("streaming", self.streaming)] {
+            println!(
+                "    {what}: {:.1}x the kcat pipe, {:.0}% of the target's produce limit",
+                pipe.as_secs_f64() / took.as_secs_f64(),
+                100.0 * direct.as_secs_f64() / took.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Starts `tern run` with a flow of `topic` from `alias` (the source) in `delivery` and waits
+/// until the remote topic `<alias>.<topic>` holds every source record.
+#[allow(clippy::too_many_arguments)]
+pub fn replicate(rt: &tokio::runtime::Runtime, dir: &std::path::Path, src_addr: &str, dst_addr: &str, alias: &str, topic: &str, partitions: i32, delivery: &str) -> anyhow::Result<Replicated> {
+    let config = dir.join(format!("{alias}.toml"));
+    std::fs::write(&config, format!(
+        "[clusters.{alias}]\nbootstrap = \"{src_addr}\"\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n[[flows]]\nsource = \"{alias}\"\ntarget = \"dst\"\ntopics = [\"{topic}\"]\nemit_heartbeats = false\ndelivery = \"{delivery}\"\n[web]\nlisten = \"127.0.0.1:0\"\n"
+    ))?;
+    let remote = format!("{alias}.{topic}");
+    let t = Instant::now();
+    let mirror = Command::new(env!("CARGO_BIN_EXE_tern")).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let pid = mirror.id();
+    let (source, target) = rt.block_on(async { anyhow::Ok((Client::connect(ClientConfig::new(src_addr)).await?, Client::connect(ClientConfig::new(dst_addr)).await?)) })?;
+    let mut peak_rss = 0;
+    let mut first_seen: Option<Instant> = None;
+    rt.block_on(async {
+        let mut want = BTreeMap::new();
+        for p in 0..partitions {
+            want.insert(p, source.list_offset(topic, p, LATEST).await?.0);
+        }
+        loop {
+            peak_rss = peak_rss.max(peak_rss_kib(pid));
+            let mut done = true;
+            if first_seen.is_none() && target.list_offset(&remote, 0, LATEST).await.map(|o| o.0).unwrap_or(0) > 0 {
+                first_seen = Some(Instant::now());
+            }
+            for (p, end) in &want {
+                let _ = target.refresh_metadata(None).await;
+                // The end of the remote partition counts the commit markers of exactly-once
+                // delivery too: done once it passed the source's end.
+                if target.list_offset(&remote, *p, LATEST).await.map(|o| o.0).unwrap_or(-1) < *end {
+                    done = false;
+                    break;
+                }
+            }
+            if done {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })?;
+    let mirrored = t.elapsed();
+    let cpu = cpu_seconds(pid);
+    let streaming = first_seen.map(|f| f.elapsed()).unwrap_or(mirrored);
+    Ok(Replicated { mirror, mirrored, streaming, cpu, peak_rss_kib: peak_rss })
 }
