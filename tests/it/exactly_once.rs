@@ -154,3 +154,69 @@ over_kinds!(a_killed_worker_duplicates_nothing_in_exactly_once_delivery {
     tern_a_killed_worker_duplicates_nothing_in_exactly_once_delivery: (Tern);
     kafka_a_killed_worker_duplicates_nothing_in_exactly_once_delivery: (Kafka);
 });
+
+/// A zombie worker: frozen (SIGSTOP) in the middle of the stream while a second worker takes
+/// its partitions over, then woken (SIGCONT) with its transactions and requests where it left
+/// them. The second worker's InitProducerId fenced it, so whatever it still sends is refused
+/// (or it finds it left the group and stops first); both then share the flow. A
+/// `read_committed` consumer of the target reads every source record exactly once.
+async fn a_frozen_worker_woken_after_its_successor_took_over_is_fenced(kind: Kind) {
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let topic = unique_topic("zombie");
+    src.create_topic(&topic, PARTITIONS, &[]).await;
+    let aliases = Aliases::unique();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config(dir.path(), &aliases, &src.bootstrap(), &dst.bootstrap(), &topic, "exactly-once");
+
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = {
+        let (client, producing, topic) = (src.client().await, producing.clone(), topic.clone());
+        tokio::spawn(async move {
+            let mut round = 0;
+            while producing.load(Ordering::SeqCst) {
+                for p in 0..PARTITIONS {
+                    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+                    client.produce(&topic, p, batch(&format!("p{p}-r{round}"), 10, ts, Compression::Lz4), -1, 30_000).await.expect("produce to the source");
+                }
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            round
+        })
+    };
+    let a = Worker::start(&config);
+    wait_assigned(&[&a], "the first worker to own every partition").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let signal = |sig: &str, pid: u32| assert!(Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill").success(), "kill {sig}");
+    signal("-STOP", a.child.id());
+    let b = Worker::start(&config);
+    // The frozen worker's session expires (6 s), and the second one gets every partition.
+    wait_assigned(&[&b], "the second worker to own every partition while the first is frozen").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal("-CONT", a.child.id());
+    wait_until(Duration::from_secs(90), "the woken worker to rejoin and the two to share the partitions", async || {
+        let (x, y) = (a.assigned()?, b.assigned()?);
+        (x + y == PARTITIONS as usize && x > 0 && y > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    producing.store(false, Ordering::SeqCst);
+    let rounds = producer.await.expect("producer");
+    let want = rounds * 10 * PARTITIONS as usize;
+
+    let source = read_topic(&src.bootstrap(), &topic, "read_uncommitted", want).await;
+    assert_eq!(total(&source), want);
+    let committed = read_topic(&dst.bootstrap(), &aliases.remote(&topic), "read_committed", want).await;
+    for p in 0..PARTITIONS {
+        assert_eq!(committed[&p], source[&p], "partition {p}: every source record once, in order, after the zombie woke");
+    }
+    let woke: Vec<String> = a.log_tail(400).lines().filter(|l| l.contains("fenced") || l.contains("stopped producing") || l.contains("transaction aborted")).map(str::to_string).collect();
+    println!("{kind:?}: {want} records exactly once; what the woken worker said:\n{}", woke.join("\n"));
+    assert!(!woke.is_empty(), "the woken worker says it was fenced or stopped producing:\n{}", a.log_tail(400));
+}
+
+over_kinds!(a_frozen_worker_woken_after_its_successor_took_over_is_fenced {
+    tern_a_frozen_worker_woken_after_its_successor_took_over_is_fenced: (Tern);
+    kafka_a_frozen_worker_woken_after_its_successor_took_over_is_fenced: (Kafka);
+});
