@@ -38,6 +38,26 @@ fn total(read: &BTreeMap<i32, Vec<String>>) -> usize {
     read.values().map(Vec::len).sum()
 }
 
+/// Writes batches of ten records (values `p<partition>-r<round>-<i>`) to every partition of
+/// `topic` every 20 ms until the flag is cleared; the task returns the number of rounds.
+async fn stream(src: &TestCluster, topic: &str) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
+    let producing = Arc::new(AtomicBool::new(true));
+    let (client, flag, topic) = (src.client().await, producing.clone(), topic.to_string());
+    let task = tokio::spawn(async move {
+        let mut round = 0;
+        while flag.load(Ordering::SeqCst) {
+            for p in 0..PARTITIONS {
+                let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+                client.produce(&topic, p, batch(&format!("p{p}-r{round}"), 10, ts, Compression::Lz4), -1, 30_000).await.expect("produce to the source");
+            }
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        round
+    });
+    (producing, task)
+}
+
 /// Waits for a worker process to end by itself (a failpoint aborts it).
 async fn wait_exit(worker: &mut Worker, what: &str) {
     wait_until(Duration::from_secs(90), what, async || worker.child.try_wait().expect("wait").map(|_| ())).await;
@@ -77,22 +97,7 @@ async fn a_killed_worker_duplicates_nothing_in_exactly_once_delivery(kind: Kind)
     let eos_config = config(dir.path(), &eos, &src.bootstrap(), &dst.bootstrap(), &topic, "exactly-once");
     let alo_config = config(dir.path(), &alo, &src.bootstrap(), &dst.bootstrap(), &topic, "at-least-once");
 
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer = {
-        let (client, producing, topic) = (src.client().await, producing.clone(), topic.clone());
-        tokio::spawn(async move {
-            let mut round = 0;
-            while producing.load(Ordering::SeqCst) {
-                for p in 0..PARTITIONS {
-                    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-                    client.produce(&topic, p, batch(&format!("p{p}-r{round}"), 10, ts, Compression::Lz4), -1, 30_000).await.expect("produce to the source");
-                }
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            round
-        })
-    };
+    let (producing, producer) = stream(&src, &topic).await;
 
     let fail = format!("abort-before-commit={topic}");
     let mut a = Worker::start_with(&eos_config, &[("TERN_FAILPOINTS", &fail)]);
@@ -169,22 +174,7 @@ async fn a_frozen_worker_woken_after_its_successor_took_over_is_fenced(kind: Kin
     let dir = tempfile::tempdir().expect("dir");
     let config = config(dir.path(), &aliases, &src.bootstrap(), &dst.bootstrap(), &topic, "exactly-once");
 
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer = {
-        let (client, producing, topic) = (src.client().await, producing.clone(), topic.clone());
-        tokio::spawn(async move {
-            let mut round = 0;
-            while producing.load(Ordering::SeqCst) {
-                for p in 0..PARTITIONS {
-                    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-                    client.produce(&topic, p, batch(&format!("p{p}-r{round}"), 10, ts, Compression::Lz4), -1, 30_000).await.expect("produce to the source");
-                }
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            round
-        })
-    };
+    let (producing, producer) = stream(&src, &topic).await;
     let a = Worker::start(&config);
     wait_assigned(&[&a], "the first worker to own every partition").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
