@@ -196,14 +196,17 @@ impl From<tern_kafka::Error> for TxnFailure {
 }
 
 /// One transaction: the sets' records to the remote partition, the offset-map entries and the
-/// position to the offset-map topic, then the commit. Nothing of the sets counts (in the
-/// offset map, the status or the position committed on the source) before the commit.
+/// position to the offset-map topic, then the commit. Neither the status nor the position
+/// committed on the source counts the sets before the commit. The in-memory offset map follows
+/// each acknowledgement, as in at-least-once delivery: if the transaction fails, the worker
+/// rejoins, and the next assignment reloads the maps as the target committed them (a group
+/// translated meanwhile onto an aborted record resumes at the next committed one, the same
+/// source record written again).
 pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str, txn: &mut TxnProducer, sequences: &mut (i32, i32), known: bool, sets: Vec<Prepared>) -> std::result::Result<(), TxnFailure> {
     let map_topic = checkpoint::offset_map_topic(&rt.flow.source);
     txn.add_partitions(&rt.target, &[(remote.to_string(), tp.1), (map_topic.clone(), 0)]).await?;
     let (producer_id, epoch) = txn.identity();
     let id = txn.transactional_id().to_string();
-    let mut map = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).get(tp).cloned().unwrap_or_default();
     let mut added = Vec::new();
     let (mut records, mut bytes, mut fast, mut rewritten) = (0u64, 0u64, 0u64, 0u64);
     let mut timestamps = Vec::new();
@@ -213,7 +216,7 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
         next = set.next_offset;
         max_timestamp = max_timestamp.max(set.max_timestamp);
         if set.records.is_empty() {
-            map.record(&[], 0, set.next_offset);
+            rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&[], 0, set.next_offset);
             continue;
         }
         sequences.0 = stamp_producer(&mut set.records, producer_id, epoch, sequences.0, true);
@@ -225,7 +228,7 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
             let (_, len, count) = spans[i];
             let these = offsets.split_front(count as u64);
             let after = offsets.first().unwrap_or(set.next_offset);
-            added.extend(map.record_runs(&these, ack.base_offset, after));
+            added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record_runs(&these, ack.base_offset, after));
             records += these.len();
             bytes += len as u64;
             if let Ok(h) = tern_kafka::batch::BatchHeader::parse(&batches[i]) {
@@ -258,7 +261,6 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
     }
     txn.end(&rt.target, true).await?;
     // Committed: now it counts.
-    rt.maps.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), map);
     checkpoint::write_offset_syncs(&rt.flow, &rt.source, tp, &added).await;
     let now = now_ms();
     for (ts, n) in timestamps {
