@@ -129,15 +129,15 @@ pub async fn import_check(setup: &Setup, run: &Run, properties: &Path, _fo: &Fai
     let source = Client::connect(ClientConfig::new(&setup.source)).await?;
     let target = Client::connect(ClientConfig::new(&setup.target)).await?;
     let skip = |t: &str| tern_mirror::naming::is_heartbeats(t);
-    let source_topics: Vec<String> = source.refresh_metadata(None).await?.topics.into_keys().collect();
+    let source_topics: Vec<String> = source.refresh_metadata(None).await?.topics.keys().cloned().collect();
     let planned: BTreeMap<String, String> = source_topics
         .iter()
         .filter(|t| tern_mirror::naming::replicates(flow, t) && !skip(t))
         .map(|t| (t.clone(), tern_mirror::naming::remote_topic(flow, t)))
         .collect();
     let prefix = format!("{}.", run.source_alias);
-    let remote_now = |md: tern_kafka::client::ClusterMetadata| -> BTreeSet<String> {
-        md.topics.into_keys().filter(|t| t.starts_with(&prefix) && !tern_mirror::naming::is_internal(t) && !skip(t)).collect()
+    let remote_now = |md: std::sync::Arc<tern_kafka::client::ClusterMetadata>| -> BTreeSet<String> {
+        md.topics.keys().filter(|t| t.starts_with(&prefix) && !tern_mirror::naming::is_internal(t) && !skip(t)).cloned().collect()
     };
     let mm2_remote = remote_now(target.refresh_metadata(None).await?);
     let planned_remote: BTreeSet<String> = planned.values().cloned().collect();

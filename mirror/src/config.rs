@@ -73,6 +73,52 @@ pub struct ClusterConfig {
     pub tls: Option<crate::cluster_security::TlsConfig>,
     #[serde(default)]
     pub sasl: Option<crate::cluster_security::SaslConfig>,
+    /// How many connections a worker fetches over from each of the cluster's brokers when the
+    /// cluster is a flow's source: `"auto"` (the default) or 1 to 16.
+    #[serde(default)]
+    pub fetch_connections: FetchConnections,
+}
+
+/// Connections per source broker for fetching. One TCP connection carries at most its window
+/// per round trip (a few MiB with Linux's default buffers, 100 KiB from a stock Kafka
+/// broker's `socket.send.buffer.bytes`), so a long link needs several, each fetching its own
+/// share of the broker's partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FetchConnections {
+    /// One connection per 25 ms of round trip to the cluster (rounded), measured when the flow
+    /// starts: 1 in a region, 4 at 100 ms, at most 8.
+    #[default]
+    Auto,
+    Fixed(usize),
+}
+
+impl FetchConnections {
+    pub const MAX: usize = 16;
+
+    /// The number of connections for a link whose round trip is `round_trip`.
+    pub fn for_round_trip(self, round_trip: std::time::Duration) -> usize {
+        match self {
+            FetchConnections::Fixed(n) => n,
+            FetchConnections::Auto => ((round_trip.as_millis() as usize + 12) / 25).clamp(1, 8),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FetchConnections {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(i64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "auto" => Ok(FetchConnections::Auto),
+            Raw::Count(n) if (1..=Self::MAX as i64).contains(&n) => Ok(FetchConnections::Fixed(n as usize)),
+            Raw::Count(n) => Err(serde::de::Error::custom(format!("{n} connections: between 1 and {}", Self::MAX))),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("{w:?}: \"auto\" or a number of connections from 1 to {}", Self::MAX))),
+        }
+    }
 }
 
 impl ClusterConfig {
@@ -471,6 +517,23 @@ max_bytes_per_second = 1048576
         assert_eq!((v.flows[0].delivery, v.flows[1].delivery), (Delivery::AtLeastOnce, Delivery::ExactlyOnce));
         let e = parse(&GOOD.replace("checkpoint_interval = \"2s\"", "delivery = \"exactly_once\"")).expect_err("misspelt").to_string();
         assert!(e.contains("delivery") && e.contains("exactly-once"), "{e}");
+    }
+
+    #[test]
+    fn fetch_connections_are_auto_or_a_count_from_1_to_16() {
+        let with = |v: &str| parse(&GOOD.replace("region = \"us-east-1\"", &format!("region = \"us-east-1\"\nfetch_connections = {v}")));
+        let v = parse(GOOD).expect("valid");
+        assert_eq!(v.config.clusters["us-east"].fetch_connections, FetchConnections::Auto);
+        assert_eq!(with("\"auto\"").expect("valid").config.clusters["us-east"].fetch_connections, FetchConnections::Auto);
+        assert_eq!(with("3").expect("valid").config.clusters["us-east"].fetch_connections, FetchConnections::Fixed(3));
+        for bad in ["0", "17", "-1", "\"many\"", "2.5"] {
+            let e = with(bad).expect_err(bad).to_string();
+            assert!(e.contains("fetch_connections") && e.contains("line 5"), "{bad}: {e}");
+        }
+        let ms = Duration::from_millis;
+        let auto: Vec<usize> = [0, 1, 37, 38, 103, 180, 1000].iter().map(|m| FetchConnections::Auto.for_round_trip(ms(*m))).collect();
+        assert_eq!(auto, [1, 1, 1, 2, 4, 7, 8]);
+        assert_eq!(FetchConnections::Fixed(3).for_round_trip(ms(1000)), 3);
     }
 
     #[test]

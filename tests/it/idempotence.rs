@@ -144,9 +144,13 @@ pub(crate) async fn read_frame(s: &mut (impl AsyncReadExt + Unpin)) -> std::io::
     Ok(buf)
 }
 
+/// Writes a frame in one write: a size written on its own would wait for the peer's delayed
+/// acknowledgement (Nagle) before the body follows.
 pub(crate) async fn write_frame(s: &mut (impl AsyncWriteExt + Unpin), body: &[u8]) -> std::io::Result<()> {
-    s.write_i32(body.len() as i32).await?;
-    s.write_all(body).await
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    frame.extend_from_slice(body);
+    s.write_all(&frame).await
 }
 
 async fn relay(client: TcpStream, broker: TcpStream, every: usize, produces: Arc<AtomicUsize>, drops: Arc<AtomicUsize>) -> std::io::Result<()> {

@@ -275,6 +275,10 @@ struct Faults {
     /// answer was lost.
     topic_produces: AtomicUsize,
     sent_when_lost: AtomicUsize,
+    /// With this set: connections that carried a fetch request from this client id are counted
+    /// in `fetch_connections`.
+    count_fetches_of: Option<String>,
+    fetch_connections: AtomicUsize,
 }
 
 /// What the proxy does with a request.
@@ -370,6 +374,8 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faul
     // Closing either socket sends a reset, not a FIN.
     client.set_zero_linger()?;
     target.set_zero_linger()?;
+    client.set_nodelay(true)?;
+    target.set_nodelay(true)?;
     let (mut client_read, client_write) = client.into_split();
     let (mut target_read, target_write) = target.into_split();
     let (to_target, for_target) = mpsc::unbounded_channel();
@@ -380,9 +386,14 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faul
     let slowed: Arc<Mutex<HashSet<i32>>> = Arc::default();
     let (marks, f, slow) = (doomed.clone(), faults.clone(), slowed.clone());
     let requests = async move {
+        let mut fetched = false;
         loop {
             let frame = read_frame(&mut client_read).await?;
             let (api_key, correlation_id) = (i16::from_be_bytes([frame[0], frame[1]]), i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
+            if api_key == 1 && !fetched && f.count_fetches_of.as_deref().is_some_and(|c| client_id(&frame) == Some(c.as_bytes())) {
+                fetched = true;
+                f.fetch_connections.fetch_add(1, Ordering::SeqCst);
+            }
             match f.decide(api_key, &frame) {
                 Fault::Pass => {}
                 Fault::ResetBefore => {
@@ -434,10 +445,10 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faul
     }
 }
 
-/// A target cluster that tells clients to connect to `proxy` (so every connection after the
+/// A cluster that tells clients to connect to `proxy` (so every connection after the
 /// bootstrap goes through it), and its own address for the proxy to forward to. For Apache
 /// Kafka a cluster of the test's own.
-async fn target_behind(kind: Kind, proxy: &str) -> (TestCluster, SocketAddr) {
+async fn cluster_behind(kind: Kind, proxy: &str) -> (TestCluster, SocketAddr) {
     match kind {
         Kind::Tern => {
             let b = TestBroker::start_with(|c| c.advertised = Some(proxy.to_string())).await;
@@ -469,7 +480,7 @@ async fn through_a_slow_resetting_proxy_nothing_is_lost_or_written_twice(kind: K
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let proxy_addr = listener.local_addr().expect("proxy address").to_string();
     let src = TestCluster::start(kind, Side::A).await;
-    let (dst, upstream) = target_behind(kind, &proxy_addr).await;
+    let (dst, upstream) = cluster_behind(kind, &proxy_addr).await;
     let proxy = FaultyProxy::spawn(listener, upstream, Duration::from_millis(50));
     let faults = proxy.faults.clone();
 
@@ -566,6 +577,53 @@ async fn a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable(ki
     }
 }
 
+/// A source 100 ms away (a proxy adds 50 ms each way, faults off): the worker times the round
+/// trip when the flow starts and, with `fetch_connections` left at "auto", fetches each source
+/// broker over one connection per 25 ms of it, so each connection's window carries a share of
+/// the partitions. The proxy counts the connections the worker's fetches came on, and the copy
+/// is exact.
+async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: Kind) {
+    let partitions = 8;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
+    let (src, upstream) = cluster_behind(kind, &proxy_addr).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let faults = Faults { count_fetches_of: Some(format!("tern-{a}")), ..Faults::default() };
+    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::from_millis(50), faults);
+    let topic = unique_topic("long-link");
+    let remote = format!("{a}.{topic}");
+    src.create_topic(&topic, partitions, &[]).await;
+    let source = src.client().await;
+    for p in 0..partitions {
+        for i in 0..5 {
+            source.produce(&topic, p, crate::helpers::batch(&format!("p{p}-{i}"), 200, now_ms(), Compression::Lz4), -1, 5000).await.expect("produce");
+        }
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config(&a, &proxy_addr, &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
+    let run = Run::start(&path);
+    let target = dst.client().await;
+    wait_reached(&source, &target, &topic, &remote, partitions).await;
+    let copied = assert_exact_copy(&src, &dst, &topic, &remote, partitions).await;
+    assert_eq!(copied, partitions as usize * 5 * 200);
+    let said = run.lines("connection(s) per broker");
+    let line = said.first().unwrap_or_else(|| panic!("the worker did not say how many connections it fetches over:\n{}", run.all()));
+    let lanes: usize = line.split(" over ").nth(1).and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {line:?}"));
+    let used = proxy.faults.fetch_connections.load(Ordering::SeqCst);
+    println!("{kind:?}: source 100 ms away; the worker said {line:?}; its fetches came on {used} connections; {copied} records on the target, each once");
+    assert!(lanes >= 4, "a 100 ms round trip calls for at least 4 connections, the worker chose {lanes}");
+    assert_eq!(used, lanes, "the worker's fetches came on {used} connections, not the {lanes} it chose");
+    assert!(run.lines("panicked").is_empty(), "{}", run.all());
+}
+
+over_kinds!(a_source_across_a_long_link_is_fetched_over_several_connections {
+    tern_a_source_across_a_long_link_is_fetched_over_several_connections: (Tern);
+    kafka_a_source_across_a_long_link_is_fetched_over_several_connections: (Kafka);
+});
+
 over_kinds!(a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable {
     tern_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Tern);
     kafka_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Kafka);
@@ -581,7 +639,7 @@ async fn a_lost_answer_with_batches_in_flight_writes_nothing_twice(kind: Kind) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let proxy_addr = listener.local_addr().expect("proxy address").to_string();
     let src = TestCluster::start(kind, Side::A).await;
-    let (dst, upstream) = target_behind(kind, &proxy_addr).await;
+    let (dst, upstream) = cluster_behind(kind, &proxy_addr).await;
     let aliases = Aliases::unique();
     let (a, b) = (aliases.source.clone(), aliases.target.clone());
     let topic = unique_topic("in-flight");
@@ -721,7 +779,7 @@ async fn a_worker_whose_target_answers_late_hands_over_cleanly(kind: Kind) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let proxy_addr = listener.local_addr().expect("proxy address").to_string();
     let src = TestCluster::start(kind, Side::A).await;
-    let (dst, upstream) = target_behind(kind, &proxy_addr).await;
+    let (dst, upstream) = cluster_behind(kind, &proxy_addr).await;
     // No resets: only the slow worker's produce answers wait, once the delay is set.
     let faults = Faults { delay_only: Some(PRODUCE), only_client: Some(SLOW.into()), ..Faults::default() };
     let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::ZERO, faults);

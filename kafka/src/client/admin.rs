@@ -131,7 +131,23 @@ impl Client {
         partition_max_bytes: i32,
         isolation: Isolation,
     ) -> Result<FetchResponse> {
-        let conn = self.broker_connection(node).await?;
+        self.fetch_on(node, 0, partitions, max_wait_ms, max_bytes, partition_max_bytes, isolation).await
+    }
+
+    /// [`Client::fetch_isolated`] on connection number `lane` to the broker (see
+    /// [`Client::connection_on`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fetch_on(
+        &self,
+        node: i32,
+        lane: usize,
+        partitions: &[(String, i32, i64)],
+        max_wait_ms: i32,
+        max_bytes: i32,
+        partition_max_bytes: i32,
+        isolation: Isolation,
+    ) -> Result<FetchResponse> {
+        let conn = self.broker_connection_on(node, lane).await?;
         let version = conn.version(ApiKey::Fetch, (4, 12))?;
         let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
         for (t, p, offset) in partitions {

@@ -47,7 +47,7 @@ const METADATA_VERSIONS: (i16, i16) = (1, 12);
 impl Client {
     /// Reloads metadata: all topics when `topics` is `None`, else just those (merged into the
     /// cache; a topic the cluster does not know is removed from it).
-    pub async fn refresh_metadata(&self, topics: Option<&[String]>) -> Result<ClusterMetadata> {
+    pub async fn refresh_metadata(&self, topics: Option<&[String]>) -> Result<std::sync::Arc<ClusterMetadata>> {
         let conn = self.any_connection_for_metadata().await?;
         let version = conn.version(ApiKey::Metadata, METADATA_VERSIONS)?;
         let request = MetadataRequest::default()
@@ -58,7 +58,9 @@ impl Client {
             }))
             .with_allow_auto_topic_creation(false);
         let resp = conn.call(&request, version).await?;
-        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shared = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        // Copied only when a snapshot of the old metadata is still held somewhere.
+        let md = std::sync::Arc::make_mut(&mut shared);
         md.cluster_id = resp.cluster_id.map(|s| s.to_string());
         md.controller = resp.controller_id.0;
         md.brokers = resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
@@ -84,7 +86,7 @@ impl Client {
             partitions.sort_by_key(|p| p.partition);
             md.topics.insert(name.clone(), TopicMetadata { name, id: t.topic_id, internal: t.is_internal, partitions });
         }
-        Ok(md.clone())
+        Ok(shared.clone())
     }
 
     /// Metadata for one topic, refreshed from the cluster.

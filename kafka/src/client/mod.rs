@@ -60,7 +60,9 @@ impl ClientConfig {
 pub struct Client {
     config: ClientConfig,
     connector: Connector,
-    metadata: Mutex<ClusterMetadata>,
+    /// Shared, so that a snapshot costs a reference count whatever the cluster's size; a
+    /// refresh replaces it.
+    metadata: Mutex<Arc<ClusterMetadata>>,
     connections: tokio::sync::Mutex<HashMap<String, Arc<BrokerConnection>>>,
 }
 
@@ -74,7 +76,7 @@ impl Client {
         let client = Client {
             config,
             connector,
-            metadata: Mutex::new(ClusterMetadata::default()),
+            metadata: Mutex::new(Arc::new(ClusterMetadata::default())),
             connections: tokio::sync::Mutex::new(HashMap::new()),
         };
         client.refresh_metadata(None).await?;
@@ -88,14 +90,21 @@ impl Client {
     /// A connection to `addr`, opened (and version-negotiated) on first use and reopened
     /// after it broke.
     pub async fn connection(&self, addr: &str) -> Result<Arc<BrokerConnection>> {
+        self.connection_on(addr, 0).await
+    }
+
+    /// Connection number `lane` to `addr`: lane 0 is the one every request uses; fetches on a
+    /// long link spread over more lanes, each a TCP connection with its own window.
+    pub async fn connection_on(&self, addr: &str, lane: usize) -> Result<Arc<BrokerConnection>> {
+        let key = if lane == 0 { addr.to_string() } else { format!("{addr}#{lane}") };
         let mut conns = self.connections.lock().await;
-        if let Some(c) = conns.get(addr) {
+        if let Some(c) = conns.get(&key) {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
         }
         let c = Arc::new(BrokerConnection::connect_with(addr, &self.config.client_id, self.config.request_timeout, &self.connector).await?);
-        conns.insert(addr.to_string(), c.clone());
+        conns.insert(key, c.clone());
         Ok(c)
     }
 
@@ -119,14 +128,36 @@ impl Client {
     /// before the controller moves its partitions, so for a few seconds metadata can name a
     /// leader that no longer answers; a refresh later names the new one.
     pub async fn broker_connection(&self, node: i32) -> Result<Arc<BrokerConnection>> {
+        self.broker_connection_on(node, 0).await
+    }
+
+    /// Connection number `lane` to the broker with id `node` (see [`Client::connection_on`]).
+    pub async fn broker_connection_on(&self, node: i32, lane: usize) -> Result<Arc<BrokerConnection>> {
         let addr = self.metadata.lock().unwrap_or_else(|p| p.into_inner()).brokers.get(&node).cloned();
         match addr {
-            Some(addr) => self.connection(&addr).await,
+            Some(addr) => self.connection_on(&addr, lane).await,
             None => Err(Error::Unreachable(format!("broker {node} is not in the cluster metadata"))),
         }
     }
 
-    pub fn metadata_snapshot(&self) -> ClusterMetadata {
+    /// The shortest of three round trips of an empty Metadata request to any broker: what one
+    /// request costs on the link before any data moves.
+    pub async fn round_trip(&self) -> Result<Duration> {
+        use kafka_protocol::messages::{ApiKey, MetadataRequest};
+        let conn = self.any_connection().await?;
+        let version = conn.version(ApiKey::Metadata, (1, 12))?;
+        let request = MetadataRequest::default().with_topics(Some(vec![])).with_allow_auto_topic_creation(false);
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let began = tokio::time::Instant::now();
+            conn.call(&request, version).await?;
+            best = best.min(began.elapsed());
+        }
+        Ok(best)
+    }
+
+    /// The cached metadata as of now: a shared reference, cheap to take per request.
+    pub fn metadata_snapshot(&self) -> Arc<ClusterMetadata> {
         self.metadata.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

@@ -1,6 +1,6 @@
-//! Fetching: where each new partition starts, one fetch in flight per source leader, and what
-//! to do when the source no longer has a position (log start moved, topic recreated, log
-//! truncated).
+//! Fetching: where each new partition starts, one fetch in flight per lane (a connection to a
+//! source leader; several per leader on a long link), and what to do when the source no longer
+//! has a position (log start moved, topic recreated, log truncated).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -24,16 +24,20 @@ use super::topics::*;
 /// replicated too.
 pub(super) const TRUNCATION_CONFIRMED_AFTER: Duration = Duration::from_secs(10);
 
-/// What one fetch from a source leader brings back: the partitions it asked for, and the answer.
-pub(super) type Fetched = (i32, Vec<Tp>, tern_kafka::Result<kafka_protocol::messages::FetchResponse>);
+/// One connection to a source leader: the leader's id and the connection's number.
+pub(super) type Lane = (i32, usize);
 
-/// The fetches in flight, at most one per source leader and one per partition: each leader is
-/// fetched again as soon as its answer is handled, whatever the other leaders take, so an idle
-/// leader's long poll or a slow leader never holds up another's partitions.
+/// What one fetch on a lane brings back: the partitions it asked for, and the answer.
+pub(super) type Fetched = (Lane, Vec<Tp>, tern_kafka::Result<kafka_protocol::messages::FetchResponse>);
+
+/// The fetches in flight, at most one per lane (a connection to a source leader) and one per
+/// partition: each lane is fetched again as soon as its answer is handled, whatever the others
+/// take, so an idle leader's long poll or a slow leader never holds up another's partitions,
+/// and on a long link a leader's partitions share several connections' windows.
 #[derive(Default)]
 pub(super) struct Fetches {
     pub(super) tasks: tokio::task::JoinSet<Fetched>,
-    pub(super) leaders: HashSet<i32>,
+    pub(super) lanes: HashSet<Lane>,
     pub(super) partitions: HashSet<Tp>,
 }
 
@@ -42,7 +46,7 @@ impl Fetches {
     pub(super) fn cancel(&mut self) {
         self.tasks.abort_all();
         self.tasks = tokio::task::JoinSet::new();
-        self.leaders.clear();
+        self.lanes.clear();
         self.partitions.clear();
     }
 }
@@ -92,9 +96,10 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
     out
 }
 
-/// Sends a fetch to every source leader that has none in flight, for its partitions with room
-/// in their queues (within the flow's bandwidth limit when it has one), then handles the first
-/// answer to come back. Called in a loop: each leader runs at its own pace.
+/// Sends a fetch on every lane (a connection to a source leader) that has none in flight, for
+/// its partitions with room in their queues (within the flow's bandwidth limit when it has
+/// one), then handles the first answer to come back. Called in a loop: each lane runs at its
+/// own pace.
 pub(super) async fn fetch_round(
     rt: &Arc<Runtime>,
     queues: &HashMap<Tp, mpsc::Sender<Prepared>>,
@@ -104,39 +109,40 @@ pub(super) async fn fetch_round(
 ) -> Result<()> {
     let md = rt.source.metadata_snapshot();
     let failed: HashSet<Tp> = rt.failed.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
-    let mut by_leader: BTreeMap<i32, Vec<(String, i32, i64)>> = BTreeMap::new();
+    let mut by_lane: BTreeMap<Lane, Vec<(String, i32, i64)>> = BTreeMap::new();
     for (tp, tx) in queues {
         if tx.capacity() == 0 || failed.contains(tp) || fetches.partitions.contains(tp) {
             continue;
         }
         let Some(leader) = md.leader(&tp.0, tp.1) else { continue };
-        if fetches.leaders.contains(&leader) {
+        let lane = (leader, rt.fetch_lane(tp));
+        if fetches.lanes.contains(&lane) {
             continue;
         }
         let pos = positions.get(tp).copied().unwrap_or(0);
-        by_leader.entry(leader).or_default().push((tp.0.clone(), tp.1, pos));
+        by_lane.entry(lane).or_default().push((tp.0.clone(), tp.1, pos));
     }
-    if by_leader.is_empty() && fetches.tasks.is_empty() {
+    if by_lane.is_empty() && fetches.tasks.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         return Ok(());
     }
     let (mut max_bytes, mut partition_max_bytes) = (rt.settings.fetch_max_bytes, rt.settings.partition_max_bytes);
-    if let Some(throttle) = throttle.as_deref_mut().filter(|_| !by_leader.is_empty()) {
+    if let Some(throttle) = throttle.as_deref_mut().filter(|_| !by_lane.is_empty()) {
         match throttle.allowance(std::time::Instant::now()) {
             Ok(allowed) => {
-                // Each leader's fetch gets the whole allowance: with several leaders a round
-                // may take more, and the next one waits for it.
+                // Each lane's fetch gets the whole allowance: with several lanes a round may
+                // take more, and the next one waits for it.
                 max_bytes = max_bytes.min(allowed);
                 partition_max_bytes = partition_max_bytes.min(allowed);
                 let turn = throttle.next_turn();
-                for parts in by_leader.values_mut() {
+                for parts in by_lane.values_mut() {
                     parts.sort();
                     let len = parts.len();
                     parts.rotate_left(turn % len);
                 }
             }
             Err(wait) => {
-                by_leader.clear();
+                by_lane.clear();
                 if fetches.tasks.is_empty() {
                     // In short steps: a batch far over the limit can mean a long wait, and the
                     // worker must keep heartbeating its group meanwhile.
@@ -147,17 +153,20 @@ pub(super) async fn fetch_round(
         }
     }
     let wait = rt.settings.fetch_max_wait.as_millis() as i32;
-    for (leader, parts) in by_leader {
+    for (lane, parts) in by_lane {
         let tps: Vec<Tp> = parts.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-        fetches.leaders.insert(leader);
+        fetches.lanes.insert(lane);
         fetches.partitions.extend(tps.iter().cloned());
         let rt = rt.clone();
-        fetches.tasks.spawn(async move { (leader, tps, rt.source.fetch_isolated(leader, &parts, wait, max_bytes, partition_max_bytes, Isolation::ReadCommitted).await) });
+        fetches.tasks.spawn(async move {
+            let (leader, n) = lane;
+            (lane, tps, rt.source.fetch_on(leader, n, &parts, wait, max_bytes, partition_max_bytes, Isolation::ReadCommitted).await)
+        });
     }
     // The first answer, or nothing for a while: the caller heartbeats and syncs topics between
     // calls, so it must not wait on a long poll for ever.
     let next = tokio::time::timeout(rt.settings.fetch_max_wait + Duration::from_millis(100), fetches.tasks.join_next()).await;
-    let (leader, asked, resp) = match next {
+    let (lane, asked, resp) = match next {
         Ok(Some(Ok(fetched))) => fetched,
         Ok(Some(Err(_))) => {
             // A fetch task that did not finish (aborted or panicked): start over.
@@ -166,7 +175,7 @@ pub(super) async fn fetch_round(
         }
         Ok(None) | Err(_) => return Ok(()),
     };
-    fetches.leaders.remove(&leader);
+    fetches.lanes.remove(&lane);
     for tp in &asked {
         fetches.partitions.remove(tp);
     }
@@ -179,7 +188,7 @@ pub(super) async fn fetch_round(
     let resp = match resp {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(flow = %rt.flow.name(), leader, "fetch failed: {e}");
+            tracing::debug!(flow = %rt.flow.name(), leader = lane.0, connection = lane.1, "fetch failed: {e}");
             let _ = rt.source.refresh_metadata(None).await;
             return Ok(());
         }

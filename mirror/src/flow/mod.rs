@@ -7,9 +7,10 @@
 //! - [`runtime`]: the state every task shares, and stopping a partition for good;
 //! - [`topics`]: every `topic_refresh_interval`, remote topics created with the source's
 //!   partition count and configs, grown, their configs kept in line; recreated source topics;
-//! - [`fetch`]: where each partition starts, one fetch in flight per source leader (so a slow
-//!   leader holds up only its own partitions), record sets handed to bounded per-partition
-//!   queues, and positions the source no longer has;
+//! - [`fetch`]: where each partition starts, one fetch in flight per connection to a source
+//!   leader (so a slow leader holds up only its own partitions; a far source gets several
+//!   connections per leader), record sets handed to bounded per-partition queues, and
+//!   positions the source no longer has;
 //! - [`produce`]: one producer task per partition, in order, idempotent with up to five requests
 //!   in flight, or in transactions that carry the source position (exactly-once);
 //! - [`progress`]: commits of acknowledged positions on the source, checkpoints, lag probes,
@@ -104,12 +105,14 @@ pub async fn run(
             None
         }
     };
+    let fetch_lanes = fetch_lanes(&flow, clusters, &source).await;
     status.set_errors(vec![]);
     let rt = Arc::new(Runtime {
         flow,
         settings,
         source,
         target,
+        fetch_lanes,
         status,
         acked: Mutex::new(BTreeMap::new()),
         committing: Mutex::new(()),
@@ -271,4 +274,20 @@ pub async fn run(
     }
     background.abort_all();
     Ok(())
+}
+
+/// How many connections each source broker is fetched over: as configured, or from the round
+/// trip to the source.
+async fn fetch_lanes(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, source: &tern_kafka::client::Client) -> usize {
+    let configured = clusters.get(&flow.source).map(|c| c.fetch_connections).unwrap_or_default();
+    let round_trip = match source.round_trip().await {
+        Ok(rtt) => rtt,
+        Err(e) => {
+            tracing::debug!(flow = %flow.name(), "timing a round trip to {}: {e}", flow.source);
+            Duration::ZERO
+        }
+    };
+    let lanes = configured.for_round_trip(round_trip);
+    tracing::info!(flow = %flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "fetching from {} over {lanes} connection(s) per broker", flow.source);
+    lanes
 }

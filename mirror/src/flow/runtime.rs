@@ -30,6 +30,8 @@ pub(super) struct Runtime {
     pub(super) settings: MirrorSettings,
     pub(super) source: Client,
     pub(super) target: Client,
+    /// Connections each source broker is fetched over (see [`crate::config::FetchConnections`]).
+    pub(super) fetch_lanes: usize,
     pub(super) status: Arc<FlowStatus>,
     /// Acknowledged next offsets not yet committed.
     pub(super) acked: Mutex<BTreeMap<Tp, i64>>,
@@ -74,6 +76,18 @@ pub(super) struct Runtime {
 impl Runtime {
     pub(super) fn exactly_once(&self) -> bool {
         self.flow.delivery == Delivery::ExactlyOnce
+    }
+
+    /// Which of a source broker's connections fetches `tp`: the same one for as long as the
+    /// worker runs, and a topic's partitions spread over all of them.
+    pub(super) fn fetch_lane(&self, tp: &Tp) -> usize {
+        use std::hash::{Hash, Hasher};
+        if self.fetch_lanes <= 1 {
+            return 0;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tp.0.hash(&mut h);
+        (h.finish() as usize).wrapping_add(tp.1.max(0) as usize) % self.fetch_lanes
     }
 }
 
