@@ -98,7 +98,7 @@ impl Follower {
         if !md.topics.contains_key(CONTROL_TOPIC) {
             if self.end.is_some() || self.gone {
                 self.gone = true;
-                return Err(Error::Other(format!("{CONTROL_TOPIC} on {cluster} was read before and is gone (deleted?)")));
+                return Err(Error::State(format!("{CONTROL_TOPIC} on {cluster} was read before and is gone (deleted?)")));
             }
             self.decisions = BTreeMap::new();
             return Ok(());
@@ -168,7 +168,7 @@ pub async fn read(client: &Client, cluster: &str, flow: &str) -> Result<Control>
 /// Records a decision durably (acks=all) on the flow's target cluster.
 pub async fn write(client: &Client, cluster: &str, flow: &str, control: &Control) -> Result<()> {
     crate::checkpoint::ensure_compacted(client, cluster, CONTROL_TOPIC).await?;
-    let value = serde_json::to_vec(control).map_err(|e| Error::Other(format!("encoding the control record: {e}")))?;
+    let value = serde_json::to_vec(control).map_err(|e| Error::Local(format!("encoding the control record: {e}")))?;
     let records = crate::checkpoint::encode_records(&[(Bytes::from(flow.to_string()), Some(Bytes::from(value)))], crate::clock::now_ms())?;
     client.produce(CONTROL_TOPIC, 0, records, -1, 30_000).await.map_err(|e| Error::cluster(cluster, e))?;
     Ok(())
@@ -199,7 +199,7 @@ pub async fn update(client: &Client, cluster: &str, flow: &str, reason: &str, ch
         // Apart, so that racing writers do not keep colliding.
         tokio::time::sleep(Duration::from_millis(u64::from(attempt) * (5 + (crate::clock::now_ms() as u64 % 20)))).await;
     }
-    Err(Error::Other(format!("the decision about {flow} on {cluster} kept changing under this update ({ATTEMPTS} attempts); nothing was changed by it")))
+    Err(Error::Conflict(format!("the decision about {flow} on {cluster} kept changing under this update ({ATTEMPTS} attempts); nothing was changed by it")))
 }
 
 #[cfg(test)]

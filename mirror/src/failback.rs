@@ -88,23 +88,23 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
     let cluster = |name: &str| clusters.get(name).ok_or_else(|| Error::Config(format!("flow {} names unknown cluster {name}", flow.name())));
     let deadline = Instant::now() + timeout;
     let started_at_ms = now_ms();
-    let target = connect_bounded(&flow.target, cluster(&flow.target)?, timeout).await.map_err(Error::Other)?;
+    let target = connect_bounded(&flow.target, cluster(&flow.target)?, timeout).await.map_err(Error::Unreachable)?;
     let current = control::read(&target, &flow.target, &flow.name()).await?;
     if !current.failed_over() {
-        return Err(Error::Other(format!("flow {} is {}, not failed over: nothing to fail back", flow.name(), current.state)));
+        return Err(Error::State(format!("flow {} is {}, not failed over: nothing to fail back", flow.name(), current.state)));
     }
     let source = connect_bounded(&flow.source, cluster(&flow.source)?, timeout)
         .await
-        .map_err(|e| Error::Other(format!("{e}; failback needs the source back")))?;
+        .map_err(|e| Error::Unreachable(format!("{e}; failback needs the source back")))?;
     let (_, point) = read_state(flow, &target).await?;
-    let mut point = point.ok_or_else(|| Error::Other(format!("no failover point of {} on {}: was it failed over with `tern failover`?", flow.name(), flow.target)))?;
+    let mut point = point.ok_or_else(|| Error::State(format!("no failover point of {} on {}: was it failed over with `tern failover`?", flow.name(), flow.target)))?;
     control::update(&target, &flow.target, &flow.name(), "tern failback", |c| c.state = FailoverState::FailingBack).await?;
     progress("state failing-back");
     let mut errors = Vec::new();
     // Workers that were members when the source failed are dropped by its coordinator after
     // their session timeout.
     if !wait_workers_gone(flow, &source, deadline).await {
-        return Err(Error::Other(format!("workers of {} still hold group {} on {}: stop them or wait for their session timeout, then run failback again", flow.name(), crate::names::group_id(flow), flow.source)));
+        return Err(Error::State(format!("workers of {} still hold group {} on {}: stop them or wait for their session timeout, then run failback again", flow.name(), crate::names::group_id(flow), flow.source)));
     }
 
     // Copy back, pass after pass until the remote topics stop growing. The producer is kept

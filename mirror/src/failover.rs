@@ -160,7 +160,7 @@ async fn write_records(target: &Client, cluster: &str, records: Vec<(Bytes, Opti
 }
 
 fn json<T: Serialize>(v: &T) -> Result<Bytes> {
-    serde_json::to_vec(v).map(Bytes::from).map_err(|e| Error::Other(format!("encoding a failover record: {e}")))
+    serde_json::to_vec(v).map(Bytes::from).map_err(|e| Error::Local(format!("encoding a failover record: {e}")))
 }
 
 /// Records the source end offsets a worker saw and its position (called by workers with each
@@ -228,17 +228,17 @@ pub async fn failover(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, o
     let deadline = Instant::now() + opts.timeout;
     let started_at_ms = now_ms();
     let mode = if opts.planned { "planned" } else { "unplanned" };
-    let target = connect_bounded(&flow.target, cluster(&flow.target)?, opts.timeout).await.map_err(Error::Other)?;
+    let target = connect_bounded(&flow.target, cluster(&flow.target)?, opts.timeout).await.map_err(Error::Unreachable)?;
     let current = control::read(&target, &flow.target, &flow.name()).await?;
     if current.failed_over() {
-        return Err(Error::Other(format!("flow {} is already {}; run `tern failback` first", flow.name(), current.state)));
+        return Err(Error::State(format!("flow {} is already {}; run `tern failback` first", flow.name(), current.state)));
     }
     if opts.planned && current.paused {
-        return Err(Error::Other(format!("flow {} is paused, so it cannot drain: resume it first, or use --unplanned", flow.name())));
+        return Err(Error::State(format!("flow {} is paused, so it cannot drain: resume it first, or use --unplanned", flow.name())));
     }
     let source = if opts.planned {
         let s = connect_bounded(&flow.source, cluster(&flow.source)?, opts.timeout).await;
-        Some(s.map_err(|e| Error::Other(format!("{e}; a planned failover needs the source: use --unplanned when it is gone")))?)
+        Some(s.map_err(|e| Error::Unreachable(format!("{e}; a planned failover needs the source: use --unplanned when it is gone")))?)
     } else {
         None
     };
@@ -268,7 +268,7 @@ pub async fn failover(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, o
             // No failover point was saved, so failback would have nothing to start from:
             // back to active, and the failover can be run again.
             if let Err(undo) = control::update(&target, &flow.target, &flow.name(), "tern failover: aborted", |c| c.state = FailoverState::Active).await {
-                return Err(Error::Other(format!("{e}; and the flow could not be set back to active ({undo}): set it with `tern failback` once the target answers")));
+                return Err(Error::State(format!("{e}; and the flow could not be set back to active ({undo}): set it with `tern failback` once the target answers")));
             }
             progress("failover aborted: state active again");
             return Err(e);
@@ -318,7 +318,7 @@ async fn planned(
     // A worker that still holds the group may still be producing: a failover point taken now
     // could miss its last records. Refused (the flow goes back to active).
     if !wait_workers_gone(flow, source, deadline.max(Instant::now() + Duration::from_secs(5))).await {
-        return Err(Error::Other(format!(
+        return Err(Error::State(format!(
             "workers of {} still hold their group {} on {} (a worker that cannot read the flow's decisions, or one killed without leaving until its session ends): planned failover refused; stop them, or wait for the session timeout, and run it again",
             flow.name(),
             crate::names::group_id(flow),

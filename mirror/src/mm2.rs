@@ -53,16 +53,16 @@ fn put_str(buf: &mut BytesMut, s: &str) {
 fn get_str(buf: &mut Bytes, what: &str) -> Result<String> {
     let len = get_i16(buf, what)?;
     if len < 0 || buf.remaining() < len as usize {
-        return Err(Error::Other(format!("{what}: bad string length {len}")));
+        return Err(Error::Malformed(format!("{what}: bad string length {len}")));
     }
-    String::from_utf8(buf.split_to(len as usize).to_vec()).map_err(|_| Error::Other(format!("{what}: not UTF-8")))
+    String::from_utf8(buf.split_to(len as usize).to_vec()).map_err(|_| Error::Malformed(format!("{what}: not UTF-8")))
 }
 
 macro_rules! getter {
     ($name:ident, $t:ty, $get:ident) => {
         fn $name(buf: &mut Bytes, what: &str) -> Result<$t> {
             if buf.remaining() < std::mem::size_of::<$t>() {
-                return Err(Error::Other(format!("{what}: truncated")));
+                return Err(Error::Malformed(format!("{what}: truncated")));
             }
             Ok(buf.$get())
         }
@@ -139,7 +139,7 @@ impl Checkpoint {
         let partition = get_i32(&mut key, "checkpoint key")?;
         let version = get_i16(&mut value, "checkpoint value")?;
         if version != 0 {
-            return Err(Error::Other(format!("checkpoint value version {version} (only 0 exists)")));
+            return Err(Error::Malformed(format!("checkpoint value version {version} (only 0 exists)")));
         }
         Ok(Checkpoint {
             group,

@@ -53,7 +53,7 @@ pub fn prepare(data: &[u8], from: i64, aborted: &mut Aborted) -> Result<Prepared
             Ok(v) => v,
             // A truncated batch at the end of a fetch response is normal.
             Err(tern_kafka::Error::MalformedBatch(tern_kafka::error::BatchFault::Truncated | tern_kafka::error::BatchFault::ShortHeader)) => break,
-            Err(e) => return Err(Error::Other(format!("source sent a malformed batch: {e}"))),
+            Err(e) => return Err(Error::Malformed(format!("source sent a malformed batch: {e}"))),
         };
         let bytes = &data[at..at + h.total_len()];
         let skipped = aborted.skips(&h);
@@ -70,7 +70,7 @@ pub fn prepare(data: &[u8], from: i64, aborted: &mut Aborted) -> Result<Prepared
             out.next_offset = h.last_offset() + 1;
             continue;
         }
-        tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Other(format!("source batch at offset {}: {e}", h.base_offset)))?;
+        tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Malformed(format!("source batch at offset {}: {e}", h.base_offset)))?;
         let dense = h.record_count > 0 && h.record_count as i64 == h.last_offset_delta as i64 + 1;
         if h.base_offset >= out.next_offset && dense && !h.is_log_append_time() {
             let start = out.records.len();
@@ -91,7 +91,7 @@ pub fn prepare(data: &[u8], from: i64, aborted: &mut Aborted) -> Result<Prepared
 fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
     let mut buf = Bytes::copy_from_slice(bytes);
     let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| Error::Other(format!("decoding source batch at offset {}: {e}", h.base_offset)))?;
+        .map_err(|e| Error::Malformed(format!("decoding source batch at offset {}: {e}", h.base_offset)))?;
     let from = out.next_offset;
     let mut records: Vec<_> = set.records.into_iter().filter(|r| r.offset >= from).collect();
     if records.is_empty() {
@@ -116,7 +116,7 @@ fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
         c @ (Compression::None | Compression::Gzip | Compression::Snappy | Compression::Lz4 | Compression::Zstd) => c,
     };
     RecordBatchEncoder::encode(&mut out.records, &records, &RecordEncodeOptions { version: 2, compression })
-        .map_err(|e| Error::Other(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
+        .map_err(|e| Error::Malformed(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
     Ok(())
 }
 

@@ -136,9 +136,9 @@ impl Workers {
                     Err(e) if e.is_panic() => {
                         let payload = e.into_panic();
                         let message = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                        Err(crate::Error::Other(format!("the flow panicked: {message}")))
+                        Err(crate::Error::Crashed(format!("the flow panicked: {message}")))
                     }
-                    Err(e) => Err(crate::Error::Other(format!("the flow's task failed: {e}"))),
+                    Err(e) => Err(crate::Error::Crashed(format!("the flow's task failed: {e}"))),
                 };
                 if let Err(e) = &result {
                     r.status.set_stopped(e.to_string());

@@ -13,13 +13,13 @@ use super::report::{DrillReport, DrillSummary};
 use crate::error::{Error, Result};
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Other(format!("{what} {}: {e}", path.display()))
+    Error::Local(format!("{what} {}: {e}", path.display()))
 }
 
 /// Ids become file names: only what [`super::new_id`] produces is accepted.
 fn check_id(id: &str) -> Result<()> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(Error::Other(format!("not a drill id: {id:?}")));
+        return Err(Error::Local(format!("not a drill id: {id:?}")));
     }
     Ok(())
 }
@@ -31,7 +31,7 @@ pub fn save(dir: &Path, report: &DrillReport) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
     let path = dir.join(format!("{}.json", report.id));
     let tmp = dir.join(format!(".{}.json.tmp", report.id));
-    let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Other(format!("encoding the drill report: {e}")))?;
+    let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Local(format!("encoding the drill report: {e}")))?;
     std::fs::write(&tmp, json).map_err(|e| io("writing", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io("renaming", &tmp, e))?;
     Ok(path)
@@ -65,7 +65,7 @@ pub fn load(dir: &Path, id: &str) -> Result<DrillReport> {
     check_id(id)?;
     let path = dir.join(format!("{id}.json"));
     let text = std::fs::read(&path).map_err(|e| io("reading", &path, e))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Other(format!("{}: not a drill report: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| Error::Local(format!("{}: not a drill report: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -314,7 +314,7 @@ fn content(r: &kafka_protocol::records::Record) -> Content {
 }
 
 async fn drill(flow: &Flow, source: &Client, target: &Client, opts: &DrillOptions, progress: &(impl Fn(DrillProgress) + Send + Sync), report: &mut DrillReport) -> Result<()> {
-    let listed = tokio::time::timeout(opts.timeout, source.list_groups()).await.map_err(|_| Error::Other(format!("listing groups on {} took over {:?}", flow.source, opts.timeout)))?;
+    let listed = tokio::time::timeout(opts.timeout, source.list_groups()).await.map_err(|_| Error::TimedOut(format!("listing groups on {} took over {:?}", flow.source, opts.timeout)))?;
     let groups: Vec<String> = listed
         .map_err(|e| Error::cluster(&flow.source, e))?
         .into_iter()
@@ -325,7 +325,7 @@ async fn drill(flow: &Flow, source: &Client, target: &Client, opts: &DrillOption
     let computing = Instant::now();
     let (states, maps) = tokio::time::timeout(opts.timeout, partition_states(flow, source, target))
         .await
-        .map_err(|_| Error::Other(format!("reading the flow's offsets and offset maps took over {:?}", opts.timeout)))??;
+        .map_err(|_| Error::TimedOut(format!("reading the flow's offsets and offset maps took over {:?}", opts.timeout)))??;
     let mut compute_ms = computing.elapsed().as_millis() as u64;
     report.partitions = states
         .iter()
@@ -495,14 +495,14 @@ async fn verify_partition(source: &Client, target: &Client, window: i64, tp: &Tp
     let lo = (committed - window).max(s.source_start);
     let hi = (committed + window).min(s.source_end);
     let src: Vec<(i64, Content)> = if lo < hi {
-        source.read_range(&tp.0, tp.1, lo, hi).await.map_err(|e| Error::Other(format!("reading {}/{} on the source: {e}", tp.0, tp.1)))?.iter().map(|r| (r.offset, content(r))).collect()
+        source.read_range(&tp.0, tp.1, lo, hi).await.map_err(|e| Error::during(format!("reading {}/{} on the source", tp.0, tp.1), e))?.iter().map(|r| (r.offset, content(r))).collect()
     } else {
         Vec::new()
     };
     let tlo = (t - 16).max(s.target_start);
     let thi = (t + 1).min(s.target_end);
     let dst = if tlo < thi {
-        target.read_range(&s.remote, tp.1, tlo, thi).await.map_err(|e| Error::Other(format!("reading {}/{} on the target: {e}", s.remote, tp.1)))?
+        target.read_range(&s.remote, tp.1, tlo, thi).await.map_err(|e| Error::during(format!("reading {}/{} on the target", s.remote, tp.1), e))?
     } else {
         Vec::new()
     };

@@ -57,7 +57,7 @@ pub(super) async fn control_watcher(rt: Arc<Runtime>, mut shutdown: watch::Recei
 /// until one is written again.
 pub(super) async fn no_decision(rt: &Runtime) -> Result<()> {
     match crate::failover::read_state(&rt.flow, &rt.target).await? {
-        (_, Some(point)) => Err(Error::Other(format!(
+        (_, Some(point)) => Err(Error::State(format!(
             "{} holds no decision about the flow, but the flow has a failover point ({} failover at {} ms): its decisions were lost; write one (resume from the dashboard or the API) to replicate again",
             crate::control::CONTROL_TOPIC,
             point.mode,
