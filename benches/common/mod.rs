@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod link;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -24,9 +25,15 @@ pub const RECORD: usize = 1024;
 
 /// `tern broker` (release) as a child process on an ephemeral port: (child, address).
 pub fn start_broker(data: &std::path::Path) -> anyhow::Result<(Child, String)> {
+    start_broker_with(data, &[])
+}
+
+/// [`start_broker`] with more `tern broker` arguments (`--advertised`, say).
+pub fn start_broker_with(data: &std::path::Path, args: &[&str]) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(["broker", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -106,7 +113,18 @@ pub async fn create(addr: &str, topic: &str, partitions: i32) -> anyhow::Result<
         .with_replication_factor(1)]);
     let resp = c.call(&req, 7).await?;
     anyhow::ensure!(resp.topics[0].error_code == 0, "create {topic}: {:?}", resp.topics[0].error_message);
-    Ok(())
+    // Apache Kafka answers CreateTopics before its partitions have a leader.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ask = kafka_protocol::messages::MetadataRequest::default()
+        .with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]));
+    loop {
+        let md = c.call(&ask, 9).await?;
+        if md.topics.iter().any(|t| t.error_code == 0 && t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.error_code == 0 && p.leader_id.0 >= 0)) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{topic}: no leader for every partition within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Sends pre-encoded batches on several connections, a few requests in flight on each.
@@ -126,8 +144,19 @@ pub async fn produce_pipelined(addr: &str, topic: &str, partitions: i32, records
                     .with_partition_data(vec![PartitionProduceData::default()
                         .with_index((i % partitions as usize) as i32)
                         .with_records(Some(batch.clone()))])]);
-                let resp = c.call(&req, 9).await?;
-                anyhow::ensure!(resp.responses[0].partition_responses[0].error_code == 0, "produce error");
+                // A new topic's leader may refuse the first requests (NOT_LEADER_OR_FOLLOWER)
+                // for a moment after metadata named it.
+                let mut attempts = 0;
+                loop {
+                    let resp = c.call(&req, 9).await?;
+                    let code = resp.responses[0].partition_responses[0].error_code;
+                    attempts += 1;
+                    match code {
+                        0 => break,
+                        6 if attempts < 100 => tokio::time::sleep(Duration::from_millis(100)).await,
+                        _ => anyhow::bail!("produce to {topic}: error {code}"),
+                    }
+                }
             }
             anyhow::Ok(())
         }));
@@ -214,13 +243,31 @@ impl Replicated {
 /// until the remote topic `<alias>.<topic>` holds every source record.
 #[allow(clippy::too_many_arguments)]
 pub fn replicate(rt: &tokio::runtime::Runtime, dir: &std::path::Path, src_addr: &str, dst_addr: &str, alias: &str, topic: &str, partitions: i32, delivery: &str) -> anyhow::Result<Replicated> {
+    replicate_with(rt, dir, src_addr, dst_addr, alias, topic, partitions, delivery, "")
+}
+
+/// [`replicate`] with more settings of the source cluster (`source_settings`, TOML lines). The
+/// mirror's log goes to `<dir>/<alias>.log`.
+#[allow(clippy::too_many_arguments)]
+pub fn replicate_with(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    src_addr: &str,
+    dst_addr: &str,
+    alias: &str,
+    topic: &str,
+    partitions: i32,
+    delivery: &str,
+    source_settings: &str,
+) -> anyhow::Result<Replicated> {
     let config = dir.join(format!("{alias}.toml"));
     std::fs::write(&config, format!(
-        "[clusters.{alias}]\nbootstrap = \"{src_addr}\"\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n[[flows]]\nsource = \"{alias}\"\ntarget = \"dst\"\ntopics = [\"{topic}\"]\nemit_heartbeats = false\ndelivery = \"{delivery}\"\n[web]\nlisten = \"127.0.0.1:0\"\n"
+        "[clusters.{alias}]\nbootstrap = \"{src_addr}\"\n{source_settings}\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n[[flows]]\nsource = \"{alias}\"\ntarget = \"dst\"\ntopics = [\"{topic}\"]\nemit_heartbeats = false\ndelivery = \"{delivery}\"\n[web]\nlisten = \"127.0.0.1:0\"\n"
     ))?;
     let remote = format!("{alias}.{topic}");
     let t = Instant::now();
-    let mirror = Command::new(env!("CARGO_BIN_EXE_tern")).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let log = std::fs::File::create(dir.join(format!("{alias}.log")))?;
+    let mirror = Command::new(env!("CARGO_BIN_EXE_tern")).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(log).spawn()?;
     let pid = mirror.id();
     let (source, target) = rt.block_on(async { anyhow::Ok((Client::connect(ClientConfig::new(src_addr)).await?, Client::connect(ClientConfig::new(dst_addr)).await?)) })?;
     let mut peak_rss = 0;

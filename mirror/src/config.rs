@@ -85,8 +85,8 @@ pub struct ClusterConfig {
 /// share of the broker's partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FetchConnections {
-    /// One connection per 25 ms of round trip to the cluster (rounded), measured when the flow
-    /// starts: 1 in a region, 4 at 100 ms, at most 8.
+    /// One connection per 12.5 ms of round trip to the cluster (rounded), measured when the
+    /// flow starts: 1 in a region, 4 at 50 ms, 8 (the most) from 100 ms.
     #[default]
     Auto,
     Fixed(usize),
@@ -99,7 +99,7 @@ impl FetchConnections {
     pub fn for_round_trip(self, round_trip: std::time::Duration) -> usize {
         match self {
             FetchConnections::Fixed(n) => n,
-            FetchConnections::Auto => ((round_trip.as_millis() as usize + 12) / 25).clamp(1, 8),
+            FetchConnections::Auto => ((round_trip.as_millis() as usize * 2 + 12) / 25).clamp(1, 8),
         }
     }
 }
@@ -531,8 +531,8 @@ max_bytes_per_second = 1048576
             assert!(e.contains("fetch_connections") && e.contains("line 5"), "{bad}: {e}");
         }
         let ms = Duration::from_millis;
-        let auto: Vec<usize> = [0, 1, 37, 38, 103, 180, 1000].iter().map(|m| FetchConnections::Auto.for_round_trip(ms(*m))).collect();
-        assert_eq!(auto, [1, 1, 1, 2, 4, 7, 8]);
+        let auto: Vec<usize> = [0, 6, 7, 19, 50, 103, 1000].iter().map(|m| FetchConnections::Auto.for_round_trip(ms(*m))).collect();
+        assert_eq!(auto, [1, 1, 1, 2, 4, 8, 8]);
         assert_eq!(FetchConnections::Fixed(3).for_round_trip(ms(1000)), 3);
     }
 

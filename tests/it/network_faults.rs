@@ -579,8 +579,8 @@ async fn a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable(ki
 
 /// A source 100 ms away (a proxy adds 50 ms each way, faults off): the worker times the round
 /// trip when the flow starts and, with `fetch_connections` left at "auto", fetches each source
-/// broker over one connection per 25 ms of it, so each connection's window carries a share of
-/// the partitions. The proxy counts the connections the worker's fetches came on, and the copy
+/// broker over one connection per 12.5 ms of it (8 at 100 ms), so each connection's window
+/// carries a share of the partitions. The proxy counts the connections the worker's fetches came on, and the copy
 /// is exact.
 async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: Kind) {
     let partitions = 8;
@@ -614,7 +614,7 @@ async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: K
     let lanes: usize = line.split(" over ").nth(1).and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {line:?}"));
     let used = proxy.faults.fetch_connections.load(Ordering::SeqCst);
     println!("{kind:?}: source 100 ms away; the worker said {line:?}; its fetches came on {used} connections; {copied} records on the target, each once");
-    assert!(lanes >= 4, "a 100 ms round trip calls for at least 4 connections, the worker chose {lanes}");
+    assert_eq!(lanes, 8, "a 100 ms round trip calls for 8 connections");
     assert_eq!(used, lanes, "the worker's fetches came on {used} connections, not the {lanes} it chose");
     assert!(run.lines("panicked").is_empty(), "{}", run.all());
 }

@@ -68,9 +68,11 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
             BTreeMap::new()
         }
     };
+    // Asked all at once: on a far source, one round trip for them all rather than one each.
+    let starts = futures_util::future::join_all(partitions.iter().map(|tp| rt.source.list_offset(&tp.0, tp.1, EARLIEST))).await;
     let mut out = HashMap::new();
-    for tp in partitions {
-        let start = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await.map(|(o, _)| o).unwrap_or(0);
+    for (tp, start) in partitions.iter().zip(starts) {
+        let start = start.map(|(o, _)| o).unwrap_or(0);
         let pos = match committed.get(tp) {
             Some(c) if *c >= start => *c,
             Some(c) => {
