@@ -162,6 +162,45 @@ pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
     Some(b.get_i32())
 }
 
+/// Where a request's one large bytes field (a produce request's records) sits in its encoding:
+/// with the field empty, its length prefix ends `from_end` bytes before the end of the frame,
+/// as a compact (varint) length or a classic `int32` one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadField {
+    pub from_end: usize,
+    pub compact: bool,
+}
+
+/// Splits `frame`, a request encoded with its payload field empty, around that field: the head
+/// ends with the payload's real length (and its size prefix counts the payload), the tail is
+/// what follows the field. Writing head, payload and tail gives the frame with the payload in
+/// place, without copying the payload into it.
+pub fn splice_payload(frame: &[u8], payload_len: usize, field: PayloadField) -> Result<(Bytes, Bytes)> {
+    let empty: &[u8] = if field.compact { &[1] } else { &[0, 0, 0, 0] };
+    let at = frame.len().checked_sub(field.from_end + empty.len()).filter(|at| *at >= 4);
+    let Some(at) = at.filter(|at| &frame[*at..*at + empty.len()] == empty) else {
+        return Err(Error::Encode(format!("no empty payload field {} bytes before the end of the request", field.from_end)));
+    };
+    let too_long = || Error::Encode(format!("a payload of {payload_len} bytes"));
+    let len = i32::try_from(payload_len).ok().filter(|l| *l < i32::MAX).ok_or_else(too_long)?;
+    let mut head = BytesMut::with_capacity(at + 5);
+    head.extend_from_slice(&frame[..at]);
+    if field.compact {
+        let mut v = len as u32 + 1;
+        while v >= 0x80 {
+            head.put_u8((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        head.put_u8(v as u8);
+    } else {
+        head.put_i32(len);
+    }
+    let tail = Bytes::copy_from_slice(&frame[at + empty.len()..]);
+    let size = i32::try_from(head.len() - 4 + payload_len + tail.len()).map_err(|_| too_long())?;
+    head[..4].copy_from_slice(&size.to_be_bytes());
+    Ok((head.freeze(), tail))
+}
+
 fn patch_size(buf: &mut BytesMut) {
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());

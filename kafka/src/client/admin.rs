@@ -72,6 +72,13 @@ pub enum Isolation {
     ReadCommitted = 1,
 }
 
+/// Where the records of a one-partition produce request sit: last, or before the partition's,
+/// the topic's and the request's tagged fields (three empty ones) from v9, the first flexible
+/// version.
+pub(crate) fn produce_records_field(version: i16) -> crate::frame::PayloadField {
+    crate::frame::PayloadField { from_end: if version >= 9 { 3 } else { 0 }, compact: version >= 9 }
+}
+
 impl Client {
     /// Appends a record set to one partition and waits for the leader's acknowledgement
     /// (`acks` -1 or 1). Retriable failures are retried, which can duplicate the set if the
@@ -99,10 +106,10 @@ impl Client {
         let txn = transactional_id.map(|id| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.to_string())));
         let req = ProduceRequest::default().with_transactional_id(txn).with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
             TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
-                PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+                PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::new())),
             ]),
         ]);
-        let pending = conn.send(&req, version).await?;
+        let pending = conn.send_with_payload(&req, version, produce_records_field(version), &records).await?;
         Ok(PendingProduce { pending, topic: topic.to_string(), partition })
     }
 
@@ -488,5 +495,44 @@ mod tests {
         two.extend_from_slice(&one[..one.len() - 3]);
         assert_eq!(whole_batches(Bytes::from(two)), one);
         assert!(whole_batches(one.slice(..10)).is_empty());
+    }
+
+    /// A produce request written as head, records and tail is byte for byte the request
+    /// kafka-protocol encodes with the records inside, for every version Tern sends, with and
+    /// without a transactional id, on both sides of the varint length's byte boundaries.
+    #[test]
+    fn a_spliced_produce_request_equals_the_whole_encoding() {
+        use crate::frame::{encode_typed_request, splice_payload};
+        let client_id = StrBytes::from_static_str("tern-test");
+        for version in 3..=11 {
+            for txn in [None, Some("tern.a.b.orders.3")] {
+                for len in [0usize, 1, 126, 127, 128, 16_383, 16_384, 1 << 20] {
+                    let records = Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+                    let req = |r: Bytes| {
+                        ProduceRequest::default()
+                            .with_transactional_id(txn.map(|t| kafka_protocol::messages::TransactionalId(StrBytes::from_static_str(t))))
+                            .with_acks(-1)
+                            .with_timeout_ms(30_000)
+                            .with_topic_data(vec![TopicProduceData::default()
+                                .with_name(topic_name("remote.orders"))
+                                .with_partition_data(vec![PartitionProduceData::default().with_index(3).with_records(Some(r))])])
+                    };
+                    let whole = encode_typed_request(&req(records.clone()), version, 77, &client_id).expect("encode");
+                    let empty = encode_typed_request(&req(Bytes::new()), version, 77, &client_id).expect("encode");
+                    let (head, tail) = splice_payload(&empty, len, produce_records_field(version)).expect("splice");
+                    let spliced = [&head[..], &records[..], &tail[..]].concat();
+                    assert!(spliced == whole[..], "v{version}, transactional id {txn:?}, {len} bytes of records");
+                }
+            }
+        }
+        // A request whose records are not empty (so the field is not where an empty one would
+        // be): refused, not written wrongly.
+        let filled = ProduceRequest::default().with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name("t"))
+            .with_partition_data(vec![PartitionProduceData::default().with_records(Some(Bytes::from_static(&[0x55])))])]);
+        for version in [8, 9] {
+            let frame = encode_typed_request(&filled, version, 1, &client_id).expect("encode");
+            assert!(splice_payload(&frame, 10, produce_records_field(version)).is_err(), "v{version}");
+        }
     }
 }

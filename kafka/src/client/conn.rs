@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::connection::FrameReader;
 use crate::error::{Error, Result};
-use crate::frame::{decode_typed_response, encode_typed_request, peek_correlation_id, DEFAULT_MAX_FRAME};
+use crate::frame::{decode_typed_response, encode_typed_request, peek_correlation_id, splice_payload, PayloadField, DEFAULT_MAX_FRAME};
 use crate::security::{resolve_secret, BoxStream, Connector, SaslSession, SaslSettings};
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
@@ -205,7 +205,7 @@ impl BrokerConnection {
                 return Err(e);
             }
         };
-        self.write_locked(w, id, &frame).await?;
+        self.write_locked(w, id, &[&frame]).await?;
         self.wait::<R>(id, rx, version).await
     }
 
@@ -246,6 +246,31 @@ impl BrokerConnection {
         Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
     }
 
+    /// [`BrokerConnection::send`] for a request with one large bytes field (a produce
+    /// request's records): `request` carries the field empty, and `payload` is written in its
+    /// place from its own buffer instead of being copied into the frame.
+    pub async fn send_with_payload<R: Request>(self: &Arc<Self>, request: &R, version: i16, field: PayloadField, payload: &Bytes) -> Result<InFlight<R>> {
+        if self.is_closed() {
+            return Err(Error::Disconnected(self.addr.clone()));
+        }
+        let (id, rx) = self.register();
+        let parts = encode_typed_request(request, version, id, &self.client_id).and_then(|frame| splice_payload(&frame, payload.len(), field));
+        let (head, tail) = match parts {
+            Ok(p) => p,
+            Err(e) => {
+                self.unregister(id);
+                return Err(e);
+            }
+        };
+        let mut w = self.writer.lock().await;
+        if let Err(e) = self.renew_session(&mut w).await {
+            self.unregister(id);
+            return Err(e);
+        }
+        self.write_locked(&mut w, id, &[&head, payload, &tail]).await?;
+        Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
+    }
+
     /// Registers a waiter and writes the request; the waiter gets the response frame.
     async fn write_request<R: Request>(&self, request: &R, version: i16) -> Result<(i32, oneshot::Receiver<Bytes>)> {
         if self.is_closed() {
@@ -264,7 +289,7 @@ impl BrokerConnection {
             self.unregister(id);
             return Err(e);
         }
-        self.write_locked(&mut w, id, &frame).await?;
+        self.write_locked(&mut w, id, &[&frame]).await?;
         Ok((id, rx))
     }
 
@@ -281,11 +306,14 @@ impl BrokerConnection {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
-    async fn write_locked(&self, w: &mut Writer, id: i32, frame: &[u8]) -> Result<()> {
-        if let Err(e) = w.write_all(frame).await {
-            self.unregister(id);
-            self.closed.store(true, Ordering::SeqCst);
-            return Err(Error::Io(e));
+    /// Writes the parts of one frame, in order.
+    async fn write_locked(&self, w: &mut Writer, id: i32, parts: &[&[u8]]) -> Result<()> {
+        for part in parts {
+            if let Err(e) = w.write_all(part).await {
+                self.unregister(id);
+                self.closed.store(true, Ordering::SeqCst);
+                return Err(Error::Io(e));
+            }
         }
         Ok(())
     }
