@@ -48,6 +48,8 @@ pub use tern_kafka::batch::Aborted;
 /// the end (cut by the fetch size) is left for the next fetch.
 pub fn prepare(data: &[u8], from: i64, aborted: &mut Aborted) -> Result<Prepared> {
     let mut out = Prepared { next_offset: from, max_timestamp: -1, last_epoch: -1, ..Default::default() };
+    // One allocation for the whole set, not a doubling (and a copy) each time it fills.
+    out.records.reserve(data.len());
     for item in Batches::new(data) {
         let (at, h) = match item {
             Ok(v) => v,
