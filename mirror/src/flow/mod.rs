@@ -148,52 +148,10 @@ pub async fn run(
     let mut rejoin = true;
     // Whether the worker left the flow's group because the flow failed over.
     let mut left = false;
+    let mut was = None;
     loop {
         if *shutdown.borrow() {
             break;
-        }
-        if !rt.status.control_read() {
-            // Fail closed: nothing (not even joining the flow's group) before the operators'
-            // decision is known; the control watcher keeps trying.
-            if wait_or_shutdown(&mut shutdown, Duration::from_millis(100)).await {
-                break;
-            }
-            continue;
-        }
-        if rt.status.control().failed_over() {
-            // Clients moved to the target: give the partitions up and leave the group, so
-            // that `tern failback` can set where replication resumes.
-            if !left {
-                rt.session.end();
-                work.revoke(&rt).await;
-                rt.acked.lock().await.clear();
-                if let Err(e) = member.leave().await {
-                    tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
-                }
-                tracing::info!(flow = %rt.flow.name(), "failed over: replication stopped and the flow's group left");
-                left = true;
-            }
-            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
-                break;
-            }
-            continue;
-        }
-        if left {
-            // Back from a failover: failback may have added offset-map entries and set the
-            // positions to resume from; the rejoin reads both.
-            match checkpoint::load_offset_maps(&rt.flow, &rt.target).await {
-                Ok(maps) => *rt.maps.lock().unwrap_or_else(|p| p.into_inner()) = maps,
-                Err(e) => {
-                    tracing::warn!(flow = %rt.flow.name(), "reloading offset maps after failback: {e}; retrying");
-                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            tracing::info!(flow = %rt.flow.name(), "flow active again: rejoining");
-            left = false;
-            rejoin = true;
         }
         if topics.has_changed().unwrap_or(false) {
             if let Some(partitions) = topics.borrow_and_update().clone() {
@@ -204,65 +162,90 @@ pub async fn run(
                 }
             }
         }
-        if topics.borrow().is_none() {
-            // Nothing to subscribe to before the first topic sync.
-            if wait_or_shutdown(&mut shutdown, Duration::from_millis(50)).await {
-                break;
+        let phase = Phase::now(&rt, left, rejoin, topics.borrow().is_some());
+        if was != Some(phase) {
+            tracing::debug!(flow = %rt.flow.name(), ?phase, "replication loop");
+            was = Some(phase);
+        }
+        let pause = match phase {
+            Phase::AwaitingDecision => Some(Duration::from_millis(100)),
+            Phase::FailedOver => {
+                if !left {
+                    // Give the partitions up and leave the group, so that `tern failback` can
+                    // set where replication resumes.
+                    rt.session.end();
+                    work.revoke(&rt).await;
+                    rt.acked.lock().await.clear();
+                    if let Err(e) = member.leave().await {
+                        tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
+                    }
+                    tracing::info!(flow = %rt.flow.name(), "failed over: replication stopped and the flow's group left");
+                    left = true;
+                }
+                Some(Duration::from_millis(500))
             }
-            continue;
-        }
-        if !rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-            // A recreated topic seen by a fetch: its partitions start over at the rejoin.
-            rejoin = true;
-        }
-        if rt.session.rejoin_asked() {
-            rejoin = true;
-        }
-        if rejoin {
-            // Eager rebalance: finish and commit the current partitions, then rejoin. The
-            // session's heartbeats go on until the JoinGroup is sent.
-            if let Some(why) = rt.session.fenced() {
-                tracing::warn!(flow = %rt.flow.name(), partitions = work.positions.len(), "{why}: stopped producing this worker's partitions before the group may give them to another worker; rejoining");
-                rt.status.set_errors(vec![format!("group session on {} lost: {why}", rt.flow.source)]);
-            }
-            work.revoke(&rt).await;
-            rt.session.end();
-            let topics: Vec<String> = subscribed.iter().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-            match member.join(&rt.source, &topics).await {
-                Ok(assignment) => {
-                    *rt.membership.lock().unwrap_or_else(|p| p.into_inner()) = member.membership();
-                    tracing::info!(flow = %rt.flow.name(), member = member.member_id(), partitions = assignment.len(), "assigned");
-                    rt.session.begin(member.heartbeater(), rt.settings.heartbeat_interval, rt.settings.session_timeout, rt.flow.name());
-                    work.assign(&rt, assignment).await;
-                    rejoin = false;
+            Phase::Returning => match checkpoint::load_offset_maps(&rt.flow, &rt.target).await {
+                // Failback may have added offset-map entries and set the positions to resume
+                // from; the join reads both.
+                Ok(maps) => {
+                    *rt.maps.lock().unwrap_or_else(|p| p.into_inner()) = maps;
+                    tracing::info!(flow = %rt.flow.name(), "flow active again: rejoining");
+                    left = false;
+                    rejoin = true;
+                    None
                 }
                 Err(e) => {
-                    tracing::warn!(flow = %rt.flow.name(), "joining the flow's group on {}: {e}", rt.flow.source);
-                    rt.status.set_errors(vec![format!("joining group {} on {}: {e}", group_id(&rt.flow), rt.flow.source)]);
-                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
-                        break;
+                    tracing::warn!(flow = %rt.flow.name(), "reloading offset maps after failback: {e}; retrying");
+                    Some(Duration::from_secs(1))
+                }
+            },
+            Phase::AwaitingTopics => Some(Duration::from_millis(50)),
+            Phase::Joining => {
+                // Eager rebalance: finish and commit the current partitions, then rejoin. The
+                // session's heartbeats go on until the JoinGroup is sent.
+                if let Some(why) = rt.session.fenced() {
+                    tracing::warn!(flow = %rt.flow.name(), partitions = work.positions.len(), "{why}: stopped producing this worker's partitions before the group may give them to another worker; rejoining");
+                    rt.status.set_errors(vec![format!("group session on {} lost: {why}", rt.flow.source)]);
+                }
+                work.revoke(&rt).await;
+                rt.session.end();
+                let topics: Vec<String> = subscribed.iter().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                match member.join(&rt.source, &topics).await {
+                    Ok(assignment) => {
+                        *rt.membership.lock().unwrap_or_else(|p| p.into_inner()) = member.membership();
+                        tracing::info!(flow = %rt.flow.name(), member = member.member_id(), partitions = assignment.len(), "assigned");
+                        rt.session.begin(member.heartbeater(), rt.settings.heartbeat_interval, rt.settings.session_timeout, rt.flow.name());
+                        work.assign(&rt, assignment).await;
+                        rejoin = false;
+                        None
                     }
-                    continue;
+                    Err(e) => {
+                        tracing::warn!(flow = %rt.flow.name(), "joining the flow's group on {}: {e}", rt.flow.source);
+                        rt.status.set_errors(vec![format!("joining group {} on {}: {e}", group_id(&rt.flow), rt.flow.source)]);
+                        Some(Duration::from_secs(1))
+                    }
                 }
             }
-        }
-        if !rt.status.replicating() {
-            // Paused or failed over: hold the partitions (and the group) but copy nothing;
-            // keep the source ends fresh so the dashboard shows the lag growing.
-            work.fetches.cancel();
-            refresh_source_ends(&rt, &work.positions).await;
-            if wait_or_shutdown(&mut shutdown, Duration::from_millis(500)).await {
-                break;
+            Phase::Holding => {
+                // Hold the partitions (and the group) but copy nothing; keep the source ends
+                // fresh so the dashboard shows the lag growing.
+                work.fetches.cancel();
+                refresh_source_ends(&rt, &work.positions).await;
+                Some(Duration::from_millis(500))
             }
-            continue;
-        }
-        let fetched = tokio::select! {
-            r = fetch_round(&rt, &work.queues, &mut work.positions, &mut work.fetches, throttle.as_mut()) => r,
-            _ = shutdown.changed() => break,
+            Phase::Replicating => {
+                let fetched = tokio::select! {
+                    r = fetch_round(&rt, &work.queues, &mut work.positions, &mut work.fetches, throttle.as_mut()) => r,
+                    _ = shutdown.changed() => break,
+                };
+                fetched.err().map(|e| {
+                    tracing::debug!(flow = %rt.flow.name(), "fetch: {e}");
+                    Duration::from_millis(200)
+                })
+            }
         };
-        if let Err(e) = fetched {
-            tracing::debug!(flow = %rt.flow.name(), "fetch: {e}");
-            if wait_or_shutdown(&mut shutdown, Duration::from_millis(200)).await {
+        if let Some(pause) = pause {
+            if wait_or_shutdown(&mut shutdown, pause).await {
                 break;
             }
         }
@@ -290,4 +273,47 @@ async fn fetch_lanes(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, so
     let lanes = configured.for_round_trip(round_trip);
     tracing::info!(flow = %flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "fetching from {} over {lanes} connection(s) per broker", flow.source);
     lanes
+}
+
+/// What the worker does on one turn of the replication loop, decided afresh each turn from the
+/// operators' decision, the topics seen and the group session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The operators' decision about the flow is not known yet: nothing, not even joining the
+    /// flow's group (fail closed); the control watcher keeps trying.
+    AwaitingDecision,
+    /// Clients moved to the target: the partitions are given up and the group left.
+    FailedOver,
+    /// Active again after a failover: the offset maps are read again before joining.
+    Returning,
+    /// Before the first topic sync: nothing to subscribe to.
+    AwaitingTopics,
+    /// The group must hand the partitions out again: the first turn, new topics or partitions,
+    /// a recreated topic, a lost session, a failed transaction.
+    Joining,
+    /// Paused: the partitions and the group are held, nothing is copied.
+    Holding,
+    /// Fetching, and handing record sets to the partitions' producers.
+    Replicating,
+}
+
+impl Phase {
+    fn now(rt: &Runtime, left: bool, rejoin: bool, topics_known: bool) -> Phase {
+        if !rt.status.control_read() {
+            Phase::AwaitingDecision
+        } else if rt.status.control().failed_over() {
+            Phase::FailedOver
+        } else if left {
+            Phase::Returning
+        } else if !topics_known {
+            Phase::AwaitingTopics
+        } else if rejoin || rt.session.rejoin_asked() || !rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            // A recreated topic seen by a fetch: its partitions start over at the rejoin.
+            Phase::Joining
+        } else if !rt.status.replicating() {
+            Phase::Holding
+        } else {
+            Phase::Replicating
+        }
+    }
 }
