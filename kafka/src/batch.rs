@@ -180,7 +180,9 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
 }
 
 /// Rewrites the producer-owned header fields of a batch (used when re-producing a fetched
-/// batch under another producer identity) and recomputes the CRC.
+/// batch under another producer identity) and patches the CRC. `batch` may be the whole batch
+/// or only its header (the first [`HEADER_LEN`] bytes): the CRC patch takes the length of what
+/// follows from the header's batch length.
 pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
     if batch.len() < HEADER_LEN {
         return;
@@ -246,6 +248,9 @@ pub fn set_transactional(batch: &mut [u8]) {
 /// the changed batch is the old one xor the change in the header's checksum carried past the
 /// bytes that follow the header (`crc32c_combine` with an empty second part does that in
 /// O(log n)). A batch whose CRC was wrong keeps a wrong CRC, so corruption is never laundered.
+///
+/// `batch` may be the whole batch or its header alone: the length of the records after the
+/// header is the header's batch length, not the buffer's.
 fn edit_checksummed_header(batch: &mut [u8], edit: impl FnOnce(&mut [u8])) {
     let before = crc32c::crc32c(&batch[CRC_START..HEADER_LEN]);
     edit(batch);
@@ -253,8 +258,9 @@ fn edit_checksummed_header(batch: &mut [u8], edit: impl FnOnce(&mut [u8])) {
     if before == after {
         return;
     }
+    let after_header = (be_i32(batch, 8).max(0) as usize + LOG_OVERHEAD).saturating_sub(HEADER_LEN);
     let stored = be_i32(batch, 17) as u32;
-    let patched = stored ^ crc32c::crc32c_combine(before ^ after, 0, batch.len() - HEADER_LEN);
+    let patched = stored ^ crc32c::crc32c_combine(before ^ after, 0, after_header);
     batch[17..21].copy_from_slice(&patched.to_be_bytes());
 }
 
@@ -262,7 +268,7 @@ fn edit_checksummed_header(batch: &mut [u8], edit: impl FnOnce(&mut [u8])) {
 /// non-transactional) batch, as a producer builds it: base offset 0 (Kafka refuses a compressed
 /// batch whose records do not have offsets 0..n-1), producer id, epoch and base sequence -1, the
 /// transactional bit cleared, the leader epoch reset, and the CRC patched. The records and
-/// their compression are untouched.
+/// their compression are untouched: `batch` may be the header alone.
 pub fn make_plain(batch: &mut [u8]) {
     if batch.len() < HEADER_LEN {
         return;
@@ -422,6 +428,28 @@ mod tests {
             b[last] ^= 0x40;
             set_producer(&mut b, 5, 0, 1);
             assert!(verify_crc(&b).is_err(), "a corrupt batch of {extra} bytes more passed after patching");
+        }
+    }
+
+    /// Editing the header alone (the records left where they were fetched) gives the header
+    /// that editing the whole batch gives.
+    #[test]
+    fn a_header_edited_alone_equals_the_whole_batch_edited() {
+        for extra in [0, 1, 64, 4096, 1 << 20] {
+            let mut whole = batch_of_len(extra);
+            whole[22] |= ATTR_TRANSACTIONAL as u8;
+            rewrite_crc(&mut whole);
+            let mut header = whole[..HEADER_LEN].to_vec();
+            make_plain(&mut whole);
+            make_plain(&mut header);
+            assert_eq!(header, whole[..HEADER_LEN], "make_plain, {extra} bytes more");
+            set_producer(&mut whole, 77, 4, 1000);
+            set_producer(&mut header, 77, 4, 1000);
+            set_transactional(&mut whole);
+            set_transactional(&mut header);
+            assert_eq!(header, whole[..HEADER_LEN], "set_producer and set_transactional, {extra} bytes more");
+            let joined = [&header[..], &whole[HEADER_LEN..]].concat();
+            verify_crc(&joined).expect("the edited header with the untouched records checks");
         }
     }
 

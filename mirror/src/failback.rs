@@ -143,13 +143,14 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
             let (topic, partition) = (p.topic.clone(), p.partition);
             for set in split_by_size(&records) {
                 let plain: Vec<PlainRecord> = set.iter().map(PlainRecord::from).collect();
-                let mut batch = bytes::BytesMut::from(&tern_kafka::records::encode_batch(&plain, kafka_protocol::records::Compression::None)?[..]);
+                let encoded = tern_kafka::records::encode_batch(&plain, kafka_protocol::records::Compression::None)?;
+                let mut batch = [crate::producer::OutBatch::split(&encoded, plain.len())];
                 // Idempotent: a retried batch whose first acknowledgement was lost is written once.
                 let mut next_sequence = None;
                 if let Some((id, epoch)) = producer {
                     next_sequence = Some(crate::producer::stamp_producer(&mut batch, id, epoch, point.partitions[i].copy_sequence.unwrap_or(0), false));
                 }
-                let ack = source.produce(&topic, partition, batch.freeze(), -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
+                let ack = source.produce(&topic, partition, bytes::Bytes::from(batch[0].parts().concat()), -1, 30_000).await.map_err(|e| Error::cluster(&flow.source, e))?;
                 if crate::failpoint::hit("abort-after-failback-copy", &topic) {
                     tracing::error!(topic = %topic, partition, "failpoint abort-after-failback-copy: aborting before the copy's progress is saved");
                     std::process::abort();

@@ -2,7 +2,7 @@
 //! property tests: what the mirror does with a fetched record set from a source.
 
 use crate::offset_map::OffsetMap;
-use crate::producer::{batch_spans, stamp_producer};
+use crate::producer::stamp_producer;
 use crate::transform::prepare;
 
 /// Prepares `data` (a fetched record set) from the offset its first 8 bytes give, as a
@@ -13,18 +13,18 @@ use crate::transform::prepare;
 pub fn prepare_fetched(input: &[u8]) {
     let Some((from, data)) = input.split_first_chunk::<8>() else { return };
     let from = i64::from_be_bytes(*from) & 0xFFFF_FFFF;
-    let Ok(mut prepared) = prepare(data, from, &mut crate::transform::Aborted::default()) else { return };
-    let batches = batch_spans(&prepared.records);
-    let records: u64 = batches.iter().map(|(_, _, n)| *n as u64).sum();
+    let Ok(mut prepared) = prepare(&bytes::Bytes::copy_from_slice(data), from, &mut crate::transform::Aborted::default()) else { return };
+    let records: u64 = prepared.batches.iter().map(|b| b.count as u64).sum();
     assert_eq!(records, prepared.source_offsets.len(), "one source offset per record produced");
     assert!(prepared.next_offset >= from, "the position never goes back");
-    let covered: usize = batches.iter().map(|(_, len, _)| *len).sum();
-    assert_eq!(covered, prepared.records.len(), "only whole batches are produced");
-    stamp_producer(&mut prepared.records, 7, 0, 0, false);
-    for item in tern_kafka::batch::Batches::new(&prepared.records) {
-        let (at, h) = item.expect("a batch the mirror built parses");
+    stamp_producer(&mut prepared.batches, 7, 0, 0, false);
+    for batch in &prepared.batches {
+        let whole = batch.parts().concat();
+        let h = tern_kafka::batch::BatchHeader::parse(&whole).expect("a batch the mirror built parses");
+        assert_eq!(h.total_len(), whole.len(), "only whole batches are produced");
+        assert_eq!(h.record_count.max(0) as usize, batch.count, "the count is the header's");
         assert_eq!(h.base_offset, 0, "a producer's batch starts at offset 0");
-        tern_kafka::batch::verify_crc(&prepared.records[at..at + h.total_len()]).expect("a batch the mirror built has a valid CRC");
+        tern_kafka::batch::verify_crc(&whole).expect("a batch the mirror built has a valid CRC");
     }
     let mut map = OffsetMap::default();
     map.record_runs(&prepared.source_offsets, 0, prepared.next_offset);

@@ -1,7 +1,8 @@
 //! Turning fetched source batches into a record set for the target.
 //!
-//! Fast path: a batch is produced as fetched (compressed bytes untouched; only the
-//! producer-owned header fields are reset and the CRC patched). Record path: the batch is
+//! Fast path: a batch is produced as fetched (compressed bytes untouched and not even copied:
+//! the records after the header stay a slice of the fetch response; only a copy of the header
+//! is edited, its producer-owned fields reset and the CRC patched). Record path: the batch is
 //! decoded and re-encoded with the same codec when the fast path would be wrong:
 //! - it starts before the next offset to replicate (a fetch from inside a batch);
 //! - its offsets have gaps (compacted), which brokers refuse from producers;
@@ -15,15 +16,16 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tern_kafka::batch::{make_plain, BatchHeader, Batches};
+use tern_kafka::batch::{make_plain, BatchHeader, Batches, HEADER_LEN};
 
 use crate::error::{Error, Result};
+use crate::producer::OutBatch;
 
 /// What one fetched record set becomes.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    /// Batches to produce, concatenated.
-    pub records: BytesMut,
+    /// Batches to produce, in order.
+    pub batches: Vec<OutBatch>,
     /// Source offset of each record produced, in order (the target assigns them consecutive
     /// offsets from the produce response's base offset), as runs: memory per batch, not per
     /// record a header claims.
@@ -44,12 +46,23 @@ pub struct Prepared {
 
 pub use tern_kafka::batch::Aborted;
 
+impl Prepared {
+    /// The batches to produce, one after another, as one buffer (a copy).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.batches.iter().map(OutBatch::wire_len).sum());
+        for b in &self.batches {
+            out.extend_from_slice(&b.header);
+            out.extend_from_slice(&b.records);
+        }
+        out
+    }
+}
+
 /// Prepares the complete batches of `data` from source offset `from` on. A partial batch at
-/// the end (cut by the fetch size) is left for the next fetch.
-pub fn prepare(data: &[u8], from: i64, aborted: &mut Aborted) -> Result<Prepared> {
+/// the end (cut by the fetch size) is left for the next fetch. Batches that take the fast path
+/// keep slices of `data`, which stays in memory while any of them waits to be produced.
+pub fn prepare(data: &Bytes, from: i64, aborted: &mut Aborted) -> Result<Prepared> {
     let mut out = Prepared { next_offset: from, max_timestamp: -1, last_epoch: -1, ..Default::default() };
-    // One allocation for the whole set, not a doubling (and a copy) each time it fills.
-    out.records.reserve(data.len());
     for item in Batches::new(data) {
         let (at, h) = match item {
             Ok(v) => v,
@@ -75,9 +88,10 @@ pub fn prepare(data: &[u8], from: i64, aborted: &mut Aborted) -> Result<Prepared
         tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Malformed(format!("source batch at offset {}: {e}", h.base_offset)))?;
         let dense = h.record_count > 0 && h.record_count as i64 == h.last_offset_delta as i64 + 1;
         if h.base_offset >= out.next_offset && dense && !h.is_log_append_time() {
-            let start = out.records.len();
-            out.records.extend_from_slice(bytes);
-            make_plain(&mut out.records[start..]);
+            let mut header = [0u8; HEADER_LEN];
+            header.copy_from_slice(&bytes[..HEADER_LEN]);
+            make_plain(&mut header);
+            out.batches.push(OutBatch { header, records: data.slice(at + HEADER_LEN..at + h.total_len()), count: h.record_count as usize });
             out.source_offsets.push_run(h.base_offset, h.record_count as u64);
             out.batches_fast += 1;
         } else {
@@ -117,8 +131,14 @@ fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
     let compression = match set.compression {
         c @ (Compression::None | Compression::Gzip | Compression::Snappy | Compression::Lz4 | Compression::Zstd) => c,
     };
-    RecordBatchEncoder::encode(&mut out.records, &records, &RecordEncodeOptions { version: 2, compression })
+    let mut encoded = BytesMut::new();
+    RecordBatchEncoder::encode(&mut encoded, &records, &RecordEncodeOptions { version: 2, compression })
         .map_err(|e| Error::Malformed(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
+    let encoded = encoded.freeze();
+    for item in Batches::new(&encoded) {
+        let (at, built) = item.map_err(|e| Error::Malformed(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
+        out.batches.push(OutBatch::split(&encoded.slice(at..at + built.total_len()), built.record_count.max(0) as usize));
+    }
     Ok(())
 }
 
@@ -178,16 +198,16 @@ mod tests {
         data.extend(txn_batch(7, &[9], true));
         data.extend(batch(10, &[10], Compression::Lz4));
         for from in [0, 1] {
-            let p = prepare(&data, from, &mut Aborted::new(vec![(7, 0)])).expect("prepare");
+            let p = prepare(&Bytes::from(data.clone()), from, &mut Aborted::new(vec![(7, 0)])).expect("prepare");
             assert_eq!(p.source_offsets, OffsetRuns::from(&[4, 5, 7, 8, 10][..]), "from {from}");
             assert_eq!((p.next_offset, p.aborted_records), (11, 3));
-            let values: Vec<String> = decode(&p.records).into_iter().map(|r| r.1).collect();
+            let values: Vec<String> = decode(&p.to_bytes()).into_iter().map(|r| r.1).collect();
             assert_eq!(values, ["v4", "v5", "v7", "v8", "v10"]);
             // What reaches the target is plain: no transactional bit, no producer of the source.
-            assert!(Batches::new(&p.records).all(|b| !b.expect("batch").1.is_transactional()));
+            assert!(Batches::new(&p.to_bytes()).all(|b| !b.expect("batch").1.is_transactional()));
         }
         // Without the fetch's list (read_uncommitted), nothing is skipped.
-        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
         assert_eq!((p.source_offsets.len(), p.aborted_records), (8, 0));
     }
 
@@ -200,7 +220,7 @@ mod tests {
         b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
         b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         tern_kafka::batch::rewrite_crc(&mut b);
-        let p = prepare(&b, 0, &mut Aborted::default()).expect("prepared");
+        let p = prepare(&Bytes::from(b.clone()), 0, &mut Aborted::default()).expect("prepared");
         assert_eq!(p.source_offsets.len(), i32::MAX as u64);
         assert_eq!(p.source_offsets.runs().count(), 1);
         assert_eq!(p.next_offset, i32::MAX as i64);
@@ -220,28 +240,33 @@ mod tests {
     fn whole_dense_batches_pass_through_with_plain_producer_fields() {
         let mut data = batch(10, &[10, 11, 12], Compression::Lz4);
         data.extend(batch(13, &[13, 14], Compression::Zstd));
-        let p = prepare(&data, 10, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 10, &mut Aborted::default()).expect("prepare");
         assert_eq!((p.batches_fast, p.batches_rewritten), (2, 0));
         assert_eq!(p.source_offsets, OffsetRuns::from(&[10, 11, 12, 13, 14][..]));
         assert_eq!(p.next_offset, 15);
-        let got = decode(&p.records);
+        let got = decode(&p.to_bytes());
         assert!(got.iter().all(|(pid, _, _)| *pid == -1));
         assert_eq!(got.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(), vec!["v10", "v11", "v12", "v13", "v14"]);
         // Every batch starts at offset 0, as a producer's do (Kafka checks the inner offsets of
         // compressed batches).
-        assert!(Batches::new(&p.records).all(|b| b.expect("batch").1.base_offset == 0));
-        // Compressed bytes are untouched: only the header changed.
+        assert!(Batches::new(&p.to_bytes()).all(|b| b.expect("batch").1.base_offset == 0));
+        // Compressed bytes are untouched, and not copied: the records after each header are a
+        // slice of the fetched data; only the header changed.
         let first_len = BatchHeader::parse(&data).expect("h").total_len();
-        assert_eq!(&p.records[61..first_len], &data[61..first_len]);
+        let fetched = Bytes::from(data.clone());
+        let p = prepare(&fetched, 10, &mut Aborted::default()).expect("prepare");
+        assert_eq!(&p.batches[0].records[..], &data[61..first_len]);
+        assert_eq!(p.batches[0].records.as_ptr(), fetched[61..].as_ptr(), "a slice of the fetched bytes, not a copy");
+        assert_eq!(p.batches[1].records.as_ptr(), fetched[first_len + 61..].as_ptr());
     }
 
     #[test]
     fn a_fetch_from_inside_a_batch_drops_the_records_before_it() {
         let data = batch(0, &[0, 1, 2, 3], Compression::Gzip);
-        let p = prepare(&data, 2, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 2, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
         assert_eq!(p.source_offsets, OffsetRuns::from(&[2, 3][..]));
-        assert_eq!(decode(&p.records).iter().map(|g| g.1.clone()).collect::<Vec<_>>(), vec!["v2", "v3"]);
+        assert_eq!(decode(&p.to_bytes()).iter().map(|g| g.1.clone()).collect::<Vec<_>>(), vec!["v2", "v3"]);
     }
 
     #[test]
@@ -251,10 +276,10 @@ mod tests {
         let h = BatchHeader::parse(&data).expect("h");
         assert_eq!(h.record_count, 3);
         assert_eq!(h.last_offset_delta, 4);
-        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
         assert_eq!(p.source_offsets, OffsetRuns::from(&[0, 3, 4][..]));
-        let out = BatchHeader::parse(&p.records).expect("out header");
+        let out = BatchHeader::parse(&p.to_bytes()).expect("out header");
         assert_eq!(out.record_count as i64, out.last_offset_delta as i64 + 1, "dense on the target");
         assert_eq!(out.base_offset, 0, "as a producer sends it");
     }
@@ -263,11 +288,11 @@ mod tests {
     fn log_append_time_batches_become_create_time_with_the_append_time() {
         let mut data = batch(0, &[0, 1], Compression::None);
         tern_kafka::batch::set_log_append_time(&mut data, 1_800_000_000_000);
-        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.batches_rewritten, 1);
-        let out = BatchHeader::parse(&p.records).expect("h");
+        let out = BatchHeader::parse(&p.to_bytes()).expect("h");
         assert!(!out.is_log_append_time());
-        assert!(decode(&p.records).iter().all(|g| g.2 == 1_800_000_000_000));
+        assert!(decode(&p.to_bytes()).iter().all(|g| g.2 == 1_800_000_000_000));
     }
 
     #[test]
@@ -275,11 +300,11 @@ mod tests {
         let mut data = batch(0, &[0, 1], Compression::None);
         let second = batch(2, &[2, 3], Compression::None);
         data.extend_from_slice(&second[..second.len() - 5]);
-        let p = prepare(&data, 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.next_offset, 2);
         let mut bad = batch(0, &[0, 1], Compression::None);
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(prepare(&bad, 0, &mut Aborted::default()).is_err());
+        assert!(prepare(&Bytes::from(bad.clone()), 0, &mut Aborted::default()).is_err());
     }
 }

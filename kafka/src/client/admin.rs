@@ -101,6 +101,13 @@ impl Client {
     /// set): the partition must have been added to the producer's open transaction. Produce
     /// v11 at most, so the broker never adds partitions on its own (transaction protocol 2).
     pub async fn send_produce_as(&self, transactional_id: Option<&str>, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
+        self.send_produce_parts(transactional_id, topic, partition, &[&records], acks, timeout_ms).await
+    }
+
+    /// [`Client::send_produce_as`] with the records in parts (a batch's edited header and its
+    /// records as fetched, say), written one after another into the request without being
+    /// gathered first.
+    pub async fn send_produce_parts(&self, transactional_id: Option<&str>, topic: &str, partition: i32, records: &[&[u8]], acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
         let (_, conn) = self.leader_connection(topic, partition).await?;
         let version = conn.version(ApiKey::Produce, (3, 11))?;
         let txn = transactional_id.map(|id| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.to_string())));
@@ -109,7 +116,7 @@ impl Client {
                 PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::new())),
             ]),
         ]);
-        let pending = conn.send_with_payload(&req, version, produce_records_field(version), &records).await?;
+        let pending = conn.send_with_payload(&req, version, produce_records_field(version), records).await?;
         Ok(PendingProduce { pending, topic: topic.to_string(), partition })
     }
 

@@ -247,14 +247,16 @@ impl BrokerConnection {
     }
 
     /// [`BrokerConnection::send`] for a request with one large bytes field (a produce
-    /// request's records): `request` carries the field empty, and `payload` is written in its
-    /// place from its own buffer instead of being copied into the frame.
-    pub async fn send_with_payload<R: Request>(self: &Arc<Self>, request: &R, version: i16, field: PayloadField, payload: &Bytes) -> Result<InFlight<R>> {
+    /// request's records): `request` carries the field empty, and the field's bytes, `payload`
+    /// one part after another, are written in its place from where they are instead of being
+    /// copied into the frame.
+    pub async fn send_with_payload<R: Request>(self: &Arc<Self>, request: &R, version: i16, field: PayloadField, payload: &[&[u8]]) -> Result<InFlight<R>> {
         if self.is_closed() {
             return Err(Error::Disconnected(self.addr.clone()));
         }
         let (id, rx) = self.register();
-        let parts = encode_typed_request(request, version, id, &self.client_id).and_then(|frame| splice_payload(&frame, payload.len(), field));
+        let len = payload.iter().map(|p| p.len()).sum();
+        let parts = encode_typed_request(request, version, id, &self.client_id).and_then(|frame| splice_payload(&frame, len, field));
         let (head, tail) = match parts {
             Ok(p) => p,
             Err(e) => {
@@ -267,7 +269,11 @@ impl BrokerConnection {
             self.unregister(id);
             return Err(e);
         }
-        self.write_locked(&mut w, id, &[&head, payload, &tail]).await?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(payload.len() + 2);
+        parts.push(&head);
+        parts.extend_from_slice(payload);
+        parts.push(&tail);
+        self.write_locked(&mut w, id, &parts).await?;
         Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
     }
 

@@ -195,6 +195,7 @@ pub(super) async fn fetch_round(
             return Ok(());
         }
     };
+    let answer_len: usize = resp.responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
     for t in resp.responses {
         let topic = t.topic.0.to_string();
         for p in t.partitions {
@@ -219,9 +220,16 @@ pub(super) async fn fetch_round(
                 s.source_end_offset = if p.last_stable_offset >= 0 { p.last_stable_offset } else { p.high_watermark };
                 s.source_end_peak = s.source_end_peak.max(p.high_watermark);
             });
-            let records = p.records.unwrap_or_default();
+            let mut records = p.records.unwrap_or_default();
             if records.is_empty() {
                 continue;
+            }
+            // The batches produced keep slices of the answer, which stays in memory until the
+            // last of them is acknowledged. A partition with a small share of a large answer
+            // gets its own copy, so a slow target partition holds at most eight times what it
+            // queued.
+            if records.len() * 8 < answer_len {
+                records = bytes::Bytes::copy_from_slice(&records);
             }
             if let Some(throttle) = throttle.as_deref_mut() {
                 throttle.spend(records.len());

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use tern_kafka::client::TxnProducer;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::clock::now_ms;
 use crate::names::Tp;
-use crate::producer::{batch_spans, stamp_producer};
+use crate::producer::{stamp_producer, OutBatch};
 use crate::checkpoint;
 use crate::naming;
 use crate::transform::Prepared;
@@ -38,19 +37,18 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
             // again by the next owner.
             return;
         }
-        if !set.records.is_empty() {
+        if !set.batches.is_empty() {
             // Idempotent produce: every batch gets the next sequence numbers once, and retries
             // resend the same bytes, so the target writes a retried batch only once.
             let mut next_sequence = None;
             if let Some((producer_id, epoch)) = rt.producer {
                 let first = rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).get(&tp).copied().unwrap_or(0);
-                next_sequence = Some(stamp_producer(&mut set.records, producer_id, epoch, first, false));
+                next_sequence = Some(stamp_producer(&mut set.batches, producer_id, epoch, first, false));
             }
-            let records: Bytes = set.records.freeze();
+            let batches = std::mem::take(&mut set.batches);
             // One trace span per replicated record set (exported when OTLP is configured).
-            let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, records = set.source_offsets.len(), bytes = records.len());
-            let spans = batch_spans(&records);
-            let batches: Vec<Bytes> = spans.iter().map(|(at, len, _)| records.slice(*at..*at + *len)).collect();
+            let bytes: usize = batches.iter().map(OutBatch::wire_len).sum();
+            let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, records = set.source_offsets.len(), bytes);
             // Each acknowledgement updates the offset map at once (translation follows the
             // target closely); new entries are persisted before the position is committed.
             let mut added = Vec::new();
@@ -58,7 +56,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
             // The source offset after the last batch acknowledged, if any was.
             let mut acked_to = None;
             let mut on_ack = |i: usize, ack: tern_kafka::client::ProduceAck| {
-                let (_, len, count) = spans[i];
+                let (len, count) = (batches[i].wire_len(), batches[i].count);
                 let these = offsets.split_front(count as u64);
                 // The source offset after this batch: the next batch's first record, or for the
                 // last batch everything the set passed (control batches after it included).
@@ -66,7 +64,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
                 acked_to = Some(next);
                 added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record_runs(&these, ack.base_offset, next));
                 let (n, bytes) = (these.len(), len as u64);
-                if let Ok(h) = tern_kafka::batch::BatchHeader::parse(&batches[i]) {
+                if let Some(h) = batches[i].parsed_header() {
                     let ts = if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp };
                     rt.status.observe_latency((crate::clock::now_ms() - ts) as f64 / 1000.0, n);
                 }
@@ -106,7 +104,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
                 // Stopped part-way (the partitions are given up): what was acknowledged counts,
                 // and the next batch keeps its sequence number, so that if this worker sends
                 // it again the target knows it.
-                if let Some(seq) = next_sequence.and(tern_kafka::batch::BatchHeader::parse(&batches[done]).ok().map(|h| h.base_sequence)) {
+                if let Some(seq) = next_sequence.and(batches[done].parsed_header().map(|h| h.base_sequence)) {
                     rt.sequences.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), seq);
                 }
                 if let Some(next) = acked_to {
@@ -215,23 +213,21 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
     for mut set in sets {
         next = set.next_offset;
         max_timestamp = max_timestamp.max(set.max_timestamp);
-        if set.records.is_empty() {
+        if set.batches.is_empty() {
             rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record(&[], 0, set.next_offset);
             continue;
         }
-        sequences.0 = stamp_producer(&mut set.records, producer_id, epoch, sequences.0, true);
-        let data: Bytes = set.records.freeze();
-        let spans = batch_spans(&data);
-        let batches: Vec<Bytes> = spans.iter().map(|(at, len, _)| data.slice(*at..*at + *len)).collect();
+        sequences.0 = stamp_producer(&mut set.batches, producer_id, epoch, sequences.0, true);
+        let batches = std::mem::take(&mut set.batches);
         let mut offsets = std::mem::take(&mut set.source_offsets);
         let mut on_ack = |i: usize, ack: tern_kafka::client::ProduceAck| {
-            let (_, len, count) = spans[i];
+            let (len, count) = (batches[i].wire_len(), batches[i].count);
             let these = offsets.split_front(count as u64);
             let after = offsets.first().unwrap_or(set.next_offset);
             added.extend(rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().record_runs(&these, ack.base_offset, after));
             records += these.len();
             bytes += len as u64;
-            if let Ok(h) = tern_kafka::batch::BatchHeader::parse(&batches[i]) {
+            if let Some(h) = batches[i].parsed_header() {
                 timestamps.push((if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp }, these.len()));
             }
         };
@@ -250,9 +246,10 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
     }
     let mut state = checkpoint::map_records(tp, &added, &[]);
     state.push(checkpoint::position_record(tp, Some(next)));
-    let mut batch = BytesMut::from(&checkpoint::encode_records(&state, now_ms()).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?[..]);
+    let encoded = checkpoint::encode_records(&state, now_ms()).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?;
+    let mut batch = [OutBatch::split(&encoded, state.len())];
     sequences.1 = stamp_producer(&mut batch, producer_id, epoch, sequences.1, true);
-    if produce_batch(rt, tp, (&map_topic, 0), batch.freeze(), Some(&id)).await?.is_none() {
+    if produce_batch(rt, tp, (&map_topic, 0), &batch[0].parts(), Some(&id)).await?.is_none() {
         return Err(TxnFailure { error: None, refused: false });
     }
     if crate::failpoint::hit("abort-before-commit", &tp.0) {
@@ -301,7 +298,7 @@ pub(super) struct ProduceAs<'a> {
 /// whatever else is in flight is awaited and the batches from the failed one on are sent again
 /// one at a time: a resent batch the target already wrote is one of its last five and comes back
 /// as a duplicate with its original offsets, and one it did not write follows the last it did.
-pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[Bytes], by: ProduceAs<'_>, on_ack: &mut impl FnMut(usize, tern_kafka::client::ProduceAck)) -> (usize, Option<tern_kafka::Error>) {
+pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batches: &[OutBatch], by: ProduceAs<'_>, on_ack: &mut impl FnMut(usize, tern_kafka::client::ProduceAck)) -> (usize, Option<tern_kafka::Error>) {
     // One at a time until the partition knows this producer: a partition accepts a producer it
     // has no state for at any sequence, so a batch sent behind a refused one could be written.
     // Afterwards a batch behind a refused one is refused too (its sequence leaves a gap).
@@ -311,7 +308,7 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
     let mut sent = 0;
     while acked < batches.len() {
         while sent < batches.len() && in_flight.len() < window && rt.session.may_produce() {
-            let request = rt.target.send_produce_as(by.transactional_id, remote, tp.1, batches[sent].clone(), -1, 30_000).await;
+            let request = rt.target.send_produce_parts(by.transactional_id, remote, tp.1, &batches[sent].parts(), -1, 30_000).await;
             let stop = request.is_err();
             in_flight.push_back(request);
             sent += 1;
@@ -341,7 +338,7 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
                 }
                 tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "produce: {e}; resending from batch {acked} of {}", batches.len());
                 while acked < sent {
-                    match produce_batch(rt, tp, (remote, tp.1), batches[acked].clone(), by.transactional_id).await {
+                    match produce_batch(rt, tp, (remote, tp.1), &batches[acked].parts(), by.transactional_id).await {
                         Ok(Some(ack)) => {
                             on_ack(acked, ack);
                             acked += 1;
@@ -358,13 +355,13 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
 
 /// Produces one batch (for source partition `tp`) to a target partition, retrying what the target may accept later (leadership moves,
 /// connection trouble) with a growing backoff; `None` when the worker stopped producing first.
-pub(super) async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&str, i32), batch: Bytes, transactional_id: Option<&str>) -> tern_kafka::Result<Option<tern_kafka::client::ProduceAck>> {
+pub(super) async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&str, i32), batch: &[&[u8]], transactional_id: Option<&str>) -> tern_kafka::Result<Option<tern_kafka::client::ProduceAck>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         if !rt.session.may_produce() {
             return Ok(None);
         }
-        let sent = async { rt.target.send_produce_as(transactional_id, remote, partition, batch.clone(), -1, 30_000).await?.ack().await };
+        let sent = async { rt.target.send_produce_parts(transactional_id, remote, partition, batch, -1, 30_000).await?.ack().await };
         match sent.await {
             Ok(ack) => return Ok(Some(ack)),
             Err(e) if e.is_retriable() => {
