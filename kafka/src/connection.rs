@@ -13,14 +13,25 @@ use crate::frame::complete_frame_len;
 pub struct FrameReader {
     buf: BytesMut,
     limit: usize,
+    /// Whether a frame's whole size is set aside as soon as its size prefix is read.
+    whole: bool,
 }
 
 /// The least a read asks for.
 const MIN_READ: usize = 4096;
 
 impl FrameReader {
+    /// A reader that grows its buffer as a frame's bytes arrive, so a peer that announces a
+    /// large frame and sends little of it costs little (a broker reading requests).
     pub fn new(limit: usize) -> Self {
-        FrameReader { buf: BytesMut::new(), limit }
+        FrameReader { buf: BytesMut::new(), limit, whole: false }
+    }
+
+    /// A reader that sets a frame's whole size aside (within `limit`) as soon as its size is
+    /// read, so a large answer is read into one allocation, without copies as it grows: for a
+    /// client reading the answers of brokers it chose to connect to.
+    pub fn for_answers(limit: usize) -> Self {
+        FrameReader { buf: BytesMut::new(), limit, whole: true }
     }
 
     /// Changes the largest frame accepted from now on (a broker raises it once a client has
@@ -45,7 +56,9 @@ impl FrameReader {
             } else {
                 4
             };
-            if self.buf.capacity() - self.buf.len() < MIN_READ {
+            if self.whole && want <= self.limit + 4 && self.buf.capacity() < want {
+                self.buf.reserve(want - self.buf.len());
+            } else if self.buf.capacity() - self.buf.len() < MIN_READ {
                 let rest = want.saturating_sub(self.buf.len()).max(MIN_READ);
                 self.buf.reserve(self.buf.len().max(MIN_READ).min(rest));
             }
@@ -94,5 +107,30 @@ mod tests {
         });
         let frame = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
         assert_eq!(&frame[..], &writer.await.expect("writer")[..]);
+    }
+
+    /// A reader of answers sets the whole frame aside once its size is known (one allocation,
+    /// no regrowth), but never more than its limit: a larger frame is refused.
+    #[tokio::test]
+    async fn a_reader_of_answers_sets_a_whole_frame_aside_within_its_limit() {
+        let (mut tx, mut rx) = tokio::io::duplex(64 * 1024);
+        let mut reader = FrameReader::for_answers(8 << 20);
+        let body: Vec<u8> = (0..5_000_000u32).map(|i| (i * 3) as u8).collect();
+        tx.write_all(&(body.len() as i32).to_be_bytes()).await.expect("write");
+        tx.write_all(&body[..10]).await.expect("write");
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(100), reader.read_frame(&mut rx)).await;
+        assert!(pending.is_err(), "not complete yet");
+        assert!(reader.buf.capacity() >= 4 + body.len(), "only {} bytes set aside", reader.buf.capacity());
+        let rest = body[10..].to_vec();
+        let writer = tokio::spawn(async move {
+            tx.write_all(&rest).await.expect("write");
+            tx.write_all(&(9i32 << 20).to_be_bytes()).await.expect("write");
+            tx
+        });
+        let frame = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        assert!(frame[..] == body[..]);
+        let _tx = writer.await.expect("writer");
+        assert!(reader.read_frame(&mut rx).await.is_err(), "a frame over the limit is refused");
+        assert!(reader.buf.capacity() < 9 << 20, "nothing was set aside for it");
     }
 }

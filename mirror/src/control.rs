@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tern_kafka::client::Client;
 
 use crate::error::{Error, Result};
+use crate::offset_map::store;
 
 pub const CONTROL_TOPIC: &str = "tern-control.internal";
 
@@ -167,9 +168,9 @@ pub async fn read(client: &Client, cluster: &str, flow: &str) -> Result<Control>
 
 /// Records a decision durably (acks=all) on the flow's target cluster.
 pub async fn write(client: &Client, cluster: &str, flow: &str, control: &Control) -> Result<()> {
-    crate::checkpoint::ensure_compacted(client, cluster, CONTROL_TOPIC).await?;
+    store::ensure_compacted(client, cluster, CONTROL_TOPIC).await?;
     let value = serde_json::to_vec(control).map_err(|e| Error::Local(format!("encoding the control record: {e}")))?;
-    let records = crate::checkpoint::encode_records(&[(Bytes::from(flow.to_string()), Some(Bytes::from(value)))], crate::clock::now_ms())?;
+    let records = store::encode_records(&[(Bytes::from(flow.to_string()), Some(Bytes::from(value)))], crate::clock::now_ms())?;
     client.produce(CONTROL_TOPIC, 0, records, -1, 30_000).await.map_err(|e| Error::cluster(cluster, e))?;
     Ok(())
 }

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::failover::{read_state, save_point, wait_workers_gone, MovedGroup, MovedPartition};
 use crate::clock::now_ms;
 use crate::offset_map::Entry;
+use crate::offset_map::store;
 
 /// Records copied back for one partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,7 +193,7 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
     }
 
     // Groups back to the source.
-    let maps = checkpoint::load_offset_maps(flow, &target).await?;
+    let maps = store::load_offset_maps(flow, &target).await?;
     let mut groups = Vec::new();
     for group in target.list_groups().await.map_err(|e| Error::cluster(&flow.target, e))?.into_iter().filter(|g| checkpoint::replicates_group(flow, g)) {
         let on_target = target.all_committed_offsets(&group).await.map_err(|e| Error::cluster(&flow.target, e))?;
@@ -243,7 +244,7 @@ pub async fn failback(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, t
     for c in &copies {
         let tp = (c.topic.clone(), c.partition);
         if c.until > c.from {
-            checkpoint::persist_entries(flow, &source, &target, &tp, &[Entry { source: c.source_start, target: c.from }], &[]).await?;
+            store::persist_entries(flow, &source, &target, &tp, &[Entry { source: c.source_start, target: c.from }], &[]).await?;
             positions.insert(tp, c.source_start + (c.until - c.from));
         } else {
             positions.insert(tp, c.source_start - c.stranded_records);

@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::clock::now_ms;
 use crate::naming;
 use crate::offset_map::Entry;
+use crate::offset_map::store;
 
 /// Compacted topic on the target: the last source end offsets workers saw
 /// (`ends/<flow>/<topic>/<partition>`) and failover points (`point/<flow>`).
@@ -153,8 +154,8 @@ fn point_key(flow: &str) -> String {
 }
 
 async fn write_records(target: &Client, cluster: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<()> {
-    checkpoint::ensure_compacted(target, cluster, FAILOVER_TOPIC).await?;
-    let batch = checkpoint::encode_records(&records, now_ms())?;
+    store::ensure_compacted(target, cluster, FAILOVER_TOPIC).await?;
+    let batch = store::encode_records(&records, now_ms())?;
     target.produce(FAILOVER_TOPIC, 0, batch, -1, 30_000).await.map_err(|e| Error::cluster(cluster, e))?;
     Ok(())
 }
@@ -408,7 +409,7 @@ async fn wait_replication_stopped(
         }
         return Ok(());
     }
-    let maps = checkpoint::load_offset_maps(flow, target).await?;
+    let maps = store::load_offset_maps(flow, target).await?;
     let (ends, _) = read_state(flow, target).await?;
     let remotes: Vec<(String, i32)> = maps.keys().chain(ends.keys()).map(|(t, p)| (naming::remote_topic(flow, t), *p)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let mut last = (Vec::new(), Instant::now());
@@ -436,7 +437,7 @@ async fn wait_replication_stopped(
 const SETTLED: Duration = Duration::from_secs(3);
 
 async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Send + Sync)) -> Result<(FailoverPoint, Vec<MovedGroup>)> {
-    let mut maps = checkpoint::load_offset_maps(flow, target).await?;
+    let mut maps = store::load_offset_maps(flow, target).await?;
     let (ends, _) = read_state(flow, target).await?;
     let mut tps: Vec<Tp> = maps.keys().cloned().chain(ends.keys().cloned()).collect();
     tps.sort();

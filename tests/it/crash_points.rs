@@ -53,7 +53,7 @@ async fn crashes_lose_and_duplicate_nothing(kind: Kind) {
     assert!(crashed.all().contains("failpoint abort-before-offset-map"), "{}", crashed.all());
     let first_copy = partition_content(&dst.bootstrap(), &remote_ledger, 0).await;
     assert!(!first_copy.is_empty() && ledger_on_source.starts_with(&first_copy), "the target holds the acknowledged records: {} of {}", first_copy.len(), ledger_on_source.len());
-    let maps = tern_mirror::checkpoint::load_offset_maps(&flow, &target).await.expect("offset maps");
+    let maps = tern_mirror::offset_map::store::load_offset_maps(&flow, &target).await.expect("offset maps");
     assert!(maps.get(&(ledger.clone(), 0)).is_none_or(|m| m.entries().next().is_none()), "no map entry was written for them: {maps:?}");
     drop(crashed);
     // (A topic of records replicated only after the crash, for the failback below.)

@@ -292,7 +292,7 @@ async fn a_drill_reports_exact_rpo(kind: Kind) {
     // resume 3 records early on partition 1: the drill catches it from the data.
     let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
     let bogus = tern_mirror::offset_map::Entry { source: 50, target: 47 };
-    tern_mirror::checkpoint::persist_entries(&flow, &source, &target, &(orders.to_string(), 1), &[bogus], &[]).await.expect("write a bogus entry");
+    tern_mirror::offset_map::store::persist_entries(&flow, &source, &target, &(orders.to_string(), 1), &[bogus], &[]).await.expect("write a bogus entry");
     let (code, bad, _) = drill_json(&config, &json, &flow_name, &format!("{billing}|{audit}"));
     assert_eq!(code, 1);
     assert_eq!((bad.rpo_records, bad.redelivered_records, bad.missed_records), (0, 6, 0));

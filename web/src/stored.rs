@@ -185,7 +185,7 @@ pub async fn sync(stored: &std::sync::Mutex<Stored>, cluster: &str, client: &Cli
     ensure_topic(client).await?;
     let records = records_for(latest, res);
     if !records.is_empty() {
-        let batch = tern_mirror::checkpoint::encode_records(&records, now).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?;
+        let batch = tern_mirror::offset_map::store::encode_records(&records, now).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?;
         client.produce(HISTORY_TOPIC, 0, batch, -1, 10_000).await?;
     }
     let (start, _) = client.list_offset(HISTORY_TOPIC, 0, EARLIEST).await?;

@@ -85,7 +85,7 @@ impl BrokerConnection {
         let reader = {
             let (pending, closed) = (pending.clone(), closed.clone());
             tokio::spawn(async move {
-                let mut frames = FrameReader::new(DEFAULT_MAX_FRAME);
+                let mut frames = FrameReader::for_answers(DEFAULT_MAX_FRAME);
                 while let Ok(Some(frame)) = frames.read_frame(&mut rd).await {
                     let Some(id) = peek_correlation_id(&frame) else { break };
                     let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);

@@ -37,6 +37,7 @@ use crate::clock::now_ms;
 use crate::naming;
 use crate::offset_map::{Entry, OffsetMap, Translation};
 use crate::states::{Check, ReadThrough};
+use crate::offset_map::store;
 
 /// How a drill runs.
 #[derive(Debug, Clone)]
@@ -268,7 +269,7 @@ pub(crate) async fn partition_states(flow: &Flow, source: &Client, target: &Clie
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
         .collect();
     tps.sort();
-    let mut maps = checkpoint::load_offset_maps(flow, target).await?;
+    let mut maps = store::load_offset_maps(flow, target).await?;
     let positions = source.committed_offsets(&crate::names::group_id(flow), &tps).await.map_err(|e| Error::cluster(&flow.source, e))?;
     let _ = target.refresh_metadata(None).await;
     let mut out = BTreeMap::new();

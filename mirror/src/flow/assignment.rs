@@ -9,10 +9,10 @@ use tern_kafka::client::{TxnProducer, EARLIEST, LATEST};
 use tokio::sync::mpsc;
 
 use crate::names::Tp;
-use crate::checkpoint;
 use crate::naming;
 use crate::offset_map::Entry;
 use crate::transform::Prepared;
+use crate::offset_map::store;
 
 use super::runtime::*;
 use super::fetch::*;
@@ -48,7 +48,7 @@ impl Assigned {
                     }
                 }
             }
-            match checkpoint::load_target_state(&rt.flow, &rt.target).await {
+            match store::load_target_state(&rt.flow, &rt.target).await {
                 Ok(state) => {
                     *rt.maps.lock().unwrap_or_else(|p| p.into_inner()) = state.maps;
                     on_target = Some(state.positions);
@@ -78,11 +78,11 @@ impl Assigned {
             if recreated.contains(&tp.0) {
                 start = rt.source.list_offset(&tp.0, tp.1, EARLIEST).await.map(|(o, _)| o).unwrap_or(0);
                 let dropped: Vec<Entry> = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).remove(&tp).map(|m| m.entries().collect()).unwrap_or_default();
-                if let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &[], &dropped).await {
+                if let Err(e) = store::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &[], &dropped).await {
                     tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "removing the old topic's offset map: {e}");
                 }
                 if rt.exactly_once() {
-                    if let Err(e) = checkpoint::forget_position(&rt.flow, &rt.target, &tp).await {
+                    if let Err(e) = store::forget_position(&rt.flow, &rt.target, &tp).await {
                         tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "forgetting the old topic's exactly-once position: {e}");
                     }
                 }

@@ -42,9 +42,9 @@ use crate::config::{ClusterConfig, Flow, MirrorSettings};
 use crate::names::{group_id, Tp};
 use crate::session::Session;
 use crate::error::{Error, Result, RetryHint};
-use crate::checkpoint;
 use crate::status::FlowStatus;
 use crate::throttle::Throttle;
+use crate::offset_map::store;
 
 use runtime::*;
 use topics::*;
@@ -84,8 +84,8 @@ pub async fn run(
     };
     let maps = loop {
         let loaded = async {
-            checkpoint::ensure_internal_topics(&flow, &source, &target).await?;
-            checkpoint::load_offset_maps(&flow, &target).await
+            store::ensure_internal_topics(&flow, &source, &target).await?;
+            store::load_offset_maps(&flow, &target).await
         };
         match loaded.await {
             Ok(maps) => break maps,
@@ -184,7 +184,7 @@ pub async fn run(
                 }
                 Some(Duration::from_millis(500))
             }
-            Phase::Returning => match checkpoint::load_offset_maps(&rt.flow, &rt.target).await {
+            Phase::Returning => match store::load_offset_maps(&rt.flow, &rt.target).await {
                 // Failback may have added offset-map entries and set the positions to resume
                 // from; the join reads both.
                 Ok(maps) => {

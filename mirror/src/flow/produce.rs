@@ -11,9 +11,9 @@ use tracing::Instrument;
 use crate::clock::now_ms;
 use crate::names::Tp;
 use crate::producer::{stamp_producer, OutBatch};
-use crate::checkpoint;
 use crate::naming;
 use crate::transform::Prepared;
+use crate::offset_map::store;
 
 use super::runtime::*;
 
@@ -88,7 +88,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
             // The map entries must be durable before the position they cover is committed.
             async {
                 let mut backoff = Duration::from_millis(100);
-                while let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
+                while let Err(e) = store::persist_entries(&rt.flow, &rt.source, &rt.target, &tp, &added, &[]).await {
                     tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -201,7 +201,7 @@ impl From<tern_kafka::Error> for TxnFailure {
 /// translated meanwhile onto an aborted record resumes at the next committed one, the same
 /// source record written again).
 pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str, txn: &mut TxnProducer, sequences: &mut (i32, i32), known: bool, sets: Vec<Prepared>) -> std::result::Result<(), TxnFailure> {
-    let map_topic = checkpoint::offset_map_topic(&rt.flow.source);
+    let map_topic = store::offset_map_topic(&rt.flow.source);
     txn.add_partitions(&rt.target, &[(remote.to_string(), tp.1), (map_topic.clone(), 0)]).await?;
     let (producer_id, epoch) = txn.identity();
     let id = txn.transactional_id().to_string();
@@ -244,9 +244,9 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
         fast += set.batches_fast;
         rewritten += set.batches_rewritten;
     }
-    let mut state = checkpoint::map_records(tp, &added, &[]);
-    state.push(checkpoint::position_record(tp, Some(next)));
-    let encoded = checkpoint::encode_records(&state, now_ms()).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?;
+    let mut state = store::map_records(tp, &added, &[]);
+    state.push(store::position_record(tp, Some(next)));
+    let encoded = store::encode_records(&state, now_ms()).map_err(|e| tern_kafka::Error::Encode(e.to_string()))?;
     let mut batch = [OutBatch::split(&encoded, state.len())];
     sequences.1 = stamp_producer(&mut batch, producer_id, epoch, sequences.1, true);
     if produce_batch(rt, tp, (&map_topic, 0), &batch[0].parts(), Some(&id)).await?.is_none() {
@@ -258,7 +258,7 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
     }
     txn.end(&rt.target, true).await?;
     // Committed: now it counts.
-    checkpoint::write_offset_syncs(&rt.flow, &rt.source, tp, &added).await;
+    store::write_offset_syncs(&rt.flow, &rt.source, tp, &added).await;
     let now = now_ms();
     for (ts, n) in timestamps {
         rt.status.observe_latency((now - ts) as f64 / 1000.0, n);

@@ -14,6 +14,7 @@ use crate::producer::encode_one;
 use crate::mm2::{Heartbeat, HEARTBEATS_TOPIC};
 use crate::checkpoint;
 use crate::offset_map::OffsetMap;
+use crate::offset_map::store;
 
 use super::runtime::*;
 
@@ -37,7 +38,7 @@ pub(super) async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver
         for (tp, start) in starts {
             let tp = &tp;
             let removed = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).get_mut(tp).map(|m| m.trim_below(start)).unwrap_or_default();
-            if let Err(e) = checkpoint::persist_entries(&rt.flow, &rt.source, &rt.target, tp, &[], &removed).await {
+            if let Err(e) = store::persist_entries(&rt.flow, &rt.source, &rt.target, tp, &[], &removed).await {
                 tracing::debug!(flow = %rt.flow.name(), "trimming the offset map: {e}");
             }
         }

@@ -9,6 +9,8 @@
 //! at the first replicated record whose source offset is `>= g`: never past a record not yet
 //! replicated, never before a record the group already consumed.
 
+pub mod store;
+
 use std::collections::BTreeMap;
 
 /// One run: from `source` on, source offsets map to `target + (offset - source)`.
