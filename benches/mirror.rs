@@ -6,7 +6,10 @@
 //! - baseline 2, a naive pipe: `kcat -C (source) | kcat -P (target)`;
 //! - `tern run` replicating the preloaded topic to completion: MB/s, records/s, CPU seconds
 //!   per GB, peak RSS; then the same with `delivery = "exactly-once"`;
-//! - end-to-end latency at a steady rate (producer timestamp to a consumer on the target).
+//! - end-to-end latency at a steady rate (producer timestamp to a consumer on the target);
+//! - the mirror alone: the same replication with both brokers pinned to CPU 0 and the mirror to
+//!   CPU 1, so its CPU seconds per GB and how busy it kept its own core are not mixed with the
+//!   brokers' work (on a machine of two or more CPUs).
 //!
 //! Needs Debian's kcat (`bash scripts/test.sh` installs it).
 
@@ -77,6 +80,25 @@ fn main() -> anyhow::Result<()> {
     let mut mirror = eos.mirror;
     let _ = mirror.kill();
     let _ = mirror.wait();
+
+    if num_cpus() >= 2 {
+        println!();
+        pin(src.id(), 0)?;
+        pin(dst.id(), 0)?;
+        let alone = replicate_with(&rt, dir.path(), &src_addr, &dst_addr, "alone", "bench", PARTITIONS, "at-least-once", "", Some(1))?;
+        alone.report("tern run on CPU 1, brokers on CPU 0", gib, records, pipe, direct);
+        let busy = alone.cpu / alone.mirrored.as_secs_f64();
+        println!(
+            "    the mirror kept its CPU {:.0}% busy; at {:.2} CPU s per GB one CPU of its own would carry about {:.0} MB/s, {:.1}x the kcat pipe",
+            100.0 * busy,
+            alone.cpu / (gib / 1000.0),
+            gib / alone.cpu,
+            (gib / alone.cpu) / (gib / pipe.as_secs_f64())
+        );
+        let mut mirror = alone.mirror;
+        let _ = mirror.kill();
+        let _ = mirror.wait();
+    }
     for b in [&mut src, &mut dst] {
         let _ = b.kill();
         let _ = b.wait();

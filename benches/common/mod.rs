@@ -215,6 +215,13 @@ pub fn percentile(sorted: &[i64], q: f64) -> i64 {
     sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(-1)
 }
 
+/// Pins every thread of process `pid` (and the threads it starts later) to CPU `cpu`.
+pub fn pin(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    let status = Command::new("taskset").args(["-a", "-pc", &cpu.to_string(), &pid.to_string()]).stdout(Stdio::null()).status()?;
+    anyhow::ensure!(status.success(), "taskset -a -pc {cpu} {pid} failed");
+    Ok(())
+}
+
 /// One `tern run` replicating the preloaded topic to completion.
 pub struct Replicated {
     pub mirror: std::process::Child,
@@ -243,11 +250,12 @@ impl Replicated {
 /// until the remote topic `<alias>.<topic>` holds every source record.
 #[allow(clippy::too_many_arguments)]
 pub fn replicate(rt: &tokio::runtime::Runtime, dir: &std::path::Path, src_addr: &str, dst_addr: &str, alias: &str, topic: &str, partitions: i32, delivery: &str) -> anyhow::Result<Replicated> {
-    replicate_with(rt, dir, src_addr, dst_addr, alias, topic, partitions, delivery, "")
+    replicate_with(rt, dir, src_addr, dst_addr, alias, topic, partitions, delivery, "", None)
 }
 
-/// [`replicate`] with more settings of the source cluster (`source_settings`, TOML lines). The
-/// mirror's log goes to `<dir>/<alias>.log`.
+/// [`replicate`] with more settings of the source cluster (`source_settings`, TOML lines), and
+/// the mirror pinned to one CPU when `cpu` says which. The mirror's log goes to
+/// `<dir>/<alias>.log`.
 #[allow(clippy::too_many_arguments)]
 pub fn replicate_with(
     rt: &tokio::runtime::Runtime,
@@ -259,6 +267,7 @@ pub fn replicate_with(
     partitions: i32,
     delivery: &str,
     source_settings: &str,
+    cpu: Option<usize>,
 ) -> anyhow::Result<Replicated> {
     let config = dir.join(format!("{alias}.toml"));
     std::fs::write(&config, format!(
@@ -269,6 +278,9 @@ pub fn replicate_with(
     let log = std::fs::File::create(dir.join(format!("{alias}.log")))?;
     let mirror = Command::new(env!("CARGO_BIN_EXE_tern")).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(log).spawn()?;
     let pid = mirror.id();
+    if let Some(cpu) = cpu {
+        pin(pid, cpu)?;
+    }
     let (source, target) = rt.block_on(async { anyhow::Ok((Client::connect(ClientConfig::new(src_addr)).await?, Client::connect(ClientConfig::new(dst_addr)).await?)) })?;
     let mut peak_rss = 0;
     let mut first_seen: Option<Instant> = None;
