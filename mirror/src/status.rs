@@ -146,6 +146,16 @@ pub struct FlowSnapshot {
     pub lost_records: BTreeMap<(String, i32), i64>,
     /// Source events per kind since the worker started.
     pub source_event_counts: BTreeMap<crate::states::SourceEvent, u64>,
+    /// The link to the source as this worker measured it when the flow started.
+    pub source_link: Option<SourceLink>,
+}
+
+/// The round trip to the source when the flow started, and the connections per source broker
+/// the worker fetches over because of it (see [`crate::config::FetchConnections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLink {
+    pub round_trip_ms: u64,
+    pub fetch_connections: usize,
 }
 
 /// How many source events a flow's status keeps.
@@ -234,6 +244,10 @@ impl FlowStatus {
     /// Drops a partition this worker no longer owns.
     pub fn forget(&self, topic: &str, partition: i32) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.partitions.remove(&(topic.to_string(), partition));
+    }
+
+    pub fn set_source_link(&self, link: SourceLink) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.source_link = Some(link);
     }
 
     pub fn set_errors(&self, errors: Vec<String>) {

@@ -605,10 +605,19 @@ async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: K
     let path = dir.path().join("tern.toml");
     std::fs::write(&path, config(&a, &proxy_addr, &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
     let run = Run::start(&path);
+    let web = run.dashboard().await;
     let target = dst.client().await;
     wait_reached(&source, &target, &topic, &remote, partitions).await;
     let copied = assert_exact_copy(&src, &dst, &topic, &remote, partitions).await;
     assert_eq!(copied, partitions as usize * 5 * 200);
+    // The dashboard says it too: the API, and the flow's page.
+    let api_path = format!("/api/v1/flows/{a}-%3E{b}");
+    let flow = json(&web, &api_path).await;
+    assert_eq!(flow["fetch_connections"], 8, "{flow}");
+    let rtt = flow["source_round_trip_ms"].as_u64().unwrap_or_else(|| panic!("no round trip in {flow}"));
+    assert!((100..1000).contains(&rtt), "a round trip of {rtt} ms through a 100 ms proxy");
+    let page = http_get(&web, &format!("/flows/{a}-%3E{b}")).await;
+    assert!(page.contains(&format!("{rtt} ms round trip, 8 connection(s) per broker")), "the flow page does not show the link:\n{page}");
     let said = run.lines("connection(s) per broker");
     let line = said.first().unwrap_or_else(|| panic!("the worker did not say how many connections it fetches over:\n{}", run.all()));
     let lanes: usize = line.split(" over ").nth(1).and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {line:?}"));

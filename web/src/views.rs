@@ -104,6 +104,10 @@ pub struct FlowView {
     pub errors: Vec<String>,
     pub groups: Vec<GroupView>,
     pub heartbeats_sent: u64,
+    /// The round trip to the source this worker measured when the flow started.
+    pub source_round_trip_ms: Option<u64>,
+    /// Connections per source broker this worker fetches over.
+    pub fetch_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -328,6 +332,8 @@ impl AppState {
             errors,
             groups,
             heartbeats_sent: snap.heartbeats_sent,
+            source_round_trip_ms: snap.source_link.map(|l| l.round_trip_ms),
+            fetch_connections: snap.source_link.map(|l| l.fetch_connections),
         })
     }
 

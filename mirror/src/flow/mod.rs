@@ -105,7 +105,7 @@ pub async fn run(
             None
         }
     };
-    let fetch_lanes = fetch_lanes(&flow, clusters, &source).await;
+    let fetch_lanes = fetch_lanes(&flow, clusters, &source, &status).await;
     status.set_errors(vec![]);
     let rt = Arc::new(Runtime {
         flow,
@@ -261,7 +261,7 @@ pub async fn run(
 
 /// How many connections each source broker is fetched over: as configured, or from the round
 /// trip to the source.
-async fn fetch_lanes(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, source: &tern_kafka::client::Client) -> usize {
+async fn fetch_lanes(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, source: &tern_kafka::client::Client, status: &FlowStatus) -> usize {
     let configured = clusters.get(&flow.source).map(|c| c.fetch_connections).unwrap_or_default();
     let round_trip = match source.round_trip().await {
         Ok(rtt) => rtt,
@@ -272,6 +272,7 @@ async fn fetch_lanes(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, so
     };
     let lanes = configured.for_round_trip(round_trip);
     tracing::info!(flow = %flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "fetching from {} over {lanes} connection(s) per broker", flow.source);
+    status.set_source_link(crate::status::SourceLink { round_trip_ms: round_trip.as_millis() as u64, fetch_connections: lanes });
     lanes
 }
 
