@@ -251,13 +251,25 @@ impl BrokerConnection {
     /// one part after another, are written in its place from where they are instead of being
     /// copied into the frame.
     pub async fn send_with_payload<R: Request>(self: &Arc<Self>, request: &R, version: i16, field: PayloadField, payload: &[&[u8]]) -> Result<InFlight<R>> {
+        let len = payload.iter().map(|p| p.len()).sum();
+        let encode = |id| encode_typed_request(request, version, id, &self.client_id).and_then(|frame| splice_payload(&frame, len, field));
+        let (id, rx) = self.write_frame_parts(encode, payload).await?;
+        Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
+    }
+
+    /// Registers a waiter and writes the request; the waiter gets the response frame.
+    async fn write_request<R: Request>(&self, request: &R, version: i16) -> Result<(i32, oneshot::Receiver<Bytes>)> {
+        self.write_frame_parts(|id| Ok((encode_typed_request(request, version, id, &self.client_id)?, Bytes::new())), &[]).await
+    }
+
+    /// Registers a waiter, encodes the frame's head and tail for its correlation id, and writes
+    /// head, `payload` and tail; the waiter gets the response frame.
+    async fn write_frame_parts(&self, encode: impl FnOnce(i32) -> Result<(Bytes, Bytes)>, payload: &[&[u8]]) -> Result<(i32, oneshot::Receiver<Bytes>)> {
         if self.is_closed() {
             return Err(Error::Disconnected(self.addr.clone()));
         }
         let (id, rx) = self.register();
-        let len = payload.iter().map(|p| p.len()).sum();
-        let parts = encode_typed_request(request, version, id, &self.client_id).and_then(|frame| splice_payload(&frame, len, field));
-        let (head, tail) = match parts {
+        let (head, tail) = match encode(id) {
             Ok(p) => p,
             Err(e) => {
                 self.unregister(id);
@@ -274,28 +286,6 @@ impl BrokerConnection {
         parts.extend_from_slice(payload);
         parts.push(&tail);
         self.write_locked(&mut w, id, &parts).await?;
-        Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
-    }
-
-    /// Registers a waiter and writes the request; the waiter gets the response frame.
-    async fn write_request<R: Request>(&self, request: &R, version: i16) -> Result<(i32, oneshot::Receiver<Bytes>)> {
-        if self.is_closed() {
-            return Err(Error::Disconnected(self.addr.clone()));
-        }
-        let (id, rx) = self.register();
-        let frame = match encode_typed_request(request, version, id, &self.client_id) {
-            Ok(f) => f,
-            Err(e) => {
-                self.unregister(id);
-                return Err(e);
-            }
-        };
-        let mut w = self.writer.lock().await;
-        if let Err(e) = self.renew_session(&mut w).await {
-            self.unregister(id);
-            return Err(e);
-        }
-        self.write_locked(&mut w, id, &[&frame]).await?;
         Ok((id, rx))
     }
 
