@@ -186,7 +186,7 @@ pub async fn target_latencies(
     let mut lat = Vec::with_capacity(want);
     while lat.len() < want && Instant::now() < deadline {
         let parts: Vec<(String, i32, i64)> = positions.iter().map(|(p, o)| (remote.to_string(), *p, *o)).collect();
-        let resp = target.fetch_isolated(leader, &parts, 100, 64 << 20, 8 << 20, isolation).await?;
+        let resp = target.fetch_on(leader, 0, &parts, 100, 64 << 20, 8 << 20, isolation).await?;
         let now = now_ms();
         for t in resp.responses {
             for p in t.partitions {

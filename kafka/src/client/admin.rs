@@ -131,25 +131,13 @@ impl Client {
         max_bytes: i32,
         partition_max_bytes: i32,
     ) -> Result<FetchResponse> {
-        self.fetch_isolated(node, partitions, max_wait_ms, max_bytes, partition_max_bytes, Isolation::ReadUncommitted).await
+        self.fetch_on(node, 0, partitions, max_wait_ms, max_bytes, partition_max_bytes, Isolation::ReadUncommitted).await
     }
 
-    /// A fetch at the given isolation level: `read_committed` answers stop at the last stable
-    /// offset and list the aborted transactions in what they return.
-    pub async fn fetch_isolated(
-        &self,
-        node: i32,
-        partitions: &[(String, i32, i64)],
-        max_wait_ms: i32,
-        max_bytes: i32,
-        partition_max_bytes: i32,
-        isolation: Isolation,
-    ) -> Result<FetchResponse> {
-        self.fetch_on(node, 0, partitions, max_wait_ms, max_bytes, partition_max_bytes, isolation).await
-    }
-
-    /// [`Client::fetch_isolated`] on connection number `lane` to the broker (see
-    /// [`Client::connection_on`]).
+    /// A fetch at the given isolation level, on connection number `lane` to the broker (see
+    /// [`Client::connection_on`]; lane 0 is the one every other request uses): `read_committed`
+    /// answers stop at the last stable offset and list the aborted transactions in what they
+    /// return.
     #[allow(clippy::too_many_arguments)]
     pub async fn fetch_on(
         &self,
@@ -195,7 +183,7 @@ impl Client {
         let mut next = from;
         while next < until {
             let (leader, _) = self.leader_connection(topic, partition).await?;
-            let resp = self.fetch_isolated(leader, &[(topic.to_string(), partition, next)], 100, 8 << 20, 8 << 20, isolation).await?;
+            let resp = self.fetch_on(leader, 0, &[(topic.to_string(), partition, next)], 100, 8 << 20, 8 << 20, isolation).await?;
             let Some(p) = resp.responses.first().and_then(|t| t.partitions.first()) else { break };
             if p.error_code != 0 {
                 return Err(Error::kafka(p.error_code, format!("reading {topic}/{partition} at {next}")));
