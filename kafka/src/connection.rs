@@ -15,7 +15,23 @@ pub struct FrameReader {
     limit: usize,
     /// Whether a frame's whole size is set aside as soon as its size prefix is read.
     whole: bool,
+    /// Large frames handed out, kept so that their memory is read into again once every
+    /// holder has let go (a reader of answers only).
+    handed_out: Vec<Bytes>,
 }
+
+/// A frame at least this large is kept for reuse. Fresh memory of this size comes straight
+/// from the kernel, which zeroes every page on first touch: reading a 32 MiB fetch answer into
+/// fresh memory costs about as much CPU as copying it twice.
+const REUSE_FROM: usize = 256 * 1024;
+
+/// At most this many large frames are remembered per reader, in use or not: enough for the
+/// answers a mirror holds while their batches are produced elsewhere.
+const REUSE_SLOTS: usize = 8;
+
+/// At most this many remembered frames that nobody else holds are kept: the memory a reader
+/// keeps beyond what is in use is at most this many frames.
+const IDLE_SPARES: usize = 2;
 
 /// The least a read asks for.
 const MIN_READ: usize = 4096;
@@ -24,14 +40,14 @@ impl FrameReader {
     /// A reader that grows its buffer as a frame's bytes arrive, so a peer that announces a
     /// large frame and sends little of it costs little (a broker reading requests).
     pub fn new(limit: usize) -> Self {
-        FrameReader { buf: BytesMut::new(), limit, whole: false }
+        FrameReader { buf: BytesMut::new(), limit, whole: false, handed_out: Vec::new() }
     }
 
     /// A reader that sets a frame's whole size aside (within `limit`) as soon as its size is
     /// read, so a large answer is read into one allocation, without copies as it grows: for a
     /// client reading the answers of brokers it chose to connect to.
     pub fn for_answers(limit: usize) -> Self {
-        FrameReader { buf: BytesMut::new(), limit, whole: true }
+        FrameReader { buf: BytesMut::new(), limit, whole: true, handed_out: Vec::new() }
     }
 
     /// Changes the largest frame accepted from now on (a broker raises it once a client has
@@ -46,7 +62,11 @@ impl FrameReader {
             if let Some(len) = complete_frame_len(&self.buf, self.limit)? {
                 let mut frame = self.buf.split_to(4 + len);
                 let _ = frame.split_to(4);
-                return Ok(Some(frame.freeze()));
+                let frame = frame.freeze();
+                if self.whole && len >= REUSE_FROM {
+                    self.remember(frame.clone());
+                }
+                return Ok(Some(frame));
             }
             // Room for what may arrive next: at least 4 KiB, and as much again as has arrived
             // of a large frame (never past its end), so a large request is read with few
@@ -57,6 +77,12 @@ impl FrameReader {
                 4
             };
             if self.whole && want <= self.limit + 4 && self.buf.capacity() < want {
+                if want >= REUSE_FROM {
+                    if let Some(mut spare) = self.reusable(want) {
+                        spare.extend_from_slice(&self.buf);
+                        self.buf = spare;
+                    }
+                }
                 self.buf.reserve(want - self.buf.len());
             } else if self.buf.capacity() - self.buf.len() < MIN_READ {
                 let rest = want.saturating_sub(self.buf.len()).max(MIN_READ);
@@ -72,6 +98,45 @@ impl FrameReader {
                 )));
             }
         }
+    }
+}
+
+impl FrameReader {
+    /// Keeps a handle on a large frame just handed out. Frames nobody else holds beyond
+    /// [`IDLE_SPARES`] are let go (their memory returns to the allocator), the oldest first;
+    /// past [`REUSE_SLOTS`] the oldest handle is let go too.
+    fn remember(&mut self, frame: Bytes) {
+        self.handed_out.push(frame);
+        let mut idle = 0;
+        for at in (0..self.handed_out.len()).rev() {
+            if self.handed_out[at].is_unique() {
+                idle += 1;
+                if idle > IDLE_SPARES {
+                    self.handed_out.remove(at);
+                }
+            }
+        }
+        if self.handed_out.len() > REUSE_SLOTS {
+            self.handed_out.remove(0);
+        }
+    }
+
+    /// An empty buffer of at least `want` bytes, made of a frame's memory that every holder
+    /// has let go of: the smallest that fits.
+    fn reusable(&mut self, want: usize) -> Option<BytesMut> {
+        let at = self
+            .handed_out
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.is_unique() && f.len() + 4 >= want)
+            .min_by_key(|(_, f)| f.len())
+            .map(|(i, _)| i)?;
+        let mut spare = self.handed_out.swap_remove(at).try_into_mut().ok()?;
+        spare.clear();
+        // The frame began four bytes into its allocation, after its size prefix; a unique
+        // buffer that is reserved within its allocation moves back to the allocation's start.
+        spare.reserve(want);
+        Some(spare)
     }
 }
 
@@ -132,5 +197,42 @@ mod tests {
         let _tx = writer.await.expect("writer");
         assert!(reader.read_frame(&mut rx).await.is_err(), "a frame over the limit is refused");
         assert!(reader.buf.capacity() < 9 << 20, "nothing was set aside for it");
+    }
+
+    /// A large answer's memory is read into again once every holder has let go of it, and
+    /// never while someone still holds it.
+    #[tokio::test]
+    async fn a_large_answer_is_read_into_memory_its_holders_let_go_of() {
+        let (mut tx, mut rx) = tokio::io::duplex(256 * 1024);
+        let mut reader = FrameReader::for_answers(8 << 20);
+        let bodies: Vec<Vec<u8>> = (0..4u8).map(|k| vec![k; 2 << 20]).collect();
+        let sent = bodies.clone();
+        let writer = tokio::spawn(async move {
+            for body in &sent {
+                tx.write_all(&(body.len() as i32).to_be_bytes()).await.expect("write");
+                tx.write_all(body).await.expect("write");
+            }
+            tx
+        });
+        let first = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        let first_at = first.as_ptr() as usize;
+        let held = first.slice(100..200);
+        drop(first);
+        let second = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        assert_ne!(second.as_ptr() as usize, first_at, "a frame still held in part was read over");
+        assert!(held.iter().all(|b| *b == 0), "a held frame kept its bytes");
+        assert!(second[..] == bodies[1][..]);
+        drop(held);
+        assert!(reader.handed_out.iter().any(|f| f.as_ptr() as usize == first_at && f.is_unique()), "the first frame waits for reuse");
+        let third = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        // The same allocation, give or take where its size prefix sat.
+        assert!((third.as_ptr() as usize).abs_diff(first_at) <= 8, "the first frame's memory, let go of, was read into");
+        assert!(third[..] == bodies[2][..]);
+        assert_eq!(reader.handed_out.len(), 2, "the first frame's handle was taken for reuse; the second's and third's remain");
+        let fourth = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        assert!(fourth[..] == bodies[3][..]);
+        assert!(second[..] == bodies[1][..] && third[..] == bodies[2][..], "frames still held are untouched");
+        assert!(reader.handed_out.len() <= REUSE_SLOTS);
+        let _tx = writer.await.expect("writer");
     }
 }
