@@ -633,6 +633,47 @@ over_kinds!(a_source_across_a_long_link_is_fetched_over_several_connections {
     kafka_a_source_across_a_long_link_is_fetched_over_several_connections: (Kafka);
 });
 
+/// A connection that is slow to open (a broker that accepts and never answers) holds up only
+/// the callers that want that very connection: a connection to a broker that answers, on any
+/// lane, opens while the slow one is still pending, and callers that want the same connection
+/// at once share one opening. On a far link a worker opens its fetch connections side by side.
+async fn a_slow_connection_holds_up_only_its_own_callers(kind: Kind) {
+    let cluster = TestCluster::start(kind, Side::A).await;
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_addr = silent.local_addr().expect("address").to_string();
+    let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
+    let listener = tokio::spawn(async move {
+        let (held, _) = silent.accept().await.expect("accept");
+        let _ = accepted_tx.send(());
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        drop(held);
+    });
+    let mut config = ClientConfig::new(&cluster.bootstrap());
+    config.request_timeout = Duration::from_secs(20);
+    let client = Arc::new(Client::connect(config).await.expect("client"));
+    let broker = client.metadata_snapshot().brokers.values().next().cloned().expect("a broker in the metadata");
+    let stuck = {
+        let (client, addr) = (client.clone(), silent_addr.clone());
+        tokio::spawn(async move { client.connection_on(&addr, 0).await.map(|_| ()) })
+    };
+    accepted.await.expect("the silent broker was reached");
+    let (one, two) = tokio::join!(client.connection_on(&broker, 5), client.connection_on(&broker, 5));
+    let (one, two) = (one.expect("lane 5"), two.expect("lane 5"));
+    assert!(!stuck.is_finished(), "a connection to {broker} waited for the one to the silent {silent_addr} to give up");
+    assert!(Arc::ptr_eq(&one, &two), "two callers of lane 5 at once opened two connections");
+    let other = client.connection_on(&broker, 6).await.expect("lane 6");
+    assert!(!Arc::ptr_eq(&one, &other), "lanes 5 and 6 share a connection");
+    assert!(!stuck.is_finished(), "the silent broker answered");
+    stuck.abort();
+    listener.abort();
+    println!("{kind:?}: lanes 5 and 6 to {broker} opened while a connection to a silent broker was pending");
+}
+
+over_kinds!(a_slow_connection_holds_up_only_its_own_callers {
+    tern_a_slow_connection_holds_up_only_its_own_callers: (Tern);
+    kafka_a_slow_connection_holds_up_only_its_own_callers: (Kafka);
+});
+
 over_kinds!(a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable {
     tern_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Tern);
     kafka_a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable: (Kafka);

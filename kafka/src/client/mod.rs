@@ -63,8 +63,14 @@ pub struct Client {
     /// Shared, so that a snapshot costs a reference count whatever the cluster's size; a
     /// refresh replaces it.
     metadata: Mutex<Arc<ClusterMetadata>>,
-    connections: tokio::sync::Mutex<HashMap<String, Arc<BrokerConnection>>>,
+    /// One slot per broker address and lane. A slot is locked while its connection is opened,
+    /// so callers wanting the same connection wait for one attempt, and callers wanting
+    /// another one (a second broker, another lane) go ahead: on a far link each opening takes
+    /// round trips.
+    connections: Mutex<HashMap<String, ConnectionSlot>>,
 }
+
+type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
 
 impl Client {
     /// Connects to the first reachable bootstrap address and loads cluster metadata.
@@ -77,7 +83,7 @@ impl Client {
             config,
             connector,
             metadata: Mutex::new(Arc::new(ClusterMetadata::default())),
-            connections: tokio::sync::Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
         };
         client.refresh_metadata(None).await?;
         Ok(client)
@@ -97,14 +103,13 @@ impl Client {
     /// long link spread over more lanes, each a TCP connection with its own window.
     pub async fn connection_on(&self, addr: &str, lane: usize) -> Result<Arc<BrokerConnection>> {
         let key = if lane == 0 { addr.to_string() } else { format!("{addr}#{lane}") };
-        let mut conns = self.connections.lock().await;
-        if let Some(c) = conns.get(&key) {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
+        let slot = self.connections.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
         }
         let c = Arc::new(BrokerConnection::connect_with(addr, &self.config.client_id, self.config.request_timeout, &self.connector).await?);
-        conns.insert(key, c.clone());
+        *slot = Some(c.clone());
         Ok(c)
     }
 
