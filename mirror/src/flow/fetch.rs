@@ -61,15 +61,17 @@ impl Fetches {
 /// target (`on_target`), or from the commit on the source if that is further (the flow was
 /// at-least-once meanwhile, or failback set it).
 pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: Option<&HashMap<Tp, i64>>) -> HashMap<Tp, i64> {
-    let committed = match rt.source.committed_offsets(&group_id(&rt.flow), partitions).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(flow = %rt.flow.name(), "cannot read committed positions ({e}); starting from the log start");
-            BTreeMap::new()
-        }
-    };
-    // Asked all at once: on a far source, one round trip for them all rather than one each.
-    let starts = futures_util::future::join_all(partitions.iter().map(|tp| rt.source.list_offset(&tp.0, tp.1, EARLIEST))).await;
+    // The committed positions and the log starts side by side, the starts all at once: on a
+    // far source, one round trip for them all rather than one each.
+    let group = group_id(&rt.flow);
+    let (committed, starts) = tokio::join!(
+        rt.source.committed_offsets(&group, partitions),
+        futures_util::future::join_all(partitions.iter().map(|tp| rt.source.list_offset(&tp.0, tp.1, EARLIEST)))
+    );
+    let committed = committed.unwrap_or_else(|e| {
+        tracing::warn!(flow = %rt.flow.name(), "cannot read committed positions ({e}); starting from the log start");
+        BTreeMap::new()
+    });
     let mut out = HashMap::new();
     for (tp, start) in partitions.iter().zip(starts) {
         let start = start.map(|(o, _)| o).unwrap_or(0);
@@ -109,6 +111,7 @@ pub(super) async fn fetch_round(
     fetches: &mut Fetches,
     mut throttle: Option<&mut Throttle>,
 ) -> Result<()> {
+    let lanes = rt.fetch_lanes().await;
     let md = rt.source.metadata_snapshot();
     let failed: HashSet<Tp> = rt.failed.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
     let mut by_lane: BTreeMap<Lane, Vec<(String, i32, i64)>> = BTreeMap::new();
@@ -117,7 +120,7 @@ pub(super) async fn fetch_round(
             continue;
         }
         let Some(leader) = md.leader(&tp.0, tp.1) else { continue };
-        let lane = (leader, rt.fetch_lane(tp));
+        let lane = (leader, rt.fetch_lane(tp, lanes));
         if fetches.lanes.contains(&lane) {
             continue;
         }

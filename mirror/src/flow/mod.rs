@@ -66,9 +66,10 @@ pub async fn run(
     }
     let (source, target) = loop {
         let attempt = async {
-            let s = connect(&flow.source, clusters.get(&flow.source).ok_or_else(|| Error::Config(format!("unknown cluster {}", flow.source)))?).await?;
-            let t = connect(&flow.target, clusters.get(&flow.target).ok_or_else(|| Error::Config(format!("unknown cluster {}", flow.target)))?).await?;
-            Ok::<_, Error>((s, t))
+            let known = |name: &str| clusters.get(name).ok_or_else(|| Error::Config(format!("unknown cluster {name}")));
+            let (source, target) = (known(&flow.source)?, known(&flow.target)?);
+            // Side by side: on a far link each connection costs round trips.
+            tokio::try_join!(connect(&flow.source, source), connect(&flow.target, target))
         };
         match attempt.await {
             Ok(pair) => break pair,
@@ -82,37 +83,47 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     };
-    let maps = loop {
-        let loaded = async {
-            store::ensure_internal_topics(&flow, &source, &target).await?;
-            store::load_offset_maps(&flow, &target).await
-        };
-        match loaded.await {
-            Ok(maps) => break maps,
-            Err(e) if e.retry_hint() == RetryHint::Retry => {
-                tracing::warn!(flow = %flow.name(), "loading offset maps: {e}; retrying");
-                if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
-                    return Ok(());
+    // Start-up on a far link is a chain of round trips; those that need not wait for each
+    // other go side by side.
+    let (loaded, producer) = tokio::join!(
+        async {
+            loop {
+                let loaded = async {
+                    store::ensure_internal_topics(&flow, &source, &target).await?;
+                    store::load_offset_maps(&flow, &target).await
+                };
+                match loaded.await {
+                    Ok(maps) => break Ok(Some(maps)),
+                    Err(e) if e.retry_hint() == RetryHint::Retry => {
+                        tracing::warn!(flow = %flow.name(), "loading offset maps: {e}; retrying");
+                        if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                            break Ok(None);
+                        }
+                    }
+                    Err(e) => break Err(e),
                 }
             }
-            Err(e) => return Err(e),
-        }
-    };
-    let producer = match target.init_producer_id().await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(flow = %flow.name(), "no idempotent producer on {} ({e}); retried record sets may be duplicated", flow.target);
-            None
-        }
-    };
-    let fetch_lanes = fetch_lanes(&flow, clusters, &source, &status).await;
+        },
+        async {
+            match target.init_producer_id().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(flow = %flow.name(), "no idempotent producer on {} ({e}); retried record sets may be duplicated", flow.target);
+                    None
+                }
+            }
+        },
+    );
+    let Some(maps) = loaded? else { return Ok(()) };
+    let fetch_connections = clusters.get(&flow.source).map(|c| c.fetch_connections).unwrap_or_default();
     status.set_errors(vec![]);
     let rt = Arc::new(Runtime {
         flow,
         settings,
         source,
         target,
-        fetch_lanes,
+        fetch_connections,
+        fetch_lanes: tokio::sync::OnceCell::new(),
         status,
         acked: Mutex::new(BTreeMap::new()),
         committing: Mutex::new(()),
@@ -130,6 +141,13 @@ pub async fn run(
         last_epochs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
+    // The link to the source is timed while the worker finds its topics and joins its group.
+    background.spawn({
+        let rt = rt.clone();
+        async move {
+            rt.fetch_lanes().await;
+        }
+    });
     if rt.flow.emit_heartbeats {
         background.spawn(heartbeats(rt.clone(), shutdown.clone()));
     }
@@ -168,7 +186,7 @@ pub async fn run(
             was = Some(phase);
         }
         let pause = match phase {
-            Phase::AwaitingDecision => Some(Duration::from_millis(100)),
+            Phase::AwaitingDecision => Some(Duration::from_millis(20)),
             Phase::FailedOver => {
                 if !left {
                     // Give the partitions up and leave the group, so that `tern failback` can
@@ -199,7 +217,7 @@ pub async fn run(
                     Some(Duration::from_secs(1))
                 }
             },
-            Phase::AwaitingTopics => Some(Duration::from_millis(50)),
+            Phase::AwaitingTopics => Some(Duration::from_millis(20)),
             Phase::Joining => {
                 // Eager rebalance: finish and commit the current partitions, then rejoin. The
                 // session's heartbeats go on until the JoinGroup is sent.
@@ -257,23 +275,6 @@ pub async fn run(
     }
     background.abort_all();
     Ok(())
-}
-
-/// How many connections each source broker is fetched over: as configured, or from the round
-/// trip to the source.
-async fn fetch_lanes(flow: &Flow, clusters: &BTreeMap<String, ClusterConfig>, source: &tern_kafka::client::Client, status: &FlowStatus) -> usize {
-    let configured = clusters.get(&flow.source).map(|c| c.fetch_connections).unwrap_or_default();
-    let round_trip = match source.round_trip().await {
-        Ok(rtt) => rtt,
-        Err(e) => {
-            tracing::debug!(flow = %flow.name(), "timing a round trip to {}: {e}", flow.source);
-            Duration::ZERO
-        }
-    };
-    let lanes = configured.for_round_trip(round_trip);
-    tracing::info!(flow = %flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "fetching from {} over {lanes} connection(s) per broker", flow.source);
-    status.set_source_link(crate::status::SourceLink { round_trip_ms: round_trip.as_millis() as u64, fetch_connections: lanes });
-    lanes
 }
 
 /// What the worker does on one turn of the replication loop, decided afresh each turn from the

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tern_kafka::client::{Client, Membership};
 use tokio::sync::Mutex;
 
-use crate::config::{Delivery, Flow, MirrorSettings};
+use crate::config::{Delivery, FetchConnections, Flow, MirrorSettings};
 use crate::names::{group_id, Tp};
 use crate::session::Session;
 use crate::offset_map::OffsetMap;
@@ -30,8 +30,11 @@ pub(super) struct Runtime {
     pub(super) settings: MirrorSettings,
     pub(super) source: Client,
     pub(super) target: Client,
-    /// Connections each source broker is fetched over (see [`crate::config::FetchConnections`]).
-    pub(super) fetch_lanes: usize,
+    /// Connections each source broker is fetched over, as configured.
+    pub(super) fetch_connections: FetchConnections,
+    /// Connections each source broker is fetched over, once decided (see
+    /// [`Runtime::fetch_lanes`]).
+    pub(super) fetch_lanes: tokio::sync::OnceCell<usize>,
     pub(super) status: Arc<FlowStatus>,
     /// Acknowledged next offsets not yet committed.
     pub(super) acked: Mutex<BTreeMap<Tp, i64>>,
@@ -80,14 +83,37 @@ impl Runtime {
 
     /// Which of a source broker's connections fetches `tp`: the same one for as long as the
     /// worker runs, and a topic's partitions spread over all of them.
-    pub(super) fn fetch_lane(&self, tp: &Tp) -> usize {
+    /// How many connections each source broker is fetched over: as configured, or from the
+    /// round trip to the source. Decided once, by whichever asks first: the flow times the
+    /// link while it joins its group, and the first fetch waits for that if it must.
+    pub(super) async fn fetch_lanes(&self) -> usize {
+        *self
+            .fetch_lanes
+            .get_or_init(|| async {
+                let round_trip = match self.source.round_trip().await {
+                    Ok(rtt) => rtt,
+                    Err(e) => {
+                        tracing::debug!(flow = %self.flow.name(), "timing a round trip to {}: {e}", self.flow.source);
+                        Duration::ZERO
+                    }
+                };
+                let lanes = self.fetch_connections.for_round_trip(round_trip);
+                tracing::info!(flow = %self.flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "fetching from {} over {lanes} connection(s) per broker", self.flow.source);
+                self.status.set_source_link(crate::status::SourceLink { round_trip_ms: round_trip.as_millis() as u64, fetch_connections: lanes });
+                lanes
+            })
+            .await
+    }
+
+    /// The connection (of `lanes` per broker) a partition is fetched over: always the same one.
+    pub(super) fn fetch_lane(&self, tp: &Tp, lanes: usize) -> usize {
         use std::hash::{Hash, Hasher};
-        if self.fetch_lanes <= 1 {
+        if lanes <= 1 {
             return 0;
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         tp.0.hash(&mut h);
-        (h.finish() as usize).wrapping_add(tp.1.max(0) as usize) % self.fetch_lanes
+        (h.finish() as usize).wrapping_add(tp.1.max(0) as usize) % lanes
     }
 }
 
