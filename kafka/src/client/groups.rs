@@ -57,15 +57,17 @@ impl Client {
     /// State and member count of a group (a group nobody knows is reported as Dead).
     pub async fn describe_group(&self, group: &str) -> Result<GroupInfo> {
         use kafka_protocol::messages::DescribeGroupsRequest;
-        let conn = self.group_coordinator(group).await?;
-        let version = conn.version(ApiKey::DescribeGroups, (0, 5))?;
-        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
-        let resp = conn.call(&req, version).await?;
-        let g = resp.groups.into_iter().next().ok_or_else(|| Error::Protocol(format!("empty DescribeGroups answer for {group}")))?;
-        if g.error_code != 0 {
-            return Err(Error::kafka(g.error_code, format!("describe group {group}")));
-        }
-        Ok(GroupInfo { group: group.to_string(), state: g.group_state.to_string(), members: g.members.len() })
+        self.on_coordinator(group, |conn| async move {
+            let version = conn.version(ApiKey::DescribeGroups, (0, 5))?;
+            let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+            let resp = conn.call(&req, version).await?;
+            let g = resp.groups.into_iter().next().ok_or_else(|| Error::Protocol(format!("empty DescribeGroups answer for {group}")))?;
+            if g.error_code != 0 {
+                return Err(Error::kafka(g.error_code, format!("describe group {group}")));
+            }
+            Ok(GroupInfo { group: group.to_string(), state: g.group_state.to_string(), members: g.members.len() })
+        })
+        .await
     }
 
     /// Deletes groups (DeleteGroups): their committed offsets go with them. A group that does
@@ -73,16 +75,19 @@ impl Client {
     pub async fn delete_groups(&self, groups: &[String]) -> Result<()> {
         use kafka_protocol::messages::DeleteGroupsRequest;
         for group in groups {
-            let conn = self.group_coordinator(group).await?;
-            let version = conn.version(ApiKey::DeleteGroups, (0, 2))?;
-            let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_string(group.clone()))]);
-            let resp = conn.call(&req, version).await?;
-            for r in resp.results {
-                // GROUP_ID_NOT_FOUND: already gone.
-                if r.error_code != 0 && r.error_code != 69 {
-                    return Err(Error::kafka(r.error_code, format!("delete group {group}")));
+            self.on_coordinator(group, |conn| async move {
+                let version = conn.version(ApiKey::DeleteGroups, (0, 2))?;
+                let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_string(group.clone()))]);
+                let resp = conn.call(&req, version).await?;
+                for r in resp.results {
+                    // GROUP_ID_NOT_FOUND: already gone.
+                    if r.error_code != 0 && r.error_code != 69 {
+                        return Err(Error::kafka(r.error_code, format!("delete group {group}")));
+                    }
                 }
-            }
+                Ok(())
+            })
+            .await?;
         }
         Ok(())
     }
@@ -92,19 +97,59 @@ impl Client {
         self.fetch_committed(group, None).await
     }
 
-    /// The coordinator of `group`.
+    /// The coordinator of `group`: the broker found before, as Kafka's clients keep it, until
+    /// an operation on it fails ([`Client::forget_coordinator`]); else FindCoordinator.
     pub async fn group_coordinator(&self, group: &str) -> Result<Arc<BrokerConnection>> {
-        self.with_retries(&format!("find the coordinator of group {group}"), || async {
-            let conn = self.any_connection().await?;
-            let version = conn.version(ApiKey::FindCoordinator, (1, 3))?;
-            let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
-            let resp = conn.call(&req, version).await?;
-            if resp.error_code != 0 {
-                return Err(Error::kafka(resp.error_code, format!("find the coordinator of group {group}")));
+        let known = self.coordinators.lock().unwrap_or_else(|p| p.into_inner()).get(group).cloned();
+        if let Some(addr) = known {
+            match self.connection(&addr).await {
+                Ok(conn) => return Ok(conn),
+                Err(_) => self.forget_coordinator(group),
             }
-            self.connection(&format!("{}:{}", resp.host, resp.port)).await
-        })
-        .await
+        }
+        let (addr, conn) = self
+            .with_retries(&format!("find the coordinator of group {group}"), || async {
+                let conn = self.any_connection().await?;
+                let version = conn.version(ApiKey::FindCoordinator, (1, 3))?;
+                let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
+                let resp = conn.call(&req, version).await?;
+                if resp.error_code != 0 {
+                    return Err(Error::kafka(resp.error_code, format!("find the coordinator of group {group}")));
+                }
+                let addr = format!("{}:{}", resp.host, resp.port);
+                let conn = self.connection(&addr).await?;
+                Ok((addr, conn))
+            })
+            .await?;
+        let mut known = self.coordinators.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a client that looks up many groups (an admin listing them) keeps no more
+        // than this many.
+        if known.len() >= 1024 {
+            known.clear();
+        }
+        known.insert(group.to_string(), addr);
+        Ok(conn)
+    }
+
+    /// Forgets the coordinator found for `group`, so the next operation looks it up again:
+    /// after an operation on it failed (it may have moved, or be gone).
+    pub fn forget_coordinator(&self, group: &str) {
+        self.coordinators.lock().unwrap_or_else(|p| p.into_inner()).remove(group);
+    }
+
+    /// Runs `op` on the coordinator of `group`; when it fails, the coordinator is looked up
+    /// again next time.
+    async fn on_coordinator<T, F, Fut>(&self, group: &str, op: F) -> Result<T>
+    where
+        F: FnOnce(Arc<BrokerConnection>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let conn = self.group_coordinator(group).await?;
+        let out = op(conn).await;
+        if out.is_err() {
+            self.forget_coordinator(group);
+        }
+        out
     }
 
     /// Committed offsets of `group` for the given partitions (absent when none committed).
@@ -114,8 +159,7 @@ impl Client {
 
     /// OffsetFetch for some partitions of a group, or all of them when `partitions` is `None`.
     async fn fetch_committed(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Result<BTreeMap<(String, i32), i64>> {
-        self.with_retries(&format!("fetch offsets of group {group}"), || async {
-            let conn = self.group_coordinator(group).await?;
+        self.with_retries(&format!("fetch offsets of group {group}"), || self.on_coordinator(group, |conn| async move {
             // OffsetFetch v2 is the first to take a null topic list (all partitions).
             let version = conn.version(ApiKey::OffsetFetch, (2, 7))?;
             let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
@@ -145,7 +189,7 @@ impl Client {
                 }
             }
             Ok(out)
-        })
+        }))
         .await
     }
 
@@ -159,31 +203,33 @@ impl Client {
     }
 
     async fn commit_offsets_once(&self, group: &str, member: &Membership, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
-        let conn = self.group_coordinator(group).await?;
-        let version = conn.version(ApiKey::OffsetCommit, (2, 8))?;
-        let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for ((t, p), o) in offsets {
-            by_topic.entry(t).or_default().push(OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o));
-        }
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-            .with_generation_id_or_member_epoch(member.generation_id)
-            .with_member_id(StrBytes::from_string(member.member_id.clone()))
-            .with_retention_time_ms(-1)
-            .with_topics(
-                by_topic
-                    .into_iter()
-                    .map(|(t, ps)| OffsetCommitRequestTopic::default().with_name(TopicName(StrBytes::from_string(t.to_string()))).with_partitions(ps))
-                    .collect(),
-            );
-        let resp = conn.call(&req, version).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                if p.error_code != 0 {
-                    return Err(Error::kafka(p.error_code, format!("commit offset of {group} for {}/{}", t.name.0, p.partition_index)));
+        self.on_coordinator(group, |conn| async move {
+            let version = conn.version(ApiKey::OffsetCommit, (2, 8))?;
+            let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+            for ((t, p), o) in offsets {
+                by_topic.entry(t).or_default().push(OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o));
+            }
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_generation_id_or_member_epoch(member.generation_id)
+                .with_member_id(StrBytes::from_string(member.member_id.clone()))
+                .with_retention_time_ms(-1)
+                .with_topics(
+                    by_topic
+                        .into_iter()
+                        .map(|(t, ps)| OffsetCommitRequestTopic::default().with_name(TopicName(StrBytes::from_string(t.to_string()))).with_partitions(ps))
+                        .collect(),
+                );
+            let resp = conn.call(&req, version).await?;
+            for t in resp.topics {
+                for p in t.partitions {
+                    if p.error_code != 0 {
+                        return Err(Error::kafka(p.error_code, format!("commit offset of {group} for {}/{}", t.name.0, p.partition_index)));
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 }

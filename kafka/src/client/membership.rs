@@ -116,7 +116,9 @@ impl GroupMember {
                         self.member_id.clear();
                     }
                     if e.is_retriable() {
+                        // The coordinator may have moved: look it up again.
                         self.coordinator = None;
+                        client.forget_coordinator(&self.group);
                     }
                     tracing::debug!(group = %self.group, "join: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -68,6 +68,8 @@ pub struct Client {
     /// another one (a second broker, another lane) go ahead: on a far link each opening takes
     /// round trips.
     connections: Mutex<HashMap<String, ConnectionSlot>>,
+    /// The coordinator's address found for each group (see [`Client::group_coordinator`]).
+    coordinators: Mutex<HashMap<String, String>>,
 }
 
 type ConnectionSlot = Arc<tokio::sync::Mutex<Option<Arc<BrokerConnection>>>>;
@@ -84,6 +86,7 @@ impl Client {
             connector,
             metadata: Mutex::new(Arc::new(ClusterMetadata::default())),
             connections: Mutex::new(HashMap::new()),
+            coordinators: Mutex::new(HashMap::new()),
         };
         client.refresh_metadata(None).await?;
         Ok(client)
