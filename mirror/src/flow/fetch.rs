@@ -297,7 +297,10 @@ pub(super) async fn out_of_range(rt: &Runtime, tp: &Tp, pos: i64, positions: &mu
         return Ok(());
     }
     let _ = rt.source.refresh_metadata(Some(std::slice::from_ref(&tp.0))).await;
-    if note_recreated(rt) {
+    // A recreated topic, noted here or by the topic watcher a moment ago (the rejoin that
+    // restarts it from the new log start has not happened yet), is not a truncation: an
+    // answer to a fetch sent before the recreation was seen lands here too.
+    if note_recreated(rt) || rt.recreated.lock().unwrap_or_else(|p| p.into_inner()).contains(&tp.0) {
         return Ok(());
     }
     // Where the epoch of the last batch fetched ends on the current leader: below the position,
