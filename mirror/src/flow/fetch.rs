@@ -87,6 +87,16 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
             Some(stored) if stored > pos => stored,
             _ => pos,
         };
+        // Committed before the source log was truncated below it, and not since: from where
+        // replication resumed after the truncation, or as far as it got since.
+        let rewound = rt.rewound.lock().unwrap_or_else(|p| p.into_inner()).get(tp).copied();
+        let pos = match rewound {
+            Some((from, resumed)) if pos == from => {
+                tracing::info!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, committed = pos, resumed, "the committed position predates the source log's truncation: resuming where replication went on after it");
+                resumed
+            }
+            _ => pos,
+        };
         let acked = rt.acked.lock().await.get(tp).copied();
         let pos = match acked {
             Some(acked) if acked > pos => {
@@ -309,7 +319,7 @@ pub(super) async fn out_of_range(rt: &Runtime, tp: &Tp, pos: i64, positions: &mu
     if let Some(epoch) = epoch {
         match rt.source.epoch_end_offset(&tp.0, tp.1, epoch).await {
             Ok(Some(diverged)) if diverged < pos => {
-                truncated(rt, tp, pos, diverged.max(start), positions);
+                truncated(rt, tp, pos, diverged.max(start), positions).await;
                 return Ok(());
             }
             Ok(_) => {}
@@ -329,14 +339,14 @@ pub(super) async fn out_of_range(rt: &Runtime, tp: &Tp, pos: i64, positions: &mu
         ))
     });
     if since.elapsed() >= TRUNCATION_CONFIRMED_AFTER {
-        truncated(rt, tp, pos, lowest_end, positions);
+        truncated(rt, tp, pos, lowest_end, positions).await;
     }
     Ok(())
 }
 
 /// The source log of `tp` was truncated below `pos`: replication goes on from `resume_at`;
 /// the target keeps the records past it that the source lost.
-pub(super) fn truncated(rt: &Runtime, tp: &Tp, pos: i64, resume_at: i64, positions: &mut HashMap<Tp, i64>) {
+pub(super) async fn truncated(rt: &Runtime, tp: &Tp, pos: i64, resume_at: i64, positions: &mut HashMap<Tp, i64>) {
     rt.truncated_since.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
     rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).remove(tp);
     rt.status.update(&tp.0, tp.1, |s| s.error = None);
@@ -350,4 +360,10 @@ pub(super) fn truncated(rt: &Runtime, tp: &Tp, pos: i64, resume_at: i64, positio
         resumed_at: resume_at,
     });
     positions.insert(tp.clone(), resume_at);
+    // Committed with the next commit (a rebalance's at the latest), as a recreated topic's new
+    // start is: the position committed before the truncation lies past the log's end, and a
+    // worker that took the partition up from it would see the truncation again, later, and
+    // skip what was written since.
+    rt.rewound.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), (pos, resume_at));
+    rt.acked.lock().await.insert(tp.clone(), resume_at);
 }

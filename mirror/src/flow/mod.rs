@@ -138,6 +138,7 @@ pub async fn run(
         recreated: std::sync::Mutex::new(HashSet::new()),
         last_owned: std::sync::Mutex::new(HashMap::new()),
         truncated_since: std::sync::Mutex::new(HashMap::new()),
+        rewound: std::sync::Mutex::new(HashMap::new()),
         last_epochs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();

@@ -159,7 +159,10 @@ pub(super) async fn commit_now(rt: &Runtime) {
     }
     let membership = rt.membership.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match rt.source.commit_offsets(&group_id(&rt.flow), &membership, &pending).await {
-        Ok(()) => rt.acked.lock().await.retain(|tp, o| pending.get(tp) != Some(o)),
+        Ok(()) => {
+            rt.acked.lock().await.retain(|tp, o| pending.get(tp) != Some(o));
+            rt.rewound.lock().unwrap_or_else(|p| p.into_inner()).retain(|tp, _| !pending.contains_key(tp));
+        }
         Err(e) => tracing::debug!(flow = %rt.flow.name(), "commit of replication progress failed: {e}"),
     }
 }

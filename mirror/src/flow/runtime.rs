@@ -69,6 +69,11 @@ pub(super) struct Runtime {
     /// seen since. Acted on only once it lasts (a new leader's high watermark can trail for a
     /// moment).
     pub(super) truncated_since: std::sync::Mutex<HashMap<Tp, (std::time::Instant, i64)>>,
+    /// Partitions whose source log was truncated, with the position replicated before (now past
+    /// the log's end) and where replication resumed, until a commit records the new position:
+    /// a worker that rejoins meanwhile (its session lost, the commit refused) resumes there
+    /// rather than from the stale committed position.
+    pub(super) rewound: std::sync::Mutex<HashMap<Tp, (i64, i64)>>,
     /// The source leader epoch of the last batch fetched per partition, and the position after
     /// it: where that epoch ends on the source's current leader tells a truncation and its
     /// point at once, as long as the partition is still at that position (a partition owned
