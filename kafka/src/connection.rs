@@ -58,6 +58,7 @@ impl FrameReader {
 
     /// The next whole frame, or `None` on a clean end of stream between frames.
     pub async fn read_frame<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Option<Bytes>> {
+        self.let_go_idle();
         loop {
             if let Some(len) = complete_frame_len(&self.buf, self.limit)? {
                 let mut frame = self.buf.split_to(4 + len);
@@ -102,11 +103,21 @@ impl FrameReader {
 }
 
 impl FrameReader {
-    /// Keeps a handle on a large frame just handed out. Frames nobody else holds beyond
-    /// [`IDLE_SPARES`] are let go (their memory returns to the allocator), the oldest first;
-    /// past [`REUSE_SLOTS`] the oldest handle is let go too.
+    /// Keeps a handle on a large frame just handed out; past [`REUSE_SLOTS`] the oldest handle
+    /// is let go.
     fn remember(&mut self, frame: Bytes) {
         self.handed_out.push(frame);
+        self.let_go_idle();
+        if self.handed_out.len() > REUSE_SLOTS {
+            self.handed_out.remove(0);
+        }
+    }
+
+    /// Lets go of remembered frames nobody else holds beyond [`IDLE_SPARES`], the oldest first
+    /// (their memory returns to the allocator). Done whenever a frame is read, so a connection
+    /// that goes quiet after a burst keeps at most that many once its next answers come (a
+    /// fetch connection gets one at least every fetch wait).
+    fn let_go_idle(&mut self) {
         let mut idle = 0;
         for at in (0..self.handed_out.len()).rev() {
             if self.handed_out[at].is_unique() {
@@ -115,9 +126,6 @@ impl FrameReader {
                     self.handed_out.remove(at);
                 }
             }
-        }
-        if self.handed_out.len() > REUSE_SLOTS {
-            self.handed_out.remove(0);
         }
     }
 
@@ -235,4 +243,38 @@ mod tests {
         assert!(reader.handed_out.len() <= REUSE_SLOTS);
         let _tx = writer.await.expect("writer");
     }
+
+    /// A connection that goes quiet after a burst of large answers keeps at most
+    /// [`IDLE_SPARES`] of them once nobody holds them and its next answers come.
+    #[tokio::test]
+    async fn large_answers_nobody_holds_are_let_go_beyond_two() {
+        let (mut tx, mut rx) = tokio::io::duplex(256 * 1024);
+        let mut reader = FrameReader::for_answers(8 << 20);
+        let writer = tokio::spawn(async move {
+            for k in 0..5u8 {
+                tx.write_all(&(1i32 << 20).to_be_bytes()).await.expect("write");
+                tx.write_all(&vec![k; 1 << 20]).await.expect("write");
+            }
+            for _ in 0..2 {
+                tx.write_all(&3i32.to_be_bytes()).await.expect("write");
+                tx.write_all(b"end").await.expect("write");
+            }
+            tx
+        });
+        let mut held = Vec::new();
+        for k in 0..5u8 {
+            let frame = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+            assert!(frame.len() == 1 << 20 && frame.iter().all(|b| *b == k));
+            held.push(frame);
+        }
+        drop(held);
+        for _ in 0..2 {
+            let small = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+            assert_eq!(&small[..], b"end");
+        }
+        let idle = reader.handed_out.iter().filter(|f| f.is_unique()).count();
+        assert!(idle <= IDLE_SPARES, "kept {idle} large frames nobody holds");
+        let _tx = writer.await.expect("writer");
+    }
+
 }
