@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::apis::now_ms;
 use crate::server::BrokerState;
-use crate::topics::Partition;
+use crate::storage::PendingSync;
+use crate::topics::{Partition, Topic};
 
 /// Kafka's `producer.id.expiration.ms` default: an idempotent producer idle this long is
 /// forgotten, and its next batch is accepted at any sequence.
@@ -16,14 +17,20 @@ pub async fn run(state: Arc<BrokerState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        run_once(&state);
+        let pending = run_once(&state);
+        sync_partitions(pending).await;
         clean_logs(&state).await;
     }
 }
 
+/// A partition's fsync, prepared during the pass and run after it.
+type Pending = (Arc<Topic>, Arc<Partition>, PendingSync);
+
 /// One pass over every partition. Errors are logged per partition and never stop the pass.
-pub fn run_once(state: &BrokerState) {
+/// Returns the fsyncs to run next with [`sync_partitions`], without the partition locks.
+fn run_once(state: &BrokerState) -> Vec<Pending> {
     let now = now_ms();
+    let mut pending = Vec::new();
     for topic in state.topics.all() {
         for p in &topic.partitions {
             let mut log = p.log();
@@ -39,9 +46,33 @@ pub fn run_once(state: &BrokerState) {
             if expired > 0 {
                 tracing::debug!(topic = %topic.name, partition = p.index, expired, "expired idle producer ids");
             }
-            if let Err(e) = log.flush() {
-                tracing::error!(topic = %topic.name, partition = p.index, "flush failed: {e}");
+            match log.prepare_sync() {
+                Ok(sync) => pending.push((topic.clone(), p.clone(), sync)),
+                Err(e) => tracing::error!(topic = %topic.name, partition = p.index, "flush failed: {e}"),
             }
+        }
+    }
+    pending
+}
+
+/// Fsyncs on a blocking thread, one partition after another, with no lock held: a
+/// transactional or any other append to the partition carries on while the disk catches up.
+/// Each result is then handed back to its partition (a failure takes it offline).
+async fn sync_partitions(pending: Vec<Pending>) {
+    if pending.is_empty() {
+        return;
+    }
+    let done = tokio::task::spawn_blocking(move || {
+        pending.into_iter().map(|(topic, p, sync)| { let synced = sync.run(); (topic, p, sync, synced) }).collect::<Vec<_>>()
+    })
+    .await;
+    let done = match done {
+        Ok(done) => done,
+        Err(e) => return tracing::error!("flush task failed: {e}"),
+    };
+    for (topic, p, sync, synced) in done {
+        if let Err(e) = p.log().finish_sync(sync, synced) {
+            tracing::error!(topic = %topic.name, partition = p.index, "flush failed: {e}");
         }
     }
 }

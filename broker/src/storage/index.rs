@@ -193,4 +193,13 @@ impl<E: Entry> Index<E> {
             Store::File { file, .. } => file.sync_data(),
         }
     }
+
+    /// A second handle on the index file, for an fsync without the partition lock; `None`
+    /// while the index lives in memory.
+    pub fn file_handle(&self) -> Option<io::Result<File>> {
+        match &self.store {
+            Store::Memory(_) => None,
+            Store::File { file, .. } => Some(file.try_clone()),
+        }
+    }
 }

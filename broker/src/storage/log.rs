@@ -18,7 +18,7 @@ use super::load::{self, write_log_start};
 use super::producer_state::{ProducerState, Verdict};
 use super::txn::{self, AbortedTxn, Marker, TxnIndex};
 use super::client_rules;
-use super::segment::Segment;
+use super::segment::{Segment, SegmentSync};
 use super::{Error, FsyncPolicy, LogConfig, Result};
 
 /// What an append did.
@@ -32,6 +32,28 @@ pub struct AppendInfo {
     /// The record set repeated an idempotent producer's batch already in the log: nothing
     /// was written and the offsets are the original ones (Kafka answers such a retry so).
     pub duplicate: bool,
+}
+
+/// An fsync of a partition's written-to segments and its directory, prepared under the
+/// partition lock by [`PartitionLog::prepare_sync`] and run without it.
+pub struct PendingSync {
+    segments: Vec<SegmentSync>,
+    dir: PathBuf,
+}
+
+impl PendingSync {
+    /// How many segments it fsyncs.
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The slow part: the fsyncs themselves.
+    pub fn run(&self) -> Result<()> {
+        for seg in &self.segments {
+            seg.run()?;
+        }
+        sync_dir(&self.dir).map_err(Error::SyncFailed)
+    }
 }
 
 /// Whole batches read from the log, with the log's bounds at the time of the read.
@@ -518,17 +540,33 @@ impl PartitionLog {
 
     /// Fsyncs every segment written since its last fsync, and the directory.
     pub fn flush(&mut self) -> Result<()> {
-        self.online()?;
-        let synced = self.sync_dirty();
-        self.offline_on_sync_failure(synced)?;
-        let synced = sync_dir(&self.dir).map_err(Error::SyncFailed);
-        self.offline_on_sync_failure(synced)
+        let pending = self.prepare_sync()?;
+        let synced = pending.run();
+        self.finish_sync(pending, synced)
     }
 
-    fn sync_dirty(&mut self) -> Result<()> {
-        for seg in self.old.values_mut().chain(std::iter::once(&mut self.active)) {
+    /// The first half of [`PartitionLog::flush`]: the handles of the segments written since
+    /// their last fsync. Run the [`PendingSync`] without the partition lock, then hand its
+    /// result to [`PartitionLog::finish_sync`], so produce and fetch never wait on the disk.
+    pub fn prepare_sync(&self) -> Result<PendingSync> {
+        self.online()?;
+        let mut segments = Vec::new();
+        for seg in self.old.values().chain(std::iter::once(&self.active)) {
             if seg.dirty {
-                seg.sync()?;
+                segments.push(seg.prepare_sync()?);
+            }
+        }
+        Ok(PendingSync { segments, dir: self.dir.clone() })
+    }
+
+    /// Marks the segments of a finished fsync clean, unless written to since it was prepared;
+    /// a failed fsync takes the partition offline, as any other.
+    pub fn finish_sync(&mut self, pending: PendingSync, synced: Result<()>) -> Result<()> {
+        self.offline_on_sync_failure(synced)?;
+        for done in pending.segments {
+            let seg = if done.base == self.active.base { Some(&mut self.active) } else { self.old.get_mut(&done.base) };
+            if let Some(seg) = seg.filter(|seg| seg.size == done.size) {
+                seg.dirty = false;
             }
         }
         Ok(())

@@ -35,7 +35,7 @@ pub mod txn;
 mod tests;
 
 pub use cleaner::{CleanPlan, CleanResult, CleanStats};
-pub use log::{AppendInfo, PartitionLog, ReadResult};
+pub use log::{AppendInfo, PartitionLog, PendingSync, ReadResult};
 
 use std::time::Duration;
 

@@ -54,6 +54,25 @@ fn sync_data(file: &File) -> Result<()> {
     file.sync_data().map_err(Error::SyncFailed)
 }
 
+/// An fsync of one segment prepared under the partition lock: its files, and its size when
+/// prepared, so that only a segment nobody wrote to meanwhile counts as clean afterwards.
+pub(crate) struct SegmentSync {
+    pub base: i64,
+    pub size: u64,
+    log: File,
+    indexes: Vec<File>,
+}
+
+impl SegmentSync {
+    pub fn run(&self) -> Result<()> {
+        sync_data(&self.log)?;
+        for index in &self.indexes {
+            index.sync_data().map_err(Error::SyncFailed)?;
+        }
+        Ok(())
+    }
+}
+
 /// How a scan ended early: position and reason.
 type Stop = Option<(u64, String)>;
 
@@ -313,6 +332,16 @@ impl Segment {
     /// A second handle on the `.log` file, for reading without the partition lock.
     pub fn file_handle(&self) -> io::Result<File> {
         self.file.try_clone()
+    }
+
+    /// Everything an fsync of this segment needs, so it can run after the partition lock is
+    /// released.
+    pub fn prepare_sync(&self) -> io::Result<SegmentSync> {
+        let mut indexes = Vec::with_capacity(2);
+        for handle in [self.offset_index.file_handle(), self.time_index.file_handle()].into_iter().flatten() {
+            indexes.push(handle?);
+        }
+        Ok(SegmentSync { base: self.base, size: self.size, log: self.file.try_clone()?, indexes })
     }
 
     pub fn sync(&mut self) -> Result<()> {

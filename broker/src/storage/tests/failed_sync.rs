@@ -78,3 +78,38 @@ fn a_failed_fsync_at_a_segment_roll_is_not_acknowledged() {
     assert_eq!(log.log_end_offset(), end, "nothing appended");
     assert!(log.is_offline());
 }
+
+#[test]
+fn an_fsync_prepared_under_the_lock_leaves_a_segment_written_meanwhile_dirty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(FsyncPolicy::Never)).expect("open");
+    log.append(&mut batch(1000, 3, Compression::None, "a"), 1000, false).expect("append");
+    let pending = log.prepare_sync().expect("prepare");
+    assert_eq!(pending.segments(), 1);
+
+    // An append while the fsync runs without the partition lock.
+    log.append(&mut batch(2000, 3, Compression::None, "b"), 2000, false).expect("append during the fsync");
+    let synced = pending.run();
+    log.finish_sync(pending, synced).expect("finish");
+    assert_eq!(log.prepare_sync().expect("prepare").segments(), 1, "the append after the prepare is not counted as synced");
+
+    log.flush().expect("flush");
+    assert_eq!(log.prepare_sync().expect("prepare").segments(), 0, "nothing written since the flush");
+    let values: Vec<String> = read_all(&log).into_iter().map(|r| r.2).collect();
+    assert_eq!(values.len(), 6);
+}
+
+#[test]
+fn a_failed_fsync_run_without_the_lock_takes_the_partition_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), config(FsyncPolicy::Never)).expect("open");
+    log.append(&mut batch(1000, 3, Compression::None, "a"), 1000, false).expect("append");
+    let pending = log.prepare_sync().expect("prepare");
+    let synced = with_failing_fsync(|| pending.run());
+    let finished = log.finish_sync(pending, synced);
+    assert!(matches!(finished, Err(Error::SyncFailed(_))), "{finished:?}");
+    assert!(log.is_offline());
+    assert!(matches!(log.prepare_sync(), Err(Error::Offline(_))));
+    let later = log.append(&mut batch(2000, 3, Compression::None, "b"), 2000, false);
+    assert!(matches!(later, Err(Error::Offline(_))), "{later:?}");
+}
