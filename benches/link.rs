@@ -1,11 +1,11 @@
-//! One worker across a long link: `cargo bench --bench link [-- --mb N --kafka-only --tern-only]`.
+//! One worker across a long link: `cargo bench --bench link [-- --mb N --partitions N --kafka-only --tern-only]`.
 //!
 //! The source cluster sits behind a userspace proxy ([`common::link`]) that delays every byte by
 //! half the round trip and lets a window of 4 MiB per connection and direction be on the way (a
 //! Linux sender's default ceiling); the target is reached directly, as when the worker runs in
 //! the target's region. The source advertises the proxy, so every connection of the worker to
 //! it goes through the proxy. For each source kind (`tern broker`, then Apache Kafka, each
-//! replicating to a target of its kind) one topic of 8 partitions holding incompressible 1 KiB
+//! replicating to a target of its kind) one topic of 8 partitions (`--partitions`) holding incompressible 1 KiB
 //! records (lz4 batches of 500) is preloaded, then replicated four times to completion, each
 //! time into a remote topic of its own:
 //! - no delay, `"auto"` (which picks one connection), first and last: what the same proxy
@@ -26,7 +26,6 @@ use common::kafka::{KafkaCluster, BROKER_JVM};
 use common::link::{LinkProxy, LINUX_WINDOW};
 use common::*;
 
-const PARTITIONS: i32 = 8;
 const PER_BATCH: usize = 500;
 
 fn arg(argv: &[String], name: &str) -> Option<String> {
@@ -45,11 +44,13 @@ struct Row {
 fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     let mb: usize = arg(&argv, "--mb").map(|v| v.parse()).transpose()?.unwrap_or(1024);
+    let partitions: i32 = arg(&argv, "--partitions").map(|v| v.parse()).transpose()?.unwrap_or(8);
+    anyhow::ensure!((1..=1000).contains(&partitions), "--partitions {partitions}: from 1 to 1000");
     let records = (mb << 20) / RECORD / PER_BATCH * PER_BATCH;
     let megabytes = (records * RECORD) as f64 / 1e6;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     println!("machine: {} cores, {}", num_cpus(), cpu_model());
-    println!("workload: {records} records of ~{RECORD} bytes ({megabytes:.0} MB), incompressible, lz4 batches of {PER_BATCH}, {PARTITIONS} partitions");
+    println!("workload: {records} records of ~{RECORD} bytes ({megabytes:.0} MB), incompressible, lz4 batches of {PER_BATCH}, {partitions} partitions");
     println!("link: the source behind a proxy, window {} MiB per connection and direction\n", LINUX_WINDOW >> 20);
     let batch = encoded_batch(PER_BATCH, Compression::Lz4, now_ms())?;
     let dir = tempfile::tempdir()?;
@@ -60,9 +61,9 @@ fn main() -> anyhow::Result<()> {
         let (mut src, src_addr) = start_broker_with(&dir.path().join("source"), &["--advertised", &proxy_addr])?;
         let (mut dst, dst_addr) = start_broker(&dir.path().join("target"))?;
         let proxy = rt.block_on(async { LinkProxy::spawn(listener, src_addr.clone(), LINUX_WINDOW) });
-        rt.block_on(create(&src_addr, "bench", PARTITIONS))?;
-        rt.block_on(produce_pipelined(&src_addr, "bench", PARTITIONS, records, batch.clone(), PER_BATCH))?;
-        let rows = runs(&rt, dir.path(), &proxy, &proxy_addr, &dst_addr, "tern", megabytes, records)?;
+        rt.block_on(create(&src_addr, "bench", partitions))?;
+        rt.block_on(produce_pipelined(&src_addr, "bench", partitions, records, batch.clone(), PER_BATCH))?;
+        let rows = runs(&rt, dir.path(), &proxy, &proxy_addr, &dst_addr, "tern", partitions, megabytes, records)?;
         summary("tern broker -> tern broker", &rows);
         drop(proxy);
         for b in [&mut src, &mut dst] {
@@ -77,9 +78,9 @@ fn main() -> anyhow::Result<()> {
         let dst = KafkaCluster::start(&dir.path().join("kafka-target"), BROKER_JVM, "")?;
         println!("Apache Kafka {}: source and target started in {:.1} s and {:.1} s", kafka::kafka_version(), src.started_in.as_secs_f64(), dst.started_in.as_secs_f64());
         let proxy = rt.block_on(async { LinkProxy::spawn(listener, src.bootstrap.clone(), LINUX_WINDOW) });
-        rt.block_on(create(&src.bootstrap, "bench", PARTITIONS))?;
-        rt.block_on(produce_pipelined(&src.bootstrap, "bench", PARTITIONS, records, batch, PER_BATCH))?;
-        let rows = runs(&rt, dir.path(), &proxy, &proxy_addr, &dst.bootstrap, "kafka", megabytes, records)?;
+        rt.block_on(create(&src.bootstrap, "bench", partitions))?;
+        rt.block_on(produce_pipelined(&src.bootstrap, "bench", partitions, records, batch, PER_BATCH))?;
+        let rows = runs(&rt, dir.path(), &proxy, &proxy_addr, &dst.bootstrap, "kafka", partitions, megabytes, records)?;
         summary("Apache Kafka -> Apache Kafka", &rows);
     }
     Ok(())
@@ -87,13 +88,13 @@ fn main() -> anyhow::Result<()> {
 
 /// The four replications of the preloaded topic through `proxy`.
 #[allow(clippy::too_many_arguments)]
-fn runs(rt: &tokio::runtime::Runtime, dir: &std::path::Path, proxy: &LinkProxy, proxy_addr: &str, dst_addr: &str, kind: &str, megabytes: f64, records: usize) -> anyhow::Result<Vec<Row>> {
+fn runs(rt: &tokio::runtime::Runtime, dir: &std::path::Path, proxy: &LinkProxy, proxy_addr: &str, dst_addr: &str, kind: &str, partitions: i32, megabytes: f64, records: usize) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (i, (round_trip, setting)) in [(0, "\"auto\""), (100, "1"), (100, "\"auto\""), (0, "\"auto\"")].into_iter().enumerate() {
         let round_trip = Duration::from_millis(round_trip);
         proxy.set_round_trip(round_trip);
         let alias = format!("{kind}{i}{}", if setting == "1" { "one" } else { "auto" });
-        let run = replicate_with(rt, dir, proxy_addr, dst_addr, &alias, "bench", PARTITIONS, "at-least-once", &format!("fetch_connections = {setting}"), None)?;
+        let run = replicate_with(rt, dir, proxy_addr, dst_addr, &alias, "bench", partitions, "at-least-once", &format!("fetch_connections = {setting}"), None)?;
         let log = std::fs::read_to_string(dir.join(format!("{alias}.log"))).unwrap_or_default();
         let connections = log
             .lines()

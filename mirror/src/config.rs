@@ -85,8 +85,9 @@ pub struct ClusterConfig {
 /// share of the broker's partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FetchConnections {
-    /// One connection per 12.5 ms of round trip to the cluster (rounded), measured when the
-    /// flow starts: 1 in a region, 4 at 50 ms, 8 (the most) from 100 ms.
+    /// One connection per 6.25 ms of round trip to the cluster (rounded), measured when the
+    /// flow starts: 1 in a region, 8 at 50 ms, 16 (the most) from 100 ms. A partition is
+    /// fetched over one connection, so a broker leading fewer partitions uses fewer.
     #[default]
     Auto,
     Fixed(usize),
@@ -99,7 +100,7 @@ impl FetchConnections {
     pub fn for_round_trip(self, round_trip: std::time::Duration) -> usize {
         match self {
             FetchConnections::Fixed(n) => n,
-            FetchConnections::Auto => ((round_trip.as_millis() as usize * 2 + 12) / 25).clamp(1, 8),
+            FetchConnections::Auto => ((round_trip.as_millis().min(1 << 20) as usize * 4 + 12) / 25).clamp(1, Self::MAX),
         }
     }
 }
@@ -531,8 +532,8 @@ max_bytes_per_second = 1048576
             assert!(e.contains("fetch_connections") && e.contains("line 5"), "{bad}: {e}");
         }
         let ms = Duration::from_millis;
-        let auto: Vec<usize> = [0, 6, 7, 19, 50, 103, 1000].iter().map(|m| FetchConnections::Auto.for_round_trip(ms(*m))).collect();
-        assert_eq!(auto, [1, 1, 1, 2, 4, 8, 8]);
+        let auto: Vec<usize> = [0, 3, 9, 10, 19, 50, 96, 103, 1000, 86_400_000].iter().map(|m| FetchConnections::Auto.for_round_trip(ms(*m))).collect();
+        assert_eq!(auto, [1, 1, 1, 2, 3, 8, 15, 16, 16, 16]);
         assert_eq!(FetchConnections::Fixed(3).for_round_trip(ms(1000)), 3);
     }
 

@@ -579,11 +579,11 @@ async fn a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable(ki
 
 /// A source 100 ms away (a proxy adds 50 ms each way, faults off): the worker times the round
 /// trip when the flow starts and, with `fetch_connections` left at "auto", fetches each source
-/// broker over one connection per 12.5 ms of it (8 at 100 ms), so each connection's window
-/// carries a share of the partitions. The proxy counts the connections the worker's fetches came on, and the copy
-/// is exact.
+/// broker over one connection per 6.25 ms of it (16 at 100 ms), so each connection's window
+/// carries a share of the partitions. The proxy counts the connections the worker's fetches
+/// came on, and the copy is exact.
 async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: Kind) {
-    let partitions = 8;
+    let partitions = 16;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let proxy_addr = listener.local_addr().expect("proxy address").to_string();
     let (src, upstream) = cluster_behind(kind, &proxy_addr).await;
@@ -613,17 +613,17 @@ async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: K
     // The dashboard says it too: the API, and the flow's page.
     let api_path = format!("/api/v1/flows/{a}-%3E{b}");
     let flow = json(&web, &api_path).await;
-    assert_eq!(flow["fetch_connections"], 8, "{flow}");
+    assert_eq!(flow["fetch_connections"], 16, "{flow}");
     let rtt = flow["source_round_trip_ms"].as_u64().unwrap_or_else(|| panic!("no round trip in {flow}"));
     assert!((100..1000).contains(&rtt), "a round trip of {rtt} ms through a 100 ms proxy");
     let page = http_get(&web, &format!("/flows/{a}-%3E{b}")).await;
-    assert!(page.contains(&format!("{rtt} ms round trip, 8 connection(s) per broker")), "the flow page does not show the link:\n{page}");
+    assert!(page.contains(&format!("{rtt} ms round trip, 16 connection(s) per broker")), "the flow page does not show the link:\n{page}");
     let said = run.lines("connection(s) per broker");
     let line = said.first().unwrap_or_else(|| panic!("the worker did not say how many connections it fetches over:\n{}", run.all()));
     let lanes: usize = line.split(" over ").nth(1).and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {line:?}"));
     let used = proxy.faults.fetch_connections.load(Ordering::SeqCst);
     println!("{kind:?}: source 100 ms away; the worker said {line:?}; its fetches came on {used} connections; {copied} records on the target, each once");
-    assert_eq!(lanes, 8, "a 100 ms round trip calls for 8 connections");
+    assert_eq!(lanes, 16, "a 100 ms round trip calls for 16 connections");
     assert_eq!(used, lanes, "the worker's fetches came on {used} connections, not the {lanes} it chose");
     assert!(run.lines("panicked").is_empty(), "{}", run.all());
 }
