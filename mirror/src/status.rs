@@ -148,6 +148,22 @@ pub struct FlowSnapshot {
     pub source_event_counts: BTreeMap<crate::states::SourceEvent, u64>,
     /// The link to the source as this worker measured it when the flow started.
     pub source_link: Option<SourceLink>,
+    /// This worker's membership of the flow's group on the source.
+    pub group_session: GroupSession,
+}
+
+/// A worker's membership of its flow's group: a generation that stays put while workers come
+/// and go only when they must, and the times the worker had to stop because its session was
+/// lost (see [`crate::session`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupSession {
+    /// The generation joined last; `None` before the first join.
+    pub generation: Option<i32>,
+    /// Successful joins since the worker started: the first, then one per rebalance.
+    pub joins: u64,
+    /// Sessions lost (the coordinator ended the membership, or no heartbeat was answered in
+    /// time), each followed by a rejoin.
+    pub sessions_lost: u64,
 }
 
 /// The round trip to the source when the flow started, and the connections per source broker
@@ -244,6 +260,17 @@ impl FlowStatus {
     /// Drops a partition this worker no longer owns.
     pub fn forget(&self, topic: &str, partition: i32) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.partitions.remove(&(topic.to_string(), partition));
+    }
+
+    pub fn joined(&self, generation: i32) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let session = &mut inner.snapshot.group_session;
+        session.generation = Some(generation);
+        session.joins += 1;
+    }
+
+    pub fn session_lost(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.group_session.sessions_lost += 1;
     }
 
     pub fn set_source_link(&self, link: SourceLink) {

@@ -56,7 +56,7 @@ async fn member(bootstrap: &str, group: &str) -> tern_kafka::Result<()> {
         }
         if !rejoin && last_heartbeat.elapsed() >= HEARTBEAT_INTERVAL {
             last_heartbeat = tokio::time::Instant::now();
-            rejoin = member.heartbeat().await? != HeartbeatOutcome::Stable;
+            rejoin = member.heartbeat(&client).await? != HeartbeatOutcome::Stable;
         }
         if rejoin {
             commit(&client, group, &member, &positions).await;

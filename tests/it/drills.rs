@@ -150,9 +150,10 @@ async fn a_drill_reports_exact_rpo(kind: Kind) {
     // A group with a live member and no committed offsets.
     let mut idle_member = GroupMember::new(&idle, Duration::from_secs(30), Duration::from_secs(30));
     idle_member.join(&source, &[orders.to_string()]).await.expect("join");
+    let heartbeats = idle_member.heartbeater(&std::sync::Arc::new(src.client().await)).expect("joined");
     let hb = tokio::spawn(async move {
         loop {
-            let _ = idle_member.heartbeat().await;
+            let _ = heartbeats.beat().await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
@@ -453,7 +454,7 @@ async fn consume(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, (i6
         let content = partition_content(bootstrap, &t, p).await;
         out.insert(p, (from, content[from as usize..].to_vec()));
     }
-    member.leave().await.expect("leave");
+    member.leave(&c).await.expect("leave");
     out
 }
 

@@ -25,8 +25,9 @@ use crate::clusters::*;
 use crate::drills::{end, now_ms};
 use crate::helpers::*;
 use crate::idempotence::{read_frame, write_frame};
+use crate::dashboard::parse_prometheus;
 use crate::mirror::Aliases;
-use crate::reload::{config, json, OneFlow, Run};
+use crate::reload::{body, config, json, OneFlow, Run};
 
 /// A group id of the test's own for the worker's process, so nftables can tell its packets
 /// from everyone else's (the test process, other tests' workers, the shared clusters).
@@ -618,6 +619,13 @@ async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: K
     assert!((100..1000).contains(&rtt), "a round trip of {rtt} ms through a 100 ms proxy");
     let page = http_get(&web, &format!("/flows/{a}-%3E{b}")).await;
     assert!(page.contains(&format!("{rtt} ms round trip, 16 connection(s) per broker")), "the flow page does not show the link:\n{page}");
+    // And the worker's membership of the flow's group: joined, no session lost.
+    assert!(flow["group_generation"].as_i64().is_some_and(|g| g >= 1) && flow["group_joins"].as_u64().is_some_and(|n| n >= 1) && flow["group_sessions_lost"] == 0, "{flow}");
+    assert!(page.contains(&format!("generation {}; joined {} time(s), session lost 0 time(s)", flow["group_generation"], flow["group_joins"])), "the flow page does not show the group:\n{page}");
+    let metrics = parse_prometheus(body(&http_get(&web, "/metrics").await));
+    let joins = metrics.iter().find(|m| m.name == "tern_flow_group_joins_total").map(|m| m.value);
+    let lost = metrics.iter().find(|m| m.name == "tern_flow_group_sessions_lost_total").map(|m| m.value);
+    assert_eq!((joins, lost), (flow["group_joins"].as_f64(), Some(0.0)), "group joins and lost sessions in /metrics");
     let said = run.lines("connection(s) per broker");
     let line = said.first().unwrap_or_else(|| panic!("the worker did not say how many connections it fetches over:\n{}", run.all()));
     let lanes: usize = line.split(" over ").nth(1).and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {line:?}"));

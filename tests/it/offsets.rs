@@ -188,9 +188,10 @@ async fn translation_is_exact(kind: Kind) {
     })
     .await;
     active.join(&target, std::slice::from_ref(&remote_plain)).await.expect("an active member on the target");
+    let heartbeats = active.heartbeater(&std::sync::Arc::new(Client::connect(ClientConfig::new(&dst.bootstrap())).await.expect("heartbeat client"))).expect("joined");
     let hb = tokio::spawn(async move {
         loop {
-            let _ = active.heartbeat().await;
+            let _ = heartbeats.beat().await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });

@@ -50,6 +50,12 @@ const SOURCE_FAMILIES: &[Family] = &[
     Family { name: "tern_source_events_total", help: "Source topics recreated, log starts moved past the replicated position and truncated logs, by flow (label event).", kind: MetricType::COUNTER },
 ];
 
+/// By flow: this worker's membership of the flow's group on the source.
+const MEMBERSHIP_FAMILIES: &[Family] = &[
+    Family { name: "tern_flow_group_joins_total", help: "Joins of the flow's group on the source by this worker: the first, then one per rebalance.", kind: MetricType::COUNTER },
+    Family { name: "tern_flow_group_sessions_lost_total", help: "Sessions in the flow's group this worker lost (the coordinator ended its membership, or no heartbeat was answered in time); it stopped producing and rejoined each time.", kind: MetricType::COUNTER },
+];
+
 /// By flow: seconds from each record's source timestamp to the target's acknowledgement.
 const LATENCY: Family = Family {
     name: "tern_replication_latency_seconds",
@@ -134,6 +140,7 @@ impl Collector for FlowCollector {
         let mut group_samples: Vec<Vec<Metric>> = GROUP_FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut state_samples: Vec<Vec<Metric>> = STATE_FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut source_samples: Vec<Vec<Metric>> = SOURCE_FAMILIES.iter().map(|_| Vec::new()).collect();
+        let mut membership_samples: Vec<Vec<Metric>> = MEMBERSHIP_FAMILIES.iter().map(|_| Vec::new()).collect();
         let mut latency = Vec::new();
         let now = now_ms();
         let flows = self.flows.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -185,6 +192,8 @@ impl Collector for FlowCollector {
             for (event, n) in &snap.source_event_counts {
                 source_samples[1].push(sample(vec![label("flow", flow), label("event", event.as_str())], MetricType::COUNTER, *n as f64));
             }
+            membership_samples[0].push(sample(vec![label("flow", flow)], MetricType::COUNTER, snap.group_session.joins as f64));
+            membership_samples[1].push(sample(vec![label("flow", flow)], MetricType::COUNTER, snap.group_session.sessions_lost as f64));
             latency.push(histogram(vec![label("flow", flow)], &snap.latency));
             state_samples[0].push(sample(vec![label("flow", flow)], MetricType::GAUGE, if snap.stopped.is_some() { 0.0 } else { 1.0 }));
             state_samples[1].push(sample(vec![label("flow", flow), label("state", snap.control.state.as_str())], MetricType::GAUGE, 1.0));
@@ -197,6 +206,7 @@ impl Collector for FlowCollector {
             .chain(GROUP_FAMILIES.iter().zip(group_samples))
             .chain(STATE_FAMILIES.iter().zip(state_samples))
             .chain(SOURCE_FAMILIES.iter().zip(source_samples))
+            .chain(MEMBERSHIP_FAMILIES.iter().zip(membership_samples))
             .chain([(&LATENCY, latency)])
             .filter(|(_, m)| !m.is_empty())
             .map(|(f, metrics)| {

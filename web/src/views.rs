@@ -108,6 +108,12 @@ pub struct FlowView {
     pub source_round_trip_ms: Option<u64>,
     /// Connections per source broker this worker fetches over.
     pub fetch_connections: Option<usize>,
+    /// This worker's generation of the flow's group on the source.
+    pub group_generation: Option<i32>,
+    /// Group joins since the worker started (the first, then one per rebalance).
+    pub group_joins: u64,
+    /// Sessions in the flow's group this worker lost since it started.
+    pub group_sessions_lost: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -334,6 +340,9 @@ impl AppState {
             heartbeats_sent: snap.heartbeats_sent,
             source_round_trip_ms: snap.source_link.map(|l| l.round_trip_ms),
             fetch_connections: snap.source_link.map(|l| l.fetch_connections),
+            group_generation: snap.group_session.generation,
+            group_joins: snap.group_session.joins,
+            group_sessions_lost: snap.group_session.sessions_lost,
         })
     }
 

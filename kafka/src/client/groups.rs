@@ -139,7 +139,7 @@ impl Client {
 
     /// Runs `op` on the coordinator of `group`; when it fails, the coordinator is looked up
     /// again next time.
-    async fn on_coordinator<T, F, Fut>(&self, group: &str, op: F) -> Result<T>
+    pub(super) async fn on_coordinator<T, F, Fut>(&self, group: &str, op: F) -> Result<T>
     where
         F: FnOnce(Arc<BrokerConnection>) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,

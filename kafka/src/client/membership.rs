@@ -35,7 +35,6 @@ pub struct GroupMember {
     generation_id: i32,
     session_timeout: Duration,
     rebalance_timeout: Duration,
-    coordinator: Option<Arc<BrokerConnection>>,
     pub assignment: Vec<(String, i32)>,
 }
 
@@ -58,24 +57,31 @@ pub struct Heartbeater {
     group: String,
     member_id: String,
     generation_id: i32,
-    coordinator: Arc<BrokerConnection>,
+    client: Arc<Client>,
 }
 
 impl Heartbeater {
+    /// One heartbeat, to the group's coordinator as the client knows it. After a failure
+    /// (the coordinator restarted, moved to another broker, or is out of reach) the next beat
+    /// looks the coordinator up again, as Kafka's consumers do: a member whose coordinator
+    /// came back within the session timeout stays in its generation.
     pub async fn beat(&self) -> Result<HeartbeatOutcome> {
-        let conn = &self.coordinator;
-        let version = conn.version(ApiKey::Heartbeat, (1, 4))?;
-        let req = HeartbeatRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(self.group.clone())))
-            .with_generation_id(self.generation_id)
-            .with_member_id(StrBytes::from_string(self.member_id.clone()));
-        let resp = conn.call(&req, version).await?;
-        match resp.error_code {
-            0 => Ok(HeartbeatOutcome::Stable),
-            REBALANCE_IN_PROGRESS => Ok(HeartbeatOutcome::Rejoin),
-            UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION | FENCED_INSTANCE_ID => Ok(HeartbeatOutcome::Gone),
-            code => Err(Error::kafka(code, format!("heartbeat in group {}", self.group))),
-        }
+        self.client.on_coordinator(&self.group, |conn| heartbeat_on(conn, &self.group, &self.member_id, self.generation_id)).await
+    }
+}
+
+async fn heartbeat_on(conn: Arc<BrokerConnection>, group: &str, member_id: &str, generation_id: i32) -> Result<HeartbeatOutcome> {
+    let version = conn.version(ApiKey::Heartbeat, (1, 4))?;
+    let req = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id(generation_id)
+        .with_member_id(StrBytes::from_string(member_id.to_string()));
+    let resp = conn.call(&req, version).await?;
+    match resp.error_code {
+        0 => Ok(HeartbeatOutcome::Stable),
+        REBALANCE_IN_PROGRESS => Ok(HeartbeatOutcome::Rejoin),
+        UNKNOWN_MEMBER_ID | ILLEGAL_GENERATION | FENCED_INSTANCE_ID => Ok(HeartbeatOutcome::Gone),
+        code => Err(Error::kafka(code, format!("heartbeat in group {group}"))),
     }
 }
 
@@ -87,7 +93,6 @@ impl GroupMember {
             generation_id: -1,
             session_timeout,
             rebalance_timeout,
-            coordinator: None,
             assignment: Vec::new(),
         }
     }
@@ -117,7 +122,6 @@ impl GroupMember {
                     }
                     if e.is_retriable() {
                         // The coordinator may have moved: look it up again.
-                        self.coordinator = None;
                         client.forget_coordinator(&self.group);
                     }
                     tracing::debug!(group = %self.group, "join: {e}; retrying");
@@ -129,14 +133,7 @@ impl GroupMember {
     }
 
     async fn try_join(&mut self, client: &Client, topics: &[String]) -> Result<Vec<(String, i32)>> {
-        let conn = match &self.coordinator {
-            Some(c) if !c.is_closed() => c.clone(),
-            _ => {
-                let c = client.group_coordinator(&self.group).await?;
-                self.coordinator = Some(c.clone());
-                c
-            }
-        };
+        let conn = client.group_coordinator(&self.group).await?;
         let version = conn.version(ApiKey::JoinGroup, (4, 7))?;
         let subscription = encode_versioned(
             &ConsumerProtocolSubscription::default().with_topics(topics.iter().map(|t| StrBytes::from_string(t.clone())).collect()),
@@ -215,28 +212,39 @@ impl GroupMember {
         Ok(self.assignment.clone())
     }
 
-    pub async fn heartbeat(&self) -> Result<HeartbeatOutcome> {
-        match self.heartbeater() {
-            Some(h) => h.beat().await,
-            None => Ok(HeartbeatOutcome::Gone),
+    /// One heartbeat of the current generation (see [`Heartbeater::beat`]); `Gone` before a join.
+    pub async fn heartbeat(&self, client: &Client) -> Result<HeartbeatOutcome> {
+        if !self.joined() {
+            return Ok(HeartbeatOutcome::Gone);
         }
+        client.on_coordinator(&self.group, |conn| heartbeat_on(conn, &self.group, &self.member_id, self.generation_id)).await
     }
 
     /// The current generation's heartbeats, for a task of their own; `None` before a join.
-    pub fn heartbeater(&self) -> Option<Heartbeater> {
-        let coordinator = self.coordinator.clone()?;
-        Some(Heartbeater { group: self.group.clone(), member_id: self.member_id.clone(), generation_id: self.generation_id, coordinator })
+    pub fn heartbeater(&self, client: &Arc<Client>) -> Option<Heartbeater> {
+        self.joined().then(|| Heartbeater { group: self.group.clone(), member_id: self.member_id.clone(), generation_id: self.generation_id, client: client.clone() })
+    }
+
+    fn joined(&self) -> bool {
+        self.generation_id >= 0 && !self.member_id.is_empty()
     }
 
     /// Leaves the group so the others take over at once instead of after the session timeout.
-    pub async fn leave(&mut self) -> Result<()> {
-        let Some(conn) = self.coordinator.take() else { return Ok(()) };
-        let version = conn.version(ApiKey::LeaveGroup, (3, 5))?;
-        let req = LeaveGroupRequest::default()
-            .with_group_id(self.group_id())
-            .with_members(vec![MemberIdentity::default().with_member_id(StrBytes::from_string(self.member_id.clone()))]);
-        conn.call(&req, version).await?;
-        Ok(())
+    pub async fn leave(&mut self, client: &Client) -> Result<()> {
+        if !self.joined() {
+            return Ok(());
+        }
+        let member_id = std::mem::take(&mut self.member_id);
+        self.generation_id = -1;
+        let group_id = self.group_id();
+        client
+            .on_coordinator(&self.group, |conn| async move {
+                let version = conn.version(ApiKey::LeaveGroup, (3, 5))?;
+                let req = LeaveGroupRequest::default().with_group_id(group_id).with_members(vec![MemberIdentity::default().with_member_id(StrBytes::from_string(member_id))]);
+                conn.call(&req, version).await?;
+                Ok(())
+            })
+            .await
     }
 }
 

@@ -360,7 +360,7 @@ async fn drill(flow: &Flow, source: &Client, target: &Client, opts: &DrillOption
             // member could not be deleted.
             let mut member = GroupMember::new(&name, Duration::from_secs(10), Duration::from_secs(10));
             let applied_and_read = tokio::time::timeout(opts.timeout, apply_and_read(target, &name, &states, &mut g, &mut member)).await;
-            if let Err(e) = member.leave().await {
+            if let Err(e) = member.leave(target).await {
                 tracing::debug!(group = %name, "leaving the drill group: {e}");
             }
             match applied_and_read {

@@ -120,7 +120,7 @@ pub async fn run(
     let rt = Arc::new(Runtime {
         flow,
         settings,
-        source,
+        source: Arc::new(source),
         target,
         fetch_connections,
         fetch_lanes: tokio::sync::OnceCell::new(),
@@ -195,7 +195,7 @@ pub async fn run(
                     rt.session.end();
                     work.revoke(&rt).await;
                     rt.acked.lock().await.clear();
-                    if let Err(e) = member.leave().await {
+                    if let Err(e) = member.leave(&rt.source).await {
                         tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
                     }
                     tracing::info!(flow = %rt.flow.name(), "failed over: replication stopped and the flow's group left");
@@ -223,6 +223,7 @@ pub async fn run(
                 // Eager rebalance: finish and commit the current partitions, then rejoin. The
                 // session's heartbeats go on until the JoinGroup is sent.
                 if let Some(why) = rt.session.fenced() {
+                    rt.status.session_lost();
                     tracing::warn!(flow = %rt.flow.name(), partitions = work.positions.len(), "{why}: stopped producing this worker's partitions before the group may give them to another worker; rejoining");
                     rt.status.set_errors(vec![format!("group session on {} lost: {why}", rt.flow.source)]);
                 }
@@ -232,8 +233,9 @@ pub async fn run(
                 match member.join(&rt.source, &topics).await {
                     Ok(assignment) => {
                         *rt.membership.lock().unwrap_or_else(|p| p.into_inner()) = member.membership();
+                        rt.status.joined(member.membership().generation_id);
                         tracing::info!(flow = %rt.flow.name(), member = member.member_id(), partitions = assignment.len(), "assigned");
-                        rt.session.begin(member.heartbeater(), rt.settings.heartbeat_interval, rt.settings.session_timeout, rt.flow.name());
+                        rt.session.begin(member.heartbeater(&rt.source), rt.settings.heartbeat_interval, rt.settings.session_timeout, rt.flow.name());
                         work.assign(&rt, assignment).await;
                         rejoin = false;
                         None
@@ -271,7 +273,7 @@ pub async fn run(
     }
     work.revoke(&rt).await;
     rt.session.end();
-    if let Err(e) = member.leave().await {
+    if let Err(e) = member.leave(&rt.source).await {
         tracing::debug!(flow = %rt.flow.name(), "leaving the group: {e}");
     }
     background.abort_all();

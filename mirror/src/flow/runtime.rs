@@ -28,7 +28,7 @@ pub fn transactional_id(flow: &Flow, tp: &Tp) -> String {
 pub(super) struct Runtime {
     pub(super) flow: Flow,
     pub(super) settings: MirrorSettings,
-    pub(super) source: Client,
+    pub(super) source: Arc<Client>,
     pub(super) target: Client,
     /// Connections each source broker is fetched over, as configured.
     pub(super) fetch_connections: FetchConnections,
