@@ -2,6 +2,7 @@
 //! producer ids, log cleaning of compacted topics, interval fsync.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::apis::now_ms;
 use crate::server::BrokerState;
@@ -21,6 +22,38 @@ pub async fn run(state: Arc<BrokerState>) {
         sync_partitions(pending).await;
         clean_logs(&state).await;
     }
+}
+
+/// With `--fsync interval:<d>`: every `d`, fsyncs each partition written to since its last
+/// fsync, without the partition locks (see [`sync_partitions`]). No append waits on the
+/// disk, and a write is on disk within about `d` whether or not another write follows.
+pub async fn flush_on_interval(state: Arc<BrokerState>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sync_partitions(written_to(&state)).await;
+    }
+}
+
+/// The fsyncs of the partitions with segments written to since their last fsync; an offline
+/// partition is left alone (it said why when it went offline).
+fn written_to(state: &BrokerState) -> Vec<Pending> {
+    let mut pending = Vec::new();
+    for topic in state.topics.all() {
+        for p in &topic.partitions {
+            let log = p.log();
+            if log.is_offline() {
+                continue;
+            }
+            match log.prepare_sync() {
+                Ok(sync) if sync.segments() > 0 => pending.push((topic.clone(), p.clone(), sync)),
+                Ok(_) => {}
+                Err(e) => tracing::error!(topic = %topic.name, partition = p.index, "flush failed: {e}"),
+            }
+        }
+    }
+    pending
 }
 
 /// A partition's fsync, prepared during the pass and run after it.
@@ -109,4 +142,43 @@ async fn clean_partition(topic: &str, p: Arc<Partition>) -> Result<(), String> {
         "log cleaned"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::storage::FsyncPolicy;
+
+    fn one_record() -> Vec<u8> {
+        let record = tern_kafka::records::PlainRecord { value: Some(bytes::Bytes::from_static(b"v")), timestamp: 1_700_000_000_000, ..Default::default() };
+        tern_kafka::records::encode_batch(&[record], kafka_protocol::records::Compression::None).expect("encode").to_vec()
+    }
+
+    #[tokio::test]
+    async fn the_interval_flusher_fsyncs_what_was_written_and_appends_do_not() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = BrokerConfig::with_data_dir(dir.path()).with_fsync(FsyncPolicy::Interval(Duration::from_millis(50)));
+        let state = Arc::new(crate::server::open_state(config, "127.0.0.1:9092".parse().expect("addr")).expect("state"));
+        let topic = state.topics.create("t", 2, Default::default()).map_err(|e| format!("{e:?}")).expect("topic");
+        let dirty = |i: usize| topic.partitions[i].log().prepare_sync().expect("prepare").segments();
+        topic.partitions[0].log().append(&mut one_record(), 1_700_000_000_000, false).expect("append");
+        assert_eq!((dirty(0), dirty(1)), (1, 0), "the append left its fsync to the flusher");
+
+        // Only the partition written to is fsynced.
+        let pending = written_to(&state);
+        assert_eq!(pending.iter().map(|(_, p, _)| p.index).collect::<Vec<_>>(), [0]);
+        sync_partitions(pending).await;
+        assert_eq!(dirty(0), 0);
+
+        // A write followed by silence is fsynced within about the interval.
+        let flusher = tokio::spawn(flush_on_interval(state.clone(), Duration::from_millis(50)));
+        topic.partitions[1].log().append(&mut one_record(), 1_700_000_000_000, false).expect("append");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while dirty(1) > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "partition 1 not fsynced by the flusher");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        flusher.abort();
+    }
 }

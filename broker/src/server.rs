@@ -170,6 +170,10 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
     let mut connections = JoinSet::new();
     // Aborted with this task too, when a dropped broker aborts it.
     let maintenance = AbortOnDrop(tokio::spawn(crate::maintenance::run(state.clone())));
+    let flusher = match state.config.log.fsync {
+        crate::storage::FsyncPolicy::Interval(every) => Some(AbortOnDrop(tokio::spawn(crate::maintenance::flush_on_interval(state.clone(), every)))),
+        _ => None,
+    };
     let group_timers = {
         let state = state.clone();
         AbortOnDrop(tokio::spawn(async move { state.groups.run_timers().await }))
@@ -207,7 +211,7 @@ async fn serve(state: Arc<BrokerState>, listener: TcpListener, shutdown: impl Fu
         }
     }
     connections.shutdown().await;
-    drop((maintenance, group_timers, txn_timers));
+    drop((maintenance, flusher, group_timers, txn_timers));
     for topic in state.topics.all() {
         for p in &topic.partitions {
             if let Err(e) = p.log().flush() {

@@ -73,7 +73,6 @@ pub struct PartitionLog {
     pub(super) active: Segment,
     pub(super) log_start: i64,
     pub(super) size: u64,
-    last_fsync_ms: Option<i64>,
     pub(super) producers: ProducerState,
     /// Open and aborted transactions.
     pub(super) txns: TxnIndex,
@@ -100,7 +99,6 @@ impl PartitionLog {
             active: loaded.active,
             log_start: loaded.log_start,
             size,
-            last_fsync_ms: None,
             producers: ProducerState::default(),
             txns: TxnIndex::default(),
             first_dirty,
@@ -213,7 +211,7 @@ impl PartitionLog {
             self.txns.observe(h, marker);
         }
         // Not acknowledged when the fsync fails, and nothing later is: the partition goes offline.
-        let synced = self.fsync_after_append(now_ms);
+        let synced = self.fsync_after_append();
         self.offline_on_sync_failure(synced)?;
         Ok(AppendInfo {
             base_offset,
@@ -254,19 +252,11 @@ impl PartitionLog {
         self.txns.is_open(producer_id)
     }
 
-    fn fsync_after_append(&mut self, now_ms: i64) -> Result<()> {
-        match self.config.fsync {
-            FsyncPolicy::Never => {}
-            FsyncPolicy::Always => self.active.sync()?,
-            FsyncPolicy::Interval(d) => {
-                let due = self
-                    .last_fsync_ms
-                    .is_none_or(|t| now_ms.saturating_sub(t) >= d.as_millis() as i64);
-                if due {
-                    self.flush()?;
-                    self.last_fsync_ms = Some(now_ms);
-                }
-            }
+    /// Only the `always` policy fsyncs in the append; `interval` is the broker's background
+    /// flusher's, `never` the operating system's.
+    fn fsync_after_append(&mut self) -> Result<()> {
+        if self.config.fsync == FsyncPolicy::Always {
+            self.active.sync()?;
         }
         Ok(())
     }

@@ -52,7 +52,9 @@ pub(crate) fn wall_clock_ms() -> i64 {
 pub enum FsyncPolicy {
     /// After every append, before it returns.
     Always,
-    /// On an append when at least this long has passed since the last fsync.
+    /// In the background, every this long, each partition written to since its last fsync
+    /// (see `maintenance::flush_on_interval`): no append waits on the disk, and a write is on
+    /// disk within about the interval whether or not another follows.
     Interval(Duration),
     /// Never by itself: left to the OS (and to `flush`). Data written by a returned append
     /// still survives a process crash, as it is in the page cache.
