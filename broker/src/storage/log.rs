@@ -52,7 +52,11 @@ impl PendingSync {
         for seg in &self.segments {
             seg.run()?;
         }
-        sync_dir(&self.dir).map_err(Error::SyncFailed)
+        match sync_dir(&self.dir) {
+            // The topic was deleted while the fsync ran: nothing left to make durable.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            synced => synced.map_err(Error::SyncFailed),
+        }
     }
 }
 

@@ -113,3 +113,17 @@ fn a_failed_fsync_run_without_the_lock_takes_the_partition_offline() {
     let later = log.append(&mut batch(2000, 3, Compression::None, "b"), 2000, false);
     assert!(matches!(later, Err(Error::Offline(_))), "{later:?}");
 }
+
+#[test]
+fn an_fsync_of_a_partition_deleted_meanwhile_is_not_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let part = dir.path().join("t-0");
+    let mut log = PartitionLog::open(&part, config(FsyncPolicy::Never)).expect("open");
+    log.append(&mut batch(1000, 3, Compression::None, "a"), 1000, false).expect("append");
+    let pending = log.prepare_sync().expect("prepare");
+    std::fs::remove_dir_all(&part).expect("the topic deleted");
+    let synced = pending.run();
+    assert!(synced.is_ok(), "{synced:?}");
+    log.finish_sync(pending, synced).expect("finish");
+    assert!(!log.is_offline());
+}
