@@ -182,7 +182,7 @@ async fn the_group_coordinator_goes_away(mut outage: Outage<'_>) {
     let gone_at = Instant::now();
     let what = match &mut outage {
         Outage::KillCoordinator(three) => {
-            let group = format!("tern.{}.{}", aliases.source, aliases.target);
+            let group = tern_mirror::names::group_id(&tern_mirror::config::parse(&config).expect("config").flows.remove(0));
             let coordinator = source.group_coordinator(&group).await.expect("the group's coordinator").addr().to_string();
             let node = three.nodes.iter().find(|n| n.address() == coordinator).map(|n| n.id).unwrap_or_else(|| panic!("no node at {coordinator}"));
             tokio::task::block_in_place(|| three.kill_node(node));
