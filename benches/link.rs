@@ -94,7 +94,7 @@ fn runs(rt: &tokio::runtime::Runtime, dir: &std::path::Path, proxy: &LinkProxy, 
         let round_trip = Duration::from_millis(round_trip);
         proxy.set_round_trip(round_trip);
         let alias = format!("{kind}{i}{}", if setting == "1" { "one" } else { "auto" });
-        let run = replicate_with(rt, dir, proxy_addr, dst_addr, &alias, "bench", partitions, "at-least-once", &format!("fetch_connections = {setting}"), None)?;
+        let run = replicate_with(rt, dir, proxy_addr, dst_addr, &alias, "bench", partitions, "at-least-once", [&format!("fetch_connections = {setting}"), ""], None)?;
         let log = std::fs::read_to_string(dir.join(format!("{alias}.log"))).unwrap_or_default();
         let connections = log
             .lines()

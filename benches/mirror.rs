@@ -5,7 +5,9 @@
 //!   to the target by Tern's pipelined client;
 //! - baseline 2, a naive pipe: `kcat -C (source) | kcat -P (target)`;
 //! - `tern run` replicating the preloaded topic to completion: MB/s, records/s, CPU seconds
-//!   per GB, peak RSS; then the same with `delivery = "exactly-once"`;
+//!   per GB, peak RSS; the same producing over one connection to the target broker
+//!   (`produce_connections = 1`, the target writing one partition's batch at a time); then the
+//!   same with `delivery = "exactly-once"`;
 //! - end-to-end latency at a steady rate (producer timestamp to a consumer on the target);
 //! - the mirror alone: the same replication with both brokers pinned to CPU 0 and the mirror to
 //!   CPU 1, so its CPU seconds per GB and how busy it kept its own core are not mixed with the
@@ -71,6 +73,14 @@ fn main() -> anyhow::Result<()> {
     let _ = mirror.kill();
     let _ = mirror.wait();
 
+    println!();
+    let single = replicate_with(&rt, dir.path(), &src_addr, &dst_addr, "one", "bench", PARTITIONS, "at-least-once", ["", "produce_connections = 1"], None)?;
+    single.report("tern run, produce_connections = 1", gib, records, pipe, direct);
+    println!("    produce_connections \"auto\" (4 here) from process start: {:.2}x the throughput of one connection", single.mirrored.as_secs_f64() / alo.mirrored.as_secs_f64());
+    let mut mirror = single.mirror;
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+
     // The same preloaded topic again, in exactly-once delivery, into a remote topic of its own.
     println!();
     let eos = replicate(&rt, dir.path(), &src_addr, &dst_addr, "eos", "bench", PARTITIONS, "exactly-once")?;
@@ -85,7 +95,7 @@ fn main() -> anyhow::Result<()> {
         println!();
         pin(src.id(), 0)?;
         pin(dst.id(), 0)?;
-        let alone = replicate_with(&rt, dir.path(), &src_addr, &dst_addr, "alone", "bench", PARTITIONS, "at-least-once", "", Some(1))?;
+        let alone = replicate_with(&rt, dir.path(), &src_addr, &dst_addr, "alone", "bench", PARTITIONS, "at-least-once", ["", ""], Some(1))?;
         alone.report("tern run on CPU 1, brokers on CPU 0", gib, records, pipe, direct);
         let busy = alone.cpu / alone.mirrored.as_secs_f64();
         println!(

@@ -250,10 +250,11 @@ impl Replicated {
 /// until the remote topic `<alias>.<topic>` holds every source record.
 #[allow(clippy::too_many_arguments)]
 pub fn replicate(rt: &tokio::runtime::Runtime, dir: &std::path::Path, src_addr: &str, dst_addr: &str, alias: &str, topic: &str, partitions: i32, delivery: &str) -> anyhow::Result<Replicated> {
-    replicate_with(rt, dir, src_addr, dst_addr, alias, topic, partitions, delivery, "", None)
+    replicate_with(rt, dir, src_addr, dst_addr, alias, topic, partitions, delivery, ["", ""], None)
 }
 
-/// [`replicate`] with more settings of the source cluster (`source_settings`, TOML lines), and
+/// [`replicate`] with more settings of the source and the target cluster (`cluster_settings`,
+/// TOML lines for each), and
 /// the mirror pinned to one CPU when `cpu` says which. The mirror's log goes to
 /// `<dir>/<alias>.log`.
 #[allow(clippy::too_many_arguments)]
@@ -266,12 +267,13 @@ pub fn replicate_with(
     topic: &str,
     partitions: i32,
     delivery: &str,
-    source_settings: &str,
+    cluster_settings: [&str; 2],
     cpu: Option<usize>,
 ) -> anyhow::Result<Replicated> {
     let config = dir.join(format!("{alias}.toml"));
     std::fs::write(&config, format!(
-        "[clusters.{alias}]\nbootstrap = \"{src_addr}\"\n{source_settings}\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n[[flows]]\nsource = \"{alias}\"\ntarget = \"dst\"\ntopics = [\"{topic}\"]\nemit_heartbeats = false\ndelivery = \"{delivery}\"\n[web]\nlisten = \"127.0.0.1:0\"\n"
+        "[clusters.{alias}]\nbootstrap = \"{src_addr}\"\n{}\n[clusters.dst]\nbootstrap = \"{dst_addr}\"\n{}\n[[flows]]\nsource = \"{alias}\"\ntarget = \"dst\"\ntopics = [\"{topic}\"]\nemit_heartbeats = false\ndelivery = \"{delivery}\"\n[web]\nlisten = \"127.0.0.1:0\"\n",
+        cluster_settings[0], cluster_settings[1]
     ))?;
     let remote = format!("{alias}.{topic}");
     let t = Instant::now();

@@ -76,36 +76,51 @@ pub struct ClusterConfig {
     /// How many connections a worker fetches over from each of the cluster's brokers when the
     /// cluster is a flow's source: `"auto"` (the default) or 1 to 16.
     #[serde(default)]
-    pub fetch_connections: FetchConnections,
+    pub fetch_connections: Connections,
+    /// How many connections a worker produces over to each of the cluster's brokers when the
+    /// cluster is a flow's target: `"auto"` (the default) or 1 to 16.
+    #[serde(default)]
+    pub produce_connections: Connections,
 }
 
-/// Connections per source broker for fetching. One TCP connection carries at most its window
-/// per round trip (a few MiB with Linux's default buffers, 100 KiB from a stock Kafka
-/// broker's `socket.send.buffer.bytes`), so a long link needs several, each fetching its own
-/// share of the broker's partitions.
+/// Connections per broker for fetching from a source (`fetch_connections`) or producing to a
+/// target (`produce_connections`).
+///
+/// One TCP connection carries at most its window per round trip (a few MiB with Linux's
+/// default buffers, 100 KiB from a stock Kafka broker's `socket.send.buffer.bytes`), so a long
+/// link needs several, each carrying its own share of the broker's partitions. And a broker
+/// (Apache Kafka as well as Tern's) handles one request of a connection at a time: over one
+/// connection, a target writes one partition's batch at a time, however many cores it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FetchConnections {
+pub enum Connections {
     /// One connection per 6.25 ms of round trip to the cluster (rounded), measured when the
-    /// flow starts: 1 in a region, 8 at 50 ms, 16 (the most) from 100 ms. A partition is
-    /// fetched over one connection, so a broker leading fewer partitions uses fewer.
+    /// flow starts, and never fewer than the direction's least ([`Connections::FETCH_LEAST`],
+    /// [`Connections::PRODUCE_LEAST`]): a fetch 1 in a region, 8 at 50 ms, 16 (the most) from
+    /// 100 ms. A partition keeps one connection, so a broker leading fewer partitions uses fewer.
     #[default]
     Auto,
     Fixed(usize),
 }
 
-impl FetchConnections {
+impl Connections {
     pub const MAX: usize = 16;
+    /// The least "auto" fetches over: one, in a region.
+    pub const FETCH_LEAST: usize = 1;
+    /// The least "auto" produces over: four, so that a target broker writes up to four of the
+    /// worker's partitions at once even in the same region.
+    pub const PRODUCE_LEAST: usize = 4;
 
-    /// The number of connections for a link whose round trip is `round_trip`.
-    pub fn for_round_trip(self, round_trip: std::time::Duration) -> usize {
+    /// The number of connections for a link whose round trip is `round_trip`, at least `least`
+    /// when "auto".
+    pub fn for_round_trip(self, round_trip: std::time::Duration, least: usize) -> usize {
         match self {
-            FetchConnections::Fixed(n) => n,
-            FetchConnections::Auto => ((round_trip.as_millis().min(1 << 20) as usize * 4 + 12) / 25).clamp(1, Self::MAX),
+            Connections::Fixed(n) => n,
+            Connections::Auto => ((round_trip.as_millis().min(1 << 20) as usize * 4 + 12) / 25).clamp(least.clamp(1, Self::MAX), Self::MAX),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for FetchConnections {
+impl<'de> Deserialize<'de> for Connections {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -114,8 +129,8 @@ impl<'de> Deserialize<'de> for FetchConnections {
             Word(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Word(w) if w == "auto" => Ok(FetchConnections::Auto),
-            Raw::Count(n) if (1..=Self::MAX as i64).contains(&n) => Ok(FetchConnections::Fixed(n as usize)),
+            Raw::Word(w) if w == "auto" => Ok(Connections::Auto),
+            Raw::Count(n) if (1..=Self::MAX as i64).contains(&n) => Ok(Connections::Fixed(n as usize)),
             Raw::Count(n) => Err(serde::de::Error::custom(format!("{n} connections: between 1 and {}", Self::MAX))),
             Raw::Word(w) => Err(serde::de::Error::custom(format!("{w:?}: \"auto\" or a number of connections from 1 to {}", Self::MAX))),
         }
@@ -524,17 +539,32 @@ max_bytes_per_second = 1048576
     fn fetch_connections_are_auto_or_a_count_from_1_to_16() {
         let with = |v: &str| parse(&GOOD.replace("region = \"us-east-1\"", &format!("region = \"us-east-1\"\nfetch_connections = {v}")));
         let v = parse(GOOD).expect("valid");
-        assert_eq!(v.config.clusters["us-east"].fetch_connections, FetchConnections::Auto);
-        assert_eq!(with("\"auto\"").expect("valid").config.clusters["us-east"].fetch_connections, FetchConnections::Auto);
-        assert_eq!(with("3").expect("valid").config.clusters["us-east"].fetch_connections, FetchConnections::Fixed(3));
+        assert_eq!(v.config.clusters["us-east"].fetch_connections, Connections::Auto);
+        assert_eq!(with("\"auto\"").expect("valid").config.clusters["us-east"].fetch_connections, Connections::Auto);
+        assert_eq!(with("3").expect("valid").config.clusters["us-east"].fetch_connections, Connections::Fixed(3));
         for bad in ["0", "17", "-1", "\"many\"", "2.5"] {
             let e = with(bad).expect_err(bad).to_string();
             assert!(e.contains("fetch_connections") && e.contains("line 5"), "{bad}: {e}");
         }
         let ms = Duration::from_millis;
-        let auto: Vec<usize> = [0, 3, 9, 10, 19, 50, 96, 103, 1000, 86_400_000].iter().map(|m| FetchConnections::Auto.for_round_trip(ms(*m))).collect();
+        let rtts = [0, 3, 9, 10, 19, 50, 96, 103, 1000, 86_400_000];
+        let auto: Vec<usize> = rtts.iter().map(|m| Connections::Auto.for_round_trip(ms(*m), Connections::FETCH_LEAST)).collect();
         assert_eq!(auto, [1, 1, 1, 2, 3, 8, 15, 16, 16, 16]);
-        assert_eq!(FetchConnections::Fixed(3).for_round_trip(ms(1000)), 3);
+        let auto: Vec<usize> = rtts.iter().map(|m| Connections::Auto.for_round_trip(ms(*m), Connections::PRODUCE_LEAST)).collect();
+        assert_eq!(auto, [4, 4, 4, 4, 4, 8, 15, 16, 16, 16]);
+        assert_eq!(Connections::Fixed(3).for_round_trip(ms(1000), Connections::PRODUCE_LEAST), 3);
+        assert_eq!(Connections::Fixed(1).for_round_trip(ms(0), Connections::PRODUCE_LEAST), 1);
+    }
+
+    #[test]
+    fn produce_connections_are_auto_or_a_count_from_1_to_16() {
+        let with = |v: &str| parse(&GOOD.replace("region = \"us-east-1\"", &format!("region = \"us-east-1\"\nproduce_connections = {v}")));
+        assert_eq!(parse(GOOD).expect("valid").config.clusters["us-east"].produce_connections, Connections::Auto);
+        assert_eq!(with("1").expect("valid").config.clusters["us-east"].produce_connections, Connections::Fixed(1));
+        for bad in ["0", "17", "\"all\""] {
+            let e = with(bad).expect_err(bad).to_string();
+            assert!(e.contains("produce_connections") && e.contains("line 5"), "{bad}: {e}");
+        }
     }
 
     #[test]

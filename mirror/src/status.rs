@@ -146,8 +146,12 @@ pub struct FlowSnapshot {
     pub lost_records: BTreeMap<(String, i32), i64>,
     /// Source events per kind since the worker started.
     pub source_event_counts: BTreeMap<crate::states::SourceEvent, u64>,
-    /// The link to the source as this worker measured it when the flow started.
-    pub source_link: Option<SourceLink>,
+    /// The link to the source as this worker measured it when the flow started, and the
+    /// connections per source broker it fetches over.
+    pub source_link: Option<Link>,
+    /// The link to the target as this worker measured it when the flow started, and the
+    /// connections per target broker it produces over.
+    pub target_link: Option<Link>,
     /// This worker's membership of the flow's group on the source.
     pub group_session: GroupSession,
 }
@@ -166,12 +170,12 @@ pub struct GroupSession {
     pub sessions_lost: u64,
 }
 
-/// The round trip to the source when the flow started, and the connections per source broker
-/// the worker fetches over because of it (see [`crate::config::FetchConnections`]).
+/// The round trip to a flow's source or target when the flow started, and the connections per
+/// broker the worker fetches or produces over because of it (see [`crate::config::Connections`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SourceLink {
+pub struct Link {
     pub round_trip_ms: u64,
-    pub fetch_connections: usize,
+    pub connections: usize,
 }
 
 /// How many source events a flow's status keeps.
@@ -273,8 +277,12 @@ impl FlowStatus {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.group_session.sessions_lost += 1;
     }
 
-    pub fn set_source_link(&self, link: SourceLink) {
+    pub fn set_source_link(&self, link: Link) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.source_link = Some(link);
+    }
+
+    pub fn set_target_link(&self, link: Link) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).snapshot.target_link = Some(link);
     }
 
     pub fn set_errors(&self, errors: Vec<String>) {

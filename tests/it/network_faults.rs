@@ -280,6 +280,18 @@ struct Faults {
     /// in `fetch_connections`.
     count_fetches_of: Option<String>,
     fetch_connections: AtomicUsize,
+    /// The same for produce requests: connections that carried one from this client id to
+    /// this topic.
+    count_produces_of: Option<(String, String)>,
+    produce_connections: AtomicUsize,
+}
+
+/// Whether a request frame names `topic` as a produce request writes it (a compact or a
+/// classic string), not as it may appear inside records (keys carry zigzag lengths).
+fn names(frame: &[u8], topic: &[u8]) -> bool {
+    let compact: Vec<u8> = [&[topic.len() as u8 + 1][..], topic].concat();
+    let classic: Vec<u8> = [&(topic.len() as i16).to_be_bytes()[..], topic].concat();
+    [compact, classic].iter().any(|p| frame.windows(p.len()).any(|w| w == p.as_slice()))
 }
 
 /// What the proxy does with a request.
@@ -301,11 +313,7 @@ impl Faults {
             return Fault::Pass;
         }
         if let Some((topic, nth)) = &self.lose_answer_to {
-            // The topic's name as a produce request writes it (a compact or a classic string),
-            // not as it may appear inside records (keys carry zigzag lengths).
-            let compact: Vec<u8> = [&[topic.len() as u8 + 1][..], topic].concat();
-            let classic: Vec<u8> = [&(topic.len() as i16).to_be_bytes()[..], topic].concat();
-            let names_topic = api_key == 0 && [compact, classic].iter().any(|p| frame.windows(p.len()).any(|w| w == p.as_slice()));
+            let names_topic = api_key == 0 && names(frame, topic);
             let n = if names_topic { self.topic_produces.fetch_add(1, Ordering::SeqCst) + 1 } else { 0 };
             return if n == *nth { Fault::ResetAfter } else { Fault::Pass };
         }
@@ -387,13 +395,17 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faul
     let slowed: Arc<Mutex<HashSet<i32>>> = Arc::default();
     let (marks, f, slow) = (doomed.clone(), faults.clone(), slowed.clone());
     let requests = async move {
-        let mut fetched = false;
+        let (mut fetched, mut produced) = (false, false);
         loop {
             let frame = read_frame(&mut client_read).await?;
             let (api_key, correlation_id) = (i16::from_be_bytes([frame[0], frame[1]]), i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
             if api_key == 1 && !fetched && f.count_fetches_of.as_deref().is_some_and(|c| client_id(&frame) == Some(c.as_bytes())) {
                 fetched = true;
                 f.fetch_connections.fetch_add(1, Ordering::SeqCst);
+            }
+            if api_key == 0 && !produced && f.count_produces_of.as_ref().is_some_and(|(c, topic)| client_id(&frame) == Some(c.as_bytes()) && names(&frame, topic.as_bytes())) {
+                produced = true;
+                f.produce_connections.fetch_add(1, Ordering::SeqCst);
             }
             match f.decide(api_key, &frame) {
                 Fault::Pass => {}
@@ -578,23 +590,23 @@ async fn a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable(ki
     }
 }
 
-/// A source 100 ms away (a proxy adds 50 ms each way, faults off): the worker times the round
-/// trip when the flow starts and, with `fetch_connections` left at "auto", fetches each source
-/// broker over one connection per 6.25 ms of it (16 at 100 ms), so each connection's window
-/// carries a share of the partitions. The proxy counts the connections the worker's fetches
-/// came on, and the copy is exact.
-async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: Kind) {
+/// A cluster 100 ms away (a proxy adds 50 ms each way, faults off) that is the flow's source
+/// and its target: the worker times both round trips when the flow starts and, with
+/// `fetch_connections` and `produce_connections` left at "auto", fetches from each source
+/// broker and produces to each target broker over one connection per 6.25 ms of it (16 at
+/// 100 ms), so each connection's window carries a share of the partitions. The proxy counts
+/// the connections the worker's fetches and produce requests came on, and the copy is exact.
+async fn a_cluster_across_a_long_link_is_fetched_and_produced_over_several_connections(kind: Kind) {
     let partitions = 16;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
     let proxy_addr = listener.local_addr().expect("proxy address").to_string();
     let (src, upstream) = cluster_behind(kind, &proxy_addr).await;
-    let dst = TestCluster::start(kind, Side::B).await;
     let aliases = Aliases::unique();
     let (a, b) = (aliases.source.clone(), aliases.target.clone());
-    let faults = Faults { count_fetches_of: Some(format!("tern-{a}")), ..Faults::default() };
-    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::from_millis(50), faults);
     let topic = unique_topic("long-link");
     let remote = format!("{a}.{topic}");
+    let faults = Faults { count_fetches_of: Some(format!("tern-{a}")), count_produces_of: Some((format!("tern-{b}"), remote.clone())), ..Faults::default() };
+    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::from_millis(50), faults);
     src.create_topic(&topic, partitions, &[]).await;
     let source = src.client().await;
     for p in 0..partitions {
@@ -604,21 +616,23 @@ async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: K
     }
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("tern.toml");
-    std::fs::write(&path, config(&a, &proxy_addr, &b, &dst.bootstrap(), &[(&a, &b, &topic)])).expect("config");
+    std::fs::write(&path, config(&a, &proxy_addr, &b, &proxy_addr, &[(&a, &b, &topic)])).expect("config");
     let run = Run::start(&path);
     let web = run.dashboard().await;
-    let target = dst.client().await;
-    wait_reached(&source, &target, &topic, &remote, partitions).await;
-    let copied = assert_exact_copy(&src, &dst, &topic, &remote, partitions).await;
+    wait_reached(&source, &source, &topic, &remote, partitions).await;
+    let copied = assert_exact_copy(&src, &src, &topic, &remote, partitions).await;
     assert_eq!(copied, partitions as usize * 5 * 200);
     // The dashboard says it too: the API, and the flow's page.
     let api_path = format!("/api/v1/flows/{a}-%3E{b}");
     let flow = json(&web, &api_path).await;
-    assert_eq!(flow["fetch_connections"], 16, "{flow}");
-    let rtt = flow["source_round_trip_ms"].as_u64().unwrap_or_else(|| panic!("no round trip in {flow}"));
-    assert!((100..1000).contains(&rtt), "a round trip of {rtt} ms through a 100 ms proxy");
+    assert_eq!((&flow["fetch_connections"], &flow["produce_connections"]), (&16.into(), &16.into()), "{flow}");
     let page = http_get(&web, &format!("/flows/{a}-%3E{b}")).await;
-    assert!(page.contains(&format!("{rtt} ms round trip, 16 connection(s) per broker")), "the flow page does not show the link:\n{page}");
+    for (side, field) in [("source", "source_round_trip_ms"), ("target", "target_round_trip_ms")] {
+        let rtt = flow[field].as_u64().unwrap_or_else(|| panic!("no {side} round trip in {flow}"));
+        assert!((100..1000).contains(&rtt), "a {side} round trip of {rtt} ms through a 100 ms proxy");
+        let id = if side == "source" { "flow-link" } else { "flow-target-link" };
+        assert!(page.contains(&format!("<dd id=\"{id}\">{rtt} ms round trip, 16 connection(s) per broker")), "the flow page does not show the {side} link:\n{page}");
+    }
     // And the worker's membership of the flow's group: joined, no session lost.
     assert!(flow["group_generation"].as_i64().is_some_and(|g| g >= 1) && flow["group_joins"].as_u64().is_some_and(|n| n >= 1) && flow["group_sessions_lost"] == 0, "{flow}");
     assert!(page.contains(&format!("generation {}; joined {} time(s), session lost 0 time(s)", flow["group_generation"], flow["group_joins"])), "the flow page does not show the group:\n{page}");
@@ -626,19 +640,25 @@ async fn a_source_across_a_long_link_is_fetched_over_several_connections(kind: K
     let joins = metrics.iter().find(|m| m.name == "tern_flow_group_joins_total").map(|m| m.value);
     let lost = metrics.iter().find(|m| m.name == "tern_flow_group_sessions_lost_total").map(|m| m.value);
     assert_eq!((joins, lost), (flow["group_joins"].as_f64(), Some(0.0)), "group joins and lost sessions in /metrics");
-    let said = run.lines("connection(s) per broker");
-    let line = said.first().unwrap_or_else(|| panic!("the worker did not say how many connections it fetches over:\n{}", run.all()));
-    let lanes: usize = line.split(" over ").nth(1).and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {line:?}"));
-    let used = proxy.faults.fetch_connections.load(Ordering::SeqCst);
-    println!("{kind:?}: source 100 ms away; the worker said {line:?}; its fetches came on {used} connections; {copied} records on the target, each once");
-    assert_eq!(lanes, 16, "a 100 ms round trip calls for 16 connections");
-    assert_eq!(used, lanes, "the worker's fetches came on {used} connections, not the {lanes} it chose");
+    let chosen = |what: String| {
+        let said = run.lines(&what);
+        let line = said.first().cloned().unwrap_or_else(|| panic!("the worker did not say \"{what} N connection(s)\":\n{}", run.all()));
+        let lanes: usize = line.split(" over ").nth(1).and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {line:?}"));
+        (line, lanes)
+    };
+    let ((fetch_line, fetch_lanes), (produce_line, produce_lanes)) = (chosen(format!("fetching from {a} over")), chosen(format!("producing to {b} over")));
+    let fetched_on = proxy.faults.fetch_connections.load(Ordering::SeqCst);
+    let produced_on = proxy.faults.produce_connections.load(Ordering::SeqCst);
+    println!("{kind:?}: a cluster 100 ms away; the worker said {fetch_line:?} and {produce_line:?}; its fetches came on {fetched_on} connections and its produce requests for {remote} on {produced_on}; {copied} records copied, each once");
+    assert_eq!((fetch_lanes, produce_lanes), (16, 16), "a 100 ms round trip calls for 16 connections each way");
+    assert_eq!(fetched_on, fetch_lanes, "the worker's fetches came on {fetched_on} connections, not the {fetch_lanes} it chose");
+    assert_eq!(produced_on, produce_lanes, "the worker's produce requests came on {produced_on} connections, not the {produce_lanes} it chose");
     assert!(run.lines("panicked").is_empty(), "{}", run.all());
 }
 
-over_kinds!(a_source_across_a_long_link_is_fetched_over_several_connections {
-    tern_a_source_across_a_long_link_is_fetched_over_several_connections: (Tern);
-    kafka_a_source_across_a_long_link_is_fetched_over_several_connections: (Kafka);
+over_kinds!(a_cluster_across_a_long_link_is_fetched_and_produced_over_several_connections {
+    tern_a_cluster_across_a_long_link_is_fetched_and_produced_over_several_connections: (Tern);
+    kafka_a_cluster_across_a_long_link_is_fetched_and_produced_over_several_connections: (Kafka);
 });
 
 /// A connection that is slow to open (a broker that accepts and never answers) holds up only

@@ -108,6 +108,10 @@ pub struct FlowView {
     pub source_round_trip_ms: Option<u64>,
     /// Connections per source broker this worker fetches over.
     pub fetch_connections: Option<usize>,
+    /// The round trip to the target this worker measured when the flow started.
+    pub target_round_trip_ms: Option<u64>,
+    /// Connections per target broker this worker produces over.
+    pub produce_connections: Option<usize>,
     /// This worker's generation of the flow's group on the source.
     pub group_generation: Option<i32>,
     /// Group joins since the worker started (the first, then one per rebalance).
@@ -339,7 +343,9 @@ impl AppState {
             groups,
             heartbeats_sent: snap.heartbeats_sent,
             source_round_trip_ms: snap.source_link.map(|l| l.round_trip_ms),
-            fetch_connections: snap.source_link.map(|l| l.fetch_connections),
+            fetch_connections: snap.source_link.map(|l| l.connections),
+            target_round_trip_ms: snap.target_link.map(|l| l.round_trip_ms),
+            produce_connections: snap.target_link.map(|l| l.connections),
             group_generation: snap.group_session.generation,
             group_joins: snap.group_session.joins,
             group_sessions_lost: snap.group_session.sessions_lost,

@@ -101,14 +101,19 @@ impl Client {
     /// set): the partition must have been added to the producer's open transaction. Produce
     /// v11 at most, so the broker never adds partitions on its own (transaction protocol 2).
     pub async fn send_produce_as(&self, transactional_id: Option<&str>, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
-        self.send_produce_parts(transactional_id, topic, partition, &[&records], acks, timeout_ms).await
+        self.send_produce_on(0, transactional_id, topic, partition, &[&records], acks, timeout_ms).await
     }
 
     /// [`Client::send_produce_as`] with the records in parts (a batch's edited header and its
     /// records as fetched, say), written one after another into the request without being
-    /// gathered first.
-    pub async fn send_produce_parts(&self, transactional_id: Option<&str>, topic: &str, partition: i32, records: &[&[u8]], acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
-        let (_, conn) = self.leader_connection(topic, partition).await?;
+    /// gathered first, on connection number `lane` to the partition's leader (see
+    /// [`Client::connection_on`]). A broker handles one request of a connection at a time, so
+    /// partitions produced over different lanes are written side by side; requests to one
+    /// partition keep their order only on one lane.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_produce_on(&self, lane: usize, transactional_id: Option<&str>, topic: &str, partition: i32, records: &[&[u8]], acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
+        let (leader, conn) = self.leader_connection(topic, partition).await?;
+        let conn = if lane == 0 { conn } else { self.broker_connection_on(leader, lane).await? };
         let version = conn.version(ApiKey::Produce, (3, 11))?;
         let txn = transactional_id.map(|id| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.to_string())));
         let req = ProduceRequest::default().with_transactional_id(txn).with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![

@@ -116,6 +116,7 @@ pub async fn run(
     );
     let Some(maps) = loaded? else { return Ok(()) };
     let fetch_connections = clusters.get(&flow.source).map(|c| c.fetch_connections).unwrap_or_default();
+    let produce_connections = clusters.get(&flow.target).map(|c| c.produce_connections).unwrap_or_default();
     status.set_errors(vec![]);
     let rt = Arc::new(Runtime {
         flow,
@@ -124,6 +125,8 @@ pub async fn run(
         target,
         fetch_connections,
         fetch_lanes: tokio::sync::OnceCell::new(),
+        produce_connections,
+        produce_lanes: tokio::sync::OnceCell::new(),
         status,
         acked: Mutex::new(BTreeMap::new()),
         committing: Mutex::new(()),
@@ -142,11 +145,12 @@ pub async fn run(
         last_epochs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
-    // The link to the source is timed while the worker finds its topics and joins its group.
+    // The links to the source and the target are timed while the worker finds its topics and
+    // joins its group.
     background.spawn({
         let rt = rt.clone();
         async move {
-            rt.fetch_lanes().await;
+            tokio::join!(rt.fetch_lanes(), rt.produce_lanes());
         }
     });
     if rt.flow.emit_heartbeats {

@@ -303,12 +303,13 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
     // has no state for at any sequence, so a batch sent behind a refused one could be written.
     // Afterwards a batch behind a refused one is refused too (its sequence leaves a gap).
     let mut window = if by.known { MAX_IN_FLIGHT } else { 1 };
+    let lane = rt.produce_lane(tp).await;
     let mut acked = 0;
     let mut in_flight: std::collections::VecDeque<tern_kafka::Result<tern_kafka::client::PendingProduce>> = std::collections::VecDeque::new();
     let mut sent = 0;
     while acked < batches.len() {
         while sent < batches.len() && in_flight.len() < window && rt.session.may_produce() {
-            let request = rt.target.send_produce_parts(by.transactional_id, remote, tp.1, &batches[sent].parts(), -1, 30_000).await;
+            let request = rt.target.send_produce_on(lane, by.transactional_id, remote, tp.1, &batches[sent].parts(), -1, 30_000).await;
             let stop = request.is_err();
             in_flight.push_back(request);
             sent += 1;
@@ -361,7 +362,8 @@ pub(super) async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&
         if !rt.session.may_produce() {
             return Ok(None);
         }
-        let sent = async { rt.target.send_produce_parts(transactional_id, remote, partition, batch, -1, 30_000).await?.ack().await };
+        let lane = rt.produce_lane(tp).await;
+        let sent = async { rt.target.send_produce_on(lane, transactional_id, remote, partition, batch, -1, 30_000).await?.ack().await };
         match sent.await {
             Ok(ack) => return Ok(Some(ack)),
             Err(e) if e.is_retriable() => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tern_kafka::client::{Client, Membership};
 use tokio::sync::Mutex;
 
-use crate::config::{Delivery, FetchConnections, Flow, MirrorSettings};
+use crate::config::{Connections, Delivery, Flow, MirrorSettings};
 use crate::names::{group_id, Tp};
 use crate::session::Session;
 use crate::offset_map::OffsetMap;
@@ -31,10 +31,15 @@ pub(super) struct Runtime {
     pub(super) source: Arc<Client>,
     pub(super) target: Client,
     /// Connections each source broker is fetched over, as configured.
-    pub(super) fetch_connections: FetchConnections,
+    pub(super) fetch_connections: Connections,
     /// Connections each source broker is fetched over, once decided (see
     /// [`Runtime::fetch_lanes`]).
     pub(super) fetch_lanes: tokio::sync::OnceCell<usize>,
+    /// Connections each target broker is produced over, as configured.
+    pub(super) produce_connections: Connections,
+    /// Connections each target broker is produced over, once decided (see
+    /// [`Runtime::produce_lanes`]).
+    pub(super) produce_lanes: tokio::sync::OnceCell<usize>,
     pub(super) status: Arc<FlowStatus>,
     /// Acknowledged next offsets not yet committed.
     pub(super) acked: Mutex<BTreeMap<Tp, i64>>,
@@ -86,8 +91,6 @@ impl Runtime {
         self.flow.delivery == Delivery::ExactlyOnce
     }
 
-    /// Which of a source broker's connections fetches `tp`: the same one for as long as the
-    /// worker runs, and a topic's partitions spread over all of them.
     /// How many connections each source broker is fetched over: as configured, or from the
     /// round trip to the source. Decided once, by whichever asks first: the flow times the
     /// link while it joins its group, and the first fetch waits for that if it must.
@@ -95,31 +98,66 @@ impl Runtime {
         *self
             .fetch_lanes
             .get_or_init(|| async {
-                let round_trip = match self.source.round_trip().await {
-                    Ok(rtt) => rtt,
-                    Err(e) => {
-                        tracing::debug!(flow = %self.flow.name(), "timing a round trip to {}: {e}", self.flow.source);
-                        Duration::ZERO
-                    }
-                };
-                let lanes = self.fetch_connections.for_round_trip(round_trip);
+                let round_trip = self.time_link(&self.source, &self.flow.source).await;
+                let lanes = self.fetch_connections.for_round_trip(round_trip, Connections::FETCH_LEAST);
                 tracing::info!(flow = %self.flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "fetching from {} over {lanes} connection(s) per broker", self.flow.source);
-                self.status.set_source_link(crate::status::SourceLink { round_trip_ms: round_trip.as_millis() as u64, fetch_connections: lanes });
+                self.status.set_source_link(crate::status::Link { round_trip_ms: round_trip.as_millis() as u64, connections: lanes });
                 lanes
             })
             .await
     }
 
-    /// The connection (of `lanes` per broker) a partition is fetched over: always the same one.
-    pub(super) fn fetch_lane(&self, tp: &Tp, lanes: usize) -> usize {
-        use std::hash::{Hash, Hasher};
-        if lanes <= 1 {
-            return 0;
-        }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        tp.0.hash(&mut h);
-        (h.finish() as usize).wrapping_add(tp.1.max(0) as usize) % lanes
+    /// How many connections each target broker is produced over: as configured, or from the
+    /// round trip to the target (never fewer than [`Connections::PRODUCE_LEAST`]). Decided
+    /// once, like [`Runtime::fetch_lanes`].
+    pub(super) async fn produce_lanes(&self) -> usize {
+        *self
+            .produce_lanes
+            .get_or_init(|| async {
+                let round_trip = self.time_link(&self.target, &self.flow.target).await;
+                let lanes = self.produce_connections.for_round_trip(round_trip, Connections::PRODUCE_LEAST);
+                tracing::info!(flow = %self.flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "producing to {} over {lanes} connection(s) per broker", self.flow.target);
+                self.status.set_target_link(crate::status::Link { round_trip_ms: round_trip.as_millis() as u64, connections: lanes });
+                lanes
+            })
+            .await
     }
+
+    /// The round trip to a cluster (zero when it cannot be timed: the link is then taken as near).
+    async fn time_link(&self, client: &Client, cluster: &str) -> Duration {
+        match client.round_trip().await {
+            Ok(rtt) => rtt,
+            Err(e) => {
+                tracing::debug!(flow = %self.flow.name(), "timing a round trip to {cluster}: {e}");
+                Duration::ZERO
+            }
+        }
+    }
+
+    /// The connection (of `lanes` per broker) a partition is fetched over: always the same one,
+    /// and a topic's partitions spread over all of them.
+    pub(super) fn fetch_lane(&self, tp: &Tp, lanes: usize) -> usize {
+        lane_of(tp, lanes)
+    }
+
+    /// The connection a partition is produced over: always the same one (a partition's
+    /// requests keep their order only on one connection), and never lane 0, which carries the
+    /// worker's other requests to the target (offset maps, metadata), so those do not wait
+    /// behind record sets.
+    pub(super) async fn produce_lane(&self, tp: &Tp) -> usize {
+        1 + lane_of(tp, self.produce_lanes().await)
+    }
+}
+
+/// One of `lanes` connections for a partition: the same for as long as the worker runs.
+fn lane_of(tp: &Tp, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if lanes <= 1 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tp.0.hash(&mut h);
+    (h.finish() as usize).wrapping_add(tp.1.max(0) as usize) % lanes
 }
 
 pub(super) fn fail_partition(rt: &Runtime, tp: &Tp, reason: String) {
