@@ -15,6 +15,9 @@ pub struct OutBatch {
     pub records: Bytes,
     /// How many records the batch holds.
     pub count: usize,
+    /// The leader epoch of the source batch it was made from (-1 when unknown): the header
+    /// sent has none, as a producer's.
+    pub source_epoch: i32,
 }
 
 impl OutBatch {
@@ -22,7 +25,7 @@ impl OutBatch {
     pub fn split(batch: &Bytes, count: usize) -> OutBatch {
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(&batch[..HEADER_LEN]);
-        OutBatch { header, records: batch.slice(HEADER_LEN..), count }
+        OutBatch { header, records: batch.slice(HEADER_LEN..), count, source_epoch: -1 }
     }
 
     /// Bytes on the wire.

@@ -91,7 +91,7 @@ pub fn prepare(data: &Bytes, from: i64, aborted: &mut Aborted) -> Result<Prepare
             let mut header = [0u8; HEADER_LEN];
             header.copy_from_slice(&bytes[..HEADER_LEN]);
             make_plain(&mut header);
-            out.batches.push(OutBatch { header, records: data.slice(at + HEADER_LEN..at + h.total_len()), count: h.record_count as usize });
+            out.batches.push(OutBatch { header, records: data.slice(at + HEADER_LEN..at + h.total_len()), count: h.record_count as usize, source_epoch: h.partition_leader_epoch });
             out.source_offsets.push_run(h.base_offset, h.record_count as u64);
             out.batches_fast += 1;
         } else {
@@ -137,7 +137,9 @@ fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
     let encoded = encoded.freeze();
     for item in Batches::new(&encoded) {
         let (at, built) = item.map_err(|e| Error::Malformed(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
-        out.batches.push(OutBatch::split(&encoded.slice(at..at + built.total_len()), built.record_count.max(0) as usize));
+        let mut batch = OutBatch::split(&encoded.slice(at..at + built.total_len()), built.record_count.max(0) as usize);
+        batch.source_epoch = h.partition_leader_epoch;
+        out.batches.push(batch);
     }
     Ok(())
 }
@@ -182,6 +184,26 @@ mod tests {
         v[43..51].copy_from_slice(&producer.to_be_bytes());
         tern_kafka::batch::rewrite_crc(&mut v);
         v
+    }
+
+    /// Each batch sent keeps the source leader epoch of the batch it came from (committed with
+    /// the position after it), whether it goes out as fetched or rewritten, while its header
+    /// carries none, as a producer's; the last offset held tells where it ends.
+    #[test]
+    fn batches_keep_their_source_leader_epoch_aside() {
+        let mut first = batch(0, &[0, 1, 2], Compression::Lz4);
+        tern_kafka::batch::set_partition_leader_epoch(&mut first, 4);
+        let mut second = batch(3, &[3, 4], Compression::None);
+        tern_kafka::batch::set_partition_leader_epoch(&mut second, 7);
+        let data = Bytes::from([first, second].concat());
+        // From 0 both go out as fetched; from 1 the first is rewritten without offset 0.
+        for (from, fast) in [(0, 2), (1, 1)] {
+            let p = prepare(&data, from, &mut Aborted::default()).expect("prepare");
+            assert_eq!(p.batches_fast, fast, "from {from}");
+            assert_eq!(p.batches.iter().map(|b| b.source_epoch).collect::<Vec<_>>(), [4, 7], "from {from}");
+            assert!(p.batches.iter().all(|b| b.parsed_header().expect("header").partition_leader_epoch == -1));
+            assert_eq!(p.source_offsets.last(), Some(4));
+        }
     }
 
     /// Kafka's read_committed rule: producer 7's transaction at 0..=2 was aborted (marker at

@@ -221,3 +221,70 @@ over_kinds!(a_truncated_source_log_is_seen {
     tern_a_truncated_source_log_is_seen_and_replication_goes_on_from_its_end: (Tern);
     kafka_a_truncated_source_log_is_seen_and_replication_goes_on_from_its_end: (Kafka);
 });
+
+/// A worker that is not running while the source log is truncated below its committed position
+/// (an unclean leader election) and more records than were lost are written after the cut: when
+/// it starts again it asks the source where the leader epoch committed with the position ends,
+/// and resumes there, so the records written after the cut are all replicated. Without the
+/// epoch it would resume from the committed position, now inside the new records, and skip the
+/// ones before it. Apache Kafka only: `tern broker` keeps no leader epochs, so a flow from it
+/// learns of a truncation only by seeing the log end below its position (see the test above).
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_a_worker_started_after_a_truncation_resumes_where_the_log_diverged() {
+    let mut src = TestCluster::start(Kind::Kafka, Side::Own).await;
+    let dst = TestCluster::start(Kind::Kafka, Side::B).await;
+    let aliases = crate::mirror::Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let topic = unique_topic("truncated-away");
+    let remote = format!("{a}.{topic}");
+    src.create_topic(&topic, 1, &[]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    let config = crate::reload::config(&a, &src.bootstrap(), &b, &dst.bootstrap(), &[(&a, &b, &topic)]);
+    std::fs::write(&path, &config).expect("config");
+    let group = tern_mirror::names::group_id(&tern_mirror::config::parse(&config).expect("config").flows.remove(0));
+    let source = src.client().await;
+    for i in 0..20 {
+        source.produce(&topic, 0, batch(&format!("old-{i}"), 1, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    }
+    let run = Run::start(&path);
+    let target = dst.client().await;
+    wait_until(Duration::from_secs(60), "the 20 records replicated", async || (end(&target, &remote, 0).await == 20).then_some(())).await;
+    let tp = (topic.clone(), 0);
+    let committed = wait_until(Duration::from_secs(30), "the position 20 committed with its leader epoch", async || {
+        source.committed_positions(&group, std::slice::from_ref(&tp)).await.ok()?.get(&tp).copied().filter(|(o, epoch)| *o == 20 && epoch.is_some())
+    })
+    .await;
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+    drop(run);
+
+    // With no worker running: the log cut to 12 records, then 10 new ones (offsets 12 to 21),
+    // so the log ends past the committed 20 again.
+    truncate_source(&mut src, &topic, 12).await;
+    let source = src.client().await;
+    wait_until(Duration::from_secs(30), "the source log to end at 12 after the cut", async || (end(&source, &topic, 0).await == 12).then_some(())).await;
+    for i in 0..10 {
+        source.produce(&topic, 0, batch(&format!("after-cut-{i}"), 1, now_ms(), Compression::None), -1, 5000).await.expect("produce");
+    }
+    assert_eq!(end(&source, &topic, 0).await, 22);
+
+    let run = Run::start(&path);
+    let web = run.dashboard().await;
+    let flow_path = format!("/api/v1/flows/{a}-%3E{b}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while end(&target, &remote, 0).await < 30 {
+        assert!(std::time::Instant::now() < deadline, "the 10 records written after the cut did not all arrive within 60 s (the target ends at {}): {}\n{}", end(&target, &remote, 0).await, json(&web, &flow_path).await, run.all());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let values: Vec<String> = target.read_range(&remote, 0, 0, 30).await.expect("read").iter().filter_map(|r| r.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())).collect();
+    let mut want: Vec<String> = (0..20).map(|i| format!("old-{i}-0")).collect();
+    want.extend((0..10).map(|i| format!("after-cut-{i}-0")));
+    assert_eq!(values, want, "{remote}");
+    let flow = json(&web, &flow_path).await;
+    let event = flow["errors"].as_array().and_then(|e| e.iter().filter_map(|e| e.as_str()).find(|e| e.contains("truncated")).map(String::from));
+    let event = event.unwrap_or_else(|| panic!("the flow does not show the truncation it resumed from: {flow}"));
+    assert!(event.starts_with(&format!("{topic}/0:")) && event.contains("position 20") && event.contains("from offset 12,"), "{event}");
+    assert!(run.lines("the source log was truncated below the committed position").len() == 1, "{}", run.all());
+    println!("Kafka: position 20 committed with leader epoch {:?}; the log cut to 12 and 10 records written while no worker ran; the restarted worker showed \"{event}\" and copied all 10", committed.1);
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+}

@@ -94,7 +94,7 @@ impl Client {
 
     /// Every committed offset of `group`.
     pub async fn all_committed_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
-        self.fetch_committed(group, None).await
+        Ok(self.fetch_committed(group, None).await?.into_iter().map(|(tp, (offset, _))| (tp, offset)).collect())
     }
 
     /// The coordinator of `group`: the broker found before, as Kafka's clients keep it, until
@@ -154,11 +154,18 @@ impl Client {
 
     /// Committed offsets of `group` for the given partitions (absent when none committed).
     pub async fn committed_offsets(&self, group: &str, partitions: &[(String, i32)]) -> Result<BTreeMap<(String, i32), i64>> {
+        Ok(self.fetch_committed(group, Some(partitions)).await?.into_iter().map(|(tp, (offset, _))| (tp, offset)).collect())
+    }
+
+    /// Committed offsets of `group` for the given partitions with the leader epoch committed
+    /// beside each (that of the last record before it; `None` when none was committed, or
+    /// from a broker before OffsetFetch v5).
+    pub async fn committed_positions(&self, group: &str, partitions: &[(String, i32)]) -> Result<BTreeMap<(String, i32), (i64, Option<i32>)>> {
         self.fetch_committed(group, Some(partitions)).await
     }
 
     /// OffsetFetch for some partitions of a group, or all of them when `partitions` is `None`.
-    async fn fetch_committed(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Result<BTreeMap<(String, i32), i64>> {
+    async fn fetch_committed(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Result<BTreeMap<(String, i32), (i64, Option<i32>)>> {
         self.with_retries(&format!("fetch offsets of group {group}"), || self.on_coordinator(group, |conn| async move {
             // OffsetFetch v2 is the first to take a null topic list (all partitions).
             let version = conn.version(ApiKey::OffsetFetch, (2, 7))?;
@@ -184,7 +191,8 @@ impl Client {
                         return Err(Error::kafka(p.error_code, format!("fetch offset of {group} for {}/{}", t.name.0, p.partition_index)));
                     }
                     if p.committed_offset >= 0 {
-                        out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                        let epoch = (p.committed_leader_epoch >= 0).then_some(p.committed_leader_epoch);
+                        out.insert((t.name.0.to_string(), p.partition_index), (p.committed_offset, epoch));
                     }
                 }
             }
@@ -196,18 +204,28 @@ impl Client {
     /// Commits offsets for `group`; per-partition errors fail the call. Retriable errors (a
     /// coordinator loading or moving) are retried, as on every other call.
     pub async fn commit_offsets(&self, group: &str, member: &Membership, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        self.with_retries(&format!("commit offsets of {group}"), || self.commit_offsets_once(group, member, offsets)).await
+        let positions = offsets.iter().map(|(tp, o)| (tp.clone(), (*o, None))).collect();
+        self.commit_positions(group, member, &positions).await
     }
 
-    async fn commit_offsets_once(&self, group: &str, member: &Membership, offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
+    /// [`Client::commit_offsets`] with the leader epoch of the last record before each offset,
+    /// where known (OffsetCommit v6 on): a consumer that resumes from the offset asks the
+    /// leader where that epoch ends, and learns whether the log was truncated below it
+    /// meanwhile.
+    pub async fn commit_positions(&self, group: &str, member: &Membership, positions: &BTreeMap<(String, i32), (i64, Option<i32>)>) -> Result<()> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        self.with_retries(&format!("commit offsets of {group}"), || self.commit_offsets_once(group, member, positions)).await
+    }
+
+    async fn commit_offsets_once(&self, group: &str, member: &Membership, positions: &BTreeMap<(String, i32), (i64, Option<i32>)>) -> Result<()> {
         self.on_coordinator(group, |conn| async move {
             let version = conn.version(ApiKey::OffsetCommit, (2, 8))?;
             let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-            for ((t, p), o) in offsets {
-                by_topic.entry(t).or_default().push(OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o));
+            for ((t, p), (o, epoch)) in positions {
+                let partition = OffsetCommitRequestPartition::default().with_partition_index(*p).with_committed_offset(*o).with_committed_leader_epoch(epoch.unwrap_or(-1));
+                by_topic.entry(t).or_default().push(partition);
             }
             let req = OffsetCommitRequest::default()
                 .with_group_id(GroupId(StrBytes::from_string(group.to_string())))

@@ -65,18 +65,43 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
     // far source, one round trip for them all rather than one each.
     let group = group_id(&rt.flow);
     let (committed, starts) = tokio::join!(
-        rt.source.committed_offsets(&group, partitions),
+        rt.source.committed_positions(&group, partitions),
         futures_util::future::join_all(partitions.iter().map(|tp| rt.source.list_offset(&tp.0, tp.1, EARLIEST)))
     );
     let committed = committed.unwrap_or_else(|e| {
         tracing::warn!(flow = %rt.flow.name(), "cannot read committed positions ({e}); starting from the log start");
         BTreeMap::new()
     });
+    // Where the leader epoch committed with each position ends on the source now, side by side.
+    let diverged: HashMap<&Tp, i64> = futures_util::future::join_all(committed.iter().filter_map(|(tp, (offset, epoch))| epoch.map(|e| (tp, *offset, e))).map(|(tp, offset, epoch)| async move {
+        match rt.source.epoch_end_offset(&tp.0, tp.1, epoch).await {
+            Ok(Some(end)) if end < offset => Some((tp, end)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "the end of leader epoch {epoch}: {e}");
+                None
+            }
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     let mut out = HashMap::new();
     for (tp, start) in partitions.iter().zip(starts) {
         let start = start.map(|(o, _)| o).unwrap_or(0);
-        let pos = match committed.get(tp) {
-            Some(c) if *c >= start => *c,
+        let pos = match committed.get(tp).map(|(c, _)| *c) {
+            // The log was truncated below the committed position while nobody replicated the
+            // partition (an unclean leader election): records the source took since from
+            // there on are replicated, not skipped.
+            Some(c) if diverged.get(tp).is_some_and(|end| *end < c) => {
+                let resume_at = diverged[tp].max(start);
+                tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, committed = c, resume_at, "the source log was truncated below the committed position: resuming where it diverged");
+                rt.status.source_event(SourceEventRecord { kind: SourceEvent::Truncated, topic: tp.0.clone(), partition: tp.1, at_ms: crate::clock::now_ms(), lost: Some(0), from: c, resumed_at: resume_at });
+                rt.acked.lock().await.insert(tp.clone(), resume_at);
+                resume_at
+            }
+            Some(c) if c >= start => c,
             Some(c) => {
                 tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, committed = c, log_start = start, "records between the committed position and the log start were deleted on the source before they were replicated");
                 start

@@ -143,6 +143,7 @@ pub async fn run(
         truncated_since: std::sync::Mutex::new(HashMap::new()),
         rewound: std::sync::Mutex::new(HashMap::new()),
         last_epochs: std::sync::Mutex::new(HashMap::new()),
+        acked_epochs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
     // The links to the source and the target are timed while the worker finds its topics and

@@ -68,6 +68,12 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
                     let ts = if h.is_log_append_time() { h.max_timestamp } else { h.base_timestamp };
                     rt.status.observe_latency((crate::clock::now_ms() - ts) as f64 / 1000.0, n);
                 }
+                // The source leader epoch before the position, kept only for a position right
+                // after the batch's last record, as Kafka's consumers commit it: past control
+                // batches of a later epoch, the epoch would seem to end below the position.
+                if batches[i].source_epoch >= 0 && these.last().map(|l| l + 1) == Some(next) {
+                    rt.acked_epochs.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), (batches[i].source_epoch, next));
+                }
                 rt.status.update(&tp.0, tp.1, |s| {
                     s.records += n;
                     s.bytes += bytes;

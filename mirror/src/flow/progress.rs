@@ -158,7 +158,13 @@ pub(super) async fn commit_now(rt: &Runtime) {
         return;
     }
     let membership = rt.membership.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match rt.source.commit_offsets(&group_id(&rt.flow), &membership, &pending).await {
+    // Each position with the leader epoch of the batch before it, when that is what was
+    // acknowledged last (not a position moved on past control batches, or rewound).
+    let positions = {
+        let epochs = rt.acked_epochs.lock().unwrap_or_else(|p| p.into_inner());
+        pending.iter().map(|(tp, o)| (tp.clone(), (*o, epochs.get(tp).filter(|(_, at)| at == o).map(|(epoch, _)| *epoch)))).collect()
+    };
+    match rt.source.commit_positions(&group_id(&rt.flow), &membership, &positions).await {
         Ok(()) => {
             rt.acked.lock().await.retain(|tp, o| pending.get(tp) != Some(o));
             rt.rewound.lock().unwrap_or_else(|p| p.into_inner()).retain(|tp, _| !pending.contains_key(tp));

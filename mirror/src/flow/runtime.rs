@@ -84,6 +84,11 @@ pub(super) struct Runtime {
     /// point at once, as long as the partition is still at that position (a partition owned
     /// by another worker meanwhile may resume past it).
     pub(super) last_epochs: std::sync::Mutex<HashMap<Tp, (i32, i64)>>,
+    /// The source leader epoch of the last batch the target acknowledged per partition, and
+    /// the position after it: committed with that position, so that a worker resuming from it
+    /// (this one restarted, or another) asks the source where that epoch ends and sees a log
+    /// truncated below the position while nobody was replicating it.
+    pub(super) acked_epochs: std::sync::Mutex<HashMap<Tp, (i32, i64)>>,
 }
 
 impl Runtime {

@@ -62,6 +62,11 @@ impl OffsetRuns {
         self.runs.front().map(|(s, _)| *s)
     }
 
+    /// The highest offset held.
+    pub fn last(&self) -> Option<i64> {
+        self.runs.back().map(|(s, count)| s + *count as i64 - 1)
+    }
+
     /// Takes the first `n` offsets (all of them when there are fewer).
     pub fn split_front(&mut self, mut n: u64) -> OffsetRuns {
         let mut out = OffsetRuns::default();
