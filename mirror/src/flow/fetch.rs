@@ -90,23 +90,25 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
     let mut out = HashMap::new();
     for (tp, start) in partitions.iter().zip(starts) {
         let start = start.map(|(o, _)| o).unwrap_or(0);
-        let pos = match committed.get(tp).map(|(c, _)| *c) {
+        let committed_at = committed.get(tp).map(|(c, _)| *c);
+        let diverged_at = diverged.get(tp).copied().filter(|end| committed_at.is_some_and(|c| *end < c));
+        let pos = match (committed_at, diverged_at) {
             // The log was truncated below the committed position while nobody replicated the
             // partition (an unclean leader election): records the source took since from
             // there on are replicated, not skipped.
-            Some(c) if diverged.get(tp).is_some_and(|end| *end < c) => {
-                let resume_at = diverged[tp].max(start);
+            (Some(c), Some(end)) => {
+                let resume_at = end.max(start);
                 tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, committed = c, resume_at, "the source log was truncated below the committed position: resuming where it diverged");
                 rt.status.source_event(SourceEventRecord { kind: SourceEvent::Truncated, topic: tp.0.clone(), partition: tp.1, at_ms: crate::clock::now_ms(), lost: Some(0), from: c, resumed_at: resume_at });
                 rt.acked.lock().await.insert(tp.clone(), resume_at);
                 resume_at
             }
-            Some(c) if c >= start => c,
-            Some(c) => {
+            (Some(c), None) if c >= start => c,
+            (Some(c), None) => {
                 tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, committed = c, log_start = start, "records between the committed position and the log start were deleted on the source before they were replicated");
                 start
             }
-            None => start,
+            (None, _) => start,
         };
         let pos = match on_target.and_then(|p| p.get(tp)).copied() {
             Some(stored) if stored > pos => stored,

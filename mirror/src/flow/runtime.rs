@@ -103,11 +103,9 @@ impl Runtime {
         *self
             .fetch_lanes
             .get_or_init(|| async {
-                let round_trip = self.time_link(&self.source, &self.flow.source).await;
-                let lanes = self.fetch_connections.for_round_trip(round_trip, Connections::FETCH_LEAST);
-                tracing::info!(flow = %self.flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "fetching from {} over {lanes} connection(s) per broker", self.flow.source);
-                self.status.set_source_link(crate::status::Link { round_trip_ms: round_trip.as_millis() as u64, connections: lanes });
-                lanes
+                let link = self.decide_lanes(&self.source, &self.flow.source, self.fetch_connections, Connections::FETCH_LEAST, "fetching from").await;
+                self.status.set_source_link(link);
+                link.connections
             })
             .await
     }
@@ -119,24 +117,28 @@ impl Runtime {
         *self
             .produce_lanes
             .get_or_init(|| async {
-                let round_trip = self.time_link(&self.target, &self.flow.target).await;
-                let lanes = self.produce_connections.for_round_trip(round_trip, Connections::PRODUCE_LEAST);
-                tracing::info!(flow = %self.flow.name(), round_trip_ms = round_trip.as_millis() as u64, connections = lanes, "producing to {} over {lanes} connection(s) per broker", self.flow.target);
-                self.status.set_target_link(crate::status::Link { round_trip_ms: round_trip.as_millis() as u64, connections: lanes });
-                lanes
+                let link = self.decide_lanes(&self.target, &self.flow.target, self.produce_connections, Connections::PRODUCE_LEAST, "producing to").await;
+                self.status.set_target_link(link);
+                link.connections
             })
             .await
     }
 
-    /// The round trip to a cluster (zero when it cannot be timed: the link is then taken as near).
-    async fn time_link(&self, client: &Client, cluster: &str) -> Duration {
-        match client.round_trip().await {
+    /// Times the round trip to a cluster (zero when it cannot be timed: the link is then taken
+    /// as near), decides the connections per broker from it, and logs both ("`doing` X over N
+    /// connection(s) per broker").
+    async fn decide_lanes(&self, client: &Client, cluster: &str, setting: Connections, least: usize, doing: &str) -> crate::status::Link {
+        let round_trip = match client.round_trip().await {
             Ok(rtt) => rtt,
             Err(e) => {
                 tracing::debug!(flow = %self.flow.name(), "timing a round trip to {cluster}: {e}");
                 Duration::ZERO
             }
-        }
+        };
+        let lanes = setting.for_round_trip(round_trip, least);
+        let round_trip_ms = round_trip.as_millis() as u64;
+        tracing::info!(flow = %self.flow.name(), round_trip_ms, connections = lanes, "{doing} {cluster} over {lanes} connection(s) per broker");
+        crate::status::Link { round_trip_ms, connections: lanes }
     }
 
     /// The connection (of `lanes` per broker) a partition is fetched over: always the same one,
