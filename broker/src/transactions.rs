@@ -153,10 +153,10 @@ impl TxnCoordinator {
         let value = serde_json::to_vec(meta).map_err(|_| ResponseError::UnknownServerError)?;
         let now = now_ms();
         let record = PlainRecord::new(Bytes::copy_from_slice(id.as_bytes()), Some(Bytes::from(value)), now);
-        let mut buf = encode_batch(&[record], Compression::None).map_err(|_| ResponseError::UnknownServerError)?.to_vec();
+        let buf = encode_batch(&[record], Compression::None).map_err(|_| ResponseError::UnknownServerError)?;
         let topic = self.state_topic(topics)?;
         let Some(partition) = topic.partition(0) else { return Err(ResponseError::CoordinatorNotAvailable) };
-        let appended = partition.log().append(&mut buf, now, false);
+        let appended = partition.log().append(&buf, now, false);
         appended.map(|_| ()).map_err(|e| {
             tracing::error!(transactional_id = id, "could not write the transaction state: {e}");
             ResponseError::CoordinatorNotAvailable

@@ -1,4 +1,3 @@
-use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -64,10 +63,9 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
                         },
                         None => None,
                     };
-                    let mut buf = BytesMut::from(&records[..]);
                     let outcome = {
                         let mut log = partition.log();
-                        log.append_from_client(&mut buf, now_ms(), log_append_time).map(|info| (info, log.log_start_offset()))
+                        log.append_from_client(&records, now_ms(), log_append_time).map(|info| (info, log.log_start_offset()))
                     };
                     match outcome {
                         Ok((info, log_start)) => {

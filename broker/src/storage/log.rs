@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use tern_kafka::batch::{
-    set_base_offset, set_log_append_time, verify_crc, BatchHeader, Batches, ATTR_TIMESTAMP_TYPE,
+    set_log_append_time, verify_crc, BatchHeader, Batches, ATTR_TIMESTAMP_TYPE,
     LOG_OVERHEAD,
 };
 use tern_kafka::error::BatchFault;
@@ -157,11 +157,13 @@ impl PartitionLog {
         self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
-    /// Validates the whole record set first (all or nothing), assigns offsets by rewriting
-    /// each batch's baseOffset in place, optionally stamps LogAppendTime, and appends it.
+    /// Validates the whole record set first (all or nothing), assigns offsets, optionally
+    /// stamps LogAppendTime, and appends it. The caller's bytes are not changed and, unless
+    /// LogAppendTime is stamped (which changes checksummed fields), not copied: the segment
+    /// writes each batch's assigned baseOffset beside the rest of the batch.
     pub fn append(
         &mut self,
-        records: &mut [u8],
+        records: &[u8],
         now_ms: i64,
         log_append_time: bool,
     ) -> Result<AppendInfo> {
@@ -195,17 +197,17 @@ impl PartitionLog {
         }
         let base_offset = self.active.next_offset;
         let mut next = base_offset;
+        let mut stamped = log_append_time.then(|| records.to_vec());
         for (pos, h) in headers.iter_mut() {
-            let batch = &mut records[*pos..*pos + h.total_len()];
-            set_base_offset(batch, next);
             h.base_offset = next;
-            if log_append_time {
-                set_log_append_time(batch, now_ms);
+            if let Some(copy) = stamped.as_mut() {
+                set_log_append_time(&mut copy[*pos..*pos + h.total_len()], now_ms);
                 h.max_timestamp = now_ms;
                 h.attributes |= ATTR_TIMESTAMP_TYPE;
             }
             next += i64::from(h.last_offset_delta) + 1;
         }
+        let records = stamped.as_deref().unwrap_or(records);
         self.active
             .append(records, &headers, now_ms, self.config.index_interval_bytes)?;
         self.size += len;
@@ -228,7 +230,7 @@ impl PartitionLog {
 
     /// Appends a client's record set: Kafka's client rules first (see [`client_rules`]), then
     /// [`PartitionLog::append`].
-    pub fn append_from_client(&mut self, records: &mut [u8], now_ms: i64, log_append_time: bool) -> Result<AppendInfo> {
+    pub fn append_from_client(&mut self, records: &[u8], now_ms: i64, log_append_time: bool) -> Result<AppendInfo> {
         client_rules::check(records, &self.config, log_append_time, now_ms, &self.partition_name())?;
         self.append(records, now_ms, log_append_time)
     }
@@ -236,8 +238,8 @@ impl PartitionLog {
     /// Ends a producer's transaction in this partition with a marker, as the transaction
     /// coordinator does on commit or abort (durable by the log's fsync policy, as any append).
     pub fn append_marker(&mut self, producer_id: i64, producer_epoch: i16, marker: Marker, coordinator_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        let mut batch = txn::marker_batch(producer_id, producer_epoch, marker, coordinator_epoch, now_ms).map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        self.append(&mut batch, now_ms, false)
+        let batch = txn::marker_batch(producer_id, producer_epoch, marker, coordinator_epoch, now_ms).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        self.append(&batch, now_ms, false)
     }
 
     /// The first offset a `read_committed` consumer may not read yet: the start of the oldest

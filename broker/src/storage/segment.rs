@@ -289,6 +289,9 @@ impl Segment {
     }
 
     /// Appends already validated batches (`headers`: position in `data` and final header).
+    /// Each batch is written as its assigned baseOffset (from its header) followed by the rest
+    /// of its bytes as they are in `data`, in file order: a write cut short leaves a tail that
+    /// recovery finds incomplete, never a batch with the producer's offsets.
     pub fn append(
         &mut self,
         data: &[u8],
@@ -296,7 +299,7 @@ impl Segment {
         now_ms: i64,
         interval: usize,
     ) -> io::Result<()> {
-        if let Err(e) = self.file.write_all_at(data, self.size) {
+        if let Err(e) = self.write_batches(data, headers) {
             // Do not leave a partial write behind for recovery to find later.
             if let Err(e2) = self.file.set_len(self.size) {
                 tracing::warn!(file = %self.log_path.display(), error = %e2, "cannot truncate after a failed write");
@@ -310,6 +313,19 @@ impl Segment {
         self.size += data.len() as u64;
         self.rolling_base_ms.get_or_insert(now_ms);
         self.dirty = true;
+        Ok(())
+    }
+
+    fn write_batches(&self, data: &[u8], headers: &[(usize, BatchHeader)]) -> io::Result<()> {
+        for (i, (pos, h)) in headers.iter().enumerate() {
+            // The batch runs to the next one's start (the last to the end of `data`).
+            let end = headers.get(i + 1).map_or(data.len(), |(next, _)| *next);
+            let (Some(rest), Ok(at)) = (data.get(pos + 8..end), u64::try_from(*pos)) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "batch positions outside the record set"));
+            };
+            self.file.write_all_at(&h.base_offset.to_be_bytes(), self.size + at)?;
+            self.file.write_all_at(rest, self.size + at + 8)?;
+        }
         Ok(())
     }
 

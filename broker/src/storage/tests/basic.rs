@@ -3,13 +3,19 @@
 use std::time::Duration;
 
 use kafka_protocol::records::Compression;
-use tern_kafka::batch::{verify_crc, BatchHeader};
+use tern_kafka::batch::{set_base_offset, set_log_append_time, verify_crc, BatchHeader};
 
 use super::super::{Error, FsyncPolicy, LogConfig, PartitionLog};
 use super::{batch, decode, read_all, segment_files, small_config};
 
 fn open(dir: &std::path::Path, config: LogConfig) -> PartitionLog {
     PartitionLog::open(dir, config).expect("open")
+}
+
+/// A batch as the log stores it: the bytes as sent, with the base offset the log assigned.
+fn at(mut batch: Vec<u8>, base: i64) -> Vec<u8> {
+    set_base_offset(&mut batch, base);
+    batch
 }
 
 #[test]
@@ -42,9 +48,13 @@ fn append_assigns_offsets_and_reads_back_the_exact_bytes() {
     );
     assert_eq!((i2.base_offset, i2.last_offset), (5, 7));
     assert_eq!((i3.base_offset, i3.last_offset), (8, 11));
-    // The caller's buffers were rewritten in place with the assigned base offsets.
-    assert_eq!(BatchHeader::parse(&b2).expect("header").base_offset, 5);
-    verify_crc(&b2).expect("crc still valid");
+    // The caller's bytes are left as they were: the log writes the assigned base offsets.
+    let sent = b2.clone();
+    assert_eq!(BatchHeader::parse(&sent).expect("header").base_offset, 0);
+    let stored = log.read(5, 1 << 20, false).expect("read").records;
+    assert_eq!(BatchHeader::parse(&stored).expect("header").base_offset, 5);
+    assert_eq!(&stored[8..sent.len()], &sent[8..], "the rest of the batch is stored as sent");
+    verify_crc(&stored[..sent.len()]).expect("crc still valid");
 
     // A record set of several batches in one append.
     let mut set = batch(4000, 2, Compression::Gzip, "d");
@@ -56,7 +66,11 @@ fn append_assigns_offsets_and_reads_back_the_exact_bytes() {
     );
     assert_eq!(log.log_end_offset(), 20);
 
-    let all = [b1.clone(), b2.clone(), b3.clone(), set.clone()].concat();
+    // What the log holds: the batches as sent, each with its assigned base offset.
+    let second = BatchHeader::parse(&set).expect("header").total_len();
+    let mut set_stored = at(set.clone(), 12);
+    set_base_offset(&mut set_stored[second..], 14);
+    let all = [at(b1.clone(), 0), at(b2.clone(), 5), at(b3.clone(), 8), set_stored].concat();
     assert_eq!(log.size_bytes(), all.len() as u64);
     let r = log.read(0, 1 << 20, false).expect("read");
     assert_eq!(&r.records[..], &all[..]);
@@ -78,6 +92,7 @@ fn read_from_the_middle_of_a_batch_returns_that_batch() {
     let mut b2 = batch(2000, 3, Compression::Gzip, "b");
     log.append(&mut b1, 0, false).expect("append");
     log.append(&mut b2, 0, false).expect("append");
+    let b2 = at(b2, 5);
     for offset in 5..8 {
         let r = log.read(offset, 1 << 20, false).expect("read");
         assert_eq!(&r.records[..], &b2[..], "offset {offset}");
@@ -112,6 +127,7 @@ fn max_bytes_returns_whole_batches_and_min_one_allows_one_big_batch() {
     for b in [&mut b1, &mut b2, &mut b3] {
         log.append(b, 0, false).expect("append");
     }
+    let (b2, b3) = (at(b2, 5), at(b3, 8));
     let (l1, l2) = (b1.len(), b2.len());
     assert!(log.read(0, l1 - 1, false).expect("read").records.is_empty());
     assert_eq!(
@@ -237,10 +253,17 @@ fn log_append_time_stamps_every_batch() {
         batch(1100, 2, Compression::Zstd, "b"),
     ]
     .concat();
+    let sent = set.clone();
     let info = log.append(&mut set, 777_000, true).expect("append");
     assert_eq!(info.log_append_time, Some(777_000));
+    assert_eq!(set, sent, "the caller's bytes are not stamped");
+    let second = BatchHeader::parse(&set).expect("header").total_len();
+    let mut stored = set.clone();
+    set_log_append_time(&mut stored[..second], 777_000);
+    set_log_append_time(&mut stored[second..], 777_000);
+    set_base_offset(&mut stored[second..], 3);
     let r = log.read(0, 1 << 20, false).expect("read");
-    assert_eq!(&r.records[..], &set[..]);
+    assert_eq!(&r.records[..], &stored[..]);
     let h = BatchHeader::parse(&r.records).expect("header");
     assert!(h.is_log_append_time());
     assert_eq!(h.max_timestamp, 777_000);
