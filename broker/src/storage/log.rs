@@ -201,7 +201,10 @@ impl PartitionLog {
         for (pos, h) in headers.iter_mut() {
             h.base_offset = next;
             if let Some(copy) = stamped.as_mut() {
-                set_log_append_time(&mut copy[*pos..*pos + h.total_len()], now_ms);
+                // Validation found each batch inside the record set; `get_mut` keeps it so.
+                if let Some(batch) = copy.get_mut(*pos..*pos + h.total_len()) {
+                    set_log_append_time(batch, now_ms);
+                }
                 h.max_timestamp = now_ms;
                 h.attributes |= ATTR_TIMESTAMP_TYPE;
             }
