@@ -315,9 +315,14 @@ impl Client {
     }
 
     /// ListOffsets for many partitions at once: one request per leader, sent concurrently.
-    /// Partitions whose leader is unknown or that answer with an error are left out.
+    /// Topics this client knows no leader for are looked up first, once; partitions whose
+    /// leader is still unknown or that answer with an error are left out.
     pub async fn list_offsets(&self, partitions: &[(String, i32)], timestamp: i64) -> Result<BTreeMap<(String, i32), i64>> {
-        let md = self.metadata_snapshot();
+        let mut md = self.metadata_snapshot();
+        let unknown: Vec<String> = partitions.iter().filter(|(t, p)| md.leader(t, *p).is_none()).map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        if !unknown.is_empty() {
+            md = self.refresh_metadata(Some(&unknown)).await?;
+        }
         let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
         for (t, p) in partitions {
             if let Some(leader) = md.leader(t, *p) {

@@ -37,7 +37,12 @@ pub struct PartitionMetadata {
 impl ClusterMetadata {
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
         let t = self.topics.get(topic)?;
-        let p = t.partitions.iter().find(|p| p.partition == partition)?;
+        // Partitions are kept sorted by index (usually 0, 1, 2, ... so the index is the
+        // position): a lookup costs the same for a topic of 1,000 partitions as for one of 8.
+        let p = match t.partitions.get(partition.max(0) as usize) {
+            Some(p) if p.partition == partition => p,
+            _ => t.partitions.binary_search_by_key(&partition, |p| p.partition).ok().and_then(|at| t.partitions.get(at))?,
+        };
         (p.leader >= 0).then_some(p.leader)
     }
 }
@@ -109,5 +114,26 @@ impl Client {
         }
         let leader = leader.ok_or_else(|| Error::kafka(5, format!("leader of {topic}/{partition}")))?;
         Ok((leader, self.broker_connection(leader).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaders_are_found_by_partition_index_with_gaps_and_bad_indexes() {
+        let part = |partition, leader| PartitionMetadata { partition, leader, leader_epoch: 0, error_code: 0 };
+        let mut md = ClusterMetadata::default();
+        let partitions = vec![part(0, 1), part(2, 3), part(3, -1), part(7, 2)];
+        md.topics.insert("t".into(), TopicMetadata { name: "t".into(), id: uuid::Uuid::nil(), internal: false, partitions });
+        assert_eq!(md.leader("t", 0), Some(1), "at its own position");
+        assert_eq!(md.leader("t", 2), Some(3), "past a gap");
+        assert_eq!(md.leader("t", 7), Some(2));
+        assert_eq!(md.leader("t", 1), None, "a partition the topic does not have");
+        assert_eq!(md.leader("t", 3), None, "no leader elected");
+        assert_eq!(md.leader("t", -1), None);
+        assert_eq!(md.leader("t", i32::MAX), None);
+        assert_eq!(md.leader("u", 0), None);
     }
 }
