@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::states::SourceEvent;
 use crate::status::SourceEventRecord;
 use crate::throttle::Throttle;
-use crate::transform::{prepare, Aborted, Prepared};
+use crate::transform::{prepare, Aborted};
 
+use super::held::{Answer, Queued};
 use super::runtime::*;
 use super::topics::*;
 
@@ -143,7 +144,7 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
 /// own pace.
 pub(super) async fn fetch_round(
     rt: &Arc<Runtime>,
-    queues: &HashMap<Tp, mpsc::Sender<Prepared>>,
+    queues: &HashMap<Tp, mpsc::Sender<Queued>>,
     positions: &mut HashMap<Tp, i64>,
     fetches: &mut Fetches,
     mut throttle: Option<&mut Throttle>,
@@ -236,6 +237,7 @@ pub(super) async fn fetch_round(
         }
     };
     let answer_len: usize = resp.responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+    let mut answer = Answer::new(&rt.answers, answer_len);
     for t in resp.responses {
         let topic = t.topic.0.to_string();
         for p in t.partitions {
@@ -260,17 +262,13 @@ pub(super) async fn fetch_round(
                 s.source_end_offset = if p.last_stable_offset >= 0 { p.last_stable_offset } else { p.high_watermark };
                 s.source_end_peak = s.source_end_peak.max(p.high_watermark);
             });
-            let mut records = p.records.unwrap_or_default();
+            let records = p.records.unwrap_or_default();
             if records.is_empty() {
                 continue;
             }
             // The batches produced keep slices of the answer, which stays in memory until the
-            // last of them is acknowledged. A partition with a small share of a large answer
-            // gets its own copy, so a slow target partition holds at most eight times what it
-            // queued.
-            if records.len() * 8 < answer_len {
-                records = bytes::Bytes::copy_from_slice(&records);
-            }
+            // last of them is acknowledged (see `held`).
+            let (records, held) = answer.keep(records);
             if let Some(throttle) = throttle.as_deref_mut() {
                 throttle.spend(records.len());
             }
@@ -291,7 +289,7 @@ pub(super) async fn fetch_round(
             }
             if let Some(tx) = queues.get(&tp) {
                 // Capacity was checked above and only this task sends.
-                let _ = tx.try_send(prepared);
+                let _ = tx.try_send(Queued { set: prepared, held });
             }
         }
     }

@@ -19,6 +19,7 @@
 //! - [`assignment`]: the partitions of one generation, taken on and given up.
 
 mod runtime;
+mod held;
 mod topics;
 mod fetch;
 mod produce;
@@ -52,6 +53,11 @@ use fetch::*;
 use progress::*;
 use decisions::*;
 use assignment::*;
+
+/// Fetch answers (of up to `fetch_max_bytes` each) that record sets queued for the target may
+/// hold for the sake of partitions with a small share of them, before such shares are copied
+/// (see [`held`]).
+const ANSWERS_HELD: usize = 8;
 
 /// Runs `flow` until `shutdown` turns true.
 pub async fn run(
@@ -120,6 +126,7 @@ pub async fn run(
     status.set_errors(vec![]);
     let rt = Arc::new(Runtime {
         flow,
+        answers: held::AnswerBudget::new(ANSWERS_HELD * settings.fetch_max_bytes.max(0) as usize),
         settings,
         source: Arc::new(source),
         target,

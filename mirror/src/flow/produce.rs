@@ -15,6 +15,7 @@ use crate::naming;
 use crate::transform::Prepared;
 use crate::offset_map::store;
 
+use super::held::Queued;
 use super::runtime::*;
 
 /// Batches of one partition in flight at once when the target has an idempotent producer, as
@@ -29,9 +30,10 @@ pub(super) const MAX_IN_FLIGHT: usize = 5;
 /// Kafka takes exactly one record batch per partition in a produce request
 /// (`ProduceRequest.validateRecords`), so a fetched set of several batches goes out one batch
 /// per request, in order, up to [`MAX_IN_FLIGHT`] at a time.
-pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>) {
+pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Queued>) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
-    while let Some(mut set) = rx.recv().await {
+    // The answer memory a set holds is let go at the end of its turn, with its batches.
+    while let Some(Queued { mut set, held: _held }) = rx.recv().await {
         if !rt.session.may_produce() {
             // Given up (a rebalance, or the group session lost): what is queued is fetched
             // again by the next owner.
@@ -148,7 +150,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
 /// A transaction that fails is aborted and the worker rejoins its group: the partition starts
 /// over from the position committed on the target. A record the target refuses stops the
 /// partition, as in at-least-once delivery.
-pub(super) async fn transactional_partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Prepared>, mut txn: TxnProducer) {
+pub(super) async fn transactional_partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Queued>, mut txn: TxnProducer) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
     // Sequences start at 0 with each producer epoch, per partition written.
     let mut sequences = (0, 0);
@@ -161,6 +163,8 @@ pub(super) async fn transactional_partition_producer(rt: Arc<Runtime>, tp: Tp, m
         while let Ok(more) = rx.try_recv() {
             sets.push(more);
         }
+        // The answer memory the sets hold is let go once their transaction is over.
+        let (sets, _held): (Vec<Prepared>, Vec<_>) = sets.into_iter().map(|q| (q.set, q.held)).unzip();
         let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, transactional_id = %txn.transactional_id());
         let result = replicate_in_transaction(&rt, &tp, &remote, &mut txn, &mut sequences, known, sets).instrument(span).await;
         match result {

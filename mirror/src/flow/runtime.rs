@@ -41,6 +41,8 @@ pub(super) struct Runtime {
     /// [`Runtime::produce_lanes`]).
     pub(super) produce_lanes: tokio::sync::OnceCell<usize>,
     pub(super) status: Arc<FlowStatus>,
+    /// The memory of fetch answers that queued record sets may hold for small shares.
+    pub(super) answers: super::held::AnswerBudget,
     /// Acknowledged next offsets not yet committed.
     pub(super) acked: Mutex<BTreeMap<Tp, i64>>,
     /// Held while a commit of `acked` is in flight: one commit at a time.
