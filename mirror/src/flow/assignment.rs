@@ -68,7 +68,15 @@ impl Assigned {
             }
             partitions.retain(|tp| txns.contains_key(tp));
         }
-        let starts = start_positions(rt, &partitions, on_target.as_ref()).await;
+        // Where the remote partitions end, for every partition at once (a request per target
+        // leader). Asked once: a remote partition not created yet (the source just grew) must
+        // not hold up the others; its map then starts with the first record replicated.
+        let remotes: Vec<Tp> = partitions.iter().map(|tp| (naming::remote_topic(&rt.flow, &tp.0), tp.1)).collect();
+        let (starts, target_ends) = tokio::join!(start_positions(rt, &partitions, on_target.as_ref()), rt.target.list_offsets(&remotes, LATEST));
+        let target_ends = target_ends.unwrap_or_else(|e| {
+            tracing::debug!(flow = %rt.flow.name(), "where the remote partitions end: {e}; their maps start with the first record replicated");
+            Default::default()
+        });
         // Partitions of a topic recreated on the source start over from the new log start,
         // whatever position was committed for the old topic, with an offset map of their own.
         let recreated = std::mem::take(&mut *rt.recreated.lock().unwrap_or_else(|p| p.into_inner()));
@@ -89,11 +97,9 @@ impl Assigned {
                 rt.acked.lock().await.insert(tp.clone(), start);
                 tracing::info!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, start, "recreated source topic: replicating from its log start");
             }
-            // The next record replicated lands at the remote partition's end. Asked once: a
-            // remote partition not created yet (the source just grew) must not hold up the
-            // others; its map then starts with the first record replicated.
+            // The next record replicated lands at the remote partition's end.
             let remote = naming::remote_topic(&rt.flow, &tp.0);
-            if let Ok((target_end, _)) = rt.target.list_offset_once(&remote, tp.1, LATEST).await {
+            if let Some(target_end) = target_ends.get(&(remote, tp.1)).copied() {
                 rt.maps.lock().unwrap_or_else(|p| p.into_inner()).entry(tp.clone()).or_default().set_end(Entry { source: start, target: target_end });
             }
             rt.owned.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone());

@@ -65,10 +65,7 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
     // The committed positions and the log starts side by side, the starts all at once: on a
     // far source, one round trip for them all rather than one each.
     let group = group_id(&rt.flow);
-    let (committed, starts) = tokio::join!(
-        rt.source.committed_positions(&group, partitions),
-        futures_util::future::join_all(partitions.iter().map(|tp| rt.source.list_offset(&tp.0, tp.1, EARLIEST)))
-    );
+    let (committed, starts) = tokio::join!(rt.source.committed_positions(&group, partitions), log_starts(rt, partitions));
     let committed = committed.unwrap_or_else(|e| {
         tracing::warn!(flow = %rt.flow.name(), "cannot read committed positions ({e}); starting from the log start");
         BTreeMap::new()
@@ -89,8 +86,8 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
     .flatten()
     .collect();
     let mut out = HashMap::new();
-    for (tp, start) in partitions.iter().zip(starts) {
-        let start = start.map(|(o, _)| o).unwrap_or(0);
+    for tp in partitions {
+        let start = starts.get(tp).copied().unwrap_or(0);
         let committed_at = committed.get(tp).map(|(c, _)| *c);
         let diverged_at = diverged.get(tp).copied().filter(|end| committed_at.is_some_and(|c| *end < c));
         let pos = match (committed_at, diverged_at) {
@@ -136,6 +133,27 @@ pub(super) async fn start_positions(rt: &Runtime, partitions: &[Tp], on_target: 
         out.insert(tp.clone(), pos);
     }
     out
+}
+
+/// The source log starts of `partitions`: a request per leader for them all, so that taking on
+/// a thousand partitions costs a few requests rather than a thousand; those the batch left out
+/// (an error, a leader not known) are asked one by one, with retries.
+async fn log_starts(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
+    let mut starts: HashMap<Tp, i64> = match rt.source.list_offsets(partitions, EARLIEST).await {
+        Ok(starts) => starts.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!(flow = %rt.flow.name(), "log starts of {} partitions at once: {e}; asking one by one", partitions.len());
+            HashMap::new()
+        }
+    };
+    let missing: Vec<&Tp> = partitions.iter().filter(|tp| !starts.contains_key(*tp)).collect();
+    let asked = futures_util::future::join_all(missing.iter().map(|tp| rt.source.list_offset(&tp.0, tp.1, EARLIEST))).await;
+    for (tp, start) in missing.into_iter().zip(asked) {
+        if let Ok((start, _)) = start {
+            starts.insert(tp.clone(), start);
+        }
+    }
+    starts
 }
 
 /// Sends a fetch on every lane (a connection to a source leader) that has none in flight, for
