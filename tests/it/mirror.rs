@@ -316,6 +316,70 @@ crate::clusters::over_kinds!(a_bandwidth_limit_holds {
     kafka_a_bandwidth_limit_holds_replication_to_its_rate: (Kafka);
 });
 
+/// The batches and records of a whole partition, as the broker stores them.
+async fn stored_batches(client: &Client, topic: &str, partition: i32) -> (usize, i64) {
+    let _ = client.refresh_metadata(None).await;
+    let leader = client.metadata_snapshot().leader(topic, partition).expect("leader");
+    let (mut batches, mut records, mut at) = (0, 0, 0);
+    let end = end_offset(client, topic, partition).await;
+    while at < end {
+        let resp = client.fetch(leader, &[(topic.to_string(), partition, at)], 100, 8 << 20, 8 << 20).await.expect("fetch");
+        let data = resp.responses.first().and_then(|t| t.partitions.first()).and_then(|p| p.records.clone()).unwrap_or_default();
+        assert!(!data.is_empty(), "{topic}/{partition} ends at {end}, nothing at {at}");
+        for batch in tern_kafka::batch::Batches::new(&data) {
+            let (_, h) = batch.expect("a whole batch");
+            batches += 1;
+            records += h.record_count as i64;
+            at = h.last_offset() + 1;
+        }
+    }
+    (batches, records)
+}
+
+/// Every partition starts its offset map with its first acknowledgement. Those first entries
+/// of 64 partitions replicated at once reach the target's offset-map topic, and the MM2 offset
+/// syncs the source, in a few writes rather than one per partition, and the map of every
+/// partition is there.
+async fn offset_map_entries_of_many_partitions_are_written_together(kind: crate::clusters::Kind) {
+    use crate::clusters::{Side, TestCluster};
+    const PARTITIONS: i32 = 64;
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let topic = unique_topic("many");
+    src.create_topic(&topic, PARTITIONS, &[]).await;
+    let source = src.client().await;
+    for p in 0..PARTITIONS {
+        source.produce(&topic, p, batch(&format!("p{p}"), 20, now(), Compression::None), -1, 5000).await.expect("produce");
+    }
+    let aliases = Aliases::unique();
+    let mirror = TestMirror::start(&flow_config(&aliases, &src.bootstrap(), &dst.bootstrap(), &format!("\"{topic}\"")));
+    let target = client(&dst.bootstrap()).await;
+    wait_replicated(&source, &target, &topic, &aliases.remote(&topic), PARTITIONS, Duration::from_secs(60)).await;
+    let map_topic = tern_mirror::offset_map::store::offset_map_topic(&aliases.source);
+    let syncs_topic = tern_mirror::mm2::offset_syncs_topic(&aliases.target);
+    let (map_batches, map_records) =
+        wait_until(Duration::from_secs(20), "an offset-map entry per partition", async || Some(stored_batches(&target, &map_topic, 0).await).filter(|(_, r)| *r >= PARTITIONS as i64)).await;
+    let (sync_batches, sync_records) =
+        wait_until(Duration::from_secs(20), "an offset sync per partition", async || Some(stored_batches(&source, &syncs_topic, 0).await).filter(|(_, r)| *r >= PARTITIONS as i64)).await;
+    println!("{kind:?}: {PARTITIONS} partitions' first entries: {map_records} in {map_batches} offset-map batches, {sync_records} syncs in {sync_batches} batches");
+    assert_eq!(map_records, PARTITIONS as i64, "one entry per partition: {map_records}");
+    assert_eq!(sync_records, PARTITIONS as i64, "one sync per partition: {sync_records}");
+    assert!(map_batches <= PARTITIONS as usize / 4, "{map_batches} offset-map writes for {PARTITIONS} partitions");
+    assert!(sync_batches <= PARTITIONS as usize / 4, "{sync_batches} offset-sync writes for {PARTITIONS} partitions");
+    let flow = tern_mirror::config::parse(&flow_config(&aliases, &src.bootstrap(), &dst.bootstrap(), &format!("\"{topic}\""))).expect("config").flows.remove(0);
+    let maps = tern_mirror::offset_map::store::load_offset_maps(&flow, &target).await.expect("offset maps");
+    for p in 0..PARTITIONS {
+        let entries: Vec<_> = maps.get(&(topic.clone(), p)).map(|m| m.entries().collect()).unwrap_or_default();
+        assert_eq!(entries.len(), 1, "partition {p}: {entries:?}");
+    }
+    mirror.stop().await;
+}
+
+crate::clusters::over_kinds!(offset_map_entries_of_many_partitions_are_written_together {
+    tern_offset_map_entries_of_many_partitions_are_written_together: (Tern);
+    kafka_offset_map_entries_of_many_partitions_are_written_together: (Kafka);
+});
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mirror_rides_out_target_and_source_restarts() {
     let mut src = TestBroker::start().await;

@@ -20,6 +20,7 @@
 
 mod runtime;
 mod held;
+mod map_writes;
 mod topics;
 mod fetch;
 mod produce;
@@ -124,8 +125,10 @@ pub async fn run(
     let fetch_connections = clusters.get(&flow.source).map(|c| c.fetch_connections).unwrap_or_default();
     let produce_connections = clusters.get(&flow.target).map(|c| c.produce_connections).unwrap_or_default();
     status.set_errors(vec![]);
+    let (map_writes, to_write) = map_writes::MapWrites::new();
     let rt = Arc::new(Runtime {
         flow,
+        map_writes,
         answers: held::AnswerBudget::new(ANSWERS_HELD * settings.fetch_max_bytes.max(0) as usize),
         settings,
         source: Arc::new(source),
@@ -153,6 +156,7 @@ pub async fn run(
         acked_epochs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
+    background.spawn(map_writes::writer(rt.clone(), to_write));
     // The links to the source and the target are timed while the worker finds its topics and
     // joins its group.
     background.spawn({

@@ -35,12 +35,14 @@ pub(super) async fn checkpointer(rt: Arc<Runtime>, mut shutdown: watch::Receiver
                 BTreeMap::new()
             }
         };
-        for (tp, start) in starts {
-            let tp = &tp;
-            let removed = rt.maps.lock().unwrap_or_else(|p| p.into_inner()).get_mut(tp).map(|m| m.trim_below(start)).unwrap_or_default();
-            if let Err(e) = store::persist_entries(&rt.flow, &rt.source, &rt.target, tp, &[], &removed).await {
-                tracing::debug!(flow = %rt.flow.name(), "trimming the offset map: {e}");
-            }
+        // Every partition's trimmed entries in one write.
+        let removed: Vec<(Tp, Vec<crate::offset_map::Entry>)> = {
+            let mut maps = rt.maps.lock().unwrap_or_else(|p| p.into_inner());
+            starts.into_iter().filter_map(|(tp, start)| maps.get_mut(&tp).map(|m| (tp, m.trim_below(start)))).filter(|(_, r)| !r.is_empty()).collect()
+        };
+        let changes: Vec<(&Tp, &[crate::offset_map::Entry], &[crate::offset_map::Entry])> = removed.iter().map(|(tp, r)| (tp, &[][..], &r[..])).collect();
+        if let Err(e) = store::persist_changes(&rt.flow, &rt.source, &rt.target, &changes).await {
+            tracing::debug!(flow = %rt.flow.name(), "trimming the offset maps: {e}");
         }
         let maps: HashMap<Tp, OffsetMap> = {
             let all = rt.maps.lock().unwrap_or_else(|p| p.into_inner());

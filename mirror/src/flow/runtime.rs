@@ -41,6 +41,9 @@ pub(super) struct Runtime {
     /// [`Runtime::produce_lanes`]).
     pub(super) produce_lanes: tokio::sync::OnceCell<usize>,
     pub(super) status: Arc<FlowStatus>,
+    /// Where partition producers hand their new offset-map entries over, to be written with
+    /// other partitions'.
+    pub(super) map_writes: super::map_writes::MapWrites,
     /// The memory of fetch answers that queued record sets may hold for small shares.
     pub(super) answers: super::held::AnswerBudget,
     /// Acknowledged next offsets not yet committed.

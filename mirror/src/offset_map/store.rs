@@ -158,31 +158,46 @@ pub fn map_records(tp: &Tp, added: &[Entry], removed: &[Entry]) -> Vec<(Bytes, O
 /// Writes new offset-map entries (and their MM2 offset syncs) before the position they
 /// cover is committed.
 pub async fn persist_entries(flow: &Flow, source: &Client, target: &Client, tp: &Tp, added: &[Entry], removed: &[Entry]) -> Result<()> {
-    if added.is_empty() && removed.is_empty() {
+    persist_changes(flow, source, target, &[(tp, added, removed)]).await
+}
+
+/// [`persist_entries`] for several partitions at once: one record batch on the target and one
+/// of offset syncs on the source, whatever the number of partitions.
+pub async fn persist_changes(flow: &Flow, source: &Client, target: &Client, changes: &[(&Tp, &[Entry], &[Entry])]) -> Result<()> {
+    let records: Vec<(Bytes, Option<Bytes>)> = changes.iter().flat_map(|(tp, added, removed)| map_records(tp, added, removed)).collect();
+    if records.is_empty() {
         return Ok(());
     }
-    let batch = encode_records(&map_records(tp, added, removed), crate::clock::now_ms())?;
+    let batch = encode_records(&records, crate::clock::now_ms())?;
     target.produce(&offset_map_topic(&flow.source), 0, batch, -1, 30_000).await.map_err(|e| Error::cluster(&flow.target, e))?;
-    write_offset_syncs(flow, source, tp, added).await;
+    let added: Vec<(&Tp, &[Entry])> = changes.iter().map(|(tp, added, _)| (*tp, *added)).collect();
+    write_syncs(flow, source, &added).await;
     Ok(())
 }
 
 /// Writes MM2 offset syncs for new offset-map entries to the source, where MM2 tooling looks
 /// for them. Best effort: Tern itself reads its offset maps.
 pub async fn write_offset_syncs(flow: &Flow, source: &Client, tp: &Tp, added: &[Entry]) {
-    let now = crate::clock::now_ms();
-    if !added.is_empty() {
-        let syncs: Vec<(Bytes, Option<Bytes>)> = added
-            .iter()
-            .map(|e| {
+    write_syncs(flow, source, &[(tp, added)]).await
+}
+
+/// [`write_offset_syncs`] for several partitions, in one record batch.
+async fn write_syncs(flow: &Flow, source: &Client, added: &[(&Tp, &[Entry])]) {
+    let syncs: Vec<(Bytes, Option<Bytes>)> = added
+        .iter()
+        .flat_map(|(tp, entries)| {
+            entries.iter().map(|e| {
                 let s = OffsetSync { topic: tp.0.clone(), partition: tp.1, upstream_offset: e.source, downstream_offset: e.target };
                 (s.key(), Some(s.value()))
             })
-            .collect();
-        if let Ok(batch) = encode_records(&syncs, now) {
-            if let Err(e) = source.produce(&offset_syncs_topic(&flow.target), 0, batch, -1, 30_000).await {
-                tracing::debug!(flow = %flow.name(), "offset sync: {e}");
-            }
+        })
+        .collect();
+    if syncs.is_empty() {
+        return;
+    }
+    if let Ok(batch) = encode_records(&syncs, crate::clock::now_ms()) {
+        if let Err(e) = source.produce(&offset_syncs_topic(&flow.target), 0, batch, -1, 30_000).await {
+            tracing::debug!(flow = %flow.name(), "offset sync: {e}");
         }
     }
 }
