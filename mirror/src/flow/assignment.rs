@@ -13,7 +13,7 @@ use crate::naming;
 use crate::offset_map::Entry;
 use crate::offset_map::store;
 
-use super::held::Queued;
+use super::queues::Queues;
 use super::runtime::*;
 use super::fetch::*;
 use super::produce::*;
@@ -22,7 +22,7 @@ use super::progress::*;
 /// The partitions this worker owns in the current generation.
 #[derive(Default)]
 pub(super) struct Assigned {
-    pub(super) queues: HashMap<Tp, mpsc::Sender<Queued>>,
+    pub(super) queues: Queues,
     pub(super) positions: HashMap<Tp, i64>,
     pub(super) producers: tokio::task::JoinSet<()>,
     pub(super) fetches: Fetches,

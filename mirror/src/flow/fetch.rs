@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_kafka::client::{Isolation, EARLIEST, LATEST};
-use tokio::sync::mpsc;
 
 use crate::names::{group_id, Tp};
 use crate::error::{Error, Result};
@@ -17,6 +16,7 @@ use crate::throttle::Throttle;
 use crate::transform::{prepare, Aborted};
 
 use super::held::{Answer, Queued};
+use super::queues::Queues;
 use super::runtime::*;
 use super::topics::*;
 
@@ -39,16 +39,15 @@ pub(super) type Fetched = (Lane, Vec<Tp>, tern_kafka::Result<kafka_protocol::mes
 pub(super) struct Fetches {
     pub(super) tasks: tokio::task::JoinSet<Fetched>,
     pub(super) lanes: HashSet<Lane>,
-    pub(super) partitions: HashSet<Tp>,
 }
 
 impl Fetches {
-    /// Drops every fetch in flight; positions are untouched, so nothing is skipped.
+    /// Drops every fetch in flight; positions are untouched, so nothing is skipped. (The
+    /// partitions' marks are cleared by the next round, which finds no fetch in flight.)
     pub(super) fn cancel(&mut self) {
         self.tasks.abort_all();
         self.tasks = tokio::task::JoinSet::new();
         self.lanes.clear();
-        self.partitions.clear();
     }
 }
 
@@ -162,22 +161,20 @@ async fn log_starts(rt: &Runtime, partitions: &[Tp]) -> HashMap<Tp, i64> {
 /// own pace.
 pub(super) async fn fetch_round(
     rt: &Arc<Runtime>,
-    queues: &HashMap<Tp, mpsc::Sender<Queued>>,
+    queues: &mut Queues,
     positions: &mut HashMap<Tp, i64>,
     fetches: &mut Fetches,
     mut throttle: Option<&mut Throttle>,
 ) -> Result<()> {
     let lanes = rt.fetch_lanes().await;
-    let md = rt.source.metadata_snapshot();
+    queues.find_lanes(&rt.source.metadata_snapshot(), lanes, |tp| rt.fetch_lane(tp, lanes));
+    if fetches.tasks.is_empty() {
+        queues.none_in_flight();
+    }
     let failed: HashSet<Tp> = rt.failed.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
     let mut by_lane: BTreeMap<Lane, Vec<(String, i32, i64)>> = BTreeMap::new();
-    for (tp, tx) in queues {
-        if tx.capacity() == 0 || failed.contains(tp) || fetches.partitions.contains(tp) {
-            continue;
-        }
-        let Some(leader) = md.leader(&tp.0, tp.1) else { continue };
-        let lane = (leader, rt.fetch_lane(tp, lanes));
-        if fetches.lanes.contains(&lane) {
+    for (tp, lane) in queues.ready(&fetches.lanes) {
+        if !failed.is_empty() && failed.contains(tp) {
             continue;
         }
         let pos = positions.get(tp).copied().unwrap_or(0);
@@ -217,7 +214,7 @@ pub(super) async fn fetch_round(
     for (lane, parts) in by_lane {
         let tps: Vec<Tp> = parts.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
         fetches.lanes.insert(lane);
-        fetches.partitions.extend(tps.iter().cloned());
+        queues.set_in_flight(&tps, true);
         let rt = rt.clone();
         fetches.tasks.spawn(async move {
             let (leader, n) = lane;
@@ -237,9 +234,7 @@ pub(super) async fn fetch_round(
         Ok(None) | Err(_) => return Ok(()),
     };
     fetches.lanes.remove(&lane);
-    for tp in &asked {
-        fetches.partitions.remove(tp);
-    }
+    queues.set_in_flight(&asked, false);
     let mut refresh = false;
     if !rt.status.replicating() {
         // Paused while the fetch was in flight: drop what came back, positions unchanged.
@@ -305,7 +300,7 @@ pub(super) async fn fetch_round(
             if prepared.last_epoch >= 0 {
                 rt.last_epochs.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), (prepared.last_epoch, prepared.next_offset));
             }
-            if let Some(tx) = queues.get(&tp) {
+            if let Some(tx) = queues.sender(&tp) {
                 // Capacity was checked above and only this task sends.
                 let _ = tx.try_send(Queued { set: prepared, held });
             }

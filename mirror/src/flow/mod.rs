@@ -21,6 +21,7 @@
 mod runtime;
 mod held;
 mod map_writes;
+mod queues;
 mod topics;
 mod fetch;
 mod produce;
@@ -272,7 +273,7 @@ pub async fn run(
             }
             Phase::Replicating => {
                 let fetched = tokio::select! {
-                    r = fetch_round(&rt, &work.queues, &mut work.positions, &mut work.fetches, throttle.as_mut()) => r,
+                    r = fetch_round(&rt, &mut work.queues, &mut work.positions, &mut work.fetches, throttle.as_mut()) => r,
                     _ = shutdown.changed() => break,
                 };
                 fetched.err().map(|e| {
