@@ -9,7 +9,9 @@
 //! mirror's cost per byte does not grow with the number of partitions; the idle CPU is the cost
 //! of owning them.
 //!
-//! `--chart FILE` writes the figures as an SVG chart (docs/partition-sweep.svg).
+//! `--chart FILE` writes the figures as an SVG chart (docs/partition-sweep.svg). `--pinned` runs
+//! the mirror alone on CPU 1 and the brokers and this process on CPU 0, so that the mirror's
+//! cost per byte is not blurred by sharing its CPU with them.
 
 mod common;
 
@@ -45,14 +47,21 @@ fn main() -> anyhow::Result<()> {
     };
     anyhow::ensure!(points.iter().all(|p| (1..=10_000).contains(p)), "--points: partition counts from 1 to 10,000");
     let chart = arg(&argv, "--chart");
+    let pinned = argv.iter().any(|a| a == "--pinned");
+    anyhow::ensure!(!pinned || num_cpus() >= 2, "--pinned needs two CPUs");
     let records = (mb << 20) / RECORD / PER_BATCH * PER_BATCH;
     let megabytes = (records * RECORD) as f64 / 1e6;
     let dir = tempfile::tempdir()?;
     let (mut src, src_addr) = start_broker(&dir.path().join("source"))?;
     let (mut dst, dst_addr) = start_broker(&dir.path().join("target"))?;
+    if pinned {
+        for pid in [src.id(), dst.id(), std::process::id()] {
+            pin(pid, 0)?;
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let machine = format!("{} cores, {}", num_cpus(), cpu_model());
-    println!("machine: {machine}");
+    println!("machine: {machine}{}", if pinned { "; mirror pinned to CPU 1, brokers and load generator to CPU 0" } else { "" });
     println!("workload per point: {records} records of ~{RECORD} bytes ({megabytes:.0} MB), incompressible, lz4 batches of {PER_BATCH}\n");
     let batch = encoded_batch(PER_BATCH, Compression::Lz4, now_ms())?;
 
@@ -61,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         let topic = format!("sweep{partitions}");
         rt.block_on(create(&src_addr, &topic, partitions))?;
         rt.block_on(produce_pipelined(&src_addr, &topic, partitions, records, batch.clone(), PER_BATCH))?;
-        let run = replicate(&rt, dir.path(), &src_addr, &dst_addr, &format!("p{partitions}"), &topic, partitions, "at-least-once")?;
+        let run = replicate_with(&rt, dir.path(), &src_addr, &dst_addr, &format!("p{partitions}"), &topic, partitions, "at-least-once", ["", ""], pinned.then_some(1))?;
         let pid = run.mirror.id();
         let before = cpu_seconds(pid);
         std::thread::sleep(Duration::from_secs(10));
@@ -89,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(path) = chart {
         let date = std::process::Command::new("date").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-        std::fs::write(&path, svg(&out, &format!("{date}, {machine}; {megabytes:.0} MB per point; brokers, mirror and load generator share the machine")))?;
+        std::fs::write(&path, svg(&out, &format!("{date}, {machine}; {megabytes:.0} MB per point; {}", if pinned { "mirror pinned to CPU 1, brokers and load generator to CPU 0" } else { "brokers, mirror and load generator share the machine" })))?;
         println!("\nchart written to {path}");
     }
     for b in [&mut src, &mut dst] {
