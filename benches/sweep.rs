@@ -54,13 +54,13 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (mut src, src_addr) = start_broker(&dir.path().join("source"))?;
     let (mut dst, dst_addr) = start_broker(&dir.path().join("target"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let machine = format!("{} cores, {}", num_cpus(), cpu_model());
     if pinned {
         for pid in [src.id(), dst.id(), std::process::id()] {
             pin(pid, 0)?;
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let machine = format!("{} cores, {}", num_cpus(), cpu_model());
     println!("machine: {machine}{}", if pinned { "; mirror pinned to CPU 1, brokers and load generator to CPU 0" } else { "" });
     println!("workload per point: {records} records of ~{RECORD} bytes ({megabytes:.0} MB), incompressible, lz4 batches of {PER_BATCH}\n");
     let batch = encoded_batch(PER_BATCH, Compression::Lz4, now_ms())?;
