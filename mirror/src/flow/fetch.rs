@@ -25,8 +25,7 @@ use super::topics::*;
 /// replicated too.
 pub(super) const TRUNCATION_CONFIRMED_AFTER: Duration = Duration::from_secs(10);
 
-/// One connection to a source leader: the leader's id and the connection's number.
-pub(super) type Lane = (i32, usize);
+pub(super) use super::queues::Lane;
 
 /// What one fetch on a lane brings back: the partitions it asked for, and the answer.
 pub(super) type Fetched = (Lane, Vec<Tp>, tern_kafka::Result<kafka_protocol::messages::FetchResponse>);

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use tern_kafka::client::Client;
+
+use crate::config::Flow;
 use crate::error::Error;
 use crate::names::Tp;
 use crate::offset_map::store;
 use crate::offset_map::Entry;
-
-use super::runtime::Runtime;
 
 /// Entries of at most about this many go out in one write (a record of some 60 bytes each, so
 /// well within a broker's default largest batch).
@@ -44,7 +45,7 @@ impl MapWrites {
     /// Writes `added` for `tp`, with whatever other partitions hand over meanwhile; returns
     /// once they are on the target. Written directly when the writer is gone (the flow is
     /// stopping).
-    pub(super) async fn persist(&self, rt: &Runtime, tp: &Tp, added: Vec<Entry>) -> Result<(), Arc<Error>> {
+    pub(super) async fn persist(&self, (flow, source, target): (&Flow, &Client, &Client), tp: &Tp, added: Vec<Entry>) -> Result<(), Arc<Error>> {
         if added.is_empty() {
             return Ok(());
         }
@@ -57,12 +58,13 @@ impl MapWrites {
             },
             Err(mpsc::error::SendError(write)) => write.added,
         };
-        store::persist_entries(&rt.flow, &rt.source, &rt.target, tp, &added, &[]).await.map_err(Arc::new)
+        store::persist_entries(flow, source, target, tp, &added, &[]).await.map_err(Arc::new)
     }
 }
 
-/// Writes what partition producers hand over, all that waits at once, one write at a time.
-pub(super) async fn writer(rt: Arc<Runtime>, mut rx: mpsc::Receiver<MapWrite>) {
+/// Writes what partition producers hand over, all that waits at once, one write at a time:
+/// the flow's offset maps on `target`, the offset syncs on `source`.
+pub(super) async fn writer((flow, source, target): (&Flow, &Client, &Client), mut rx: mpsc::Receiver<MapWrite>) {
     while let Some(first) = rx.recv().await {
         let mut entries = first.added.len();
         let mut writes = vec![first];
@@ -76,8 +78,8 @@ pub(super) async fn writer(rt: Arc<Runtime>, mut rx: mpsc::Receiver<MapWrite>) {
             }
         }
         let changes: Vec<(&Tp, &[Entry], &[Entry])> = writes.iter().map(|w| (&w.tp, &w.added[..], &[][..])).collect();
-        let result = store::persist_changes(&rt.flow, &rt.source, &rt.target, &changes).await.map_err(Arc::new);
-        tracing::trace!(flow = %rt.flow.name(), partitions = writes.len(), entries, "offset-map entries written");
+        let result = store::persist_changes(flow, source, target, &changes).await.map_err(Arc::new);
+        tracing::trace!(flow = %flow.name(), partitions = writes.len(), entries, "offset-map entries written");
         for write in writes {
             let _ = write.done.send(result.clone());
         }

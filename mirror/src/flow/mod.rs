@@ -157,7 +157,10 @@ pub async fn run(
         acked_epochs: std::sync::Mutex::new(HashMap::new()),
     });
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(map_writes::writer(rt.clone(), to_write));
+    background.spawn({
+        let rt = rt.clone();
+        async move { map_writes::writer((&rt.flow, &rt.source, &rt.target), to_write).await }
+    });
     // The links to the source and the target are timed while the worker finds its topics and
     // joins its group.
     background.spawn({

@@ -96,7 +96,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
             // The map entries must be durable before the position they cover is committed.
             async {
                 let mut backoff = Duration::from_millis(100);
-                while let Err(e) = rt.map_writes.persist(&rt, &tp, added.clone()).await {
+                while let Err(e) = rt.map_writes.persist((&rt.flow, &rt.source, &rt.target), &tp, added.clone()).await {
                     tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "persisting offset map entries: {e}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));

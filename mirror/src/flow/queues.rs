@@ -11,8 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::names::Tp;
 
-use super::fetch::Lane;
 use super::held::Queued;
+
+/// One connection to a source leader: the leader's id and the connection's number.
+pub(super) type Lane = (i32, usize);
 
 /// One owned partition's queue to its producer, where it is fetched from, and whether a fetch
 /// for it is in flight.
