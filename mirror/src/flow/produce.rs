@@ -76,10 +76,16 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
                 if batches[i].source_epoch >= 0 && these.last().map(|l| l + 1) == Some(next) {
                     rt.acked_epochs.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), (batches[i].source_epoch, next));
                 }
+                // Shown as replicated at once unless this set added offset-map entries: until
+                // they are on the target, a drill or a failover reading the maps could not
+                // count these records as replicated, so neither does the status.
+                let entries_pending = !added.is_empty();
                 rt.status.update(&tp.0, tp.1, |s| {
                     s.records += n;
                     s.bytes += bytes;
-                    s.replicated_offset = next;
+                    if !entries_pending {
+                        s.replicated_offset = next;
+                    }
                     s.error = None;
                 });
             };
@@ -104,6 +110,9 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
             }
             .instrument(span)
             .await;
+            if let Some(next) = acked_to {
+                rt.status.update(&tp.0, tp.1, |s| s.replicated_offset = s.replicated_offset.max(next));
+            }
             if let Some(e) = refused {
                 fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
                 return;
