@@ -33,6 +33,9 @@ pub enum Error {
     /// SASL failed: wrong credentials or a mechanism the broker does not offer. Not retried.
     #[error("authentication failed: {0}")]
     Authentication(String),
+    /// A queued request its sender withdrew before it was written: nothing was sent.
+    #[error("not sent: {0}")]
+    Withdrawn(String),
     /// Security settings that cannot work (a missing certificate file, a key without a cert).
     #[error("configuration: {0}")]
     Config(String),
@@ -49,9 +52,33 @@ impl Error {
     /// trouble, timeouts and Kafka's retriable codes (leadership moves, not enough replicas).
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Io(_) | Error::Timeout(_) | Error::Disconnected(_) | Error::Unreachable(_) => true,
+            Error::Io(_) | Error::Timeout(_) | Error::Disconnected(_) | Error::Unreachable(_) | Error::Withdrawn(_) => true,
             Error::Kafka { error, .. } => error.is_retriable(),
             _ => false,
+        }
+    }
+
+    /// The same failure for another caller of one request (every batch of a produce request
+    /// that timed out, say): the same kind and retriability, with an I/O error standing as the
+    /// disconnection it causes.
+    pub fn again(&self) -> Error {
+        match self {
+            Error::FrameTooLarge { size, limit } => Error::FrameTooLarge { size: *size, limit: *limit },
+            Error::MalformedFrame(s) => Error::MalformedFrame(s.clone()),
+            Error::MalformedBatch(f) => Error::MalformedBatch(*f),
+            Error::CorruptBatch { stored, computed } => Error::CorruptBatch { stored: *stored, computed: *computed },
+            Error::Encode(s) => Error::Encode(s.clone()),
+            Error::Io(e) => Error::Disconnected(format!("i/o: {e}")),
+            Error::Kafka { error, context } => Error::Kafka { error: *error, context: context.clone() },
+            Error::Timeout(s) => Error::Timeout(s.clone()),
+            Error::Unreachable(s) => Error::Unreachable(s.clone()),
+            Error::Unsupported(s) => Error::Unsupported(s.clone()),
+            Error::Disconnected(s) => Error::Disconnected(s.clone()),
+            Error::Protocol(s) => Error::Protocol(s.clone()),
+            Error::Tls(s) => Error::Tls(s.clone()),
+            Error::Authentication(s) => Error::Authentication(s.clone()),
+            Error::Withdrawn(s) => Error::Withdrawn(s.clone()),
+            Error::Config(s) => Error::Config(s.clone()),
         }
     }
 

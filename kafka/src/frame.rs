@@ -162,43 +162,116 @@ pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
     Some(b.get_i32())
 }
 
-/// Where a request's one large bytes field (a produce request's records) sits in its encoding:
-/// with the field empty, its length prefix ends `from_end` bytes before the end of the frame,
-/// as a compact (varint) length or a classic `int32` one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PayloadField {
-    pub from_end: usize,
-    pub compact: bool,
+/// One partition's share of a produce request: its index and its records, in parts written
+/// one after another (a batch's edited header and its records as fetched, say).
+pub struct ProducePartition<'a> {
+    pub index: i32,
+    pub records: &'a [Bytes],
 }
 
-/// Splits `frame`, a request encoded with its payload field empty, around that field: the head
-/// ends with the payload's real length (and its size prefix counts the payload), the tail is
-/// what follows the field. Writing head, payload and tail gives the frame with the payload in
-/// place, without copying the payload into it.
-pub fn splice_payload(frame: &[u8], payload_len: usize, field: PayloadField) -> Result<(Bytes, Bytes)> {
-    let empty: &[u8] = if field.compact { &[1] } else { &[0, 0, 0, 0] };
-    let at = frame.len().checked_sub(field.from_end + empty.len()).filter(|at| *at >= 4);
-    let Some(at) = at.filter(|at| &frame[*at..*at + empty.len()] == empty) else {
-        return Err(Error::Encode(format!("no empty payload field {} bytes before the end of the request", field.from_end)));
-    };
-    let too_long = || Error::Encode(format!("a payload of {payload_len} bytes"));
-    let len = i32::try_from(payload_len).ok().filter(|l| *l < i32::MAX).ok_or_else(too_long)?;
-    let mut head = BytesMut::with_capacity(at + 5);
-    head.extend_from_slice(&frame[..at]);
-    if field.compact {
-        let mut v = len as u32 + 1;
-        while v >= 0x80 {
-            head.put_u8((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        head.put_u8(v as u8);
-    } else {
-        head.put_i32(len);
+/// A produce request (versions 3 to 11) as the parts of one frame: the fields Tern writes,
+/// encoded into small pieces, with every partition's record parts between them as they are,
+/// never copied into the frame. Writing the parts in order gives the whole frame, size prefix
+/// first. Topics come in the order given, each with its partitions.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_produce_request(
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    transactional_id: Option<&str>,
+    acks: i16,
+    timeout_ms: i32,
+    topics: &[(&str, Vec<ProducePartition<'_>>)],
+) -> Result<Vec<Bytes>> {
+    if !(3..=11).contains(&version) {
+        return Err(Error::Encode(format!("produce v{version} (v3 to v11 are written)")));
     }
-    let tail = Bytes::copy_from_slice(&frame[at + empty.len()..]);
-    let size = i32::try_from(head.len() - 4 + payload_len + tail.len()).map_err(|_| too_long())?;
-    head[..4].copy_from_slice(&size.to_be_bytes());
-    Ok((head.freeze(), tail))
+    let flexible = version >= 9;
+    let too_long = |what: &str| Error::Encode(format!("produce request: {what} too long"));
+    // Pieces are either glue (a range of `glue`) or records (an index into `payload`).
+    enum Piece {
+        Glue(usize, usize),
+        Records(usize),
+    }
+    let mut glue = BytesMut::with_capacity(64 + client_id.len() + topics.iter().map(|(t, ps)| t.len() + 16 * ps.len() + 8).sum::<usize>());
+    let mut payload: Vec<&Bytes> = Vec::new();
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut from = 0;
+    let put_len = |glue: &mut BytesMut, len: usize, short: bool| -> Result<()> {
+        if flexible {
+            put_uvarint(glue, u32::try_from(len + 1).map_err(|_| too_long("a field"))?);
+        } else if short {
+            glue.put_i16(i16::try_from(len).map_err(|_| too_long("a string"))?);
+        } else {
+            glue.put_i32(i32::try_from(len).ok().filter(|l| *l < i32::MAX).ok_or_else(|| too_long("a field"))?);
+        }
+        Ok(())
+    };
+    glue.put_i32(0);
+    glue.put_i16(ApiKey::Produce as i16);
+    glue.put_i16(version);
+    glue.put_i32(correlation_id);
+    // The header's client id is a classic nullable string in every header version.
+    glue.put_i16(i16::try_from(client_id.len()).map_err(|_| too_long("the client id"))?);
+    glue.put_slice(client_id.as_bytes());
+    if flexible {
+        glue.put_u8(0);
+    }
+    match transactional_id {
+        Some(id) => {
+            put_len(&mut glue, id.len(), true)?;
+            glue.put_slice(id.as_bytes());
+        }
+        None if flexible => glue.put_u8(0),
+        None => glue.put_i16(-1),
+    }
+    glue.put_i16(acks);
+    glue.put_i32(timeout_ms);
+    put_len(&mut glue, topics.len(), false)?;
+    for (topic, partitions) in topics {
+        put_len(&mut glue, topic.len(), true)?;
+        glue.put_slice(topic.as_bytes());
+        put_len(&mut glue, partitions.len(), false)?;
+        for p in partitions {
+            glue.put_i32(p.index);
+            put_len(&mut glue, p.records.iter().map(|r| r.len()).sum(), false)?;
+            pieces.push(Piece::Glue(from, glue.len()));
+            from = glue.len();
+            for r in p.records {
+                pieces.push(Piece::Records(payload.len()));
+                payload.push(r);
+            }
+            if flexible {
+                glue.put_u8(0);
+            }
+        }
+        if flexible {
+            glue.put_u8(0);
+        }
+    }
+    if flexible {
+        glue.put_u8(0);
+    }
+    pieces.push(Piece::Glue(from, glue.len()));
+    let size = glue.len() - 4 + payload.iter().map(|r| r.len()).sum::<usize>();
+    let size = i32::try_from(size).map_err(|_| too_long("the request"))?;
+    glue[..4].copy_from_slice(&size.to_be_bytes());
+    let glue = glue.freeze();
+    Ok(pieces
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Glue(a, b) => (a < b).then(|| glue.slice(a..b)),
+            Piece::Records(i) => payload.get(i).map(|r| (*r).clone()),
+        })
+        .collect())
+}
+
+fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
 }
 
 fn patch_size(buf: &mut BytesMut) {
@@ -240,6 +313,51 @@ mod tests {
         assert_eq!(decoded.correlation_id, 77);
         let decoded_body = decode_request_body(ApiKey::ApiVersions, 3, &mut rest).expect("body");
         assert_eq!(decoded_body, body);
+    }
+
+    /// A produce request written in parts is byte for byte the request kafka-protocol encodes
+    /// with the records inside: for every version Tern sends, with and without a transactional
+    /// id, for several topics and partitions with records in several parts, on both sides of
+    /// the varint length's byte boundaries.
+    #[test]
+    fn a_produce_request_in_parts_equals_kafkas_encoding() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, TopicName, TransactionalId};
+        let client_id = StrBytes::from_static_str("tern-test");
+        for version in 3..=11 {
+            for txn in [None, Some("tern.a.b.orders.3")] {
+                for len in [0usize, 1, 126, 127, 128, 16_383, 16_384, 1 << 20] {
+                    let body = Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+                    let head = Bytes::from_static(b"a batch header");
+                    let first = [head.clone(), body.clone()];
+                    let second = [body.slice(..len / 2)];
+                    let topics = [
+                        ("remote.orders", vec![ProducePartition { index: 3, records: &first }, ProducePartition { index: 0, records: &second }]),
+                        ("t", vec![ProducePartition { index: 2, records: &[] }]),
+                    ];
+                    let parts = encode_produce_request(version, 77, "tern-test", txn, -1, 30_000, &topics).expect("encode");
+                    if len > 0 {
+                        assert!(parts.iter().any(|p| p.as_ptr() == body.as_ptr()), "records are passed through, not copied");
+                    }
+                    let partition = |i, r: Vec<u8>| PartitionProduceData::default().with_index(i).with_records(Some(Bytes::from(r)));
+                    let whole = ProduceRequest::default()
+                        .with_transactional_id(txn.map(|t| TransactionalId(StrBytes::from_static_str(t))))
+                        .with_acks(-1)
+                        .with_timeout_ms(30_000)
+                        .with_topic_data(vec![
+                            TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("remote.orders"))).with_partition_data(vec![
+                                partition(3, [&head[..], &body[..]].concat()),
+                                partition(0, body[..len / 2].to_vec()),
+                            ]),
+                            TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("t"))).with_partition_data(vec![partition(2, Vec::new())]),
+                        ]);
+                    let expected = encode_typed_request(&whole, version, 77, &client_id).expect("encode");
+                    let written: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+                    assert!(written == expected[..], "v{version}, transactional id {txn:?}, {len} bytes of records");
+                }
+            }
+        }
+        assert!(encode_produce_request(12, 1, "c", None, 1, 1, &[]).is_err(), "versions past 11 are not written");
     }
 
     #[test]

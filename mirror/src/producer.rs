@@ -33,9 +33,10 @@ impl OutBatch {
         HEADER_LEN + self.records.len()
     }
 
-    /// Header, then records: what a produce request carries.
-    pub fn parts(&self) -> [&[u8]; 2] {
-        [&self.header, &self.records]
+    /// Header, then records: what a produce request carries (the header copied, the records
+    /// shared).
+    pub fn parts(&self) -> Vec<Bytes> {
+        vec![Bytes::copy_from_slice(&self.header), self.records.clone()]
     }
 
     pub fn parsed_header(&self) -> Option<BatchHeader> {

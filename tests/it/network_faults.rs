@@ -284,6 +284,23 @@ struct Faults {
     /// this topic.
     count_produces_of: Option<(String, String)>,
     produce_connections: AtomicUsize,
+    /// With this set: every produce request from this client id that writes this topic, as the
+    /// partitions of the topic it carries, in the order it names them.
+    list_partitions_of: Option<(String, String)>,
+    produce_partitions: Mutex<Vec<Vec<i32>>>,
+}
+
+/// The partitions of `topic` a produce request frame (size prefix removed) writes, decoded as
+/// a broker decodes it; `None` when it writes none of them.
+fn produced_partitions(frame: &[u8], topic: &str) -> Option<Vec<i32>> {
+    use kafka_protocol::messages::{ApiKey, RequestKind};
+    let mut rest = Bytes::copy_from_slice(frame);
+    let header = tern_kafka::frame::decode_request_header(ApiKey::Produce, &mut rest).ok()?;
+    let RequestKind::Produce(request) = tern_kafka::frame::decode_request_body(ApiKey::Produce, header.request_api_version, &mut rest).ok()? else {
+        return None;
+    };
+    let indexes: Vec<i32> = request.topic_data.iter().filter(|t| t.name.0.as_str() == topic).flat_map(|t| t.partition_data.iter().map(|p| p.index)).collect();
+    (!indexes.is_empty()).then_some(indexes)
 }
 
 /// Whether a request frame names `topic` as a produce request writes it (a compact or a
@@ -406,6 +423,11 @@ async fn proxy_connection(client: TcpStream, target: TcpStream, faults: Arc<Faul
             if api_key == 0 && !produced && f.count_produces_of.as_ref().is_some_and(|(c, topic)| client_id(&frame) == Some(c.as_bytes()) && names(&frame, topic.as_bytes())) {
                 produced = true;
                 f.produce_connections.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some((_, topic)) = f.list_partitions_of.as_ref().filter(|(c, _)| api_key == 0 && client_id(&frame) == Some(c.as_bytes())) {
+                if let Some(partitions) = produced_partitions(&frame, topic) {
+                    f.produce_partitions.lock().expect("lock").push(partitions);
+                }
             }
             match f.decide(api_key, &frame) {
                 Fault::Pass => {}
@@ -655,6 +677,63 @@ async fn a_cluster_across_a_long_link_is_fetched_and_produced_over_several_conne
     assert_eq!(produced_on, produce_lanes, "the worker's produce requests came on {produced_on} connections, not the {produce_lanes} it chose");
     assert!(run.lines("panicked").is_empty(), "{}", run.all());
 }
+
+/// The batches of many partitions led by one target broker share produce requests, one batch
+/// per partition in each (Kafka takes one batch per partition in a request): a proxy in front
+/// of the target, passing everything at once, decodes every produce request the worker writes
+/// to the remote topic. 64 partitions of 4 batches each are copied exactly, in at most a
+/// quarter as many requests as batches (a request per partition and batch before), and no
+/// request names a partition twice.
+async fn batches_of_many_partitions_share_produce_requests(kind: Kind) {
+    const PARTITIONS: i32 = 64;
+    const BATCHES: usize = 4;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
+    let src = TestCluster::start(kind, Side::A).await;
+    let (dst, upstream) = cluster_behind(kind, &proxy_addr).await;
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let topic = unique_topic("shared-requests");
+    let remote = format!("{a}.{topic}");
+    let faults = Faults { list_partitions_of: Some((format!("tern-{b}"), remote.clone())), ..Faults::default() };
+    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::ZERO, faults);
+    src.create_topic(&topic, PARTITIONS, &[]).await;
+    // The remote topic exists before the worker starts: a topic Kafka has only just created
+    // answers its first produce requests NOT_LEADER_OR_FOLLOWER for a moment, and partitions
+    // retried at their own times go in requests of their own.
+    dst.create_topic(&remote, PARTITIONS, &[]).await;
+    let source = src.client().await;
+    for i in 0..BATCHES {
+        for p in 0..PARTITIONS {
+            source.produce(&topic, p, crate::helpers::batch(&format!("p{p}-{i}"), 50, now_ms(), Compression::Lz4), -1, 5000).await.expect("produce");
+        }
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    std::fs::write(&path, config(&a, &src.bootstrap(), &b, &proxy_addr, &[(&a, &b, &topic)])).expect("config");
+    let run = Run::start(&path);
+    let target = dst.client().await;
+    wait_reached(&source, &target, &topic, &remote, PARTITIONS).await;
+    let copied = assert_exact_copy(&src, &dst, &topic, &remote, PARTITIONS).await;
+    assert_eq!(copied, PARTITIONS as usize * BATCHES * 50);
+    let requests = proxy.faults.produce_partitions.lock().expect("lock").clone();
+    let batches = PARTITIONS as usize * BATCHES;
+    let carried: usize = requests.iter().map(Vec::len).sum();
+    let most = requests.iter().map(Vec::len).max().unwrap_or(0);
+    println!("{kind:?}: {batches} batches of {PARTITIONS} partitions written in {} produce requests ({carried} partition shares, at most {most} partitions in one)", requests.len());
+    for partitions in &requests {
+        let distinct: HashSet<&i32> = partitions.iter().collect();
+        assert_eq!(distinct.len(), partitions.len(), "a request names a partition twice: {partitions:?}");
+    }
+    assert!(carried >= batches, "{carried} partition shares for {batches} batches");
+    assert!(requests.len() <= batches / 4, "{} produce requests for {batches} batches", requests.len());
+    assert!(run.lines("panicked").is_empty(), "{}", run.all());
+}
+
+over_kinds!(batches_of_many_partitions_share_produce_requests {
+    tern_batches_of_many_partitions_share_produce_requests: (Tern);
+    kafka_batches_of_many_partitions_share_produce_requests: (Kafka);
+});
 
 over_kinds!(a_cluster_across_a_long_link_is_fetched_and_produced_over_several_connections {
     tern_a_cluster_across_a_long_link_is_fetched_and_produced_over_several_connections: (Tern);

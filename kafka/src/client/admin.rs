@@ -8,13 +8,13 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest,
-    FetchResponse, ListOffsetsRequest, ProduceRequest, TopicName,
+    FetchResponse, ListOffsetsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::produce::{Gate, PendingProduce, ProduceAck, Queued};
 use super::Client;
 use crate::error::{Error, Result};
 
@@ -28,40 +28,23 @@ fn whole_batches(records: Bytes) -> Bytes {
     records.slice(..end)
 }
 
+/// How [`Client::send_produce_on`] sends a record set.
+#[derive(Clone)]
+pub struct ProduceTo<'a> {
+    /// Which of the connections to the leader (see [`Client::connection_on`]).
+    pub lane: usize,
+    /// A transactional producer's id, for its batches.
+    pub transactional_id: Option<&'a str>,
+    /// -1 (every in-sync replica), 1 (the leader) or 0 (no answer).
+    pub acks: i16,
+    pub timeout_ms: i32,
+    /// Asked right before the set is written (see [`Gate`]).
+    pub gate: Option<Gate>,
+}
+
 /// ListOffsets' special timestamps.
 pub const LATEST: i64 = -1;
 pub const EARLIEST: i64 = -2;
-
-/// A produce request on its way; [`PendingProduce::ack`] reads the leader's answer.
-pub struct PendingProduce {
-    pending: super::conn::InFlight<ProduceRequest>,
-    topic: String,
-    partition: i32,
-}
-
-impl PendingProduce {
-    pub async fn ack(self) -> Result<ProduceAck> {
-        let (topic, partition) = (&self.topic, self.partition);
-        let resp = self.pending.response().await?;
-        let p = resp
-            .responses
-            .first()
-            .and_then(|t| t.partition_responses.first())
-            .ok_or_else(|| Error::Protocol(format!("empty produce response for {topic}/{partition}")))?;
-        if p.error_code != 0 {
-            let detail = p.error_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
-            return Err(Error::kafka(p.error_code, format!("produce to {topic}/{partition}{detail}")));
-        }
-        Ok(ProduceAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms })
-    }
-}
-
-/// What the leader said about an appended record set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProduceAck {
-    pub base_offset: i64,
-    pub log_append_time: i64,
-}
 
 /// A fetch's isolation level, as Kafka numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +53,6 @@ pub enum Isolation {
     ReadUncommitted = 0,
     /// Up to the last stable offset; aborted transactions listed for the reader to skip.
     ReadCommitted = 1,
-}
-
-/// Where the records of a one-partition produce request sit: last, or before the partition's,
-/// the topic's and the request's tagged fields (three empty ones) from v9, the first flexible
-/// version.
-pub(crate) fn produce_records_field(version: i16) -> crate::frame::PayloadField {
-    crate::frame::PayloadField { from_end: if version >= 9 { 3 } else { 0 }, compact: version >= 9 }
 }
 
 impl Client {
@@ -90,9 +66,9 @@ impl Client {
         .await
     }
 
-    /// Writes one produce request to the partition's leader without waiting for the answer,
-    /// and without retries: [`PendingProduce::ack`] waits for it. Requests sent one after
-    /// another to a partition apply in that order.
+    /// Queues a record set for the partition's leader without waiting for the answer, and
+    /// without retries: [`PendingProduce::ack`] waits for it. Sets queued one after another
+    /// for a partition apply in that order.
     pub async fn send_produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
         self.send_produce_as(None, topic, partition, records, acks, timeout_ms).await
     }
@@ -101,28 +77,34 @@ impl Client {
     /// set): the partition must have been added to the producer's open transaction. Produce
     /// v11 at most, so the broker never adds partitions on its own (transaction protocol 2).
     pub async fn send_produce_as(&self, transactional_id: Option<&str>, topic: &str, partition: i32, records: Bytes, acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
-        self.send_produce_on(0, transactional_id, topic, partition, &[&records], acks, timeout_ms).await
+        let to = ProduceTo { lane: 0, transactional_id, acks, timeout_ms, gate: None };
+        self.send_produce_on(&to, topic, partition, vec![records]).await
     }
 
     /// [`Client::send_produce_as`] with the records in parts (a batch's edited header and its
     /// records as fetched, say), written one after another into the request without being
-    /// gathered first, on connection number `lane` to the partition's leader (see
-    /// [`Client::connection_on`]). A broker handles one request of a connection at a time, so
-    /// partitions produced over different lanes are written side by side; requests to one
-    /// partition keep their order only on one lane.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn send_produce_on(&self, lane: usize, transactional_id: Option<&str>, topic: &str, partition: i32, records: &[&[u8]], acks: i16, timeout_ms: i32) -> Result<PendingProduce> {
+    /// gathered first, on connection number `to.lane` to the partition's leader (see
+    /// [`Client::connection_on`]). The set waits for the connection's next produce request,
+    /// which carries one set of every partition waiting (see [`super::produce`]). A broker
+    /// handles one request of a connection at a time, so partitions produced over different
+    /// lanes are written side by side; sets of one partition keep their order only on one
+    /// lane.
+    pub async fn send_produce_on(&self, to: &ProduceTo<'_>, topic: &str, partition: i32, records: Vec<Bytes>) -> Result<PendingProduce> {
         let (leader, conn) = self.leader_connection(topic, partition).await?;
-        let conn = if lane == 0 { conn } else { self.broker_connection_on(leader, lane).await? };
-        let version = conn.version(ApiKey::Produce, (3, 11))?;
-        let txn = transactional_id.map(|id| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.to_string())));
-        let req = ProduceRequest::default().with_transactional_id(txn).with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
-            TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
-                PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::new())),
-            ]),
-        ]);
-        let pending = conn.send_with_payload(&req, version, produce_records_field(version), records).await?;
-        Ok(PendingProduce { pending, topic: topic.to_string(), partition })
+        let conn = if to.lane == 0 { conn } else { self.broker_connection_on(leader, to.lane).await? };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let topic: std::sync::Arc<str> = topic.into();
+        conn.queue_produce(Queued {
+            transactional_id: to.transactional_id.map(Into::into),
+            acks: to.acks,
+            timeout_ms: to.timeout_ms,
+            topic: topic.clone(),
+            partition,
+            records,
+            gate: to.gate.clone(),
+            reply,
+        });
+        Ok(PendingProduce { reply: answer, topic, partition, addr: conn.addr().to_string() })
     }
 
     /// One `read_uncommitted` fetch request to broker `node` for the given
@@ -500,44 +482,5 @@ mod tests {
         two.extend_from_slice(&one[..one.len() - 3]);
         assert_eq!(whole_batches(Bytes::from(two)), one);
         assert!(whole_batches(one.slice(..10)).is_empty());
-    }
-
-    /// A produce request written as head, records and tail is byte for byte the request
-    /// kafka-protocol encodes with the records inside, for every version Tern sends, with and
-    /// without a transactional id, on both sides of the varint length's byte boundaries.
-    #[test]
-    fn a_spliced_produce_request_equals_the_whole_encoding() {
-        use crate::frame::{encode_typed_request, splice_payload};
-        let client_id = StrBytes::from_static_str("tern-test");
-        for version in 3..=11 {
-            for txn in [None, Some("tern.a.b.orders.3")] {
-                for len in [0usize, 1, 126, 127, 128, 16_383, 16_384, 1 << 20] {
-                    let records = Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
-                    let req = |r: Bytes| {
-                        ProduceRequest::default()
-                            .with_transactional_id(txn.map(|t| kafka_protocol::messages::TransactionalId(StrBytes::from_static_str(t))))
-                            .with_acks(-1)
-                            .with_timeout_ms(30_000)
-                            .with_topic_data(vec![TopicProduceData::default()
-                                .with_name(topic_name("remote.orders"))
-                                .with_partition_data(vec![PartitionProduceData::default().with_index(3).with_records(Some(r))])])
-                    };
-                    let whole = encode_typed_request(&req(records.clone()), version, 77, &client_id).expect("encode");
-                    let empty = encode_typed_request(&req(Bytes::new()), version, 77, &client_id).expect("encode");
-                    let (head, tail) = splice_payload(&empty, len, produce_records_field(version)).expect("splice");
-                    let spliced = [&head[..], &records[..], &tail[..]].concat();
-                    assert!(spliced == whole[..], "v{version}, transactional id {txn:?}, {len} bytes of records");
-                }
-            }
-        }
-        // A request whose records are not empty (so the field is not where an empty one would
-        // be): refused, not written wrongly.
-        let filled = ProduceRequest::default().with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name("t"))
-            .with_partition_data(vec![PartitionProduceData::default().with_records(Some(Bytes::from_static(&[0x55])))])]);
-        for version in [8, 9] {
-            let frame = encode_typed_request(&filled, version, 1, &client_id).expect("encode");
-            assert!(splice_payload(&frame, 10, produce_records_field(version)).is_err(), "v{version}");
-        }
     }
 }

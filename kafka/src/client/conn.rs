@@ -4,20 +4,22 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::IoSlice;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
 use tokio::io::{AsyncWriteExt, WriteHalf};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::connection::FrameReader;
 use crate::error::{Error, Result};
-use crate::frame::{decode_typed_response, encode_typed_request, peek_correlation_id, splice_payload, PayloadField, DEFAULT_MAX_FRAME};
+use crate::frame::{decode_typed_response, encode_produce_request, encode_typed_request, peek_correlation_id, DEFAULT_MAX_FRAME};
+use super::produce::{ProduceAck, Queued};
 use crate::security::{resolve_secret, BoxStream, Connector, SaslSession, SaslSettings};
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
@@ -54,6 +56,8 @@ pub struct BrokerConnection {
     sasl: Option<SaslSettings>,
     session: Mutex<Option<SessionClock>>,
     reauthentications: AtomicU64,
+    /// Produce batches waiting for a request; the task combining them starts with the first.
+    produce_queue: OnceLock<mpsc::UnboundedSender<Queued>>,
 }
 
 /// When an authenticated session must be renewed, and when the broker stops honouring it.
@@ -111,6 +115,7 @@ impl BrokerConnection {
             sasl: connector.sasl().cloned(),
             session: Mutex::new(None),
             reauthentications: AtomicU64::new(0),
+            produce_queue: OnceLock::new(),
         };
         let resp = conn.call(&ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("tern"))
@@ -246,31 +251,82 @@ impl BrokerConnection {
         Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
     }
 
-    /// [`BrokerConnection::send`] for a request with one large bytes field (a produce
-    /// request's records): `request` carries the field empty, and the field's bytes, `payload`
-    /// one part after another, are written in its place from where they are instead of being
-    /// copied into the frame.
-    pub async fn send_with_payload<R: Request>(self: &Arc<Self>, request: &R, version: i16, field: PayloadField, payload: &[&[u8]]) -> Result<InFlight<R>> {
-        let len = payload.iter().map(|p| p.len()).sum();
-        let encode = |id| encode_typed_request(request, version, id, &self.client_id).and_then(|frame| splice_payload(&frame, len, field));
-        let (id, rx) = self.write_frame_parts(encode, payload).await?;
-        Ok(InFlight { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData })
+    /// Queues one partition's batch for the next produce request of this connection (see
+    /// [`super::produce`]): batches queued one after another for a partition apply in that
+    /// order.
+    pub(super) fn queue_produce(self: &Arc<Self>, batch: Queued) {
+        let queue = self.produce_queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(super::produce::combine(Arc::downgrade(self), rx));
+            tx
+        });
+        if let Err(mpsc::error::SendError(batch)) = queue.send(batch) {
+            let _ = batch.reply.send(Err(Error::Disconnected(self.addr.clone())));
+        }
     }
 
-    /// Registers a waiter and writes the request; the waiter gets the response frame.
+    /// Writes one produce request carrying `batches` (see [`super::produce`]), and hands each
+    /// its partition's answer once it comes. A batch whose gate says no, or whose sender gave
+    /// up waiting, is left out and answered [`Error::Withdrawn`].
+    pub(super) async fn write_produce(self: &Arc<Self>, batches: Vec<Queued>) {
+        let fail_all = |batches: Vec<Queued>, e: Error| super::produce::answer(batches, Err(e));
+        let Some(first) = batches.first() else { return };
+        let (acks, timeout_ms, txn) = (first.acks, first.timeout_ms, first.transactional_id.clone());
+        let version = match self.version(ApiKey::Produce, (3, 11)) {
+            Ok(v) => v,
+            Err(e) => return fail_all(batches, e),
+        };
+        if self.is_closed() {
+            return fail_all(batches, Error::Disconnected(self.addr.clone()));
+        }
+        let mut w = self.writer.lock().await;
+        let (batches, withdrawn): (Vec<Queued>, Vec<Queued>) = batches.into_iter().partition(|q| !q.reply.is_closed() && q.gate.as_ref().is_none_or(|may| may()));
+        for q in withdrawn {
+            let what = format!("produce to {}/{}", q.topic, q.partition);
+            let _ = q.reply.send(Err(Error::Withdrawn(what)));
+        }
+        if batches.is_empty() {
+            return;
+        }
+        if let Err(e) = self.renew_session(&mut w).await {
+            return fail_all(batches, e);
+        }
+        // acks=0 gets no answer at all: nothing to wait for.
+        let (id, rx) = if acks == 0 { (self.next_correlation_id.fetch_add(1, Ordering::Relaxed), None) } else {
+            let (id, rx) = self.register();
+            (id, Some(rx))
+        };
+        let parts = encode_produce_request(version, id, self.client_id.as_str(), txn.as_deref(), acks, timeout_ms, &super::produce::by_topic(&batches));
+        let written = match parts {
+            Ok(parts) => self.write_locked(&mut w, id, &parts).await,
+            Err(e) => {
+                self.unregister(id);
+                Err(e)
+            }
+        };
+        drop(w);
+        if let Err(e) = written {
+            return fail_all(batches, e);
+        }
+        let Some(rx) = rx else {
+            for q in batches {
+                let _ = q.reply.send(Ok(ProduceAck { base_offset: -1, log_append_time: -1 }));
+            }
+            return;
+        };
+        let in_flight = InFlight::<ProduceRequest> { conn: self.clone(), id, rx, version, _response: std::marker::PhantomData };
+        tokio::spawn(async move { super::produce::answer(batches, in_flight.response().await) });
+    }
+
+    /// Registers a waiter, encodes the request for its correlation id and writes it; the waiter
+    /// gets the response frame.
     async fn write_request<R: Request>(&self, request: &R, version: i16) -> Result<(i32, oneshot::Receiver<Bytes>)> {
-        self.write_frame_parts(|id| Ok((encode_typed_request(request, version, id, &self.client_id)?, Bytes::new())), &[]).await
-    }
-
-    /// Registers a waiter, encodes the frame's head and tail for its correlation id, and writes
-    /// head, `payload` and tail; the waiter gets the response frame.
-    async fn write_frame_parts(&self, encode: impl FnOnce(i32) -> Result<(Bytes, Bytes)>, payload: &[&[u8]]) -> Result<(i32, oneshot::Receiver<Bytes>)> {
         if self.is_closed() {
             return Err(Error::Disconnected(self.addr.clone()));
         }
         let (id, rx) = self.register();
-        let (head, tail) = match encode(id) {
-            Ok(p) => p,
+        let frame = match encode_typed_request(request, version, id, &self.client_id) {
+            Ok(f) => f,
             Err(e) => {
                 self.unregister(id);
                 return Err(e);
@@ -281,11 +337,7 @@ impl BrokerConnection {
             self.unregister(id);
             return Err(e);
         }
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(payload.len() + 2);
-        parts.push(&head);
-        parts.extend_from_slice(payload);
-        parts.push(&tail);
-        self.write_locked(&mut w, id, &parts).await?;
+        self.write_locked(&mut w, id, &[&frame]).await?;
         Ok((id, rx))
     }
 
@@ -302,13 +354,23 @@ impl BrokerConnection {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
-    /// Writes the parts of one frame, in order.
-    async fn write_locked(&self, w: &mut Writer, id: i32, parts: &[&[u8]]) -> Result<()> {
-        for part in parts {
-            if let Err(e) = w.write_all(part).await {
-                self.unregister(id);
-                self.closed.store(true, Ordering::SeqCst);
-                return Err(Error::Io(e));
+    /// Writes the parts of one frame, in order, gathered into as few writes as the stream
+    /// takes.
+    async fn write_locked(&self, w: &mut Writer, id: i32, parts: &[impl AsRef<[u8]>]) -> Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p.as_ref())).filter(|s| !s.is_empty()).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let written = match w.write_vectored(rest).await {
+                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                other => other,
+            };
+            match written {
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) => {
+                    self.unregister(id);
+                    self.closed.store(true, Ordering::SeqCst);
+                    return Err(Error::Io(e));
+                }
             }
         }
         Ok(())

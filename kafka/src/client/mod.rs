@@ -6,7 +6,9 @@
 //! - [`Connection`]: one request at a time with raw access, for tools and tests.
 
 mod admin;
-pub use admin::{Isolation, PendingProduce, ProduceAck, EARLIEST, LATEST};
+pub use admin::{Isolation, ProduceTo, EARLIEST, LATEST};
+mod produce;
+pub use produce::{Gate, PendingProduce, ProduceAck};
 mod conn;
 mod groups;
 mod membership;

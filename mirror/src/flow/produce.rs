@@ -322,13 +322,13 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
     // has no state for at any sequence, so a batch sent behind a refused one could be written.
     // Afterwards a batch behind a refused one is refused too (its sequence leaves a gap).
     let mut window = if by.known { MAX_IN_FLIGHT } else { 1 };
-    let lane = rt.produce_lane(tp).await;
+    let to = rt.produce_to(tp, by.transactional_id).await;
     let mut acked = 0;
     let mut in_flight: std::collections::VecDeque<tern_kafka::Result<tern_kafka::client::PendingProduce>> = std::collections::VecDeque::new();
     let mut sent = 0;
     while acked < batches.len() {
         while sent < batches.len() && in_flight.len() < window && rt.session.may_produce() {
-            let request = rt.target.send_produce_on(lane, by.transactional_id, remote, tp.1, &batches[sent].parts(), -1, 30_000).await;
+            let request = rt.target.send_produce_on(&to, remote, tp.1, batches[sent].parts()).await;
             let stop = request.is_err();
             in_flight.push_back(request);
             sent += 1;
@@ -367,6 +367,10 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
                         Err(e) => return (acked, Some(e)),
                     }
                 }
+                // The partition acknowledged this producer by now, if it had not before.
+                if by.idempotent && acked > 0 {
+                    window = MAX_IN_FLIGHT;
+                }
             }
         }
     }
@@ -375,14 +379,14 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
 
 /// Produces one batch (for source partition `tp`) to a target partition, retrying what the target may accept later (leadership moves,
 /// connection trouble) with a growing backoff; `None` when the worker stopped producing first.
-pub(super) async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&str, i32), batch: &[&[u8]], transactional_id: Option<&str>) -> tern_kafka::Result<Option<tern_kafka::client::ProduceAck>> {
+pub(super) async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&str, i32), batch: &[bytes::Bytes], transactional_id: Option<&str>) -> tern_kafka::Result<Option<tern_kafka::client::ProduceAck>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         if !rt.session.may_produce() {
             return Ok(None);
         }
-        let lane = rt.produce_lane(tp).await;
-        let sent = async { rt.target.send_produce_on(lane, transactional_id, remote, partition, batch, -1, 30_000).await?.ack().await };
+        let to = rt.produce_to(tp, transactional_id).await;
+        let sent = async { rt.target.send_produce_on(&to, remote, partition, batch.to_vec()).await?.ack().await };
         match sent.await {
             Ok(ack) => return Ok(Some(ack)),
             Err(e) if e.is_retriable() => {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tern_kafka::client::{Client, Membership};
+use tern_kafka::client::{Client, Gate, Membership, ProduceTo};
 use tokio::sync::Mutex;
 
 use crate::config::{Connections, Delivery, Flow, MirrorSettings};
@@ -158,6 +158,15 @@ impl Runtime {
     /// behind record sets.
     pub(super) async fn produce_lane(&self, tp: &Tp) -> usize {
         1 + lane_of(tp, self.produce_lanes().await)
+    }
+
+    /// How a partition's batches go to the target: on its lane, every in-sync replica
+    /// acknowledging, and only while this worker may still produce (a batch still queued when
+    /// the worker gives its partitions up is not written; see [`Session::may_produce`]).
+    pub(super) async fn produce_to<'a>(&self, tp: &Tp, transactional_id: Option<&'a str>) -> ProduceTo<'a> {
+        let session = self.session.clone();
+        let gate: Gate = Arc::new(move || session.may_produce());
+        ProduceTo { lane: self.produce_lane(tp).await, transactional_id, acks: -1, timeout_ms: 30_000, gate: Some(gate) }
     }
 }
 
