@@ -2,10 +2,10 @@
 //! requests by correlation id. Over a long link this is what keeps throughput up: a fetch and
 //! several produce requests share one round trip instead of queueing behind each other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::io::IoSlice;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -257,7 +257,7 @@ impl BrokerConnection {
     pub(super) fn queue_produce(self: &Arc<Self>, batch: Queued) {
         let queue = self.produce_queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(super::produce::combine(Arc::downgrade(self), rx));
+            tokio::spawn(combine_produce(Arc::downgrade(self), rx));
             tx
         });
         if let Err(mpsc::error::SendError(batch)) = queue.send(batch) {
@@ -403,5 +403,31 @@ impl BrokerConnection {
             return Err(Error::Io(e));
         }
         Ok(())
+    }
+}
+
+/// Takes the batches queued for a connection and writes them, combined, one request at a
+/// time. Ends when the connection is dropped.
+async fn combine_produce(conn: Weak<BrokerConnection>, mut queue: mpsc::UnboundedReceiver<Queued>) {
+    let mut waiting: VecDeque<Queued> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match queue.recv().await {
+                Some(q) => waiting.push_back(q),
+                None => return,
+            }
+        }
+        // Producers woken together (by one fetch answer, say) queue their batches in one pass
+        // of the scheduler: this task lets that pass finish before it takes the request, or it
+        // would run between them and write one batch at a time.
+        tokio::task::yield_now().await;
+        while let Ok(q) = queue.try_recv() {
+            waiting.push_back(q);
+        }
+        let Some(conn) = conn.upgrade() else {
+            return;
+        };
+        let request = super::produce::next_request(&mut waiting);
+        conn.write_produce(request).await;
     }
 }

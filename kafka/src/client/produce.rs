@@ -10,13 +10,12 @@
 //! a connection in order.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ProduceResponse;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::conn::BrokerConnection;
 use crate::error::{Error, Result};
 use crate::frame::ProducePartition;
 
@@ -81,36 +80,10 @@ impl PendingProduce {
     }
 }
 
-/// Takes the batches queued for a connection and writes them, combined, one request at a
-/// time. Ends when the connection is dropped.
-pub(super) async fn combine(conn: Weak<BrokerConnection>, mut queue: mpsc::UnboundedReceiver<Queued>) {
-    let mut waiting: VecDeque<Queued> = VecDeque::new();
-    loop {
-        if waiting.is_empty() {
-            match queue.recv().await {
-                Some(q) => waiting.push_back(q),
-                None => return,
-            }
-        }
-        // Producers woken together (by one fetch answer, say) queue their batches in one pass
-        // of the scheduler: this task lets that pass finish before it takes the request, or it
-        // would run between them and write one batch at a time.
-        tokio::task::yield_now().await;
-        while let Ok(q) = queue.try_recv() {
-            waiting.push_back(q);
-        }
-        let Some(conn) = conn.upgrade() else {
-            return;
-        };
-        let request = next_request(&mut waiting);
-        conn.write_produce(request).await;
-    }
-}
-
 /// The batches the next request carries, taken from the front of `waiting` in order: those
 /// that go with the first, at most one per partition and none behind a batch of the same
 /// partition left waiting, up to [`MAX_REQUEST_BYTES`].
-fn next_request(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
+pub(super) fn next_request(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
     let mut taken: Vec<Queued> = Vec::new();
     let mut left = VecDeque::new();
     let mut seen: HashSet<(Arc<str>, i32)> = HashSet::new();
