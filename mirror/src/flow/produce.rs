@@ -393,8 +393,9 @@ pub(super) async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&
                 rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                // The leader may have moved.
-                let _ = rt.target.refresh_metadata(None).await;
+                // The leader may have moved: this topic's metadata (and the brokers') is asked
+                // again, not the whole cluster's, as a thousand partitions may be retrying.
+                let _ = rt.target.refresh_metadata(Some(&[remote.to_string()])).await;
             }
             Err(e) => return Err(e),
         }
