@@ -499,6 +499,35 @@ async fn cluster_behind(kind: Kind, proxy: &str) -> (TestCluster, SocketAddr) {
     }
 }
 
+/// A flow's clusters for a proxy test: the source, the target behind a frame-aware proxy (it
+/// advertises the proxy, so every connection after the bootstrap goes through it), the flow's
+/// aliases and a topic of the test's own.
+struct Proxied {
+    src: TestCluster,
+    dst: TestCluster,
+    proxy: FaultyProxy,
+    proxy_addr: String,
+    /// The source's and the target's aliases.
+    a: String,
+    b: String,
+    topic: String,
+    remote: String,
+}
+
+/// [`Proxied`], the proxy's faults made from the target's alias and the remote topic.
+async fn source_and_proxied_target(kind: Kind, topic: &str, delay: Duration, faults: impl FnOnce(&str, &str) -> Faults) -> Proxied {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
+    let src = TestCluster::start(kind, Side::A).await;
+    let (dst, upstream) = cluster_behind(kind, &proxy_addr).await;
+    let aliases = Aliases::unique();
+    let (a, b) = (aliases.source.clone(), aliases.target.clone());
+    let topic = unique_topic(topic);
+    let remote = format!("{a}.{topic}");
+    let proxy = FaultyProxy::spawn_with(listener, upstream, delay, faults(&b, &remote));
+    Proxied { src, dst, proxy, proxy_addr, a, b, topic, remote }
+}
+
 /// A client of a cluster behind the faulty proxy: its bootstrap may meet a reset, and is retried.
 async fn client_through_faults(cluster: &TestCluster) -> Client {
     for _ in 0..20 {
@@ -687,16 +716,8 @@ async fn a_cluster_across_a_long_link_is_fetched_and_produced_over_several_conne
 async fn batches_of_many_partitions_share_produce_requests(kind: Kind) {
     const PARTITIONS: i32 = 64;
     const BATCHES: usize = 4;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
-    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
-    let src = TestCluster::start(kind, Side::A).await;
-    let (dst, upstream) = cluster_behind(kind, &proxy_addr).await;
-    let aliases = Aliases::unique();
-    let (a, b) = (aliases.source.clone(), aliases.target.clone());
-    let topic = unique_topic("shared-requests");
-    let remote = format!("{a}.{topic}");
-    let faults = Faults { list_partitions_of: Some((format!("tern-{b}"), remote.clone())), ..Faults::default() };
-    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::ZERO, faults);
+    let Proxied { src, dst, proxy, proxy_addr, a, b, topic, remote } =
+        source_and_proxied_target(kind, "shared-requests", Duration::ZERO, |b, remote| Faults { list_partitions_of: Some((format!("tern-{b}"), remote.to_string())), ..Faults::default() }).await;
     src.create_topic(&topic, PARTITIONS, &[]).await;
     // The remote topic exists before the worker starts: a topic Kafka has only just created
     // answers its first produce requests NOT_LEADER_OR_FOLLOWER for a moment, and partitions
@@ -793,16 +814,12 @@ over_kinds!(a_failed_over_flow_stays_stopped_while_its_decisions_are_unreachable
 /// (it keeps each producer's last five per partition); the copy is identical and the partition
 /// reports no error.
 async fn a_lost_answer_with_batches_in_flight_writes_nothing_twice(kind: Kind) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
-    let proxy_addr = listener.local_addr().expect("proxy address").to_string();
-    let src = TestCluster::start(kind, Side::A).await;
-    let (dst, upstream) = cluster_behind(kind, &proxy_addr).await;
-    let aliases = Aliases::unique();
-    let (a, b) = (aliases.source.clone(), aliases.target.clone());
-    let topic = unique_topic("in-flight");
-    let remote = format!("{a}.{topic}");
-    let faults = Faults { on: AtomicBool::new(true), lose_answer_to: Some((remote.as_bytes().to_vec(), 2)), ..Faults::default() };
-    let proxy = FaultyProxy::spawn_with(listener, upstream, Duration::from_millis(50), faults);
+    let Proxied { src, dst, proxy, proxy_addr, a, b, topic, remote } = source_and_proxied_target(kind, "in-flight", Duration::from_millis(50), |_, remote| Faults {
+        on: AtomicBool::new(true),
+        lose_answer_to: Some((remote.as_bytes().to_vec(), 2)),
+        ..Faults::default()
+    })
+    .await;
     src.create_topic(&topic, 1, &[]).await;
     let source = src.client().await;
     // Eight batches of 100 records before the worker starts, so one fetch returns them all.
