@@ -145,8 +145,20 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 
 /// Checks the stored CRC of one complete batch.
 pub fn verify_crc(batch: &[u8]) -> Result<()> {
-    let header = BatchHeader::parse(batch)?;
-    let computed = compute_crc(batch);
+    verify_crc_parts(&[batch])
+}
+
+/// Checks the stored CRC of one batch held in parts, as a produce request carries it: the
+/// first part begins with the whole header, the others follow it in order.
+pub fn verify_crc_parts<B: AsRef<[u8]>>(parts: &[B]) -> Result<()> {
+    let Some((first, rest)) = parts.split_first() else {
+        return Err(Error::MalformedBatch(BatchFault::ShortHeader));
+    };
+    let header = BatchHeader::parse(first.as_ref())?;
+    let mut computed = compute_crc(first.as_ref());
+    for part in rest {
+        computed = crc32c::crc32c_append(computed, part.as_ref());
+    }
     if computed != header.crc {
         return Err(Error::CorruptBatch { stored: header.crc, computed });
     }
@@ -449,6 +461,29 @@ mod tests {
         assert_eq!(h.record_count, 1);
         assert_eq!(h.codec(), Codec::None);
         verify_crc(&b).expect("crc");
+    }
+
+    /// A batch in parts (its header, then its records cut anywhere) checks as the whole does; a
+    /// byte changed in any part fails the check, and still fails once the header's producer
+    /// fields are rewritten with the CRC patched: corruption is carried, not laundered.
+    #[test]
+    fn a_batch_in_parts_checks_as_a_whole_and_corruption_survives_a_patch() {
+        let b = batch_of_len(3000);
+        let (header, records) = b.split_at(HEADER_LEN);
+        for cut in [0, 1, 1500, records.len()] {
+            let (r1, r2) = records.split_at(cut);
+            verify_crc_parts(&[header, r1, r2]).expect("the parts of a good batch");
+        }
+        assert!(verify_crc_parts::<&[u8]>(&[]).is_err());
+        assert!(verify_crc_parts(&[&header[..HEADER_LEN - 1]]).is_err(), "a short header");
+        for at in [CRC_START, HEADER_LEN, HEADER_LEN + 1000, b.len() - 1] {
+            let mut bad = b.clone();
+            bad[at] ^= 0x10;
+            assert!(matches!(verify_crc(&bad), Err(Error::CorruptBatch { .. })), "byte {at}");
+            let (mut header, records) = (bad[..HEADER_LEN].to_vec(), &bad[HEADER_LEN..]);
+            set_producer(&mut header, 9, 2, 40);
+            assert!(matches!(verify_crc_parts(&[&header[..], records]), Err(Error::CorruptBatch { .. })), "byte {at}, patched");
+        }
     }
 
     #[test]

@@ -39,6 +39,13 @@ impl OutBatch {
         vec![Bytes::copy_from_slice(&self.header), self.records.clone()]
     }
 
+    /// Checks the batch's CRC: its header as edited, its records as fetched. The CRC of an
+    /// edited header is patched, not recomputed, so a batch that was corrupt on the source
+    /// fails this check here too.
+    pub fn verify_crc(&self) -> tern_kafka::Result<()> {
+        tern_kafka::batch::verify_crc_parts(&[&self.header[..], &self.records[..]])
+    }
+
     pub fn parsed_header(&self) -> Option<BatchHeader> {
         BatchHeader::parse(&self.header).ok()
     }

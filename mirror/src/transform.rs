@@ -2,7 +2,11 @@
 //!
 //! Fast path: a batch is produced as fetched (compressed bytes untouched and not even copied:
 //! the records after the header stay a slice of the fetch response; only a copy of the header
-//! is edited, its producer-owned fields reset and the CRC patched). Record path: the batch is
+//! is edited, its producer-owned fields reset and the CRC patched). Its CRC is not checked
+//! here: the patch carries the source's checksum through, so a batch corrupt on the source
+//! stays corrupt, the target refuses it (as Kafka and `tern broker` check every batch
+//! produced), and the producer then checks it to name the source as the culprit
+//! ([`crate::producer::OutBatch::verify_crc`]). Record path: the batch is
 //! decoded and re-encoded with the same codec when the fast path would be wrong:
 //! - it starts before the next offset to replicate (a fetch from inside a batch);
 //! - its offsets have gaps (compacted), which brokers refuse from producers;
@@ -85,7 +89,6 @@ pub fn prepare(data: &Bytes, from: i64, aborted: &mut Aborted) -> Result<Prepare
             out.next_offset = h.last_offset() + 1;
             continue;
         }
-        tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Malformed(format!("source batch at offset {}: {e}", h.base_offset)))?;
         let dense = h.record_count > 0 && h.record_count as i64 == h.last_offset_delta as i64 + 1;
         if h.base_offset >= out.next_offset && dense && !h.is_log_append_time() {
             let mut header = [0u8; HEADER_LEN];
@@ -95,6 +98,8 @@ pub fn prepare(data: &Bytes, from: i64, aborted: &mut Aborted) -> Result<Prepare
             out.source_offsets.push_run(h.base_offset, h.record_count as u64);
             out.batches_fast += 1;
         } else {
+            // Re-encoded batches get a new CRC, which would hide corruption: checked first.
+            tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Malformed(format!("source batch at offset {}: {e}", h.base_offset)))?;
             rewrite(bytes, &h, &mut out)?;
             out.batches_rewritten += 1;
         }
@@ -318,15 +323,25 @@ mod tests {
     }
 
     #[test]
-    fn partial_tail_is_left_for_the_next_fetch_and_corruption_is_an_error() {
+    fn partial_tail_is_left_for_the_next_fetch_and_corruption_is_carried_or_refused() {
         let mut data = batch(0, &[0, 1], Compression::None);
         let second = batch(2, &[2, 3], Compression::None);
         data.extend_from_slice(&second[..second.len() - 5]);
         let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
         assert_eq!(p.next_offset, 2);
+        // A corrupt batch on the fast path keeps a CRC that does not match, so the target
+        // refuses it; one that would be re-encoded (and get a CRC of its own) is an error here.
         let mut bad = batch(0, &[0, 1], Compression::None);
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(prepare(&Bytes::from(bad.clone()), 0, &mut Aborted::default()).is_err());
+        let p = prepare(&Bytes::from(bad.clone()), 0, &mut Aborted::default()).expect("prepare");
+        assert_eq!(p.batches_fast, 1);
+        assert!(matches!(p.batches[0].verify_crc(), Err(tern_kafka::Error::CorruptBatch { .. })));
+        let mut stamped = p.batches.clone();
+        crate::producer::stamp_producer(&mut stamped, 5, 0, 0, true);
+        assert!(stamped[0].verify_crc().is_err(), "still corrupt with the producer's fields patched in");
+        assert!(prepare(&Bytes::from(bad.clone()), 1, &mut Aborted::default()).is_err(), "from inside the batch: re-encoded");
+        let good = prepare(&Bytes::from(batch(0, &[0, 1], Compression::None)), 0, &mut Aborted::default()).expect("prepare");
+        good.batches[0].verify_crc().expect("a good batch checks");
     }
 }

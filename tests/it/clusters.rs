@@ -71,6 +71,24 @@ impl TestCluster {
         assert!(c.create_topic(name, partitions, &configs).await.expect("create topic"), "{name} existed already");
         wait_leaders(&c, name, partitions).await;
     }
+
+    /// The log segment files of one partition on the cluster's disk, oldest first: Kafka and
+    /// `tern broker` alike keep `<data dir>/<topic>-<partition>/<base offset>.log`.
+    pub fn segment_files(&self, topic: &str, partition: i32) -> Vec<std::path::PathBuf> {
+        let data_dirs: Vec<std::path::PathBuf> = match self {
+            TestCluster::Tern(b) => vec![b._dir.path().to_path_buf()],
+            TestCluster::Kafka(k) => k.nodes.iter().map(|n| n.dir.join("data")).collect(),
+            TestCluster::OwnKafka(k) => k.nodes.iter().map(|n| n.dir.join("data")).collect(),
+        };
+        let mut files: Vec<std::path::PathBuf> = data_dirs
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d.join(format!("{topic}-{partition}"))).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        files
+    }
 }
 
 /// Waits until Metadata shows a leader for every partition of `topic`.

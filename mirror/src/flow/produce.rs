@@ -114,7 +114,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
                 rt.status.update(&tp.0, tp.1, |s| s.replicated_offset = s.replicated_offset.max(next));
             }
             if let Some(e) = refused {
-                fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {e}", tp.1));
+                fail_partition(&rt, &tp, refusal(&remote, tp.1, &e, offsets.first()));
                 return;
             }
             if done < batches.len() {
@@ -186,8 +186,8 @@ pub(super) async fn transactional_partition_producer(rt: Arc<Runtime>, tp: Tp, m
                     }
                 }
                 let why = failure.error.as_ref().map_or_else(|| "the partitions were given up".to_string(), |e| e.to_string());
-                if failure.refused {
-                    fail_partition(&rt, &tp, format!("the target refused records for {remote}/{}: {why}", tp.1));
+                if let (true, Some(e)) = (failure.refused, &failure.error) {
+                    fail_partition(&rt, &tp, refusal(&remote, tp.1, e, failure.source_offset));
                 } else if rt.session.may_produce() {
                     tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, fenced, "exactly-once transaction aborted: {why}; rejoining to go on from the position committed on {}", rt.flow.target);
                     rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("transaction aborted: {why}")));
@@ -204,12 +204,40 @@ pub(super) async fn transactional_partition_producer(rt: Arc<Runtime>, tp: Tp, m
 pub(super) struct TxnFailure {
     error: Option<tern_kafka::Error>,
     refused: bool,
+    /// For refused records: the source offset of the first record not acknowledged.
+    source_offset: Option<i64>,
 }
 
 impl From<tern_kafka::Error> for TxnFailure {
     fn from(e: tern_kafka::Error) -> TxnFailure {
-        TxnFailure { error: Some(e), refused: false }
+        TxnFailure { error: Some(e), refused: false, source_offset: None }
     }
+}
+
+/// What the status says when the target refuses a partition's records. A batch found corrupt
+/// after the target refused it was corrupt on the source (its CRC is patched on the way, never
+/// computed anew): the source is named, with the offset the batch starts at.
+fn refusal(remote: &str, partition: i32, e: &tern_kafka::Error, source_offset: Option<i64>) -> String {
+    match e {
+        tern_kafka::Error::CorruptBatch { .. } => {
+            let at = source_offset.map_or_else(String::new, |o| format!(" at offset {o}"));
+            // The CRCs in `e` are of the header as edited, not the source's: left out.
+            format!("the source holds a corrupt batch{at}: its bytes do not match its CRC; the target refused it (CORRUPT_MESSAGE) and the partition stops there")
+        }
+        _ => format!("the target refused records for {remote}/{partition}: {e}"),
+    }
+}
+
+/// The error that stops a partition when the target refuses a batch as corrupt
+/// (`CORRUPT_MESSAGE`, which Kafka counts as retriable) and its CRC indeed fails here: the batch
+/// was corrupt on the source, and sending it again cannot help. `None` for any other error, or
+/// a batch that checks (spoilt on the way: sent again).
+fn corrupt_on_source(e: &tern_kafka::Error, parts: &[bytes::Bytes]) -> Option<tern_kafka::Error> {
+    let refused_as_corrupt = matches!(e, tern_kafka::Error::Kafka { error: kafka_protocol::ResponseError::CorruptMessage, .. });
+    if !refused_as_corrupt {
+        return None;
+    }
+    tern_kafka::batch::verify_crc_parts(parts).err()
 }
 
 /// One transaction: the sets' records to the remote partition, the offset-map entries and the
@@ -254,10 +282,10 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
         let (done, refused) = produce_in_order(rt, tp, remote, &batches, by, &mut on_ack).await;
         if let Some(e) = refused {
             let refused = !e.is_retriable() && !tern_kafka::client::is_fenced(&e);
-            return Err(TxnFailure { error: Some(e), refused });
+            return Err(TxnFailure { error: Some(e), refused, source_offset: offsets.first() });
         }
         if done < batches.len() {
-            return Err(TxnFailure { error: None, refused: false });
+            return Err(TxnFailure { error: None, refused: false, source_offset: None });
         }
         known = true;
         fast += set.batches_fast;
@@ -269,7 +297,7 @@ pub(super) async fn replicate_in_transaction(rt: &Runtime, tp: &Tp, remote: &str
     let mut batch = [OutBatch::split(&encoded, state.len())];
     sequences.1 = stamp_producer(&mut batch, producer_id, epoch, sequences.1, true);
     if produce_batch(rt, tp, (&map_topic, 0), &batch[0].parts(), Some(&id)).await?.is_none() {
-        return Err(TxnFailure { error: None, refused: false });
+        return Err(TxnFailure { error: None, refused: false, source_offset: None });
     }
     if crate::failpoint::hit("abort-before-commit", &tp.0) {
         tracing::error!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "failpoint abort-before-commit: aborting with a transaction written and not committed");
@@ -353,6 +381,9 @@ pub(super) async fn produce_in_order(rt: &Runtime, tp: &Tp, remote: &str, batche
                 for request in in_flight.drain(..).flatten() {
                     let _ = request.ack().await;
                 }
+                if let Some(corrupt) = corrupt_on_source(&e, &batches[acked].parts()) {
+                    return (acked, Some(corrupt));
+                }
                 if !e.is_retriable() {
                     return (acked, Some(e));
                 }
@@ -390,6 +421,9 @@ pub(super) async fn produce_batch(rt: &Runtime, tp: &Tp, (remote, partition): (&
         match sent.await {
             Ok(ack) => return Ok(Some(ack)),
             Err(e) if e.is_retriable() => {
+                if let Some(corrupt) = corrupt_on_source(&e, batch) {
+                    return Err(corrupt);
+                }
                 rt.status.update(&tp.0, tp.1, |s| s.error = Some(format!("retrying: {e}")));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
