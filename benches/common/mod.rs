@@ -294,8 +294,13 @@ pub fn replicate_with(
         loop {
             peak_rss = peak_rss.max(peak_rss_kib(pid));
             let mut done = true;
-            if first_seen.is_none() && target.list_offset(&remote, 0, LATEST).await.map(|o| o.0).unwrap_or(0) > 0 {
-                first_seen = Some(Instant::now());
+            // Streaming counts from the first record on any remote partition (the mirror fetches
+            // its partitions in turns, not partition 0 first), asked in one request.
+            if first_seen.is_none() {
+                let remote_partitions: Vec<(String, i32)> = (0..partitions).map(|p| (remote.clone(), p)).collect();
+                if target.list_offsets(&remote_partitions, LATEST).await.is_ok_and(|ends| ends.values().any(|end| *end > 0)) {
+                    first_seen = Some(Instant::now());
+                }
             }
             for (p, end) in &want {
                 let _ = target.refresh_metadata(None).await;
