@@ -1,7 +1,10 @@
 //! Reading and writing whole frames on a byte stream. This is where the socket lives; the
 //! bytes are interpreted by [`crate::frame`].
 
-use bytes::{Bytes, BytesMut};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
@@ -15,23 +18,26 @@ pub struct FrameReader {
     limit: usize,
     /// Whether a frame's whole size is set aside as soon as its size prefix is read.
     whole: bool,
-    /// Large frames handed out, kept so that their memory is read into again once every
-    /// holder has let go (a reader of answers only).
-    handed_out: Vec<Bytes>,
+    /// Where a large frame is read (a reader of answers only).
+    memory: Option<AnswerMemory>,
+    /// The large frame being read, kept here rather than in the read's future, so a read that
+    /// is given up loses nothing.
+    lending: Option<Lending>,
 }
 
-/// A frame at least this large is kept for reuse. Fresh memory of this size comes straight
-/// from the kernel, which zeroes every page on first touch: reading a 32 MiB fetch answer into
-/// fresh memory costs about as much CPU as copying it twice.
-const REUSE_FROM: usize = 256 * 1024;
+/// A large frame being read into memory lent by an [`AnswerMemory`].
+struct Lending {
+    /// The frame's bytes so far.
+    body: Vec<u8>,
+    /// Its size.
+    len: usize,
+    home: AnswerMemory,
+}
 
-/// At most this many large frames are remembered per reader, in use or not: enough for the
-/// answers a mirror holds while their batches are produced elsewhere.
-const REUSE_SLOTS: usize = 8;
-
-/// At most this many remembered frames that nobody else holds are kept: the memory a reader
-/// keeps beyond what is in use is at most this many frames.
-const IDLE_SPARES: usize = 2;
+/// A frame at least this large is read into [`AnswerMemory`]. Fresh memory of this size comes
+/// straight from the kernel, which zeroes every page on first touch: reading a 32 MiB fetch
+/// answer into fresh memory costs about as much CPU as copying it twice.
+const LEND_FROM: usize = 256 * 1024;
 
 /// The least a read asks for.
 const MIN_READ: usize = 4096;
@@ -40,14 +46,20 @@ impl FrameReader {
     /// A reader that grows its buffer as a frame's bytes arrive, so a peer that announces a
     /// large frame and sends little of it costs little (a broker reading requests).
     pub fn new(limit: usize) -> Self {
-        FrameReader { buf: BytesMut::new(), limit, whole: false, handed_out: Vec::new() }
+        FrameReader { buf: BytesMut::new(), limit, whole: false, memory: None, lending: None }
     }
 
     /// A reader that sets a frame's whole size aside (within `limit`) as soon as its size is
     /// read, so a large answer is read into one allocation, without copies as it grows: for a
-    /// client reading the answers of brokers it chose to connect to.
+    /// client reading the answers of brokers it chose to connect to. Large answers are read
+    /// into the process's [`AnswerMemory`].
     pub fn for_answers(limit: usize) -> Self {
-        FrameReader { buf: BytesMut::new(), limit, whole: true, handed_out: Vec::new() }
+        Self::for_answers_in(limit, AnswerMemory::shared())
+    }
+
+    /// A reader of answers that reads its large answers into `memory`.
+    pub fn for_answers_in(limit: usize, memory: AnswerMemory) -> Self {
+        FrameReader { buf: BytesMut::new(), limit, whole: true, memory: Some(memory), lending: None }
     }
 
     /// Changes the largest frame accepted from now on (a broker raises it once a client has
@@ -56,18 +68,36 @@ impl FrameReader {
         self.limit = limit;
     }
 
-    /// The next whole frame, or `None` on a clean end of stream between frames.
+    /// The next whole frame, or `None` on a clean end of stream between frames. A read that is
+    /// given up (its future dropped) loses nothing: the next read goes on where it stopped.
     pub async fn read_frame<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Option<Bytes>> {
-        self.let_go_idle();
+        if let Some(memory) = &self.memory {
+            memory.let_go_idle(Instant::now());
+        }
         loop {
-            if let Some(len) = complete_frame_len(&self.buf, self.limit)? {
-                let mut frame = self.buf.split_to(4 + len);
-                let _ = frame.split_to(4);
-                let frame = frame.freeze();
-                if self.whole && len >= REUSE_FROM {
-                    self.remember(frame.clone());
+            if self.lending.is_none() {
+                if let Some(len) = complete_frame_len(&self.buf, self.limit)? {
+                    let mut frame = self.buf.split_to(4 + len);
+                    let _ = frame.split_to(4);
+                    return Ok(Some(frame.freeze()));
                 }
-                return Ok(Some(frame));
+                self.start_lending();
+            }
+            if let Some(lending) = &mut self.lending {
+                let rest = lending.len - lending.body.len();
+                if rest > 0 {
+                    if r.read_buf(&mut (&mut lending.body).limit(rest)).await? == 0 {
+                        return Err(Error::MalformedFrame(format!(
+                            "connection closed inside a frame ({} of {} bytes arrived)",
+                            lending.body.len(),
+                            lending.len
+                        )));
+                    }
+                    continue;
+                }
+                if let Some(Lending { body, home, .. }) = self.lending.take() {
+                    return Ok(Some(Bytes::from_owner(Lent { body, home })));
+                }
             }
             // Room for what may arrive next: at least 4 KiB, and as much again as has arrived
             // of a large frame (never past its end), so a large request is read with few
@@ -78,12 +108,6 @@ impl FrameReader {
                 4
             };
             if self.whole && want <= self.limit + 4 && self.buf.capacity() < want {
-                if want >= REUSE_FROM {
-                    if let Some(mut spare) = self.reusable(want) {
-                        spare.extend_from_slice(&self.buf);
-                        self.buf = spare;
-                    }
-                }
                 self.buf.reserve(want - self.buf.len());
             } else if self.buf.capacity() - self.buf.len() < MIN_READ {
                 let rest = want.saturating_sub(self.buf.len()).max(MIN_READ);
@@ -100,51 +124,157 @@ impl FrameReader {
             }
         }
     }
+
+    /// Once the size of an incomplete large frame is known (and within the limit), moves the
+    /// bytes of it that arrived into memory lent for the whole frame; the rest is read there.
+    fn start_lending(&mut self) {
+        let Some(memory) = &self.memory else { return };
+        if self.buf.len() < 4 {
+            return;
+        }
+        let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]).max(0) as usize;
+        if len < LEND_FROM || len > self.limit {
+            return;
+        }
+        let mut body = memory.take(len);
+        let arrived = (self.buf.len() - 4).min(len);
+        body.extend_from_slice(&self.buf[4..4 + arrived]);
+        self.buf.advance(4 + arrived);
+        self.lending = Some(Lending { body, len, home: memory.clone() });
+    }
 }
 
-impl FrameReader {
-    /// Keeps a handle on a large frame just handed out; past [`REUSE_SLOTS`] the oldest handle
-    /// is let go.
-    fn remember(&mut self, frame: Bytes) {
-        self.handed_out.push(frame);
-        self.let_go_idle();
-        if self.handed_out.len() > REUSE_SLOTS {
-            self.handed_out.remove(0);
-        }
+/// Memory for large answers that outlives the frames read into it. When the last holder of a
+/// frame lets go (a mirror's record sets, once the target has taken their batches), its memory
+/// comes back here, and the next large answer is read into it rather than into fresh pages the
+/// kernel must fault in and zero. How many answers are in flight at once therefore decides how
+/// much memory is set aside, not how many answers a run reads. At most [`MAX_SPARES`] are kept
+/// unused, and none for longer than [`SPARE_IDLE`], so a worker that goes quiet gives its
+/// memory back. One is shared by the process ([`AnswerMemory::shared`]).
+#[derive(Clone)]
+pub struct AnswerMemory(Arc<Mutex<Spares>>);
+
+struct Spares {
+    /// Memory nobody holds, with when it came back.
+    idle: Vec<(Vec<u8>, Instant)>,
+    /// The largest frame lent memory so far. New memory is set aside a little above this size
+    /// (see [`SLACK`]), so that any spare fits any answer; pages a smaller answer does not reach
+    /// are never touched, and untouched pages cost nothing.
+    largest: usize,
+}
+
+/// At most this many spares are kept unused.
+const MAX_SPARES: usize = 4;
+
+/// New memory is set aside at least this much larger than the largest frame so far, rounded
+/// to a multiple of it.
+const SLACK: usize = 1 << 20;
+
+/// A spare unused this long is let go.
+const SPARE_IDLE: Duration = Duration::from_secs(5);
+
+/// A frame's memory, lent by an [`AnswerMemory`] and given back when the frame's last holder
+/// lets go.
+struct Lent {
+    body: Vec<u8>,
+    home: AnswerMemory,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.home.give_back(std::mem::take(&mut self.body));
+    }
+}
+
+impl Default for AnswerMemory {
+    fn default() -> Self {
+        AnswerMemory(Arc::new(Mutex::new(Spares { idle: Vec::new(), largest: 0 })))
+    }
+}
+
+impl AnswerMemory {
+    /// The process's memory for answers, shared by all its readers of answers.
+    pub fn shared() -> AnswerMemory {
+        static SHARED: OnceLock<AnswerMemory> = OnceLock::new();
+        SHARED.get_or_init(AnswerMemory::default).clone()
     }
 
-    /// Lets go of remembered frames nobody else holds beyond [`IDLE_SPARES`], the oldest first
-    /// (their memory returns to the allocator). Done whenever a frame is read, so a connection
-    /// that goes quiet after a burst keeps at most that many once its next answers come (a
-    /// fetch connection gets one at least every fetch wait).
-    fn let_go_idle(&mut self) {
-        let mut idle = 0;
-        for at in (0..self.handed_out.len()).rev() {
-            if self.handed_out[at].is_unique() {
-                idle += 1;
-                if idle > IDLE_SPARES {
-                    self.handed_out.remove(at);
-                }
-            }
-        }
+    fn spares(&self) -> std::sync::MutexGuard<'_, Spares> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An empty buffer of at least `want` bytes, made of a frame's memory that every holder
-    /// has let go of: the smallest that fits.
-    fn reusable(&mut self, want: usize) -> Option<BytesMut> {
-        let at = self
-            .handed_out
+    /// Empty memory for a frame of `len` bytes: the smallest spare that fits, or new memory.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut spares = self.spares();
+        spares.largest = spares.largest.max(len);
+        let fits = spares
+            .idle
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.is_unique() && f.len() + 4 >= want)
-            .min_by_key(|(_, f)| f.len())
-            .map(|(i, _)| i)?;
-        let mut spare = self.handed_out.swap_remove(at).try_into_mut().ok()?;
-        spare.clear();
-        // The frame began four bytes into its allocation, after its size prefix; a unique
-        // buffer that is reserved within its allocation moves back to the allocation's start.
-        spare.reserve(want);
-        Some(spare)
+            .filter(|(_, (body, _))| body.capacity() >= len)
+            .min_by_key(|(_, (body, _))| body.capacity())
+            .map(|(at, _)| at);
+        if let Some(at) = fits {
+            return spares.idle.swap_remove(at).0;
+        }
+        // Rounded up, so that answers a few bytes larger than the largest so far (a fetch
+        // answer is its records plus headers that vary) still fit the spares.
+        let size = spares.largest.saturating_add(SLACK).next_multiple_of(SLACK);
+        drop(spares);
+        Vec::with_capacity(size)
+    }
+
+    /// Keeps a frame's memory for the next answer, unless [`MAX_SPARES`] larger ones are kept.
+    fn give_back(&self, mut body: Vec<u8>) {
+        body.clear();
+        let mut spares = self.spares();
+        if spares.idle.len() < MAX_SPARES {
+            spares.idle.push((body, Instant::now()));
+            return;
+        }
+        // Full: it takes the place of the smallest spare if it is larger. Memory let go is
+        // freed once the lock is released.
+        let Some(smallest) = (0..spares.idle.len()).min_by_key(|at| spares.idle[*at].0.capacity()) else { return };
+        if spares.idle[smallest].0.capacity() < body.capacity() {
+            let replaced = std::mem::replace(&mut spares.idle[smallest], (body, Instant::now()));
+            drop(spares);
+            drop(replaced);
+        }
+    }
+
+    /// Lets go of spares unused for [`SPARE_IDLE`] at `now`. Done whenever a reader of answers
+    /// reads a frame, so a connection that goes quiet after a burst gives its memory back once
+    /// its next answers come (a fetch connection gets one at least every fetch wait).
+    pub fn let_go_idle(&self, now: Instant) {
+        let is_stale = |since: &Instant| now.saturating_duration_since(*since) >= SPARE_IDLE;
+        let mut spares = self.spares();
+        if !spares.idle.iter().any(|(_, since)| is_stale(since)) {
+            return;
+        }
+        let mut stale = Vec::new();
+        let mut at = 0;
+        while at < spares.idle.len() {
+            if is_stale(&spares.idle[at].1) {
+                stale.push(spares.idle.swap_remove(at));
+            } else {
+                at += 1;
+            }
+        }
+        // Freed once the lock is released.
+        drop(spares);
+        drop(stale);
+    }
+
+    /// How many spares are kept unused, and their bytes set aside.
+    pub fn unused(&self) -> (usize, usize) {
+        let spares = self.spares();
+        (spares.idle.len(), spares.idle.iter().map(|(body, _)| body.capacity()).sum())
     }
 }
 
@@ -183,37 +313,47 @@ mod tests {
     }
 
     /// A reader of answers sets the whole frame aside once its size is known (one allocation,
-    /// no regrowth), but never more than its limit: a larger frame is refused.
+    /// no regrowth), but never more than its limit: a larger frame is refused. A read given up
+    /// halfway loses nothing.
     #[tokio::test]
     async fn a_reader_of_answers_sets_a_whole_frame_aside_within_its_limit() {
         let (mut tx, mut rx) = tokio::io::duplex(64 * 1024);
-        let mut reader = FrameReader::for_answers(8 << 20);
+        let memory = AnswerMemory::default();
+        let mut reader = FrameReader::for_answers_in(8 << 20, memory.clone());
         let body: Vec<u8> = (0..5_000_000u32).map(|i| (i * 3) as u8).collect();
         tx.write_all(&(body.len() as i32).to_be_bytes()).await.expect("write");
         tx.write_all(&body[..10]).await.expect("write");
         let pending = tokio::time::timeout(std::time::Duration::from_millis(100), reader.read_frame(&mut rx)).await;
         assert!(pending.is_err(), "not complete yet");
-        assert!(reader.buf.capacity() >= 4 + body.len(), "only {} bytes set aside", reader.buf.capacity());
+        let lending = reader.lending.as_ref().expect("a large frame is read into lent memory");
+        assert!(lending.body.capacity() >= body.len(), "only {} bytes set aside", lending.body.capacity());
+        assert_eq!(lending.body.len(), 10, "the bytes that arrived before the read was given up are kept");
         let rest = body[10..].to_vec();
         let writer = tokio::spawn(async move {
-            tx.write_all(&rest).await.expect("write");
-            tx.write_all(&(9i32 << 20).to_be_bytes()).await.expect("write");
+            tx.write_all(&rest[..1_000_000]).await.expect("write");
+            tx.write_all(&rest[1_000_000..]).await.expect("write");
+            // A small answer in the same write as the large one's end, then one over the limit.
+            tx.write_all(&[&5i32.to_be_bytes()[..], b"small", &(9i32 << 20).to_be_bytes()].concat()).await.expect("write");
             tx
         });
         let frame = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
         assert!(frame[..] == body[..]);
+        let small = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        assert_eq!(&small[..], b"small", "bytes past a large frame are the next frame's");
         let _tx = writer.await.expect("writer");
         assert!(reader.read_frame(&mut rx).await.is_err(), "a frame over the limit is refused");
-        assert!(reader.buf.capacity() < 9 << 20, "nothing was set aside for it");
+        assert!(reader.buf.capacity() < 9 << 20 && reader.lending.is_none(), "nothing was set aside for it");
     }
 
     /// A large answer's memory is read into again once every holder has let go of it, and
-    /// never while someone still holds it.
+    /// never while someone still holds it, however many answers were read meanwhile.
     #[tokio::test]
     async fn a_large_answer_is_read_into_memory_its_holders_let_go_of() {
         let (mut tx, mut rx) = tokio::io::duplex(256 * 1024);
-        let mut reader = FrameReader::for_answers(8 << 20);
-        let bodies: Vec<Vec<u8>> = (0..4u8).map(|k| vec![k; 2 << 20]).collect();
+        let memory = AnswerMemory::default();
+        let mut reader = FrameReader::for_answers_in(8 << 20, memory.clone());
+        let sizes = [2 << 20, 1 << 20, 2 << 20, 2 << 20, 1 << 20, 2 << 20];
+        let bodies: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(k, n)| vec![k as u8 + 1; *n]).collect();
         let sent = bodies.clone();
         let writer = tokio::spawn(async move {
             for body in &sent {
@@ -222,59 +362,95 @@ mod tests {
             }
             tx
         });
+        let mut read = Vec::new();
         let first = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
         let first_at = first.as_ptr() as usize;
         let held = first.slice(100..200);
         drop(first);
-        let second = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
-        assert_ne!(second.as_ptr() as usize, first_at, "a frame still held in part was read over");
-        assert!(held.iter().all(|b| *b == 0), "a held frame kept its bytes");
-        assert!(second[..] == bodies[1][..]);
+        assert_eq!(memory.unused().0, 0, "a frame held in part is not given back");
+        for _ in 0..3 {
+            read.push(reader.read_frame(&mut rx).await.expect("read").expect("a frame"));
+        }
+        assert!(read.iter().all(|f| f.as_ptr() as usize != first_at), "a frame still held in part was read over");
+        assert!(held.iter().all(|b| *b == 1), "a held frame kept its bytes");
         drop(held);
-        assert!(reader.handed_out.iter().any(|f| f.as_ptr() as usize == first_at && f.is_unique()), "the first frame waits for reuse");
-        let third = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
-        // The same allocation, give or take where its size prefix sat.
-        assert!((third.as_ptr() as usize).abs_diff(first_at) <= 8, "the first frame's memory, let go of, was read into");
-        assert!(third[..] == bodies[2][..]);
-        assert_eq!(reader.handed_out.len(), 2, "the first frame's handle was taken for reuse; the second's and third's remain");
-        let fourth = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
-        assert!(fourth[..] == bodies[3][..]);
-        assert!(second[..] == bodies[1][..] && third[..] == bodies[2][..], "frames still held are untouched");
-        assert!(reader.handed_out.len() <= REUSE_SLOTS);
+        assert_eq!(memory.unused().0, 1, "the first frame's memory came back when its last holder let go");
+        let fifth = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        assert_eq!(fifth.as_ptr() as usize, first_at, "the first frame's memory was read into");
+        assert_eq!(memory.unused().0, 0);
+        read.push(fifth);
+        // The second frame (1 MiB) was set aside at the size of the largest frame seen before
+        // it (2 MiB), so its memory fits the sixth frame (2 MiB): any spare fits any answer.
+        let second = read.remove(0);
+        let second_at = second.as_ptr() as usize;
+        drop(second);
+        let sixth = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+        assert_eq!(sixth.as_ptr() as usize, second_at, "the second frame's memory was read into");
+        read.push(sixth);
+        for (frame, body) in read.iter().zip(&bodies[2..]) {
+            assert!(frame[..] == body[..], "every frame holds its own bytes");
+        }
         let _tx = writer.await.expect("writer");
     }
 
-    /// A connection that goes quiet after a burst of large answers keeps at most
-    /// [`IDLE_SPARES`] of them once nobody holds them and its next answers come.
+    /// At most [`MAX_SPARES`] frames' memory is kept unused, and none once unused for
+    /// [`SPARE_IDLE`]: a worker that goes quiet after a burst gives its memory back.
     #[tokio::test]
-    async fn large_answers_nobody_holds_are_let_go_beyond_two() {
+    async fn unused_answer_memory_is_bounded_and_let_go_when_idle() {
         let (mut tx, mut rx) = tokio::io::duplex(256 * 1024);
-        let mut reader = FrameReader::for_answers(8 << 20);
+        let memory = AnswerMemory::default();
+        let mut reader = FrameReader::for_answers_in(8 << 20, memory.clone());
         let writer = tokio::spawn(async move {
-            for k in 0..5u8 {
+            for k in 0..6u8 {
                 tx.write_all(&(1i32 << 20).to_be_bytes()).await.expect("write");
                 tx.write_all(&vec![k; 1 << 20]).await.expect("write");
-            }
-            for _ in 0..2 {
-                tx.write_all(&3i32.to_be_bytes()).await.expect("write");
-                tx.write_all(b"end").await.expect("write");
             }
             tx
         });
         let mut held = Vec::new();
-        for k in 0..5u8 {
+        for k in 0..6u8 {
             let frame = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
             assert!(frame.len() == 1 << 20 && frame.iter().all(|b| *b == k));
             held.push(frame);
         }
         drop(held);
-        for _ in 0..2 {
-            let small = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
-            assert_eq!(&small[..], b"end");
-        }
-        let idle = reader.handed_out.iter().filter(|f| f.is_unique()).count();
-        assert!(idle <= IDLE_SPARES, "kept {idle} large frames nobody holds");
+        let (spares, bytes) = memory.unused();
+        assert_eq!(spares, MAX_SPARES, "at most four spares are kept");
+        assert_eq!(bytes, MAX_SPARES * ((1 << 20) + SLACK), "each a little larger than the answers read into it");
+        memory.let_go_idle(Instant::now() + SPARE_IDLE / 2);
+        assert_eq!(memory.unused().0, MAX_SPARES, "spares unused for a short while are kept");
+        memory.let_go_idle(Instant::now() + SPARE_IDLE);
+        assert_eq!(memory.unused(), (0, 0), "spares unused for long are let go");
         let _tx = writer.await.expect("writer");
+    }
+
+    /// Fetch answers of the same size in records differ by a few bytes of headers: memory set
+    /// aside for one fits the next even when that is a little larger.
+    #[test]
+    fn memory_set_aside_fits_answers_a_little_larger() {
+        let memory = AnswerMemory::default();
+        let first = memory.take(32 << 20);
+        let at = first.as_ptr() as usize;
+        memory.give_back(first);
+        let second = memory.take((32 << 20) + 100);
+        assert_eq!(second.as_ptr() as usize, at, "the spare of a slightly smaller answer was lent again");
+        let fresh = memory.take(16 << 20);
+        assert!(fresh.capacity() > (32 << 20) + 100, "new memory fits the largest answer so far: {}", fresh.capacity());
+    }
+
+    /// A larger frame's memory takes the place of a smaller spare when the spares are full.
+    #[test]
+    fn full_spares_keep_the_largest_memory() {
+        let memory = AnswerMemory::default();
+        for n in 1..=MAX_SPARES {
+            memory.give_back(Vec::with_capacity(n << 20));
+        }
+        memory.give_back(Vec::with_capacity(1 << 19));
+        assert_eq!(memory.unused().1, (1..=MAX_SPARES).sum::<usize>() << 20, "a smaller one is not kept");
+        memory.give_back(Vec::with_capacity(8 << 20));
+        assert_eq!(memory.unused(), (MAX_SPARES, ((2..=MAX_SPARES).sum::<usize>() + 8) << 20));
+        assert!(memory.take(8 << 20).capacity() >= 8 << 20, "a spare that fits is lent");
+        assert!(memory.take(2 << 20).capacity() == 2 << 20, "the smallest that fits is lent");
     }
 
 }
