@@ -183,6 +183,15 @@ pub(super) async fn fetch_round(
         tokio::time::sleep(Duration::from_millis(20)).await;
         return Ok(());
     }
+    if !by_lane.is_empty() && rt.answers.read_ahead_full() {
+        // As much is queued for the target as the flow reads ahead: no fetch until the target
+        // has taken some.
+        by_lane.clear();
+        if fetches.tasks.is_empty() {
+            let _ = tokio::time::timeout(rt.settings.fetch_max_wait, rt.answers.released()).await;
+            return Ok(());
+        }
+    }
     let (mut max_bytes, mut partition_max_bytes) = (rt.settings.fetch_max_bytes, rt.settings.partition_max_bytes);
     if let Some(throttle) = throttle.as_deref_mut().filter(|_| !by_lane.is_empty()) {
         match throttle.allowance(std::time::Instant::now()) {

@@ -61,6 +61,10 @@ use assignment::*;
 /// (see [`held`]).
 const ANSWERS_HELD: usize = 8;
 
+/// Fetch answers' worth of records (of `fetch_max_bytes` each) queued for the target past which
+/// no fetch is sent (see [`held`]).
+const ANSWERS_AHEAD: usize = 2;
+
 /// Runs `flow` until `shutdown` turns true.
 pub async fn run(
     flow: Flow,
@@ -130,7 +134,7 @@ pub async fn run(
     let rt = Arc::new(Runtime {
         flow,
         map_writes,
-        answers: held::AnswerBudget::new(ANSWERS_HELD * settings.fetch_max_bytes.max(0) as usize),
+        answers: held::AnswerBudget::new(ANSWERS_HELD * settings.fetch_max_bytes.max(0) as usize, ANSWERS_AHEAD * settings.fetch_max_bytes.max(0) as usize),
         settings,
         source: Arc::new(source),
         target,

@@ -125,7 +125,7 @@ mod tests {
         let busy: HashSet<Lane> = [(2, 0)].into();
         assert!(ready(&q, &busy).is_empty(), "nor one whose lane has a fetch in flight");
         q.set_in_flight(&[("t".into(), 0)], false);
-        q.sender(&("t".into(), 1)).expect("queue").try_send(Queued { set: Default::default(), held: None }).expect("room");
+        q.sender(&("t".into(), 1)).expect("queue").try_send(Queued { set: Default::default(), held: super::super::held::Hold::none() }).expect("room");
         assert_eq!(ready(&q, &idle), vec![(0, (1, 0))], "nor one whose queue is full");
         // The same snapshot: lanes are not looked up again. Another: they are.
         q.find_lanes(&md, 1, |_| 5);

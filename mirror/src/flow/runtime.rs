@@ -44,7 +44,8 @@ pub(super) struct Runtime {
     /// Where partition producers hand their new offset-map entries over, to be written with
     /// other partitions'.
     pub(super) map_writes: super::map_writes::MapWrites,
-    /// The memory of fetch answers that queued record sets may hold for small shares.
+    /// The memory of fetch answers that queued record sets may hold for small shares, and the
+    /// records queued for the target.
     pub(super) answers: super::held::AnswerBudget,
     /// Acknowledged next offsets not yet committed.
     pub(super) acked: Mutex<BTreeMap<Tp, i64>>,
