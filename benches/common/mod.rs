@@ -6,7 +6,6 @@
 pub mod kafka;
 pub mod link;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -287,32 +286,29 @@ pub fn replicate_with(
     let mut peak_rss = 0;
     let mut first_seen: Option<Instant> = None;
     rt.block_on(async {
-        let mut want = BTreeMap::new();
-        for p in 0..partitions {
-            want.insert(p, source.list_offset(topic, p, LATEST).await?.0);
-        }
+        // One request for all partitions, at the start and at every poll, so that watching a
+        // run of 1,000 partitions does not load the brokers it measures.
+        let sources: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+        let want = source.list_offsets(&sources, LATEST).await?;
+        anyhow::ensure!(want.len() == sources.len(), "the end of {} of {} source partitions is unknown", sources.len() - want.len(), sources.len());
+        let remote_partitions: Vec<(String, i32)> = (0..partitions).map(|p| (remote.clone(), p)).collect();
         loop {
             peak_rss = peak_rss.max(peak_rss_kib(pid));
-            let mut done = true;
+            let ends = target.list_offsets(&remote_partitions, LATEST).await.unwrap_or_default();
             // Streaming counts from the first record on any remote partition (the mirror fetches
-            // its partitions in turns, not partition 0 first), asked in one request.
-            if first_seen.is_none() {
-                let remote_partitions: Vec<(String, i32)> = (0..partitions).map(|p| (remote.clone(), p)).collect();
-                if target.list_offsets(&remote_partitions, LATEST).await.is_ok_and(|ends| ends.values().any(|end| *end > 0)) {
-                    first_seen = Some(Instant::now());
-                }
+            // its partitions in turns, not partition 0 first).
+            if first_seen.is_none() && ends.values().any(|end| *end > 0) {
+                first_seen = Some(Instant::now());
             }
-            for (p, end) in &want {
-                let _ = target.refresh_metadata(None).await;
-                // The end of the remote partition counts the commit markers of exactly-once
-                // delivery too: done once it passed the source's end.
-                if target.list_offset(&remote, *p, LATEST).await.map(|o| o.0).unwrap_or(-1) < *end {
-                    done = false;
-                    break;
-                }
-            }
+            // The end of a remote partition counts the commit markers of exactly-once delivery
+            // too: done once every one passed its source's end.
+            let done = want.iter().all(|((_, p), end)| ends.get(&(remote.clone(), *p)).is_some_and(|e| e >= end));
             if done {
                 return anyhow::Ok(());
+            }
+            if ends.len() < remote_partitions.len() {
+                // Leaders not known yet (the remote topic is being created): look again.
+                let _ = target.refresh_metadata(None).await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
