@@ -16,9 +16,8 @@ use crate::frame::complete_frame_len;
 pub struct FrameReader {
     buf: BytesMut,
     limit: usize,
-    /// Whether a frame's whole size is set aside as soon as its size prefix is read.
-    whole: bool,
-    /// Where a large frame is read (a reader of answers only).
+    /// Where a large frame is read: a reader of answers only, which also sets a frame's whole
+    /// size aside as soon as its size prefix is read.
     memory: Option<AnswerMemory>,
     /// The large frame being read, kept here rather than in the read's future, so a read that
     /// is given up loses nothing.
@@ -46,7 +45,7 @@ impl FrameReader {
     /// A reader that grows its buffer as a frame's bytes arrive, so a peer that announces a
     /// large frame and sends little of it costs little (a broker reading requests).
     pub fn new(limit: usize) -> Self {
-        FrameReader { buf: BytesMut::new(), limit, whole: false, memory: None, lending: None }
+        FrameReader { buf: BytesMut::new(), limit, memory: None, lending: None }
     }
 
     /// A reader that sets a frame's whole size aside (within `limit`) as soon as its size is
@@ -59,7 +58,7 @@ impl FrameReader {
 
     /// A reader of answers that reads its large answers into `memory`.
     pub fn for_answers_in(limit: usize, memory: AnswerMemory) -> Self {
-        FrameReader { buf: BytesMut::new(), limit, whole: true, memory: Some(memory), lending: None }
+        FrameReader { buf: BytesMut::new(), limit, memory: Some(memory), lending: None }
     }
 
     /// Changes the largest frame accepted from now on (a broker raises it once a client has
@@ -107,7 +106,7 @@ impl FrameReader {
             } else {
                 4
             };
-            if self.whole && want <= self.limit + 4 && self.buf.capacity() < want {
+            if self.memory.is_some() && want <= self.limit + 4 && self.buf.capacity() < want {
                 self.buf.reserve(want - self.buf.len());
             } else if self.buf.capacity() - self.buf.len() < MIN_READ {
                 let rest = want.saturating_sub(self.buf.len()).max(MIN_READ);
