@@ -106,9 +106,16 @@ impl FrameReader {
             } else {
                 4
             };
-            if self.memory.is_some() && want <= self.limit + 4 && self.buf.capacity() < want {
-                self.buf.reserve(want - self.buf.len());
-            } else if self.buf.capacity() - self.buf.len() < MIN_READ {
+            let spare = self.buf.capacity() - self.buf.len();
+            if self.memory.is_some() && want <= self.limit + 4 {
+                // A reader of answers: the rest of the frame, and never less than 4 KiB, so small
+                // answers that arrived together (a connection's produce answers) are read by one
+                // call rather than two each (size, then body).
+                let need = want.saturating_sub(self.buf.len()).max(MIN_READ);
+                if spare < need {
+                    self.buf.reserve(need);
+                }
+            } else if spare < MIN_READ {
                 let rest = want.saturating_sub(self.buf.len()).max(MIN_READ);
                 self.buf.reserve(self.buf.len().max(MIN_READ).min(rest));
             }
@@ -309,6 +316,44 @@ mod tests {
         });
         let frame = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
         assert_eq!(&frame[..], &writer.await.expect("writer")[..]);
+    }
+
+    /// Reads that return bytes, counted.
+    struct CountedReads<R> {
+        inner: R,
+        reads: usize,
+    }
+
+    impl<R: AsyncRead + Unpin> AsyncRead for CountedReads<R> {
+        fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+            let before = buf.filled().len();
+            let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+            if buf.filled().len() > before {
+                self.reads += 1;
+            }
+            polled
+        }
+    }
+
+    /// Small answers that arrived together are read together: a connection's produce answers
+    /// cost a read call between them, not two each.
+    #[tokio::test]
+    async fn small_answers_that_arrived_together_are_read_by_one_call() {
+        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+        let mut rx = CountedReads { inner: rx, reads: 0 };
+        let mut reader = FrameReader::for_answers_in(8 << 20, AnswerMemory::default());
+        let answers: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 56]).collect();
+        let mut wire = Vec::new();
+        for a in &answers {
+            wire.extend_from_slice(&(a.len() as i32).to_be_bytes());
+            wire.extend_from_slice(a);
+        }
+        tx.write_all(&wire).await.expect("write");
+        for a in &answers {
+            let frame = reader.read_frame(&mut rx).await.expect("read").expect("a frame");
+            assert_eq!(&frame[..], &a[..]);
+        }
+        assert!(rx.reads <= 2, "40 answers of 60 bytes that arrived in one write took {} reads", rx.reads);
     }
 
     /// A reader of answers sets the whole frame aside once its size is known (one allocation,
