@@ -22,7 +22,6 @@ use kafka_protocol::records::{
 };
 use tern_kafka::batch::{make_plain, BatchHeader, Batches, HEADER_LEN};
 
-use crate::error::{Error, Result};
 use crate::producer::OutBatch;
 
 /// What one fetched record set becomes.
@@ -46,6 +45,9 @@ pub struct Prepared {
     pub last_epoch: i32,
     /// Records of aborted transactions skipped.
     pub aborted_records: u64,
+    /// Why the partition stops after these batches: the batch at `next_offset` cannot be
+    /// copied (corrupt, or malformed). The batches before it are copied first.
+    pub stop: Option<String>,
 }
 
 pub use tern_kafka::batch::Aborted;
@@ -64,15 +66,19 @@ impl Prepared {
 
 /// Prepares the complete batches of `data` from source offset `from` on. A partial batch at
 /// the end (cut by the fetch size) is left for the next fetch. Batches that take the fast path
-/// keep slices of `data`, which stays in memory while any of them waits to be produced.
-pub fn prepare(data: &Bytes, from: i64, aborted: &mut Aborted) -> Result<Prepared> {
+/// keep slices of `data`, which stays in memory while any of them waits to be produced. A batch
+/// that cannot be copied ends the set, with the reason in [`Prepared::stop`].
+pub fn prepare(data: &Bytes, from: i64, aborted: &mut Aborted) -> Prepared {
     let mut out = Prepared { next_offset: from, max_timestamp: -1, last_epoch: -1, ..Default::default() };
     for item in Batches::new(data) {
         let (at, h) = match item {
             Ok(v) => v,
             // A truncated batch at the end of a fetch response is normal.
             Err(tern_kafka::Error::MalformedBatch(tern_kafka::error::BatchFault::Truncated | tern_kafka::error::BatchFault::ShortHeader)) => break,
-            Err(e) => return Err(Error::Malformed(format!("source sent a malformed batch: {e}"))),
+            Err(e) => {
+                out.stop = Some(format!("the source sent a malformed batch at offset {}: {e}; it is not copied and the partition stops there", out.next_offset));
+                break;
+            }
         };
         let bytes = &data[at..at + h.total_len()];
         let skipped = aborted.skips(&h);
@@ -99,27 +105,34 @@ pub fn prepare(data: &Bytes, from: i64, aborted: &mut Aborted) -> Result<Prepare
             out.batches_fast += 1;
         } else {
             // Re-encoded batches get a new CRC, which would hide corruption: checked first.
-            tern_kafka::batch::verify_crc(bytes).map_err(|e| Error::Malformed(format!("source batch at offset {}: {e}", h.base_offset)))?;
-            rewrite(bytes, &h, &mut out)?;
+            let rewritten = tern_kafka::batch::verify_crc(bytes)
+                .map_err(|e| format!("the source holds a corrupt batch at offset {}: its bytes do not match its CRC ({e})", h.base_offset))
+                .and_then(|()| rewrite(bytes, &h, &mut out));
+            if let Err(why) = rewritten {
+                out.stop = Some(format!("{why}; it is not copied and the partition stops there"));
+                break;
+            }
             out.batches_rewritten += 1;
         }
         out.max_timestamp = out.max_timestamp.max(h.max_timestamp);
         out.next_offset = h.last_offset() + 1;
     }
-    Ok(out)
+    out
 }
 
-fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
+/// Decodes a batch and encodes its records from `out.next_offset` on as a producer sends them;
+/// `out` gains them only if the whole batch could be rewritten.
+fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> std::result::Result<(), String> {
     let mut buf = Bytes::copy_from_slice(bytes);
     let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| Error::Malformed(format!("decoding source batch at offset {}: {e}", h.base_offset)))?;
+        .map_err(|e| format!("the source batch at offset {} does not decode: {e}", h.base_offset))?;
     let from = out.next_offset;
     let mut records: Vec<_> = set.records.into_iter().filter(|r| r.offset >= from).collect();
     if records.is_empty() {
         return Ok(());
     }
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
     for (i, r) in records.iter_mut().enumerate() {
-        out.source_offsets.push(r.offset);
         if h.is_log_append_time() {
             r.timestamp = h.max_timestamp;
         }
@@ -138,14 +151,19 @@ fn rewrite(bytes: &[u8], h: &BatchHeader, out: &mut Prepared) -> Result<()> {
     };
     let mut encoded = BytesMut::new();
     RecordBatchEncoder::encode(&mut encoded, &records, &RecordEncodeOptions { version: 2, compression })
-        .map_err(|e| Error::Malformed(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
+        .map_err(|e| format!("re-encoding the source batch at offset {}: {e}", h.base_offset))?;
     let encoded = encoded.freeze();
+    let mut batches = Vec::new();
     for item in Batches::new(&encoded) {
-        let (at, built) = item.map_err(|e| Error::Malformed(format!("re-encoding source batch at offset {}: {e}", h.base_offset)))?;
+        let (at, built) = item.map_err(|e| format!("re-encoding the source batch at offset {}: {e}", h.base_offset))?;
         let mut batch = OutBatch::split(&encoded.slice(at..at + built.total_len()), built.record_count.max(0) as usize);
         batch.source_epoch = h.partition_leader_epoch;
-        out.batches.push(batch);
+        batches.push(batch);
     }
+    for offset in offsets {
+        out.source_offsets.push(offset);
+    }
+    out.batches.extend(batches);
     Ok(())
 }
 
@@ -203,7 +221,7 @@ mod tests {
         let data = Bytes::from([first, second].concat());
         // From 0 both go out as fetched; from 1 the first is rewritten without offset 0.
         for (from, fast) in [(0, 2), (1, 1)] {
-            let p = prepare(&data, from, &mut Aborted::default()).expect("prepare");
+            let p = prepare(&data, from, &mut Aborted::default());
             assert_eq!(p.batches_fast, fast, "from {from}");
             assert_eq!(p.batches.iter().map(|b| b.source_epoch).collect::<Vec<_>>(), [4, 7], "from {from}");
             assert!(p.batches.iter().all(|b| b.parsed_header().expect("header").partition_leader_epoch == -1));
@@ -225,7 +243,7 @@ mod tests {
         data.extend(txn_batch(7, &[9], true));
         data.extend(batch(10, &[10], Compression::Lz4));
         for from in [0, 1] {
-            let p = prepare(&Bytes::from(data.clone()), from, &mut Aborted::new(vec![(7, 0)])).expect("prepare");
+            let p = prepare(&Bytes::from(data.clone()), from, &mut Aborted::new(vec![(7, 0)]));
             assert_eq!(p.source_offsets, OffsetRuns::from(&[4, 5, 7, 8, 10][..]), "from {from}");
             assert_eq!((p.next_offset, p.aborted_records), (11, 3));
             let values: Vec<String> = decode(&p.to_bytes()).into_iter().map(|r| r.1).collect();
@@ -234,7 +252,7 @@ mod tests {
             assert!(Batches::new(&p.to_bytes()).all(|b| !b.expect("batch").1.is_transactional()));
         }
         // Without the fetch's list (read_uncommitted), nothing is skipped.
-        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default());
         assert_eq!((p.source_offsets.len(), p.aborted_records), (8, 0));
     }
 
@@ -247,7 +265,7 @@ mod tests {
         b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
         b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         tern_kafka::batch::rewrite_crc(&mut b);
-        let p = prepare(&Bytes::from(b.clone()), 0, &mut Aborted::default()).expect("prepared");
+        let p = prepare(&Bytes::from(b.clone()), 0, &mut Aborted::default());
         assert_eq!(p.source_offsets.len(), i32::MAX as u64);
         assert_eq!(p.source_offsets.runs().count(), 1);
         assert_eq!(p.next_offset, i32::MAX as i64);
@@ -267,7 +285,7 @@ mod tests {
     fn whole_dense_batches_pass_through_with_plain_producer_fields() {
         let mut data = batch(10, &[10, 11, 12], Compression::Lz4);
         data.extend(batch(13, &[13, 14], Compression::Zstd));
-        let p = prepare(&Bytes::from(data.clone()), 10, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 10, &mut Aborted::default());
         assert_eq!((p.batches_fast, p.batches_rewritten), (2, 0));
         assert_eq!(p.source_offsets, OffsetRuns::from(&[10, 11, 12, 13, 14][..]));
         assert_eq!(p.next_offset, 15);
@@ -281,7 +299,7 @@ mod tests {
         // slice of the fetched data; only the header changed.
         let first_len = BatchHeader::parse(&data).expect("h").total_len();
         let fetched = Bytes::from(data.clone());
-        let p = prepare(&fetched, 10, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&fetched, 10, &mut Aborted::default());
         assert_eq!(&p.batches[0].records[..], &data[61..first_len]);
         assert_eq!(p.batches[0].records.as_ptr(), fetched[61..].as_ptr(), "a slice of the fetched bytes, not a copy");
         assert_eq!(p.batches[1].records.as_ptr(), fetched[first_len + 61..].as_ptr());
@@ -290,7 +308,7 @@ mod tests {
     #[test]
     fn a_fetch_from_inside_a_batch_drops_the_records_before_it() {
         let data = batch(0, &[0, 1, 2, 3], Compression::Gzip);
-        let p = prepare(&Bytes::from(data.clone()), 2, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 2, &mut Aborted::default());
         assert_eq!(p.batches_rewritten, 1);
         assert_eq!(p.source_offsets, OffsetRuns::from(&[2, 3][..]));
         assert_eq!(decode(&p.to_bytes()).iter().map(|g| g.1.clone()).collect::<Vec<_>>(), vec!["v2", "v3"]);
@@ -303,7 +321,7 @@ mod tests {
         let h = BatchHeader::parse(&data).expect("h");
         assert_eq!(h.record_count, 3);
         assert_eq!(h.last_offset_delta, 4);
-        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default());
         assert_eq!(p.batches_rewritten, 1);
         assert_eq!(p.source_offsets, OffsetRuns::from(&[0, 3, 4][..]));
         let out = BatchHeader::parse(&p.to_bytes()).expect("out header");
@@ -315,7 +333,7 @@ mod tests {
     fn log_append_time_batches_become_create_time_with_the_append_time() {
         let mut data = batch(0, &[0, 1], Compression::None);
         tern_kafka::batch::set_log_append_time(&mut data, 1_800_000_000_000);
-        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default());
         assert_eq!(p.batches_rewritten, 1);
         let out = BatchHeader::parse(&p.to_bytes()).expect("h");
         assert!(!out.is_log_append_time());
@@ -327,21 +345,36 @@ mod tests {
         let mut data = batch(0, &[0, 1], Compression::None);
         let second = batch(2, &[2, 3], Compression::None);
         data.extend_from_slice(&second[..second.len() - 5]);
-        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(data.clone()), 0, &mut Aborted::default());
         assert_eq!(p.next_offset, 2);
         // A corrupt batch on the fast path keeps a CRC that does not match, so the target
         // refuses it; one that would be re-encoded (and get a CRC of its own) is an error here.
         let mut bad = batch(0, &[0, 1], Compression::None);
         let n = bad.len();
         bad[n - 1] ^= 1;
-        let p = prepare(&Bytes::from(bad.clone()), 0, &mut Aborted::default()).expect("prepare");
+        let p = prepare(&Bytes::from(bad.clone()), 0, &mut Aborted::default());
         assert_eq!(p.batches_fast, 1);
         assert!(matches!(p.batches[0].verify_crc(), Err(tern_kafka::Error::CorruptBatch { .. })));
         let mut stamped = p.batches.clone();
         crate::producer::stamp_producer(&mut stamped, 5, 0, 0, true);
         assert!(stamped[0].verify_crc().is_err(), "still corrupt with the producer's fields patched in");
-        assert!(prepare(&Bytes::from(bad.clone()), 1, &mut Aborted::default()).is_err(), "from inside the batch: re-encoded");
-        let good = prepare(&Bytes::from(batch(0, &[0, 1], Compression::None)), 0, &mut Aborted::default()).expect("prepare");
+        // From inside the batch: re-encoded, so checked.
+        let p = prepare(&Bytes::from(bad.clone()), 1, &mut Aborted::default());
+        let e = p.stop.expect("a corrupt batch stops the set");
+        assert!(e.contains("the source holds a corrupt batch at offset 0") && e.contains("CRC"), "{e}");
+        assert!(p.batches.is_empty() && p.source_offsets.is_empty() && p.next_offset == 1, "nothing of it is copied");
+        // A corrupt batch on the record path (offsets with a gap) after a good one: the good one
+        // is copied, the set stops at the corrupt one.
+        let mut data = batch(0, &[0, 1], Compression::None);
+        let mut gapped = batch(2, &[2, 4], Compression::Lz4);
+        let n = gapped.len();
+        gapped[n - 2] ^= 0x10;
+        data.extend_from_slice(&gapped);
+        let p = prepare(&Bytes::from(data), 0, &mut Aborted::default());
+        let e = p.stop.expect("the corrupt batch stops the set");
+        assert!(e.contains("the source holds a corrupt batch at offset 2") && e.contains("CRC"), "{e}");
+        assert_eq!((p.batches.len(), p.source_offsets.len(), p.next_offset), (1, 2, 2), "the batch before it is copied, and the position stops at it");
+        let good = prepare(&Bytes::from(batch(0, &[0, 1], Compression::None)), 0, &mut Aborted::default());
         good.batches[0].verify_crc().expect("a good batch checks");
     }
 }

@@ -251,65 +251,78 @@ async fn new_topics_replicate_and_refused_records_stop_only_their_partition() {
 /// Kafka and `tern broker` serve to fetches unchecked) stops its partition, in at-least-once and
 /// in exactly-once delivery, with an error that names the source and the batch's offset; the
 /// batches before it arrive, nothing from it on does, and the other partition is copied whole.
-/// The mirror does not check CRCs as it fetches: the header it edits keeps the source's CRC
-/// patched, the target refuses the batch (`CORRUPT_MESSAGE`, which Kafka counts as retriable),
-/// and only then does the mirror check the batch, finding the source at fault instead of
-/// sending it again forever.
+/// Both ways a batch is copied are covered:
+/// - as fetched (a topic of `CreateTime` records): the mirror does not check CRCs as it
+///   fetches; the header it edits keeps the source's CRC patched, the target refuses the batch
+///   (`CORRUPT_MESSAGE`, which Kafka counts as retriable), and only then does the mirror check
+///   the batch, finding the source at fault instead of sending it again forever;
+/// - re-encoded (a `LogAppendTime` topic, whose timestamps a producer may not send): the mirror
+///   checks the batch before it decodes it, copies the batches before it and stops there.
 async fn a_corrupt_source_batch_stops_its_partition_and_is_named(kind: crate::clusters::Kind) {
     use crate::clusters::{Side, TestCluster};
     use std::os::unix::fs::FileExt;
     let src = TestCluster::start(kind, Side::A).await;
     let dst = TestCluster::start(kind, Side::B).await;
-    let topic = unique_topic("corrupt");
-    src.create_topic(&topic, 2, &[]).await;
+    let (as_fetched, re_encoded) = (unique_topic("corrupt"), unique_topic("corrupt-appendtime"));
+    src.create_topic(&as_fetched, 2, &[]).await;
+    src.create_topic(&re_encoded, 2, &[("message.timestamp.type", "LogAppendTime")]).await;
     let source = src.client().await;
     let tag = |p: i32, b: usize| format!("p{p}-b{b}-{}", "v".repeat(40));
     let value = |p: i32, b: usize, i: usize| format!("{}-{i}", tag(p, b));
-    for p in 0..2 {
-        for b in 0..4 {
-            source.produce(&topic, p, batch(&tag(p, b), 10, now(), Compression::None), -1, 5000).await.expect("produce");
+    for topic in [&as_fetched, &re_encoded] {
+        for p in 0..2 {
+            for b in 0..4 {
+                source.produce(topic, p, batch(&tag(p, b), 10, now(), Compression::None), -1, 5000).await.expect("produce");
+            }
         }
+        // The third batch of partition 0 (offsets 20 to 29): a byte of its last record's value.
+        let segment = src.segment_files(topic, 0).pop().unwrap_or_else(|| panic!("no segment of {topic}-0 on disk"));
+        let stored = std::fs::read(&segment).expect("read the segment");
+        let (at, third) = tern_kafka::batch::Batches::new(&stored).nth(2).expect("three batches on disk").expect("a whole batch");
+        assert_eq!((third.base_offset, third.record_count), (20, 10));
+        assert_eq!(third.is_log_append_time(), topic == &re_encoded);
+        let flip = at + third.total_len() - 5;
+        let file = std::fs::OpenOptions::new().write(true).open(&segment).expect("open the segment");
+        file.write_all_at(&[stored[flip] ^ 0x20], flip as u64).expect("corrupt one byte");
+        drop(file);
     }
-    // The third batch of partition 0 (offsets 20 to 29): a byte of its last record's value.
-    let segment = src.segment_files(&topic, 0).pop().unwrap_or_else(|| panic!("no segment of {topic}-0 on disk"));
-    let stored = std::fs::read(&segment).expect("read the segment");
-    let (at, third) = tern_kafka::batch::Batches::new(&stored).nth(2).expect("three batches on disk").expect("a whole batch");
-    assert_eq!((third.base_offset, third.record_count), (20, 10));
-    let flip = at + third.total_len() - 5;
-    let file = std::fs::OpenOptions::new().write(true).open(&segment).expect("open the segment");
-    file.write_all_at(&[stored[flip] ^ 0x20], flip as u64).expect("corrupt one byte");
-    drop(file);
 
     let flows: Vec<(&str, Aliases)> = vec![("at-least-once", Aliases::unique()), ("exactly-once", Aliases::unique())];
+    let topics = format!("\"{as_fetched}\", \"{re_encoded}\"");
     let mirrors: Vec<TestMirror> = flows
         .iter()
         .map(|(delivery, aliases)| {
-            let topics = format!("\"{topic}\"");
             TestMirror::start(&flow_config(aliases, &src.bootstrap(), &dst.bootstrap(), &topics).replace(&format!("topics = [{topics}]\n"), &format!("topics = [{topics}]\ndelivery = \"{delivery}\"\n")))
         })
         .collect();
     for ((delivery, aliases), mirror) in flows.iter().zip(&mirrors) {
-        let status = mirror.status[&aliases.flow()].clone();
-        let error = wait_until(Duration::from_secs(60), "partition 0 to stop on the corrupt batch", async || {
-            status.snapshot().partitions.get(&(topic.clone(), 0)).and_then(|s| s.error.clone()).filter(|e| !e.starts_with("retrying"))
-        })
-        .await;
-        assert!(error.contains("the source holds a corrupt batch at offset 20") && error.contains("CRC"), "{delivery}: {error}");
-        let read = crate::exactly_once::read_topic(&dst.bootstrap(), &aliases.remote(&topic), "read_committed", 40).await;
-        let whole: Vec<String> = (0..4).flat_map(|b| (0..10).map(move |i| value(1, b, i))).collect();
-        assert_eq!(read.get(&1), Some(&whole), "{delivery}: partition 1 copied whole");
-        let before: Vec<String> = (0..2).flat_map(|b| (0..10).map(move |i| value(0, b, i))).collect();
-        let copied = read.get(&0).cloned().unwrap_or_default();
-        match *delivery {
-            "at-least-once" => assert_eq!(copied, before, "{delivery}: partition 0 up to the corrupt batch"),
-            // The transaction that held the corrupt batch was aborted: what is committed comes
-            // before it.
-            _ => assert!(before.starts_with(&copied), "{delivery}: partition 0 committed {copied:?}"),
+        for topic in [&as_fetched, &re_encoded] {
+            let status = mirror.status[&aliases.flow()].clone();
+            let error = wait_until(Duration::from_secs(60), "partition 0 to stop on the corrupt batch", async || {
+                status.snapshot().partitions.get(&(topic.clone(), 0)).and_then(|s| s.error.clone()).filter(|e| !e.starts_with("retrying"))
+            })
+            .await;
+            assert!(error.contains("the source holds a corrupt batch at offset 20") && error.contains("CRC"), "{delivery}, {topic}: {error}");
+            let read = crate::exactly_once::read_topic(&dst.bootstrap(), &aliases.remote(topic), "read_committed", 40).await;
+            let whole: Vec<String> = (0..4).flat_map(|b| (0..10).map(move |i| value(1, b, i))).collect();
+            assert_eq!(read.get(&1), Some(&whole), "{delivery}, {topic}: partition 1 copied whole");
+            let before: Vec<String> = (0..2).flat_map(|b| (0..10).map(move |i| value(0, b, i))).collect();
+            let copied = read.get(&0).cloned().unwrap_or_default();
+            match (*delivery, topic == &re_encoded) {
+                ("at-least-once", _) => assert_eq!(copied, before, "{delivery}, {topic}: partition 0 up to the corrupt batch"),
+                // Re-encoded, the corrupt batch is found before anything is produced: the
+                // batches before it are committed, then the partition stops.
+                (_, true) => assert_eq!(copied, before, "{delivery}, {topic}: partition 0 up to the corrupt batch"),
+                // As fetched, the transaction that held the corrupt batch was aborted: what is
+                // committed comes before it.
+                _ => assert!(before.starts_with(&copied), "{delivery}, {topic}: partition 0 committed {copied:?}"),
+            }
+            let snapshot = status.snapshot();
+            let refused = snapshot.partitions.get(&(topic.clone(), 0)).expect("partition 0");
+            assert!(refused.replicated_offset <= 20, "{delivery}, {topic}: replicated to {}", refused.replicated_offset);
+            let path = if topic == &re_encoded { "re-encoded" } else { "as fetched" };
+            println!("{kind:?}, {delivery}, {path}: partition 0 stopped with \"{error}\"; {} of its records committed on the target, partition 1 whole (40)", copied.len());
         }
-        let snapshot = status.snapshot();
-        let refused = snapshot.partitions.get(&(topic.clone(), 0)).expect("partition 0");
-        assert!(refused.replicated_offset <= 20, "{delivery}: replicated to {}", refused.replicated_offset);
-        println!("{kind:?}, {delivery}: partition 0 stopped with \"{error}\"; {} of its records committed on the target, partition 1 whole (40)", copied.len());
     }
     for mirror in mirrors {
         mirror.stop().await;

@@ -294,13 +294,16 @@ pub(super) async fn fetch_round(
                 throttle.spend(records.len());
             }
             let aborted = p.aborted_transactions.unwrap_or_default().iter().map(|t| (t.producer_id.0, t.first_offset)).collect();
-            let prepared = match prepare(&records, pos, &mut Aborted::new(aborted)) {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    fail_partition(rt, &tp, e.to_string());
+            let prepared = prepare(&records, pos, &mut Aborted::new(aborted));
+            if let Some(why) = &prepared.stop {
+                if prepared.next_offset == pos {
+                    fail_partition(rt, &tp, why.clone());
                     continue;
                 }
-            };
+                // The batches before the one that cannot be copied go to the target first; the
+                // partition's producer stops the partition after them. Not fetched again.
+                rt.failed.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), why.clone());
+            }
             if prepared.next_offset == pos {
                 continue;
             }

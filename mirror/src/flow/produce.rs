@@ -39,6 +39,7 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
             // again by the next owner.
             return;
         }
+        let stop = set.stop.take();
         if !set.batches.is_empty() {
             // Idempotent produce: every batch gets the next sequence numbers once, and retries
             // resend the same bytes, so the target writes a retried batch only once.
@@ -146,6 +147,10 @@ pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::R
             s.replicated_timestamp = s.replicated_timestamp.max(ts);
         });
         rt.acked.lock().await.insert(tp.clone(), next);
+        if let Some(why) = stop {
+            fail_partition(&rt, &tp, why);
+            return;
+        }
     }
 }
 
@@ -173,11 +178,18 @@ pub(super) async fn transactional_partition_producer(rt: Arc<Runtime>, tp: Tp, m
             sets.push(more);
         }
         // The answer memory the sets hold is let go once their transaction is over.
-        let (sets, _held): (Vec<Prepared>, Vec<_>) = sets.into_iter().map(|q| (q.set, q.held)).unzip();
+        let (mut sets, _held): (Vec<Prepared>, Vec<_>) = sets.into_iter().map(|q| (q.set, q.held)).unzip();
+        let stop = sets.iter_mut().find_map(|s| s.stop.take());
         let span = tracing::info_span!("replicate", flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, remote = %remote, transactional_id = %txn.transactional_id());
         let result = replicate_in_transaction(&rt, &tp, &remote, &mut txn, &mut sequences, known, sets).instrument(span).await;
         match result {
-            Ok(()) => known = true,
+            Ok(()) => {
+                if let Some(why) = stop {
+                    fail_partition(&rt, &tp, why);
+                    return;
+                }
+                known = true;
+            }
             Err(failure) => {
                 let fenced = failure.error.as_ref().is_some_and(tern_kafka::client::is_fenced);
                 if !fenced {
