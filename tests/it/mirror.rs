@@ -334,6 +334,63 @@ crate::clusters::over_kinds!(a_corrupt_source_batch_stops_its_partition_and_is_n
     kafka_a_corrupt_source_batch_stops_its_partition_and_is_named: (Kafka);
 });
 
+/// Target partitions that take nothing (their producers stalled by the failpoint
+/// `stall-produce`, standing in for a target that refuses them for a long time) fill the flow's
+/// read-ahead with their records; once the target has taken nothing of them for 5 s they stop
+/// counting against it (the worker says so in its log), and another topic of the same flow,
+/// written afterwards, still arrives whole.
+async fn a_target_topic_that_takes_nothing_holds_up_no_other(kind: crate::clusters::Kind) {
+    use crate::clusters::{Side, TestCluster};
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let (stuck, moving) = (unique_topic("stuck"), unique_topic("moving"));
+    src.create_topic(&stuck, 4, &[]).await;
+    src.create_topic(&moving, 2, &[]).await;
+    let aliases = Aliases::unique();
+    let source = src.client().await;
+    let tag = |t: &str, p: i32, b: usize| format!("{t}{p}-{b}-{}", "x".repeat(1000));
+    // 4 partitions x 8 batches x 10 records of 1 KB: 320 KB, against a read-ahead of 128 KiB
+    // (two answers of 64 KiB), which the stuck partitions' queues (four sets of one 10 KB
+    // batch each) fill.
+    for p in 0..4 {
+        for b in 0..8 {
+            source.produce(&stuck, p, batch(&tag("s", p, b), 10, now(), Compression::None), -1, 5000).await.expect("produce");
+        }
+    }
+    let topics = format!("\"{stuck}\", \"{moving}\"");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tern.toml");
+    let config = flow_config(&aliases, &src.bootstrap(), &dst.bootstrap(), &topics).replace("[mirror]\n", "[mirror]\nfetch_max_bytes = 65536\npartition_max_bytes = 16384\n") + "\n[web]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&path, config).expect("config");
+    let run = crate::reload::Run::start_with_env(&path, &[("TERN_FAILPOINTS", &format!("stall-produce={stuck}"))]);
+    let set_aside = wait_until(Duration::from_secs(60), "the stuck partitions to be set aside", async || run.lines("no longer hold up the flow's other partitions").pop()).await;
+    assert_eq!(run.lines("failpoint stall-produce").len(), 4, "{}", run.all());
+    // Written once the stuck partitions have filled the read-ahead and been set aside.
+    for p in 0..2 {
+        for b in 0..4 {
+            source.produce(&moving, p, batch(&tag("m", p, b), 10, now(), Compression::None), -1, 5000).await.expect("produce");
+        }
+    }
+    let target = client(&dst.bootstrap()).await;
+    let started = std::time::Instant::now();
+    for p in 0..2 {
+        let remote = aliases.remote(&moving);
+        wait_until(Duration::from_secs(60), "the other topic to arrive whole", async || (end_offset(&target, &remote, p).await == 40).then_some(())).await;
+    }
+    let waited = started.elapsed();
+    for p in 0..4 {
+        assert_eq!(end_offset(&target, &aliases.remote(&stuck), p).await, 0, "nothing of the stuck topic was written");
+    }
+    let stuck_bytes = set_aside.split("stuck_bytes=").nth(1).and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()).and_then(|v| v.parse::<usize>().ok()).expect("stuck_bytes in the log line");
+    assert!(stuck_bytes >= 128 << 10, "the stuck partitions held the read-ahead: {set_aside}");
+    println!("{kind:?}: 4 partitions taking nothing held {stuck_bytes} bytes, set aside after 5 s; the other topic's 80 records arrived {:.1} s after they were written", waited.as_secs_f64());
+}
+
+crate::clusters::over_kinds!(a_target_topic_that_takes_nothing_holds_up_no_other {
+    tern_a_target_topic_that_takes_nothing_holds_up_no_other: (Tern);
+    kafka_a_target_topic_that_takes_nothing_holds_up_no_other: (Kafka);
+});
+
 /// `max_bytes_per_second`: 600 KB waiting on the source cross at the flow's 100 KB/s (one
 /// second's worth at once, then the rate), every partition moves along the way, the
 /// dashboard's lag shows the backlog, and everything arrives identical.

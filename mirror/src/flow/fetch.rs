@@ -15,7 +15,7 @@ use crate::status::SourceEventRecord;
 use crate::throttle::Throttle;
 use crate::transform::{prepare, Aborted};
 
-use super::held::{Answer, Queued};
+use super::held::{mono_ms, Answer, Queued, ReadAhead, STUCK_AFTER};
 use super::queues::Queues;
 use super::runtime::*;
 use super::topics::*;
@@ -183,13 +183,25 @@ pub(super) async fn fetch_round(
         tokio::time::sleep(Duration::from_millis(20)).await;
         return Ok(());
     }
-    if !by_lane.is_empty() && rt.answers.read_ahead_full() {
-        // As much is queued for the target as the flow reads ahead: no fetch until the target
-        // has taken some.
-        by_lane.clear();
-        if fetches.tasks.is_empty() {
-            let _ = tokio::time::timeout(rt.settings.fetch_max_wait, rt.answers.released()).await;
-            return Ok(());
+    if !by_lane.is_empty() {
+        match rt.answers.read_ahead(queues.backlogs(), mono_ms()) {
+            ReadAhead::Room => {
+                rt.answers.stuck_set_aside(false);
+            }
+            ReadAhead::RoomBesideStuck { stuck } => {
+                if rt.answers.stuck_set_aside(true) {
+                    tracing::info!(flow = %rt.flow.name(), stuck_bytes = stuck, "the read-ahead is full with records of partitions the target has taken nothing from for {} s: they no longer hold up the flow's other partitions", STUCK_AFTER.as_secs());
+                }
+            }
+            ReadAhead::Full => {
+                // As much is queued for the target as the flow reads ahead: no fetch until the
+                // target has taken some.
+                by_lane.clear();
+                if fetches.tasks.is_empty() {
+                    let _ = tokio::time::timeout(rt.settings.fetch_max_wait, rt.answers.released()).await;
+                    return Ok(());
+                }
+            }
         }
     }
     let (mut max_bytes, mut partition_max_bytes) = (rt.settings.fetch_max_bytes, rt.settings.partition_max_bytes);
@@ -289,7 +301,8 @@ pub(super) async fn fetch_round(
             }
             // The batches produced keep slices of the answer, which stays in memory until the
             // last of them is acknowledged (see `held`).
-            let (records, held) = answer.keep(records);
+            let backlog = queues.backlog(&tp).cloned().unwrap_or_default();
+            let (records, held) = answer.keep(records, &backlog);
             if let Some(throttle) = throttle.as_deref_mut() {
                 throttle.spend(records.len());
             }

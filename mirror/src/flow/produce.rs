@@ -32,6 +32,10 @@ pub(super) const MAX_IN_FLIGHT: usize = 5;
 /// per request, in order, up to [`MAX_IN_FLIGHT`] at a time.
 pub(super) async fn partition_producer(rt: Arc<Runtime>, tp: Tp, mut rx: mpsc::Receiver<Queued>) {
     let remote = naming::remote_topic(&rt.flow, &tp.0);
+    if crate::failpoint::hit("stall-produce", &tp.0) {
+        tracing::warn!(flow = %rt.flow.name(), topic = %tp.0, partition = tp.1, "failpoint stall-produce: this partition's producer takes nothing");
+        std::future::pending::<()>().await;
+    }
     // The answer memory a set holds is let go at the end of its turn, with its batches.
     while let Some(Queued { mut set, held: _held }) = rx.recv().await {
         if !rt.session.may_produce() {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::names::Tp;
 
-use super::held::Queued;
+use super::held::{Backlog, Queued};
 
 /// One connection to a source leader: the leader's id and the connection's number.
 pub(super) type Lane = (i32, usize);
@@ -21,6 +21,8 @@ pub(super) type Lane = (i32, usize);
 struct Slot {
     tp: Tp,
     tx: mpsc::Sender<Queued>,
+    /// The records queued, counted for the read-ahead (see [`super::held`]).
+    backlog: Arc<Backlog>,
     lane: Option<Lane>,
     in_flight: bool,
 }
@@ -37,7 +39,7 @@ pub(super) struct Queues {
 
 impl Queues {
     pub(super) fn insert(&mut self, tp: Tp, tx: mpsc::Sender<Queued>) {
-        let slot = Slot { tp: tp.clone(), tx, lane: None, in_flight: false };
+        let slot = Slot { tp: tp.clone(), tx, backlog: Arc::default(), lane: None, in_flight: false };
         match self.index.get(&tp) {
             Some(&at) => self.slots[at] = slot,
             None => {
@@ -54,6 +56,16 @@ impl Queues {
 
     pub(super) fn sender(&self, tp: &Tp) -> Option<&mpsc::Sender<Queued>> {
         self.index.get(tp).and_then(|at| self.slots.get(*at)).map(|s| &s.tx)
+    }
+
+    /// What `tp` has queued for the target, counted for the read-ahead.
+    pub(super) fn backlog(&self, tp: &Tp) -> Option<&Arc<Backlog>> {
+        self.index.get(tp).and_then(|at| self.slots.get(*at)).map(|s| &s.backlog)
+    }
+
+    /// What every partition has queued for the target.
+    pub(super) fn backlogs(&self) -> impl Iterator<Item = &Backlog> {
+        self.slots.iter().map(|s| &*s.backlog)
     }
 
     /// Marks the partitions of a fetch sent (`true`) or answered (`false`).
