@@ -7,8 +7,9 @@
 //!   record set of the topic, before the set's offset map entries are written.
 //! - `abort-before-commit=<topic>`: `tern run` aborts in exactly-once delivery after a
 //!   transaction's records and position were written to the target, before its commit.
-//! - `stall-produce=<topic>`: the producers of the topic's partitions take nothing, as if the
-//!   target took nothing of them (what the rest of the flow does then is the test).
+//! - `stall-produce=<topic>`: the at-least-once producers of the topic's partitions take
+//!   nothing, as if the target took nothing of them (what the rest of the flow does then is the
+//!   test).
 //! - `abort-after-failback-copy=<topic>`: `tern failback` aborts after the source acknowledged
 //!   its first batch copied back into the topic, before that progress is saved.
 
