@@ -378,6 +378,11 @@ async fn a_target_topic_that_takes_nothing_holds_up_no_other(kind: crate::cluste
         wait_until(Duration::from_secs(60), "the other topic to arrive whole", async || (end_offset(&target, &remote, p).await == 40).then_some(())).await;
     }
     let waited = started.elapsed();
+    let read = crate::exactly_once::read_topic(&dst.bootstrap(), &aliases.remote(&moving), "read_committed", 80).await;
+    for p in 0..2 {
+        let written: Vec<String> = (0..4).flat_map(|b| (0..10).map(move |i| format!("{}-{i}", tag("m", p, b)))).collect();
+        assert_eq!(read.get(&p), Some(&written), "partition {p} of the other topic arrived whole and in order");
+    }
     for p in 0..4 {
         assert_eq!(end_offset(&target, &aliases.remote(&stuck), p).await, 0, "nothing of the stuck topic was written");
     }
