@@ -67,7 +67,11 @@ def body(args):
     ends = {p: c.get_watermark_offsets(TopicPartition(args.topic, p), timeout=args.timeout, cached=False)[1] for p in committed}
 
     def behind():
-        nxt = {p: read[p][-1].offset() + 1 if read.get(p) else committed[p] for p in committed}
+        # The consumer's position, not the last record read + 1: a transactional topic's
+        # partition ends with a marker the consumer steps over but never returns.
+        last = {p: read[p][-1].offset() + 1 if read.get(p) else committed[p] for p in committed}
+        at = {tp.partition: tp.offset for tp in c.position(tps)}
+        nxt = {p: max(last[p], at.get(p, -1)) for p in committed}
         return {p: ends[p] - nxt[p] for p in committed if nxt[p] < ends[p]}
 
     reading = Deadline(args.timeout, "reading to the end")

@@ -714,3 +714,108 @@ over_kinds!(planned_failover_then_failback {
     tern_planned_failover_drains_the_flow_and_failback_returns_it_to_active: (Tern);
     kafka_planned_failover_drains_the_flow_and_failback_returns_it_to_active: (Kafka);
 });
+
+/// An exactly-once flow through a drill, a planned failover and a failback. Each transaction
+/// the worker commits leaves a marker on the target, so the remote partitions' offsets run
+/// ahead of the source's: groups reach the target through the offset map, and what consumers
+/// read there is checked record by record against the source, not offset by offset.
+async fn an_exactly_once_flow_drills_fails_over_and_back(kind: Kind) {
+    let src = TestCluster::start(kind, Side::A).await;
+    let dst = TestCluster::start(kind, Side::B).await;
+    let (source, target) = (src.client().await, dst.client().await);
+    let aliases = Aliases::unique();
+    let flow_name = aliases.flow();
+    let ledger = unique_topic("ledger");
+    let (ledger, remote) = (ledger.as_str(), aliases.remote(&ledger));
+    let billing = format!("billing-{}", aliases.source);
+    src.create_topic(ledger, 2, &[("retention.ms", "-1")]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (toml, config) = write_config(dir.path(), &aliases, &src.bootstrap(), &dst.bootstrap(), &format!("\"{ledger}\""));
+    let toml = toml.replace("topics = [", "delivery = \"exactly-once\"\ntopics = [");
+    std::fs::write(&config, &toml).expect("config");
+    let config = config.to_str().expect("path");
+    let mirror = TestMirror::start(&toml);
+
+    // Four rounds of 25 records per partition, each replicated before the next is written:
+    // at least four transactions, so at least four markers, per remote partition.
+    let mut s = Connection::connect(&src.bootstrap()).await.expect("connect");
+    let replicated = |p: i32| {
+        let (src, dst, remote, target) = (src.bootstrap(), dst.bootstrap(), remote.clone(), &target);
+        // The remote topic may not exist yet.
+        async move { end(target, &remote, p).await > 0 && partition_content(&dst, &remote, p).await == partition_content(&src, ledger, p).await }
+    };
+    for round in 0..4 {
+        for p in 0..2 {
+            produce(&mut s, ledger, p, varied_batch(p, round, 25)).await;
+        }
+        wait_until(Duration::from_secs(60), &format!("round {round} on the target"), async || (replicated(0).await && replicated(1).await).then_some(())).await;
+    }
+    let markers: Vec<i64> = [end(&target, &remote, 0).await - 100, end(&target, &remote, 1).await - 100].into();
+    println!("{kind:?}: after 100 records per partition the remote partitions end {markers:?} offsets further (transaction markers)");
+    assert!(markers.iter().all(|m| *m >= 4), "each round committed a transaction of its own: {markers:?}");
+
+    // billing stopped mid-way through round 1 on partition 0 and at round 3's first record on 1.
+    let committed = [40usize, 75];
+    commit(&source, &billing, &[(ledger, 0, committed[0] as i64), (ledger, 1, committed[1] as i64)]).await;
+    let translated = wait_until(Duration::from_secs(30), "billing synced onto the target", async || {
+        let o = target.all_committed_offsets(&billing).await.ok()?;
+        Some([*o.get(&(remote.clone(), 0))?, *o.get(&(remote.clone(), 1))?])
+    })
+    .await;
+    println!("{kind:?}: billing at {committed:?} on the source is at {translated:?} on the target");
+    assert!(translated[1] > committed[1] as i64, "the markers before it move partition 1's offset: {translated:?}");
+
+    // The drill translates the group through the offset map and checks it against the data.
+    let json = dir.path().join("drill.json");
+    let (code, report, _) = drill_json(Path::new(config), &json, &flow_name, &billing);
+    assert_eq!(code, 0, "{:?}", report.groups);
+    assert_eq!((report.verdict, report.rpo_records, report.redelivered_records, report.missed_records), (Verdict::Pass, 0, 0, 0));
+    let g = group(&report, &billing);
+    assert_eq!(g.read_through, Some(ReadThrough::Read), "{}", g.reason);
+    let checks: Vec<(i64, Option<i64>, Check)> = g.partitions.iter().map(|p| (p.committed, p.translated, p.check)).collect();
+    assert_eq!(checks, vec![(40, Some(translated[0]), Check::Match), (75, Some(translated[1]), Check::Match)]);
+
+    // A planned failover drains the flow; confluent-kafka (read_committed) joining billing on
+    // the target reads exactly the source records billing had not consumed.
+    let report_path = dir.path().join("failover.json");
+    let (code, _) = tern(&["failover", "--config", config, "--flow", &flow_name, "--planned", "--timeout", "30s", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!((r["mode"].as_str(), r["drained"].as_bool(), r["lost_records"].as_i64()), (Some("planned"), Some(true), Some(0)), "{r}");
+    let on_source = [partition_content(&src.bootstrap(), ledger, 0).await, partition_content(&src.bootstrap(), ledger, 1).await];
+    let read = confluent_resume(&dst.bootstrap(), &billing, &remote, 2).await;
+    for p in 0..2 {
+        let (from, records) = &read[&(p as i32)];
+        assert_eq!(*from, translated[p], "partition {p}: confluent-kafka's committed offset on the target");
+        let contents: Vec<&Content> = records.iter().map(|(_, c)| c).collect();
+        assert_eq!(contents, on_source[p][committed[p]..].iter().collect::<Vec<_>>(), "partition {p}: what billing reads on the target");
+        println!("{kind:?} partition {p}: confluent-kafka resumes billing at {from} on the target and reads the {} records it had not consumed, content identical", records.len());
+    }
+
+    // Failback with nothing written on the target: billing returns to where it was on the
+    // source, and records written meanwhile replicate once, exactly.
+    produce(&mut s, ledger, 0, varied_batch(0, 4, 25)).await;
+    let report_path = dir.path().join("failback.json");
+    let (code, _) = tern(&["failback", "--config", config, "--flow", &flow_name, "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!((r["state"].as_str(), r["copied_records"].as_i64()), (Some("active"), Some(0)), "{r}");
+    let back = source.all_committed_offsets(&billing).await.expect("offsets");
+    assert_eq!((back.get(&(ledger.to_string(), 0)), back.get(&(ledger.to_string(), 1))), (Some(&40), Some(&75)));
+    wait_until(Duration::from_secs(60), "the records written while failed over on the target", async || (replicated(0).await && replicated(1).await).then_some(())).await;
+    // read_committed, from billing's offsets on the target: the source's records after them,
+    // the 25 written while failed over included, each once.
+    let on_source = [partition_content(&src.bootstrap(), ledger, 0).await, partition_content(&src.bootstrap(), ledger, 1).await];
+    let read = confluent_resume(&dst.bootstrap(), &billing, &remote, 2).await;
+    for p in 0..2 {
+        let contents: Vec<&Content> = read[&(p as i32)].1.iter().map(|(_, c)| c).collect();
+        assert_eq!(contents, on_source[p][committed[p]..].iter().collect::<Vec<_>>(), "partition {p}: what billing reads on the target after failback");
+    }
+    assert_eq!((read[&0].1.len(), read[&1].1.len()), (85, 25));
+    mirror.stop().await;
+}
+
+over_kinds!(an_exactly_once_flow_drills_fails_over_and_back {
+    tern_an_exactly_once_flow_drills_fails_over_and_fails_back_exactly: (Tern);
+    kafka_an_exactly_once_flow_drills_fails_over_and_fails_back_exactly: (Kafka);
+});
