@@ -67,6 +67,23 @@ mod tests {
     use super::*;
     use crate::batch::{verify_crc, BatchHeader};
 
+    /// An LZ4 batch's frame carries neither block nor content checksums, as Kafka's producer
+    /// writes it, and reads back.
+    #[test]
+    fn lz4_frames_are_written_as_kafka_writes_them() {
+        let records: Vec<PlainRecord> = (0..50).map(|i| PlainRecord::new(format!("key-{i}"), Some(Bytes::from(format!("value-{i}"))), 1_750_000_000_000 + i)).collect();
+        let batch = encode_batch(&records, Compression::Lz4).expect("encode");
+        // The records of a v2 batch start 61 bytes in: the frame's magic, then its FLG byte.
+        assert_eq!(batch.get(61..65), Some(&[0x04, 0x22, 0x4d, 0x18][..]), "an LZ4 frame");
+        // Version 01, independent blocks; no block checksum (bit 4), no content size (bit 3),
+        // no content checksum (bit 2).
+        assert_eq!(batch[65], 0x60, "FLG {:#04x}", batch[65]);
+        let mut buf = batch.clone();
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).expect("decode");
+        let values: Vec<Option<Bytes>> = sets.into_iter().flat_map(|s| s.records).map(|r| r.value).collect();
+        assert_eq!(values, records.iter().map(|r| r.value.clone()).collect::<Vec<_>>());
+    }
+
     /// Every codec stops at the decompression bound: a batch body of zeros a little past it,
     /// compressed, is refused with the bound named, and one just under it decompresses.
     #[test]

@@ -1,7 +1,8 @@
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
 use anyhow::{Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use lz4::BlockMode;
+use lz4::liblz4::BlockChecksum;
+use lz4::{BlockMode, ContentChecksum};
 use lz4::{Decoder, EncoderBuilder};
 use std::io;
 
@@ -26,6 +27,10 @@ impl<B: ByteBufMut> Compressor<B> for Lz4 {
         let mut encoder = EncoderBuilder::new()
             .level(COMPRESSION_LEVEL)
             .block_mode(BlockMode::Independent)
+            // As Kafka's producer writes its frames: no block or content checksum (the
+            // batch CRC covers the bytes already), which every reader would compute again.
+            .block_checksum(BlockChecksum::NoBlockChecksum)
+            .checksum(ContentChecksum::NoChecksum)
             .build(buf.writer())
             .context("Failed to compress lz4")?;
 
