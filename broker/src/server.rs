@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tern_kafka::connection::{write_frame, FrameReader};
+use tern_kafka::connection::{write_frame, write_frame_parts, FrameReader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -279,6 +279,12 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(state: Arc<BrokerState>
         match apis::handle_frame(&state, frame, peer, &mut auth).await {
             Reply::Frame(bytes) => {
                 if let Err(e) = write_frame(&mut wr, &bytes).await {
+                    tracing::debug!(%peer, "write failed: {e}");
+                    return;
+                }
+            }
+            Reply::Parts(parts) => {
+                if let Err(e) = write_frame_parts(&mut wr, &parts).await {
                     tracing::debug!(%peer, "write failed: {e}");
                     return;
                 }

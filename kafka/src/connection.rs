@@ -290,6 +290,19 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Resu
     Ok(())
 }
 
+/// Writes the parts of one frame in order, gathered into as few writes as the stream takes.
+pub async fn write_frame_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[Bytes]) -> Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match w.write_vectored(rest).await? {
+            0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+            n => std::io::IoSlice::advance_slices(&mut rest, n),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,6 +266,86 @@ pub fn encode_produce_request(
         .collect())
 }
 
+/// Records at least this long are written as a part of their own; shorter ones are copied.
+const RECORDS_PASSED_THROUGH: usize = 4096;
+
+/// What stands in for passed-through records while the rest of a fetch response is encoded:
+/// this tag and the records' index (two bytes).
+const MARKER_TAG: &[u8; 14] = b"\0tern-records:";
+
+/// A fetch response as the parts of one frame: everything kafka-protocol encodes, with each
+/// partition's records (of at least 4 KiB) passed through as a part of its own instead of
+/// copied into the frame. Writing the parts in order gives exactly the frame
+/// [`encode_response`] would.
+///
+/// The response is encoded with a 16-byte marker in place of each such partition's records;
+/// the markers (each found once, in order, behind its length) are then cut out and the records
+/// and their real length put in their place. Should that not hold, the response is encoded
+/// whole.
+pub fn encode_fetch_response(correlation_id: i32, version: i16, response: &kafka_protocol::messages::FetchResponse) -> Result<Vec<Bytes>> {
+    let whole = || Ok(vec![encode_response(correlation_id, ApiKey::Fetch, version, &ResponseKind::Fetch(response.clone()))?]);
+    let marker = |i: usize| {
+        let mut m = BytesMut::with_capacity(16);
+        m.put_slice(MARKER_TAG);
+        m.put_u16(i as u16);
+        m.freeze()
+    };
+    let mut stripped = response.clone();
+    let mut passed: Vec<Bytes> = Vec::new();
+    for partition in stripped.responses.iter_mut().flat_map(|t| &mut t.partitions) {
+        if let Some(records) = partition.records.as_mut().filter(|r| r.len() >= RECORDS_PASSED_THROUGH) {
+            if passed.len() > usize::from(u16::MAX) {
+                break;
+            }
+            let m = marker(passed.len());
+            passed.push(std::mem::replace(records, m));
+        }
+    }
+    if passed.is_empty() {
+        return whole();
+    }
+    let encoded = encode_response(correlation_id, ApiKey::Fetch, version, &ResponseKind::Fetch(stripped))?;
+    // Each marker's length before it: a varint of 17 (flexible versions) or an i32 of 16.
+    let (prefix, expected): (usize, &[u8]) = if version >= 12 { (1, &[17]) } else { (4, &[0, 0, 0, 16]) };
+    let mut cuts = Vec::with_capacity(passed.len());
+    let mut at = prefix;
+    while at + 16 <= encoded.len() {
+        if encoded[at] != 0 || encoded[at..at + 14] != MARKER_TAG[..] {
+            at += 1;
+            continue;
+        }
+        let index = usize::from(u16::from_be_bytes([encoded[at + 14], encoded[at + 15]]));
+        if index != cuts.len() || encoded[at - prefix..at] != *expected {
+            return whole();
+        }
+        cuts.push(at - prefix);
+        at += 16;
+    }
+    if cuts.len() != passed.len() {
+        return whole();
+    }
+    let mut parts = Vec::with_capacity(2 * cuts.len() + 1);
+    let mut from = 0;
+    for (cut, records) in cuts.iter().zip(passed) {
+        let mut head = BytesMut::with_capacity(cut - from + 5);
+        head.put_slice(&encoded[from..*cut]);
+        if prefix == 1 {
+            put_uvarint(&mut head, records.len() as u32 + 1);
+        } else {
+            head.put_i32(records.len() as i32);
+        }
+        parts.push(head.freeze());
+        parts.push(records);
+        from = cut + prefix + 16;
+    }
+    parts.push(encoded.slice(from..));
+    let Ok(size) = i32::try_from(parts.iter().map(Bytes::len).sum::<usize>() - 4) else { return whole() };
+    let mut first = BytesMut::from(&parts[0][..]);
+    first[..4].copy_from_slice(&size.to_be_bytes());
+    parts[0] = first.freeze();
+    Ok(parts)
+}
+
 fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
     while v >= 0x80 {
         buf.put_u8((v as u8 & 0x7f) | 0x80);
@@ -319,6 +399,47 @@ mod tests {
     /// with the records inside: for every version Tern sends, with and without a transactional
     /// id, for several topics and partitions with records in several parts, on both sides of
     /// the varint length's byte boundaries.
+    /// A fetch response in parts is byte for byte the response encoded whole, at every version,
+    /// with records of several sizes (none, short ones copied, long ones on both sides of the
+    /// varint length's byte boundaries passed through), aborted transactions, and short
+    /// records that hold a marker's bytes (then the response is encoded whole).
+    #[test]
+    fn a_fetch_response_in_parts_equals_the_whole_encoding() {
+        use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+        use kafka_protocol::messages::{FetchResponse, TopicName};
+        let records = |len: usize, fill: u8| Bytes::from(vec![fill; len]);
+        let stray = |i: u8| Bytes::from([&MARKER_TAG[..], &[0, i]].concat());
+        for (case, short) in [("plain", records(100, 7)), ("marker 0's bytes in short records", stray(0)), ("marker 1's bytes in short records", stray(1))] {
+            let partition = |i: i32, records: Option<Bytes>| {
+                PartitionData::default()
+                    .with_partition_index(i)
+                    .with_high_watermark(1000 + i as i64)
+                    .with_last_stable_offset(900)
+                    .with_log_start_offset(3)
+                    .with_aborted_transactions(Some(vec![AbortedTransaction::default().with_producer_id(kafka_protocol::messages::ProducerId(42)).with_first_offset(7)]))
+                    .with_records(records)
+            };
+            let long = [records(4096, 1), records(16_383, 2), records(16_384, 3), records(1 << 20, 4)];
+            for version in 4..=17 {
+                // Each version carries the fields it has: a session from 7, topic ids from 13.
+                let topic = |name: &'static str, partitions| {
+                    let t = FetchableTopicResponse::default().with_partitions(partitions);
+                    if version >= 13 { t.with_topic_id(uuid::Uuid::from_u128(9)) } else { t.with_topic(TopicName(StrBytes::from_static_str(name))) }
+                };
+                let response = FetchResponse::default().with_session_id(if version >= 7 { 5 } else { 0 }).with_responses(vec![
+                    topic("orders", vec![partition(0, Some(long[0].clone())), partition(1, None), partition(2, Some(short.clone())), partition(3, Some(long[1].clone()))]),
+                    topic("payments", vec![partition(0, Some(Bytes::new())), partition(1, Some(long[2].clone())), partition(2, Some(long[3].clone()))]),
+                ]);
+                let whole = encode_response(11, ApiKey::Fetch, version, &ResponseKind::Fetch(response.clone())).expect("encode");
+                let parts = encode_fetch_response(11, version, &response).expect("encode in parts");
+                assert_eq!(parts.concat(), whole[..], "{case}, v{version}");
+                let passed = long.iter().filter(|l| parts.iter().any(|p| p.as_ptr() == l.as_ptr())).count();
+                let want = if case == "plain" { 4 } else { 0 };
+                assert_eq!(passed, want, "{case}, v{version}: records passed through, not copied");
+            }
+        }
+    }
+
     #[test]
     fn a_produce_request_in_parts_equals_kafkas_encoding() {
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

@@ -101,6 +101,8 @@ pub fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
 pub enum Reply {
     /// Send this complete frame.
     Frame(Bytes),
+    /// Send the frame these parts make, in order (a fetch answer, its records uncopied).
+    Parts(Vec<Bytes>),
     /// Nothing to send (produce with acks=0).
     Nothing,
     /// The request could not be parsed; Kafka closes the connection in that case.
@@ -182,6 +184,12 @@ async fn handle_request(state: &BrokerState, api_key: ApiKey, header: RequestHea
 }
 
 fn encode(correlation_id: i32, api_key: ApiKey, version: i16, body: &ResponseKind) -> Reply {
+    if let ResponseKind::Fetch(fetch) = body {
+        return match frame::encode_fetch_response(correlation_id, version, fetch) {
+            Ok(parts) => Reply::Parts(parts),
+            Err(e) => Reply::Close(format!("could not encode the response: {e}")),
+        };
+    }
     match frame::encode_response(correlation_id, api_key, version, body) {
         Ok(bytes) => Reply::Frame(bytes),
         // Only reachable through a bug of ours (a field this version cannot carry); closing
@@ -502,7 +510,12 @@ mod tests {
                 let frame = tern_kafka::frame::encode_request(&header, &sample_request(*key, version)).expect("encode request");
                 let mut auth = crate::auth::ConnectionAuth::new(&state.config.security);
                 match handle_frame(&state, frame.slice(4..), addr, &mut auth).await {
-                    Reply::Frame(resp) => {
+                    reply @ (Reply::Frame(_) | Reply::Parts(_)) => {
+                        let resp = match reply {
+                            Reply::Parts(parts) => Bytes::from(parts.concat()),
+                            Reply::Frame(frame) => frame,
+                            _ => unreachable!("matched above"),
+                        };
                         let mut body = resp.slice(4..);
                         let (cid, _) = tern_kafka::frame::decode_response(*key, version, &mut body)
                             .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
