@@ -437,7 +437,8 @@ async fn wait_replication_stopped(
 const SETTLED: Duration = Duration::from_secs(3);
 
 async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Send + Sync)) -> Result<(FailoverPoint, Vec<MovedGroup>)> {
-    let mut maps = store::load_offset_maps(flow, target).await?;
+    let state = store::load_target_state(flow, target).await?;
+    let mut maps = state.maps.clone();
     let (ends, _) = read_state(flow, target).await?;
     let mut tps: Vec<Tp> = maps.keys().cloned().chain(ends.keys().cloned()).collect();
     tps.sort();
@@ -447,9 +448,9 @@ async fn unplanned(flow: &Flow, target: &Client, progress: &(impl Fn(&str) + Sen
     for tp in tps {
         let remote = naming::remote_topic(flow, &tp.0);
         let target_end = target.list_offset_once(&remote, tp.1, tern_kafka::client::LATEST).await.map(|(o, _)| o).unwrap_or(0);
-        let map = maps.entry(tp.clone()).or_default();
         let known = ends.get(&tp).copied();
-        let replicated = map.replicated_source_end(target_end).into_iter().chain(known.and_then(|k| k.replicated)).max().unwrap_or(0);
+        let replicated = state.replicated_end(flow.delivery, &tp, target_end).into_iter().chain(known.and_then(|k| k.replicated)).max().unwrap_or(0);
+        let map = maps.entry(tp.clone()).or_default();
         if map.entries().next().is_some() {
             map.set_end(Entry { source: replicated, target: target_end });
         }

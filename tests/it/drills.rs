@@ -812,6 +812,38 @@ async fn an_exactly_once_flow_drills_fails_over_and_back(kind: Kind) {
         assert_eq!(contents, on_source[p][committed[p]..].iter().collect::<Vec<_>>(), "partition {p}: what billing reads on the target after failback");
     }
     assert_eq!((read[&0].1.len(), read[&1].1.len()), (85, 25));
+
+    // An unplanned failover while 7 records written to partition 1 are held back: they are
+    // what it reports lost, and the failover point pairs each remote partition's end (markers
+    // included) with the source offset it stands for.
+    hold_back(&target, &aliases, &mirror).await;
+    produce(&mut s, ledger, 1, varied_batch(1, 5, 7)).await;
+    let flow = tern_mirror::config::parse(&toml).expect("config").flows.remove(0);
+    wait_until(Duration::from_secs(30), "the worker to record the source's new end on the target", async || {
+        let (ends, _) = tern_mirror::failover::read_state(&flow, &target).await.ok()?;
+        (ends.get(&(ledger.to_string(), 1)).map(|k| k.end) == Some(107)).then_some(())
+    })
+    .await;
+    // A drill counts the 7 as its RPO: the remote partition's last offsets are markers, not
+    // records of the source.
+    let (code, held, _) = drill_json(Path::new(config), &json, &flow_name, &billing);
+    assert_eq!((code, held.rpo_records), (1, 7), "{:?}", held.partitions);
+    let rpo: Vec<(i32, i64, i64)> = held.partitions.iter().map(|p| (p.partition, p.replicated_end, p.rpo_records)).collect();
+    assert_eq!(rpo, vec![(0, 125, 0), (1, 100, 7)]);
+    let remote_ends = [end(&target, &remote, 0).await, end(&target, &remote, 1).await];
+    let report_path = dir.path().join("unplanned.json");
+    let (code, _) = tern(&["failover", "--config", config, "--flow", &flow_name, "--unplanned", "--json", report_path.to_str().expect("path")]);
+    assert_eq!(code, 0);
+    let r = failover_json(&report_path);
+    assert_eq!((r["state"].as_str(), r["lost_records"].as_i64()), (Some("failed-over"), Some(7)), "{r}");
+    let points: Vec<(i64, i64, i64, i64)> = r["point"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| (p["target_offset"].as_i64().expect("n"), p["source_offset"].as_i64().expect("n"), p["known_source_end"].as_i64().expect("n"), p["lost_records"].as_i64().expect("n")))
+        .collect();
+    assert_eq!(points, vec![(remote_ends[0], 125, 125, 0), (remote_ends[1], 100, 107, 7)], "{r}");
+    println!("{kind:?}: unplanned failover of the exactly-once flow: remote ends {remote_ends:?} stand for source offsets 125 and 100; 7 records lost");
     mirror.stop().await;
 }
 

@@ -269,7 +269,8 @@ pub(crate) async fn partition_states(flow: &Flow, source: &Client, target: &Clie
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
         .collect();
     tps.sort();
-    let mut maps = store::load_offset_maps(flow, target).await?;
+    let state = store::load_target_state(flow, target).await?;
+    let mut maps = state.maps.clone();
     let positions = source.committed_offsets(&crate::names::group_id(flow), &tps).await.map_err(|e| Error::cluster(&flow.source, e))?;
     let _ = target.refresh_metadata(None).await;
     let mut out = BTreeMap::new();
@@ -280,16 +281,16 @@ pub(crate) async fn partition_states(flow: &Flow, source: &Client, target: &Clie
         // A remote partition not created yet holds nothing.
         let target_end = target.list_offset_once(&remote, tp.1, LATEST).await.map(|(o, _)| o).unwrap_or(0);
         let target_start = target.list_offset_once(&remote, tp.1, EARLIEST).await.map(|(o, _)| o).unwrap_or(0);
-        let map = maps.entry(tp.clone()).or_default();
         // The worker's committed position covers only acknowledged records, and passes what
         // the map cannot show: aborted transactions and their markers after the last run.
-        let replicated_end = map
-            .replicated_source_end(target_end)
+        let replicated_end = state
+            .replicated_end(flow.delivery, &tp, target_end)
             .into_iter()
             .chain(positions.get(&tp).copied())
             .max()
             .unwrap_or(source_start)
             .clamp(source_start.min(source_end), source_end);
+        let map = maps.entry(tp.clone()).or_default();
         if map.entries().next().is_some() || target_end > 0 {
             map.set_end(Entry { source: replicated_end, target: target_end });
         }

@@ -14,7 +14,7 @@ use kafka_protocol::records::Compression;
 use tern_kafka::client::Client;
 use tern_kafka::records::{encode_batch, PlainRecord};
 
-use crate::config::Flow;
+use crate::config::{Delivery, Flow};
 use crate::error::{Error, Result};
 use crate::mm2::{checkpoints_topic, offset_syncs_topic, OffsetSync};
 use crate::names::Tp;
@@ -115,6 +115,21 @@ pub struct TargetState {
     pub positions: HashMap<Tp, i64>,
 }
 
+impl TargetState {
+    /// The next source offset whose records the target holds, by what the target itself
+    /// shows. An exactly-once flow's position, committed with the records, says it exactly:
+    /// past the newest run the remote partition holds commit markers (and the records of
+    /// aborted transactions), which stand for no source record. Otherwise the newest run is
+    /// continued up to the remote partition's end: records acknowledged before their entry was
+    /// written count. `None` when neither is known.
+    pub fn replicated_end(&self, delivery: Delivery, tp: &Tp, target_end: i64) -> Option<i64> {
+        match (delivery, self.positions.get(tp)) {
+            (Delivery::ExactlyOnce, Some(&next)) => Some(next),
+            _ => self.maps.get(tp).and_then(|m| m.replicated_source_end(target_end)),
+        }
+    }
+}
+
 /// Reads every offset map of the flow back from the target (tombstones applied).
 pub async fn load_offset_maps(flow: &Flow, target: &Client) -> Result<HashMap<Tp, OffsetMap>> {
     Ok(load_target_state(flow, target).await?.maps)
@@ -205,6 +220,25 @@ async fn write_syncs(flow: &Flow, source: &Client, added: &[(&Tp, &[Entry])]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two transactions of 10 records, each followed by its commit marker: the remote
+    /// partition ends at 22 for 20 source records. Exactly-once delivery goes by the committed
+    /// position (20); at-least-once continues the newest run to the end (the records past it
+    /// were acknowledged before their entry was written).
+    #[test]
+    fn an_exactly_once_flow_counts_its_markers_as_no_records() {
+        let tp = ("orders".to_string(), 0);
+        let mut state = TargetState::default();
+        let map = state.maps.entry(tp.clone()).or_default();
+        map.restore(Entry { source: 0, target: 0 });
+        map.restore(Entry { source: 10, target: 11 });
+        state.positions.insert(tp.clone(), 20);
+        assert_eq!(state.replicated_end(Delivery::ExactlyOnce, &tp, 22), Some(20));
+        assert_eq!(state.replicated_end(Delivery::AtLeastOnce, &tp, 22), Some(21));
+        state.positions.clear();
+        assert_eq!(state.replicated_end(Delivery::ExactlyOnce, &tp, 22), Some(21), "no position: the run continued");
+        assert_eq!(state.replicated_end(Delivery::ExactlyOnce, &("other".to_string(), 0), 5), None);
+    }
 
     #[test]
     fn positions_and_map_entries_never_read_as_each_other() {
