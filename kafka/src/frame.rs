@@ -315,7 +315,9 @@ pub fn encode_fetch_response(correlation_id: i32, version: i16, response: &kafka
             continue;
         }
         let index = usize::from(u16::from_be_bytes([encoded[at + 14], encoded[at + 15]]));
-        if index != cuts.len() || encoded[at - prefix..at] != *expected {
+        // Its length must lie after the marker before it.
+        let after_last = cuts.last().map_or(0, |c| c + prefix + 16);
+        if index != cuts.len() || at - prefix < after_last || encoded[at - prefix..at] != *expected {
             return whole();
         }
         cuts.push(at - prefix);
@@ -340,6 +342,9 @@ pub fn encode_fetch_response(correlation_id: i32, version: i16, response: &kafka
     }
     parts.push(encoded.slice(from..));
     let Ok(size) = i32::try_from(parts.iter().map(Bytes::len).sum::<usize>() - 4) else { return whole() };
+    if parts[0].len() < 4 {
+        return whole();
+    }
     let mut first = BytesMut::from(&parts[0][..]);
     first[..4].copy_from_slice(&size.to_be_bytes());
     parts[0] = first.freeze();
