@@ -505,6 +505,13 @@ pub(crate) fn failover_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("JSON")
 }
 
+/// Each partition of a failover report's point: (target offset, source offset, known source
+/// end, lost records).
+fn point_partitions(r: &serde_json::Value) -> Vec<(i64, i64, i64, i64)> {
+    let n = |p: &serde_json::Value, field: &str| p[field].as_i64().unwrap_or_else(|| panic!("{field} in {p}"));
+    r["point"]["partitions"].as_array().expect("partitions").iter().map(|p| (n(p, "target_offset"), n(p, "source_offset"), n(p, "known_source_end"), n(p, "lost_records"))).collect()
+}
+
 async fn unplanned_failover_then_failback(kind: Kind) {
     let mut a = KillableSource::start(kind).await;
     let b = TestCluster::start(kind, Side::B).await;
@@ -568,12 +575,7 @@ async fn unplanned_failover_then_failback(kind: Kind) {
     assert_eq!(r["state"], "failed-over");
     assert_eq!(r["lost_records"], 7, "the records written on A after replication stopped");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
-    let points: Vec<(i64, i64, i64, i64)> = r["point"]["partitions"]
-        .as_array()
-        .expect("partitions")
-        .iter()
-        .map(|p| (p["target_offset"].as_i64().expect("n"), p["source_offset"].as_i64().expect("n"), p["known_source_end"].as_i64().expect("n"), p["lost_records"].as_i64().expect("n")))
-        .collect();
+    let points = point_partitions(&r);
     assert_eq!(points, vec![(60, 60, 67, 7), (60, 60, 60, 0)]);
     assert_eq!(tern_mirror::control::read(&target, &aliases.target, &flow_name).await.expect("control").state, tern_mirror::control::FailoverState::FailedOver);
     let (_, state) = tern(&["state", "--config", config]);
@@ -836,12 +838,7 @@ async fn an_exactly_once_flow_drills_fails_over_and_back(kind: Kind) {
     assert_eq!(code, 0);
     let r = failover_json(&report_path);
     assert_eq!((r["state"].as_str(), r["lost_records"].as_i64()), (Some("failed-over"), Some(7)), "{r}");
-    let points: Vec<(i64, i64, i64, i64)> = r["point"]["partitions"]
-        .as_array()
-        .expect("partitions")
-        .iter()
-        .map(|p| (p["target_offset"].as_i64().expect("n"), p["source_offset"].as_i64().expect("n"), p["known_source_end"].as_i64().expect("n"), p["lost_records"].as_i64().expect("n")))
-        .collect();
+    let points = point_partitions(&r);
     assert_eq!(points, vec![(remote_ends[0], 125, 125, 0), (remote_ends[1], 100, 107, 7)], "{r}");
     println!("{kind:?}: unplanned failover of the exactly-once flow: remote ends {remote_ends:?} stand for source offsets 125 and 100; 7 records lost");
     mirror.stop().await;
