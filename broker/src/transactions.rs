@@ -10,7 +10,7 @@
 //! completed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -101,12 +101,17 @@ pub fn fenced(version: i16, fenced_from: i16) -> ResponseError {
 pub struct TxnCoordinator {
     /// Created with the first transactional id, as Kafka creates it.
     topic: Mutex<Option<Arc<Topic>>>,
-    txns: Mutex<BTreeMap<String, TxnMeta>>,
+    txns: RwLock<BTreeMap<String, TxnMeta>>,
 }
 
-/// The coordinator's state, locked: transactional produces hold it while they append, so a
-/// marker can never be written between a produce's check and its append.
-pub type Locked<'a> = MutexGuard<'a, BTreeMap<String, TxnMeta>>;
+/// The coordinator's state, locked for a change: no transactional append is under way while it
+/// is held, so a marker can never be written between a produce's check and its append.
+pub type Locked<'a> = RwLockWriteGuard<'a, BTreeMap<String, TxnMeta>>;
+
+/// The coordinator's state, shared by the transactional appends under way: appends to
+/// different partitions go on side by side, and no state change comes between an append's
+/// check and the append.
+pub type Shared<'a> = RwLockReadGuard<'a, BTreeMap<String, TxnMeta>>;
 
 impl TxnCoordinator {
     /// Replays `__transaction_state` when it exists.
@@ -120,11 +125,11 @@ impl TxnCoordinator {
         if !txns.is_empty() {
             tracing::info!(transactional_ids = txns.len(), open, "loaded transactions from {TXN_TOPIC}");
         }
-        Ok(TxnCoordinator { topic: Mutex::new(topic), txns: Mutex::new(txns) })
+        Ok(TxnCoordinator { topic: Mutex::new(topic), txns: RwLock::new(txns) })
     }
 
     pub fn lock(&self) -> Locked<'_> {
-        self.txns.lock().unwrap_or_else(|p| p.into_inner())
+        self.txns.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `__transaction_state`, created when first needed.
@@ -404,9 +409,9 @@ impl TxnCoordinator {
 
     /// Checks a transactional batch before it is appended: its producer's transaction is open,
     /// at this epoch, and holds the partition (Kafka's partition verification). The returned
-    /// lock is held over the append.
-    pub fn verify_produce(&self, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> std::result::Result<Locked<'_>, (ResponseError, String)> {
-        let txns = self.lock();
+    /// guard is held over the append.
+    pub fn verify_produce(&self, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> std::result::Result<Shared<'_>, (ResponseError, String)> {
+        let txns = self.txns.read().unwrap_or_else(|p| p.into_inner());
         let Some(meta) = txns.values().find(|m| m.producer_id == producer_id) else {
             return Err((ResponseError::InvalidTxnState, format!("producer {producer_id} has no transaction on this broker")));
         };
@@ -482,4 +487,59 @@ fn replay(topic: &Topic) -> Result<BTreeMap<String, TxnMeta>> {
         }
     })?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    /// Holds a transactional append's check in a thread of its own (as on a connection of
+    /// its own) until told to let go; says whether the check passed.
+    fn append_in_thread(state: &Arc<BrokerState>, producer: (i64, i16), partition: i32) -> (std::sync::mpsc::Receiver<std::result::Result<(), String>>, std::sync::mpsc::Sender<()>) {
+        let (held, done) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let state = state.clone();
+        std::thread::spawn(move || {
+            let guard = state.txns.verify_produce(producer.0, producer.1, "t", partition);
+            let _ = held.0.send(guard.as_ref().map(|_| ()).map_err(|e| e.1.clone()));
+            let _ = done.1.recv();
+            drop(guard);
+        });
+        (held.1, done.0)
+    }
+
+    #[test]
+    fn transactional_appends_share_the_coordinator_and_a_state_change_waits_for_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let state = Arc::new(crate::server::open_state(BrokerConfig::with_data_dir(dir.path()), "127.0.0.1:9092".parse().expect("addr")).expect("state"));
+        state.topics.create("t", 2, Default::default()).map_err(|e| format!("{e:?}")).expect("topic");
+        let mut producers = Vec::new();
+        for (id, partition) in [("a", 0), ("b", 1)] {
+            let (pid, epoch) = state.txns.init_producer_id(&state, id, 60_000, None).expect("init");
+            state.txns.add_partitions(&state, id, pid, epoch, &[("t".to_string(), partition)], ResponseError::ProducerFenced).expect("add");
+            producers.push((pid, epoch));
+        }
+        let refused = state.txns.verify_produce(producers[0].0, producers[0].1, "t", 1).map(|_| ()).expect_err("t-1 is not in a's transaction");
+        assert_eq!(refused.0, ResponseError::InvalidTxnState);
+
+        // Two appends to different partitions are under way at once.
+        let (a_held, a_done) = append_in_thread(&state, producers[0], 0);
+        a_held.recv_timeout(Duration::from_secs(5)).expect("a's append").expect("a's check");
+        let (b_held, b_done) = append_in_thread(&state, producers[1], 1);
+        b_held.recv_timeout(Duration::from_secs(5)).expect("b's append waited for a's").expect("b's check");
+
+        // b's commit (markers included) waits until neither append is under way.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s, (pid_b, epoch_b)) = (state.clone(), producers[1]);
+        std::thread::spawn(move || {
+            let _ = tx.send(s.txns.end(&s, "b", pid_b, epoch_b, true, ResponseError::ProducerFenced));
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the commit came between an append's check and its append");
+        a_done.send(()).expect("a");
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the commit came during b's append");
+        b_done.send(()).expect("b");
+        rx.recv_timeout(Duration::from_secs(10)).expect("the commit went on once the appends were done").expect("commit");
+        let after = state.txns.verify_produce(pid_b, epoch_b, "t", 1).map(|_| ()).expect_err("b's transaction is over");
+        assert_eq!(after.0, ResponseError::InvalidTxnState);
+    }
 }

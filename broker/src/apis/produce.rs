@@ -48,7 +48,8 @@ pub fn handle(state: &BrokerState, req: ProduceRequest, version: i16) -> Option<
                     }
                     let log_append_time = topic.as_ref().is_some_and(|t| t.log_append_time());
                     // A transactional batch must belong to its producer's open transaction; the
-                    // coordinator stays locked over the append, so no marker can come between.
+                    // coordinator's state stays shared over the append, so no marker can come
+                    // between (appends to other partitions go on meanwhile).
                     let transactional = match tern_kafka::batch::Batches::new(&records).next() {
                         Some(Ok((_, h))) if h.is_transactional() && !h.is_control() => Some(h),
                         _ => None,
