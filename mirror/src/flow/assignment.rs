@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tern_kafka::client::{TxnProducer, EARLIEST, LATEST};
 use tokio::sync::mpsc;
 
@@ -18,6 +19,10 @@ use super::runtime::*;
 use super::fetch::*;
 use super::produce::*;
 use super::progress::*;
+
+/// How many partitions' transactional producers an exactly-once worker initialises at once when
+/// it takes partitions on.
+const TXN_PRODUCERS_AT_ONCE: usize = 16;
 
 /// The partitions this worker owns in the current generation.
 #[derive(Default)]
@@ -37,8 +42,22 @@ impl Assigned {
         let mut on_target = None;
         let mut partitions = partitions;
         if rt.exactly_once() {
-            for tp in &partitions {
-                match rt.target.transactional_producer(&transactional_id(&rt.flow, tp), TRANSACTION_TIMEOUT).await {
+            // Several at once: each takes a few round trips to the target (and waits while the
+            // previous owner's open transaction is aborted), which on a far target, taken one
+            // partition after another, would hold up the assignment for as many partitions.
+            let producers = futures_util::stream::iter(partitions.clone())
+                .map(|tp| {
+                    let rt = rt.clone();
+                    async move {
+                        let producer = rt.target.transactional_producer(&transactional_id(&rt.flow, &tp), TRANSACTION_TIMEOUT).await;
+                        (tp, producer)
+                    }
+                })
+                .buffer_unordered(TXN_PRODUCERS_AT_ONCE)
+                .collect::<Vec<_>>()
+                .await;
+            for (tp, producer) in producers {
+                match producer {
                     Ok(p) => {
                         txns.insert(tp.clone(), p);
                     }
